@@ -1,0 +1,26 @@
+//! Cell-level search space of Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985, §3.1,
+//! §4.1.1, §4.3), following DARTS (H. Liu et al., ICLR 2019).
+//!
+//! - [`Primitive`]: the 8 candidate ops in α's column order.
+//! - [`ops`]: the ops as modules, in search-time and deployed definitions.
+//! - [`MixedOp`]: the softmax-weighted sum over an edge's ops.
+//! - [`SearchCell`]: a cell of B blocks built from mixed ops.
+//! - [`Alpha`]: the `[edges, 8]` architecture parameters shared by every cell.
+//! - [`Genotype`]: the decoded cell, and [`FixedCell`], the deployable cell built from it.
+
+pub mod alpha;
+pub mod cell;
+pub mod edges;
+pub mod fixed;
+pub mod genotype;
+pub mod mixed;
+pub mod ops;
+pub mod primitive;
+
+pub use alpha::Alpha;
+pub use cell::{SearchCell, SearchCellConfig};
+pub use fixed::{FixedCell, FixedCellConfig};
+pub use genotype::{CellEdge, Genotype, GenotypeError};
+pub use mixed::MixedOp;
+pub use ops::{Op, OpConfig, OpStyle, ReluConvBn};
+pub use primitive::{Primitive, UnknownPrimitive};

@@ -1,0 +1,211 @@
+//! The candidate operations as modules (paper §3.1, §4.1.1).
+//!
+//! Two definitions exist (see `../shared/docs/autodeeplab-facts.md` §2):
+//! - [`OpStyle::Search`], as in DARTS `operations.py` and the public PyTorch port, so that search
+//!   costs compare like for like: separable conv = (ReLU, depthwise kxk, pointwise 1x1, BN)
+//!   twice; atrous conv = ReLU, depthwise kxk with dilation 2, pointwise 1x1, BN; pooling
+//!   followed by BN; every BN without affine parameters.
+//! - [`OpStyle::Deployed`], as in the official TF `nas_cell.py`, the only way the paper's
+//!   parameter counts come out: BN with scale and offset, atrous conv = ReLU, FULL kxk conv with
+//!   dilation 2, BN; pooling without BN. With stride 2 (a cell moving one level coarser) atrous
+//!   convs resize bilinearly to half size and use rate 1, and skip becomes ReLU, 1x1 conv with
+//!   stride 2, BN, exactly as the TF code does.
+//!
+//! Convolutions have no bias. `none` builds no module at all: it contributes nothing.
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::ModuleT, Tensor};
+
+use crate::primitive::Primitive;
+
+/// Which definition of the ops to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpStyle {
+    /// DARTS definitions, BN without affine parameters (the search network).
+    Search,
+    /// Official TF definitions, BN with scale and offset (the retrained network).
+    Deployed,
+}
+
+impl OpStyle {
+    /// Whether batch norms of this style carry scale and offset.
+    pub fn affine(self) -> bool {
+        matches!(self, OpStyle::Deployed)
+    }
+}
+
+/// One step of an op's pipeline.
+#[derive(Debug)]
+enum Layer {
+    Relu,
+    Conv(nn::Conv2D),
+    BatchNorm(nn::BatchNorm),
+    MaxPool { stride: i64 },
+    AvgPool { stride: i64 },
+    /// Bilinear resize to `(n - 1) / 2 + 1` per side, corners aligned (DeepLab's halving).
+    HalveBilinear,
+}
+
+impl Layer {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self {
+            Layer::Relu => xs.relu(),
+            Layer::Conv(conv) => xs.apply(conv),
+            Layer::BatchNorm(bn) => xs.apply_t(bn, train),
+            Layer::MaxPool { stride } => xs.max_pool2d([3, 3], [*stride, *stride], [1, 1], [1, 1], false),
+            Layer::AvgPool { stride } => {
+                xs.avg_pool2d([3, 3], [*stride, *stride], [1, 1], false, false, None)
+            }
+            Layer::HalveBilinear => {
+                let (_, _, h, w) = xs.size4().expect("op input is [N, C, H, W]");
+                xs.upsample_bilinear2d([(h - 1) / 2 + 1, (w - 1) / 2 + 1], true, None, None)
+            }
+        }
+    }
+}
+
+/// Batch norm over `channels`, with scale and offset only when `affine`.
+pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
+    nn::batch_norm2d(p, channels, nn::BatchNormConfig { affine, ..Default::default() })
+}
+
+/// A bias-free 2-D convolution with "same" padding for odd kernels.
+fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, dilation: i64, groups: i64) -> nn::Conv2D {
+    let config = nn::ConvConfig {
+        stride,
+        padding: dilation * (kernel - 1) / 2,
+        dilation,
+        groups,
+        bias: false,
+        ..Default::default()
+    };
+    nn::conv2d(p, c_in, c_out, kernel, config)
+}
+
+/// ReLU, kxk convolution, BN: `[N, c_in, H, W] -> [N, c_out, H/stride, W/stride]`.
+/// Used for cell input preprocessing (1x1) and resampling between levels.
+#[derive(Debug)]
+pub struct ReluConvBn {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+}
+
+impl ReluConvBn {
+    /// Builds the block under `p` (`p / "conv"`, `p / "bn"`).
+    pub fn new(p: &nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, affine: bool) -> ReluConvBn {
+        ReluConvBn {
+            conv: conv(p / "conv", c_in, c_out, kernel, stride, 1, 1),
+            bn: batch_norm(p / "bn", c_out, affine),
+        }
+    }
+}
+
+impl ModuleT for ReluConvBn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.relu().apply(&self.conv).apply_t(&self.bn, train)
+    }
+}
+
+/// What to build for one edge: a primitive at a channel count, stride and style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpConfig {
+    /// The candidate operation.
+    pub primitive: Primitive,
+    /// Input and output channels C.
+    pub channels: i64,
+    /// 1, or 2 where a deployed cell moves one level coarser.
+    pub stride: i64,
+    /// Search-time or deployed definitions.
+    pub style: OpStyle,
+}
+
+impl OpConfig {
+    /// Builds the op under `p`; `None` for [`Primitive::None`], which computes nothing.
+    pub fn build(&self, p: &nn::Path) -> Option<Op> {
+        assert!(self.stride == 1 || self.stride == 2, "op stride must be 1 or 2, got {}", self.stride);
+        let c = self.channels;
+        let s = self.stride;
+        let affine = self.style.affine();
+        let sep = |k: i64| -> Vec<Layer> {
+            let mut layers = Vec::with_capacity(8);
+            for (i, stride) in [(1, s), (2, 1)] {
+                layers.push(Layer::Relu);
+                layers.push(Layer::Conv(conv(p / format!("dw{i}"), c, c, k, stride, 1, c)));
+                layers.push(Layer::Conv(conv(p / format!("pw{i}"), c, c, 1, 1, 1, 1)));
+                layers.push(Layer::BatchNorm(batch_norm(p / format!("bn{i}"), c, affine)));
+            }
+            layers
+        };
+        let atrous = |k: i64| -> Vec<Layer> {
+            match (self.style, s) {
+                (OpStyle::Search, _) => vec![
+                    Layer::Relu,
+                    Layer::Conv(conv(p / "dw", c, c, k, s, 2, c)),
+                    Layer::Conv(conv(p / "pw", c, c, 1, 1, 1, 1)),
+                    Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
+                ],
+                (OpStyle::Deployed, 1) => vec![
+                    Layer::Relu,
+                    Layer::Conv(conv(p / "conv", c, c, k, 1, 2, 1)),
+                    Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
+                ],
+                (OpStyle::Deployed, _) => vec![
+                    Layer::Relu,
+                    Layer::HalveBilinear,
+                    Layer::Conv(conv(p / "conv", c, c, k, 1, 1, 1)),
+                    Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
+                ],
+            }
+        };
+        let pool = |layer: Layer| -> Vec<Layer> {
+            match self.style {
+                OpStyle::Search => vec![layer, Layer::BatchNorm(batch_norm(p / "bn", c, affine))],
+                OpStyle::Deployed => vec![layer],
+            }
+        };
+        let layers = match self.primitive {
+            Primitive::None => return None,
+            Primitive::MaxPool3x3 => pool(Layer::MaxPool { stride: s }),
+            Primitive::AvgPool3x3 => pool(Layer::AvgPool { stride: s }),
+            Primitive::SkipConnect if s == 1 => Vec::new(),
+            Primitive::SkipConnect => vec![
+                Layer::Relu,
+                Layer::Conv(conv(p / "conv", c, c, 1, s, 1, 1)),
+                Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
+            ],
+            Primitive::SepConv3x3 => sep(3),
+            Primitive::SepConv5x5 => sep(5),
+            Primitive::DilConv3x3 => atrous(3),
+            Primitive::DilConv5x5 => atrous(5),
+        };
+        Some(Op { primitive: self.primitive, layers })
+    }
+}
+
+/// One built operation: `[N, C, H, W] -> [N, C, H', W']` with `H' = H` at stride 1 and
+/// `H' = (H - 1) / 2 + 1` at stride 2.
+#[derive(Debug)]
+pub struct Op {
+    primitive: Primitive,
+    layers: Vec<Layer>,
+}
+
+impl Op {
+    /// The primitive this op computes.
+    pub fn primitive(&self) -> Primitive {
+        self.primitive
+    }
+}
+
+impl ModuleT for Op {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self.layers.split_first() {
+            None => xs.shallow_clone(),
+            Some((first, rest)) => {
+                rest.iter().fold(first.forward_t(xs, train), |acc, layer| layer.forward_t(&acc, train))
+            }
+        }
+    }
+}

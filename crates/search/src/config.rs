@@ -1,0 +1,119 @@
+//! Layered configuration: built-in defaults, then a TOML file, then `--set key=value`
+//! overrides from the command line (as in mmsegmentation's and burn's layered configs).
+//!
+//! Config structs are serde structs with `#[serde(deny_unknown_fields, default)]`, so a file
+//! only names what it changes, and an unknown key or a bad value is an error that names the
+//! key (`cell.blocks`) and where it came from (the file, or the override).
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The config file is not valid TOML.
+    #[error("config file {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A key is unknown or its value has the wrong type or range.
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid { origin: String, key: String, message: String },
+    /// A `--set` argument that is not `key=value` with a dotted key.
+    #[error("--set {arg}: {reason}")]
+    BadOverride { arg: String, reason: String },
+}
+
+/// Loads a `T` from its defaults, the TOML file `file` (if any) and `overrides` of the form
+/// `dotted.key=value` (the value read as a TOML value, else as a string), in that order.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError> {
+    let mut table = match file {
+        None => toml::Table::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?
+        }
+    };
+    if let Some(path) = file {
+        // Check the file on its own first, so that its errors name the file.
+        deserialize::<T>(&table, &path.display().to_string())?;
+    }
+    if overrides.is_empty() {
+        return deserialize(&table, "defaults");
+    }
+    for arg in overrides {
+        apply_override(&mut table, arg)?;
+    }
+    deserialize(&table, &format!("--set {}", overrides.join(" --set ")))
+}
+
+fn deserialize<T: DeserializeOwned>(table: &toml::Table, origin: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Invalid { origin: origin.to_owned(), key, message: e.into_inner().to_string() }
+    })
+}
+
+/// Sets `key=value` in `table`, creating intermediate tables.
+fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::BadOverride { arg: arg.to_owned(), reason };
+    let (key, raw) = arg.split_once('=').ok_or_else(|| bad("expected key=value".into()))?;
+    let segments: Vec<&str> = key.trim().split('.').collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    {
+        return Err(bad(format!("`{key}` is not a dotted key such as `cell.blocks`")));
+    }
+    let value = parse_value(raw.trim());
+    let (last, parents) = segments.split_last().expect("split yields at least one segment");
+    let mut current = table;
+    for (depth, segment) in parents.iter().enumerate() {
+        let entry = current
+            .entry(segment.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(bad(format!("`{}` is a value, not a table", segments[..=depth].join(".")))),
+        };
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// A TOML value (`3`, `0.5`, `true`, `[1, 2]`, `"x"`), or else the raw text as a string.
+fn parse_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_typed_when_they_parse() {
+        assert_eq!(parse_value("3"), toml::Value::Integer(3));
+        assert_eq!(parse_value("true"), toml::Value::Boolean(true));
+        assert_eq!(parse_value("data/city"), toml::Value::String("data/city".into()));
+        assert_eq!(parse_value("\"7\""), toml::Value::String("7".into()));
+    }
+
+    #[test]
+    fn overrides_create_tables_and_refuse_to_descend_into_values() {
+        let mut table = toml::Table::new();
+        apply_override(&mut table, "a.b.c=1").unwrap();
+        assert_eq!(table["a"]["b"]["c"].as_integer(), Some(1));
+        let err = apply_override(&mut table, "a.b.c.d=2").unwrap_err();
+        assert!(err.to_string().contains("`a.b.c` is a value"), "{err}");
+        assert!(apply_override(&mut table, "novalue").is_err());
+        assert!(apply_override(&mut table, "a..b=1").is_err());
+    }
+}

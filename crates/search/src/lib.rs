@@ -1,0 +1,8 @@
+//! Library side of the `search` binary (Auto-DeepLab, C. Liu et al., CVPR 2019): configuration
+//! loading, device choice, the environment report and the cell smoke pass. `main.rs` holds
+//! the command-line interface.
+
+pub mod config;
+pub mod device;
+pub mod env;
+pub mod smoke;

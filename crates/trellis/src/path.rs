@@ -1,0 +1,107 @@
+//! The network-level path: one level per layer (paper §3.2, §4.3).
+//!
+//! Level 0..3 = downsample rate 4, 8, 16, 32. The stem leaves the image at level 0; each layer
+//! moves at most one level from the previous one, so layer 0 can be at level 0 or 1.
+
+use serde::{Deserialize, Serialize};
+
+/// Number of levels (downsample rates 4, 8, 16, 32).
+pub const NUM_LEVELS: usize = 4;
+
+/// Why a path was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// A path without layers.
+    #[error("a network path needs at least one layer, got none")]
+    Empty,
+    /// A level outside 0..=3.
+    #[error("layer {layer}: level {level} does not exist (levels are 0..=3, downsample rate 4, 8, 16, 32)")]
+    LevelOutOfRange { layer: usize, level: u8 },
+    /// A move of more than one level between consecutive layers (or from the stem, at level 0).
+    #[error("layer {layer}: moves from level {from} to level {to}; a layer moves at most one level (the stem is at level 0)")]
+    Jump { layer: usize, from: u8, to: u8 },
+    /// The path has a different number of layers than the network.
+    #[error("the network path has {found} layers, the network expects {expected}")]
+    WrongLength { expected: usize, found: usize },
+}
+
+/// A valid path through the trellis: one level per layer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<u8>", into = "Vec<u8>")]
+pub struct NetworkPath {
+    levels: Vec<u8>,
+}
+
+impl NetworkPath {
+    /// Validates `levels` (see the module documentation).
+    pub fn new(levels: Vec<u8>) -> Result<NetworkPath, PathError> {
+        if levels.is_empty() {
+            return Err(PathError::Empty);
+        }
+        let mut from = 0u8;
+        for (layer, &to) in levels.iter().enumerate() {
+            if to as usize >= NUM_LEVELS {
+                return Err(PathError::LevelOutOfRange { layer, level: to });
+            }
+            if from.abs_diff(to) > 1 {
+                return Err(PathError::Jump { layer, from, to });
+            }
+            from = to;
+        }
+        Ok(NetworkPath { levels })
+    }
+
+    /// The path found by Auto-DeepLab on Cityscapes (paper Fig. 3; facts §6).
+    pub fn paper() -> NetworkPath {
+        NetworkPath::new(vec![0, 0, 0, 1, 2, 1, 2, 2, 3, 3, 2, 1]).expect("the paper's path is valid")
+    }
+
+    /// One level per layer.
+    pub fn levels(&self) -> &[u8] {
+        &self.levels
+    }
+
+    /// Number of layers L.
+    pub fn num_layers(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Errors unless the path has exactly `expected` layers.
+    pub fn check_layers(&self, expected: usize) -> Result<(), PathError> {
+        if self.levels.len() == expected {
+            Ok(())
+        } else {
+            Err(PathError::WrongLength { expected, found: self.levels.len() })
+        }
+    }
+}
+
+impl TryFrom<Vec<u8>> for NetworkPath {
+    type Error = PathError;
+
+    fn try_from(levels: Vec<u8>) -> Result<Self, Self::Error> {
+        NetworkPath::new(levels)
+    }
+}
+
+impl From<NetworkPath> for Vec<u8> {
+    fn from(path: NetworkPath) -> Self {
+        path.levels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_and_invalid_paths() {
+        assert_eq!(NetworkPath::paper().num_layers(), 12);
+        assert_eq!(NetworkPath::paper().levels().last(), Some(&1));
+        assert_eq!(NetworkPath::new(vec![]), Err(PathError::Empty));
+        assert_eq!(NetworkPath::new(vec![2]), Err(PathError::Jump { layer: 0, from: 0, to: 2 }));
+        assert_eq!(NetworkPath::new(vec![1, 2, 0]), Err(PathError::Jump { layer: 2, from: 2, to: 0 }));
+        assert_eq!(NetworkPath::new(vec![0, 1, 2, 3, 4]), Err(PathError::LevelOutOfRange { layer: 4, level: 4 }));
+        assert_eq!(NetworkPath::paper().check_layers(8), Err(PathError::WrongLength { expected: 8, found: 12 }));
+    }
+}
