@@ -1,0 +1,256 @@
+//! The cell-level search space on the CPU with small C and crops: ops, mixed op, search cell,
+//! α and the fixed cell (paper §3.1, §4.3; facts §2, §6).
+
+mod common;
+
+use cell::edges::{edge_index, num_edges};
+use cell::{Alpha, CellEdge, FixedCellConfig, Genotype, MixedOp, OpConfig, OpStyle, Primitive, SearchCellConfig};
+use common::{has_useful_gradient, max_abs_diff, trainable_numel};
+use tch::nn::ModuleT;
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+const C: i64 = 4;
+
+fn input(n: i64, c: i64, h: i64, w: i64) -> Tensor {
+    Tensor::randn([n, c, h, w], (Kind::Float, Device::Cpu))
+}
+
+#[test]
+fn every_op_keeps_the_shape_and_none_builds_nothing() {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    for style in [OpStyle::Search, OpStyle::Deployed] {
+        for (h, w) in [(9, 9), (8, 12)] {
+            let x = input(2, C, h, w);
+            for p in Primitive::ALL {
+                let op = OpConfig { primitive: p, channels: C, stride: 1, style }.build(&(vs.root() / format!("{style:?}{h}") / p.name()));
+                match p {
+                    Primitive::None => assert!(op.is_none(), "`none` must not build a module"),
+                    _ => {
+                        let y = op.unwrap().forward_t(&x, true);
+                        assert_eq!(y.size(), [2, C, h, w], "{p} ({style:?}) at {h}x{w}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn deployed_ops_at_stride_two_halve_the_resolution_the_deeplab_way() {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    // 2^k * n + 1 sizes map to (n - 1) / 2 + 1; even sizes to n / 2.
+    for (h, expected) in [(17, 9), (16, 8)] {
+        let x = input(1, C, h, h);
+        for p in Primitive::ALL.into_iter().filter(|p| *p != Primitive::None) {
+            let op = OpConfig { primitive: p, channels: C, stride: 2, style: OpStyle::Deployed }
+                .build(&(vs.root() / format!("s{h}") / p.name()))
+                .unwrap();
+            assert_eq!(op.forward_t(&x, true).size(), [1, C, expected, expected], "{p} at {h}");
+        }
+    }
+}
+
+#[test]
+fn op_parameter_counts_follow_the_two_definitions() {
+    let count = |p: Primitive, style| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        OpConfig { primitive: p, channels: C, stride: 1, style }.build(&vs.root());
+        trainable_numel(&vs)
+    };
+    let c = C;
+    // Search: BN without affine parameters; atrous = depthwise + pointwise.
+    assert_eq!(count(Primitive::SepConv3x3, OpStyle::Search), 2 * (9 * c + c * c));
+    assert_eq!(count(Primitive::DilConv5x5, OpStyle::Search), 25 * c + c * c);
+    assert_eq!(count(Primitive::MaxPool3x3, OpStyle::Search), 0);
+    // Deployed: BN scale and offset; atrous = full convolution.
+    assert_eq!(count(Primitive::SepConv5x5, OpStyle::Deployed), 2 * (25 * c + c * c + 2 * c));
+    assert_eq!(count(Primitive::DilConv3x3, OpStyle::Deployed), 9 * c * c + 2 * c);
+    assert_eq!(count(Primitive::AvgPool3x3, OpStyle::Deployed), 0);
+    assert_eq!(count(Primitive::SkipConnect, OpStyle::Deployed), 0);
+}
+
+#[test]
+fn mixed_op_is_the_weighted_sum_of_its_ops_and_ignores_none() {
+    let x = input(2, C, 7, 7);
+    tch::manual_seed(7);
+    let vs_mixed = nn::VarStore::new(Device::Cpu);
+    let mixed = MixedOp::new(&(vs_mixed.root() / "edge"), C);
+    // The same ops built one by one from the same random stream.
+    tch::manual_seed(7);
+    let vs_ops = nn::VarStore::new(Device::Cpu);
+    let ops: Vec<_> = Primitive::ALL
+        .iter()
+        .filter_map(|&p| {
+            OpConfig { primitive: p, channels: C, stride: 1, style: OpStyle::Search }.build(&(vs_ops.root() / "edge" / p.name()))
+        })
+        .collect();
+    assert_eq!(ops.len(), 7);
+    assert_eq!(trainable_numel(&vs_mixed), trainable_numel(&vs_ops));
+
+    let weights = Tensor::from_slice(&[0.3f32, 0.05, 0.1, 0.15, 0.1, 0.05, 0.2, 0.05]);
+    let by_hand = ops
+        .iter()
+        .map(|op| op.forward_t(&x, false) * f64::try_from(weights.get(op.primitive().index() as i64)).unwrap())
+        .reduce(|a, b| a + b)
+        .unwrap();
+    let mixed_out = mixed.forward_t(&x, &weights, false);
+    assert!(max_abs_diff(&mixed_out, &by_hand) < 1e-5, "mixed op differs from the weighted sum");
+
+    // `none` contributes nothing: changing its weight alone leaves the output as it is.
+    let other_none = Tensor::from_slice(&[0.9f32, 0.05, 0.1, 0.15, 0.1, 0.05, 0.2, 0.05]);
+    assert!(max_abs_diff(&mixed.forward_t(&x, &other_none, false), &mixed_out) < 1e-6);
+    // ...while any other weight matters.
+    let other_skip = Tensor::from_slice(&[0.3f32, 0.05, 0.1, 0.45, 0.1, 0.05, 0.2, 0.05]);
+    assert!(max_abs_diff(&mixed.forward_t(&x, &other_skip, false), &mixed_out) > 1e-3);
+}
+
+fn search_cell_case(blocks: usize, with_prev_prev: bool, size: i64) {
+    tch::manual_seed(1);
+    let weights = nn::VarStore::new(Device::Cpu);
+    let arch = nn::VarStore::new(Device::Cpu);
+    let alpha = Alpha::new(&arch.root(), blocks);
+    assert_eq!(alpha.logits().size(), [num_edges(blocks) as i64, 8]);
+    let config = SearchCellConfig {
+        blocks,
+        channels: C,
+        prev_prev_channels: with_prev_prev.then_some(6),
+        prev_channels: 10,
+    };
+    let cell = config.build(&(weights.root() / "cell"));
+    let prev_prev = input(2, 6, size, size);
+    let prev = input(2, 10, size, size);
+    let out = cell.forward_t(with_prev_prev.then_some(&prev_prev), &prev, &alpha.weights(), true);
+    assert_eq!(out.size(), [2, blocks as i64 * C, size, size]);
+
+    let classifier = nn::conv2d(weights.root() / "head", blocks as i64 * C, 3, 1, Default::default());
+    let labels = Tensor::randint(3, [2, size, size], (Kind::Int64, Device::Cpu));
+    let loss = out.apply(&classifier).cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0);
+    assert!(f64::try_from(&loss).unwrap().is_finite());
+    loss.backward();
+
+    // The two stores are disjoint: α only in the architecture store.
+    assert_eq!(arch.trainable_variables().len(), 1);
+    assert!(weights.variables().keys().all(|k| !k.contains("alpha")));
+    for (name, t) in weights.variables() {
+        if t.requires_grad() {
+            assert!(has_useful_gradient(&t), "weight {name} got no finite non-zero gradient");
+        }
+    }
+    let alpha_grad = alpha.logits().grad();
+    assert!(bool::try_from(alpha_grad.isfinite().all()).unwrap());
+    for block in 0..blocks {
+        for input in 0..block + 2 {
+            let row_norm = f64::try_from(alpha_grad.get(edge_index(block, input) as i64).norm()).unwrap();
+            if input == 0 && !with_prev_prev {
+                assert_eq!(row_norm, 0.0, "edge from the absent H^(l-2) into block {block} must drop out");
+            } else {
+                assert!(row_norm > 0.0, "α row of block {block} input {input} got no gradient");
+            }
+        }
+    }
+}
+
+#[test]
+fn search_cell_shapes_and_gradients_five_blocks() {
+    search_cell_case(5, true, 8);
+}
+
+#[test]
+fn search_cell_without_prev_prev_drops_its_edges() {
+    search_cell_case(3, false, 9);
+    // Fewer weights: no preprocessing of H^(l-2) and no mixed ops on its edges.
+    let count = |pp| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        SearchCellConfig { blocks: 3, channels: C, prev_prev_channels: pp, prev_channels: C }.build(&vs.root());
+        vs.variables().len()
+    };
+    assert!(count(None) < count(Some(C)));
+}
+
+#[test]
+fn search_cell_with_one_block() {
+    search_cell_case(1, true, 5);
+}
+
+fn paper_cell(channels: i64, prev_prev_channels: i64, prev_channels: i64, stride: i64) -> (nn::VarStore, cell::FixedCell) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cell = FixedCellConfig { genotype: Genotype::paper(), channels, prev_prev_channels, prev_channels, stride }.build(&(vs.root() / "cell"));
+    (vs, cell)
+}
+
+#[test]
+fn fixed_cell_of_the_paper_genotype_has_the_expected_structure() {
+    use Primitive::*;
+    let (c, cp, cpp) = (8i64, 40i64, 20i64);
+    let (vs, cell) = paper_cell(c, cpp, cp, 1);
+    assert_eq!(
+        cell.edges(),
+        [
+            (0, 0, DilConv5x5),
+            (0, 1, SepConv3x3),
+            (1, 0, SepConv3x3),
+            (1, 1, DilConv3x3),
+            (2, 0, SepConv3x3),
+            (2, 3, SepConv3x3),
+            (3, 2, SepConv5x5),
+            (3, 4, SepConv5x5),
+            (4, 3, SepConv5x5),
+            (4, 5, DilConv5x5),
+        ]
+    );
+    assert!(cell.preprocesses_prev_prev());
+    // Parameters by hand, deployed definitions (BN scale + offset = 2C per BN).
+    let bn = 2 * c;
+    let sep = |k: i64| 2 * (k * k * c + c * c + bn);
+    let atrous = |k: i64| k * k * c * c + bn;
+    let preprocess = (cp * c + bn) + (cpp * c + bn);
+    let ops = 2 * atrous(5) + atrous(3) + 4 * sep(3) + 3 * sep(5);
+    assert_eq!(trainable_numel(&vs), preprocess + ops);
+
+    // H^(l-2) with C channels is used as it is, without its own 1x1 conv.
+    let (vs_same, same) = paper_cell(c, c, cp, 1);
+    assert!(!same.preprocesses_prev_prev());
+    assert_eq!(trainable_numel(&vs_same), preprocess - (cpp * c + bn) + ops);
+}
+
+#[test]
+fn fixed_cell_forward_backward_at_both_strides() {
+    tch::manual_seed(3);
+    for (stride, h, out_h) in [(1, 9, 9), (2, 9, 5), (2, 17, 9)] {
+        let (vs, cell) = paper_cell(4, 6, 10, stride);
+        // H^(l-2) at a finer level than H^(l-1) gets resized to H^(l-1)'s size.
+        let prev_prev = input(2, 6, 2 * h - 1, 2 * h - 1);
+        let prev = input(2, 10, h, h);
+        let out = cell.forward_t(&prev_prev, &prev, true);
+        assert_eq!(out.size(), [2, 5 * 4, out_h, out_h], "stride {stride} at {h}");
+        out.square().mean(Kind::Float).backward();
+        for (name, t) in vs.trainable_variables().iter().enumerate() {
+            assert!(has_useful_gradient(t), "fixed cell parameter #{name} got no gradient at stride {stride}");
+        }
+    }
+}
+
+#[test]
+fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
+    // Parameter-free ops, so that only the wiring differs between the builds.
+    let e = |input, op| CellEdge { input, op };
+    let build = |blocks: Vec<[CellEdge; 2]>| {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let config = FixedCellConfig { genotype: Genotype::new(blocks).unwrap(), channels: C, prev_prev_channels: 6, prev_channels: 6, stride: 1 };
+        let cell = config.build(&vs.root());
+        (vs, cell)
+    };
+    use Primitive::*;
+    let (_a, listed) = build(vec![[e(0, MaxPool3x3), e(1, SkipConnect)], [e(2, AvgPool3x3), e(0, SkipConnect)]]);
+    let (_b, swapped) = build(vec![[e(1, SkipConnect), e(0, MaxPool3x3)], [e(0, SkipConnect), e(2, AvgPool3x3)]]);
+    let (_c, rewired) = build(vec![[e(1, MaxPool3x3), e(0, SkipConnect)], [e(2, AvgPool3x3), e(0, SkipConnect)]]);
+    tch::manual_seed(6);
+    let prev_prev = input(1, 6, 7, 7);
+    let prev = input(1, 6, 7, 7);
+    let out = listed.forward_t(&prev_prev, &prev, false);
+    assert!(max_abs_diff(&out, &swapped.forward_t(&prev_prev, &prev, false)) < 1e-6);
+    assert!(max_abs_diff(&out, &rewired.forward_t(&prev_prev, &prev, false)) > 1e-3);
+}

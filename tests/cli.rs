@@ -1,0 +1,72 @@
+//! The built `search` binary: it runs without LD_LIBRARY_PATH, keeps libtorch_cuda linked,
+//! reports its environment and passes the demo's cell check.
+
+use std::process::Command;
+
+fn search() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_search"));
+    // The binary must find libtorch through its rpath alone.
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
+}
+
+#[test]
+fn env_json_reports_the_linked_libtorch() {
+    let out = search().args(["env", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tch_version"], "0.26.0");
+    assert!(report["libtorch_version"].as_str().unwrap().starts_with("2.13.0"), "{report}");
+    for key in ["cuda_available", "cudnn_available"] {
+        assert!(report[key].is_boolean(), "{key} in {report}");
+    }
+    assert!(report["cuda_device_count"].as_i64().unwrap() >= 0);
+    assert!(report["threads"].as_i64().unwrap() >= 1);
+    if report["cuda_available"] == true {
+        assert!(report["cuda_device_count"].as_i64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn threads_flag_reaches_torch() {
+    let out = search().args(["--threads", "1", "env", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["threads"], 1);
+}
+
+#[test]
+fn libtorch_cuda_stays_linked_when_libtorch_has_it() {
+    let lib = std::path::Path::new(env!("ADL_LIBTORCH_LIB"));
+    if !lib.join("libtorch_cuda.so").exists() {
+        eprintln!("this libtorch has no libtorch_cuda.so (a CPU-only build): nothing to check");
+        return;
+    }
+    let out = Command::new("ldd").arg(env!("CARGO_BIN_EXE_search")).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("libtorch_cuda.so => "), "ldd does not list libtorch_cuda.so:\n{text}");
+    assert!(!text.contains("not found"), "unresolved libraries:\n{text}");
+}
+
+#[test]
+fn demo_runs_the_cell_check() {
+    let out = search()
+        .args(["--threads", "1", "demo", "--device", "cpu", "--json", "--set", "blocks=3", "--set", "size=8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cell"]["cell_output"], serde_json::json!([2, 12, 8, 8]));
+    assert_eq!(report["cell"]["weight_tensors"], report["cell"]["weight_tensors_with_gradient"]);
+    assert_eq!(report["cell"]["genotype"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn demo_names_a_bad_key() {
+    let out = search().args(["demo", "--set", "blokcs=3"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("blokcs"), "{err}");
+    let out = search().args(["demo", "--config", "/nonexistent/demo.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/demo.toml"));
+}

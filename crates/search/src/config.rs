@@ -54,7 +54,10 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> R
 fn deserialize<T: DeserializeOwned>(table: &toml::Table, origin: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
         let key = e.path().to_string();
-        ConfigError::Invalid { origin: origin.to_owned(), key, message: e.into_inner().to_string() }
+        // toml appends its own "in `key`" line; the key is already in our message.
+        let message = e.into_inner().to_string();
+        let message = message.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("in `"));
+        ConfigError::Invalid { origin: origin.to_owned(), key, message: message.collect::<Vec<_>>().join(" ") }
     })
 }
 
