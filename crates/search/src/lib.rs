@@ -2,6 +2,7 @@
 //! loading, device choice, the environment report and the cell smoke pass. `main.rs` holds
 //! the command-line interface.
 
+pub mod bench_data;
 pub mod config;
 pub mod device;
 pub mod env;

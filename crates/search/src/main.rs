@@ -1,7 +1,9 @@
 //! `search`: Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985) from the command line.
 //!
-//! For now: `search env` (what libtorch this build uses and sees) and `search demo` (set-up
-//! check: the environment, then a tiny search-cell forward/backward and decode). The search,
+//! For now: `search env` (what libtorch this build uses and sees), `search demo` (set-up
+//! check: the environment, then a tiny search-cell forward/backward and decode), `search synth`
+//! (the synthetic data set), `search eval --pred` (the Cityscapes metric on a folder of
+//! predictions) and `search bench-data` (loader throughput). The search,
 //! decode, retrain, eval and predict commands arrive with the later issues.
 
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use search::config;
 use search::device::DeviceChoice;
 use search::env::EnvReport;
 use search::smoke::{self, SmokeConfig};
+use seg::data::{Annotation, SynthConfig, TransformConfig};
 use tracing::info;
 
 #[derive(Parser)]
@@ -35,6 +38,93 @@ enum Command {
     /// Check a fresh set-up: print the environment, then run a tiny search cell forward and
     /// backward and decode its α.
     Demo(DemoArgs),
+    /// Generate the synthetic street-scene data set in the Cityscapes layout and encoding.
+    Synth(SynthArgs),
+    /// Evaluate predictions with the Cityscapes pixel-level metric (per-class IoU, mIoU).
+    Eval(EvalArgs),
+    /// Measure the data loader's images/s on 2048x1024 PNGs at half resolution.
+    BenchData(BenchDataArgs),
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Output folder (gets leftImg8bit/ and gtFine/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of training images.
+    #[arg(long, default_value_t = 64)]
+    train: usize,
+    /// Number of validation images.
+    #[arg(long, default_value_t = 16)]
+    val: usize,
+    /// Image size as WIDTHxHEIGHT.
+    #[arg(long, default_value = "256x128", value_parser = parse_size)]
+    size: (u32, u32),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Folder of predicted label-id PNGs in the Cityscapes results format (one single-channel
+    /// PNG per image, named with its <city>_<seq>_<frame> prefix; searched recursively).
+    #[arg(long)]
+    pred: PathBuf,
+    /// Data set root (holding leftImg8bit/ and gtFine/).
+    #[arg(long)]
+    data: PathBuf,
+    /// Split to evaluate.
+    #[arg(long, default_value = "val")]
+    split: String,
+    /// Use the coarse annotations (gtCoarse/) as ground truth.
+    #[arg(long)]
+    coarse: bool,
+    /// Also write the scores as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchDataArgs {
+    /// Data set root to read (its train split); default: generate synthetic images into a
+    /// temporary folder.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Synthetic images to generate when --data is not given.
+    #[arg(long, default_value_t = 16)]
+    images: usize,
+    /// Size of the generated images, WIDTHxHEIGHT.
+    #[arg(long, default_value = "2048x1024", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Worker counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    /// Batches prepared ahead.
+    #[arg(long, default_value_t = 4)]
+    prefetch: usize,
+    /// Square crop size.
+    #[arg(long, default_value_t = 321)]
+    crop: u32,
+    /// Resize factor applied before cropping (0.5 = half resolution).
+    #[arg(long, default_value_t = 0.5)]
+    base_scale: f32,
+    /// Epochs over the images per measurement.
+    #[arg(long, default_value_t = 2)]
+    epochs: u64,
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((w, h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(format!("`{text}` is not WIDTHxHEIGHT with positive numbers, e.g. 2048x1024")),
+    }
 }
 
 #[derive(Args)]
@@ -76,6 +166,9 @@ fn main() -> Result<()> {
             }
         }
         Command::Demo(args) => demo(args)?,
+        Command::Synth(args) => synth(args)?,
+        Command::Eval(args) => eval(args)?,
+        Command::BenchData(args) => bench_data(args)?,
     }
     Ok(())
 }
@@ -116,4 +209,59 @@ fn demo(args: DemoArgs) -> Result<()> {
         println!("decoded cell: {}", serde_json::to_string(&report.genotype)?);
     }
     Ok(())
+}
+
+fn synth(args: SynthArgs) -> Result<()> {
+    let (width, height) = args.size;
+    let config = SynthConfig { seed: args.seed, train: args.train, val: args.val, width, height };
+    let start = std::time::Instant::now();
+    let written = seg::data::generate(&args.out, &config).with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;
+    info!(images = written.len(), seconds = start.elapsed().as_secs_f64(), "synthetic data set written");
+    println!("wrote {} train and {} val images of {width}x{height} to {}", args.train, args.val, args.out.display());
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let annotation = if args.coarse { Annotation::Coarse } else { Annotation::Fine };
+    let result = seg::eval::evaluate_folder(&args.pred, &args.data, &args.split, annotation)
+        .with_context(|| format!("evaluating {} against {} ({})", args.pred.display(), args.data.display(), args.split))?;
+    print!("{}", result.scores.to_table());
+    println!("{} images", result.images);
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({"images": result.images, "split": args.split, "scores": result.scores, "confusion_counts": result.counts});
+        write_atomic(path, &(serde_json::to_string_pretty(&json)? + "\n"))?;
+    }
+    Ok(())
+}
+
+fn bench_data(args: BenchDataArgs) -> Result<()> {
+    let transform = TransformConfig { base_scale: args.base_scale, crop: [args.crop, args.crop], ..TransformConfig::default() };
+    let temp;
+    let root = match &args.data {
+        Some(root) => root.clone(),
+        None => {
+            temp = std::env::temp_dir().join(format!("adl-bench-data-{}", std::process::id()));
+            let (width, height) = args.size;
+            let config = SynthConfig { seed: 0, train: args.images, val: 0, width, height };
+            info!(images = args.images, width, height, "generating benchmark images");
+            seg::data::generate(&temp, &config).context("generating benchmark images")?;
+            temp.clone()
+        }
+    };
+    let results = search::bench_data::measure(&root, &transform, args.batch, args.prefetch, &args.workers, args.epochs);
+    if args.data.is_none() {
+        std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
+    }
+    for result in results? {
+        println!("{}", serde_json::to_string(&result)?);
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -1,4 +1,18 @@
-//! Segmentation parts of Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985, §3.2, §5):
-//! ASPP and DeepLabv3+ heads, Cityscapes and synthetic data, metrics and palette.
-//!
-//! Empty for now: its contents arrive with the seg issue.
+//! Segmentation parts of Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985, §3.2, §4.2,
+//! §5): the Cityscapes label table, Cityscapes and synthetic data with transforms and a parallel
+//! loader, the search and deployed ASPP heads, the DeepLabv3+ decoder, the Cityscapes metric and
+//! the palette for writing predictions.
+
+pub mod aspp;
+pub mod conv;
+pub mod data;
+pub mod decoder;
+pub mod eval;
+pub mod labels;
+pub mod metrics;
+pub mod palette;
+pub mod png;
+
+pub use aspp::{Aspp, AsppConfig, SearchAspp, SearchAsppConfig};
+pub use decoder::{Decoder, DecoderConfig};
+pub use metrics::{ConfusionMatrix, Scores};

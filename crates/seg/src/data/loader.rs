@@ -1,0 +1,237 @@
+//! The batch loader: samples decoded and transformed in parallel on a rayon pool into plain
+//! buffers, batches assembled ahead of the training loop on a bounded queue.
+//!
+//! Every sample draws its augmentation from its own ChaCha8 stream, seeded from (seed, epoch,
+//! position in the epoch), and the epoch's order from (seed, epoch): a seed gives the same
+//! batches whatever the worker count. Tensors are built on the consuming thread
+//! ([`Batch::to_tensors`]) because `Tensor` is not `Sync`.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::cityscapes::{read_sample, SampleRef};
+use super::error::DataError;
+use super::transform::{eval_example, train_example, Example, TransformConfig};
+
+/// How batches are drawn and how many workers prepare them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoaderConfig {
+    /// Examples per batch.
+    pub batch: usize,
+    /// Threads decoding and transforming samples.
+    pub workers: usize,
+    /// Batches prepared ahead of the consumer (the queue's bound).
+    pub prefetch: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig { batch: 2, workers: 2, prefetch: 4 }
+    }
+}
+
+/// Training (shuffled, random transforms, incomplete last batch dropped) or evaluation (in
+/// order, fixed transforms, every sample).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Why a loader cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// Fewer training samples than one batch.
+    #[error("the data set has {samples} samples, fewer than one batch of {batch}")]
+    TooSmall { samples: usize, batch: usize },
+    /// A loader setting out of range.
+    #[error("loader key `{key}`: must be at least 1, got 0")]
+    Zero { key: &'static str },
+    /// The transform configuration is invalid.
+    #[error(transparent)]
+    Transform(#[from] super::transform::TransformError),
+    /// The worker pool could not be started.
+    #[error("cannot start the loader's worker threads: {0}")]
+    Pool(String),
+}
+
+/// A batch as plain buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub ids: Vec<String>,
+    pub height: u32,
+    pub width: u32,
+    /// `[N, 3, H, W]` normalised floats.
+    pub images: Vec<f32>,
+    /// `[N, H, W]` train ids.
+    pub labels: Vec<u8>,
+}
+
+impl Batch {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the batch is empty (never, for batches a loader yields).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Images `[N, 3, H, W]` float and labels `[N, H, W]` int64 on `device`.
+    pub fn to_tensors(&self, device: Device) -> (Tensor, Tensor) {
+        let (n, h, w) = (self.len() as i64, self.height as i64, self.width as i64);
+        let images = Tensor::from_slice(&self.images).view([n, 3, h, w]).to_device(device);
+        let labels = Tensor::from_slice(&self.labels).view([n, h, w]).to_device(device).to_kind(Kind::Int64);
+        (images, labels)
+    }
+
+    fn collate(examples: Vec<Example>) -> Result<Batch, DataError> {
+        let (height, width) = (examples[0].height, examples[0].width);
+        if let Some(odd) = examples.iter().find(|e| (e.height, e.width) != (height, width)) {
+            return Err(DataError::Decode {
+                path: odd.id.clone().into(),
+                message: format!(
+                    "is {}x{} after transforms but its batch is {width}x{height}; use batch 1 for images of different sizes",
+                    odd.width, odd.height
+                ),
+            });
+        }
+        let mut batch = Batch { ids: Vec::new(), height, width, images: Vec::new(), labels: Vec::new() };
+        for e in examples {
+            batch.ids.push(e.id);
+            batch.images.extend_from_slice(&e.image);
+            batch.labels.extend_from_slice(&e.label);
+        }
+        Ok(batch)
+    }
+}
+
+/// A loader over a fixed list of samples.
+pub struct Loader {
+    samples: Arc<Vec<SampleRef>>,
+    transform: Arc<TransformConfig>,
+    config: LoaderConfig,
+    mode: Mode,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl Loader {
+    /// Checks the settings and starts the worker pool.
+    pub fn new(samples: Vec<SampleRef>, transform: TransformConfig, config: LoaderConfig, mode: Mode) -> Result<Loader, LoaderError> {
+        for (key, value) in [("batch", config.batch), ("workers", config.workers), ("prefetch", config.prefetch)] {
+            if value == 0 {
+                return Err(LoaderError::Zero { key });
+            }
+        }
+        transform.validate()?;
+        if mode == Mode::Train && samples.len() < config.batch {
+            return Err(LoaderError::TooSmall { samples: samples.len(), batch: config.batch });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.workers)
+            .thread_name(|i| format!("loader-{i}"))
+            .build()
+            .map_err(|e| LoaderError::Pool(e.to_string()))?;
+        Ok(Loader { samples: Arc::new(samples), transform: Arc::new(transform), config, mode, pool: Arc::new(pool) })
+    }
+
+    /// Number of batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        match self.mode {
+            Mode::Train => self.samples.len() / self.config.batch,
+            Mode::Eval => self.samples.len().div_ceil(self.config.batch),
+        }
+    }
+
+    /// Starts preparing epoch `epoch` on a background thread; iterate to receive its batches.
+    pub fn epoch(&self, seed: u64, epoch: u64) -> EpochBatches {
+        let (tx, rx) = sync_channel(self.config.prefetch);
+        let samples = Arc::clone(&self.samples);
+        let transform = Arc::clone(&self.transform);
+        let pool = Arc::clone(&self.pool);
+        let (mode, batch, workers) = (self.mode, self.config.batch, self.config.workers);
+        let batches = self.batches_per_epoch();
+        let producer = std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || {
+                let mut order: Vec<usize> = (0..samples.len()).collect();
+                if mode == Mode::Train {
+                    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(seed, epoch, u64::MAX)));
+                }
+                // Enough batches at once to keep every worker busy.
+                let group = workers.div_ceil(batch).max(1);
+                for first in (0..batches).step_by(group) {
+                    let last = (first + group).min(batches);
+                    let positions: Vec<usize> = (first * batch..(last * batch).min(order.len())).collect();
+                    let examples: Vec<Result<Example, DataError>> = pool.install(|| {
+                        positions
+                            .par_iter()
+                            .map(|&pos| {
+                                let sample = read_sample(&samples[order[pos]])?;
+                                Ok(match mode {
+                                    Mode::Train => {
+                                        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, epoch, pos as u64));
+                                        train_example(sample, &transform, &mut rng)
+                                    }
+                                    Mode::Eval => eval_example(sample, &transform),
+                                })
+                            })
+                            .collect()
+                    });
+                    let mut examples = examples.into_iter();
+                    for _ in first..last {
+                        let chunk: Result<Vec<Example>, DataError> = examples.by_ref().take(batch).collect();
+                        let message = chunk.and_then(Batch::collate);
+                        let failed = message.is_err();
+                        if tx.send(message).is_err() || failed {
+                            return; // consumer gone, or an error delivered: stop
+                        }
+                    }
+                }
+            })
+            .expect("spawning the loader thread");
+        EpochBatches { rx, producer: Some(producer) }
+    }
+}
+
+/// SplitMix64 over (seed, epoch, position): independent streams per sample and epoch.
+fn mix(seed: u64, epoch: u64, position: u64) -> u64 {
+    let mut z = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ position.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The batches of one epoch, in order; an error ends the epoch.
+pub struct EpochBatches {
+    rx: Receiver<Result<Batch, DataError>>,
+    producer: Option<JoinHandle<()>>,
+}
+
+impl Iterator for EpochBatches {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.rx.recv() {
+            Ok(item) => Some(item),
+            Err(_) => {
+                if let Some(handle) = self.producer.take() {
+                    if let Err(panic) = handle.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                None
+            }
+        }
+    }
+}
