@@ -31,8 +31,7 @@ fn main() {
         .ok()
         .and_then(|text| {
             text.lines().find_map(|line| {
-                line.strip_prefix("__version__ = ")
-                    .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_owned())
+                line.strip_prefix("__version__ = ").map(|v| v.trim().trim_matches('\'').trim_matches('"').to_owned())
             })
         })
         .unwrap_or_else(|| "unknown".to_owned());
@@ -48,9 +47,9 @@ fn main() {
             let mut lines = text.lines();
             while let Some(line) = lines.next() {
                 if line.trim() == "name = \"tch\"" {
-                    return lines.next().and_then(|v| {
-                        v.trim().strip_prefix("version = ").map(|v| v.trim_matches('"').to_owned())
-                    });
+                    return lines
+                        .next()
+                        .and_then(|v| v.trim().strip_prefix("version = ").map(|v| v.trim_matches('"').to_owned()));
                 }
             }
             None

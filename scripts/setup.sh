@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs libtorch 2.13.0, the version tch 0.26 binds, from the PyPI wheel `torch==2.13.0`
-# into .libtorch/site (git-ignored, project-local). .cargo/config.toml points LIBTORCH there,
-# so every cargo command in this workspace builds and links against it. Run it as often as you
-# like: once the install is complete it does nothing. See docs/setup.md.
+# Installs, from PyPI only, into the git-ignored, project-local .libtorch/:
+# - .libtorch/site: libtorch 2.13.0, the version tch 0.26 binds, from the wheel `torch==2.13.0`.
+#   .cargo/config.toml points LIBTORCH there, so every cargo command in this workspace builds
+#   and links against it.
+# - .libtorch/tools: the official Cityscapes evaluation (`cityscapesscripts`), which the tests
+#   run to check that `search eval` computes the same numbers.
+# Run it as often as you like: a complete install is not repeated. See docs/setup.md.
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
@@ -11,8 +14,22 @@ dest="$root/.libtorch/site"
 staging="$root/.libtorch/site.partial"
 marker="$dest/.autodeeplab-installed"
 
+# The official evaluation and the only packages it imports, pinned (no dependency resolution:
+# its declared dependencies include a `typing` backport that breaks Python 3).
+TOOLS="cityscapesscripts==2.3.0 numpy==2.4.6 pillow==13.0.0 pyquaternion==0.9.9"
+tools="$root/.libtorch/tools"
+tools_marker="$tools/.autodeeplab-installed"
+
+torch_done=false
+tools_done=false
 if [[ -f "$marker" && "$(cat "$marker")" == "torch==$TORCH_VERSION" && -f "$dest/torch/lib/libtorch_cpu.so" ]]; then
-  echo "setup: libtorch $TORCH_VERSION already installed in .libtorch/site"
+  torch_done=true
+fi
+if [[ -f "$tools_marker" && "$(cat "$tools_marker")" == "$TOOLS" ]]; then
+  tools_done=true
+fi
+if $torch_done && $tools_done; then
+  echo "setup: libtorch $TORCH_VERSION and the Cityscapes evaluation already installed in .libtorch"
   exit 0
 fi
 
@@ -26,6 +43,21 @@ if ! "$python" -m pip --version >/dev/null 2>&1; then
   echo "setup: '$python' has no pip. Install it (Debian/Ubuntu: apt-get install python3-pip," >&2
   echo "       or '$python -m ensurepip --upgrade'), or set PYTHON to a python3 that has pip." >&2
   exit 1
+fi
+
+if ! $tools_done; then
+  echo "setup: installing the official Cityscapes evaluation into .libtorch/tools ($TOOLS)"
+  rm -rf "$tools.partial"
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --disable-pip-version-check --no-input \
+    --no-warn-script-location --no-deps --target "$tools.partial" $TOOLS
+  rm -rf "$tools"
+  mv "$tools.partial" "$tools"
+  echo "$TOOLS" > "$tools_marker"
+fi
+if $torch_done; then
+  echo "setup: libtorch $TORCH_VERSION already installed in .libtorch/site"
+  exit 0
 fi
 
 echo "setup: installing torch==$TORCH_VERSION (libtorch and its CUDA libraries, about 4.7 GB) into .libtorch/site"

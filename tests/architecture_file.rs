@@ -54,7 +54,11 @@ fn a_decoded_genotype_round_trips_through_json() {
         row[(edge % 7) + 1] = 1.0 + edge as f64;
     }
     let genotype = Genotype::decode(&weights, 5).unwrap();
-    let arch = Architecture { cell: genotype.clone(), path: NetworkPath::new(vec![1, 2, 3, 3]).unwrap(), extra: Default::default() };
+    let arch = Architecture {
+        cell: genotype.clone(),
+        path: NetworkPath::new(vec![1, 2, 3, 3]).unwrap(),
+        extra: Default::default(),
+    };
     assert_eq!(Architecture::from_json(&arch.to_json(), "mem").unwrap().cell, genotype);
 }
 
@@ -75,7 +79,10 @@ fn bad_files_are_rejected_with_what_is_wrong() {
     let err = parse_err(&bad_path);
     assert!(err.contains("layer 3: moves from level 0 to level 2"), "{err}");
 
-    let three_edges = PAPER_JSON.replace("[[0, \"dil_conv_5x5\"], [1, \"sep_conv_3x3\"]]", "[[0, \"dil_conv_5x5\"], [1, \"sep_conv_3x3\"], [1, \"skip_connect\"]]");
+    let three_edges = PAPER_JSON.replace(
+        "[[0, \"dil_conv_5x5\"], [1, \"sep_conv_3x3\"]]",
+        "[[0, \"dil_conv_5x5\"], [1, \"sep_conv_3x3\"], [1, \"skip_connect\"]]",
+    );
     assert!(parse_err(&three_edges).contains("arch.json"));
 
     assert!(parse_err(r#"{"path": [0]}"#).contains("missing field `cell`"));

@@ -23,7 +23,8 @@ fn every_op_keeps_the_shape_and_none_builds_nothing() {
         for (h, w) in [(9, 9), (8, 12)] {
             let x = input(2, C, h, w);
             for p in Primitive::ALL {
-                let op = OpConfig { primitive: p, channels: C, stride: 1, style }.build(&(vs.root() / format!("{style:?}{h}") / p.name()));
+                let op = OpConfig { primitive: p, channels: C, stride: 1, style }
+                    .build(&(vs.root() / format!("{style:?}{h}") / p.name()));
                 match p {
                     Primitive::None => assert!(op.is_none(), "`none` must not build a module"),
                     _ => {
@@ -83,7 +84,8 @@ fn mixed_op_is_the_weighted_sum_of_its_ops_and_ignores_none() {
     let ops: Vec<_> = Primitive::ALL
         .iter()
         .filter_map(|&p| {
-            OpConfig { primitive: p, channels: C, stride: 1, style: OpStyle::Search }.build(&(vs_ops.root() / "edge" / p.name()))
+            OpConfig { primitive: p, channels: C, stride: 1, style: OpStyle::Search }
+                .build(&(vs_ops.root() / "edge" / p.name()))
         })
         .collect();
     assert_eq!(ops.len(), 7);
@@ -112,12 +114,8 @@ fn search_cell_case(blocks: usize, with_prev_prev: bool, size: i64) {
     let arch = nn::VarStore::new(Device::Cpu);
     let alpha = Alpha::new(&arch.root(), blocks);
     assert_eq!(alpha.logits().size(), [num_edges(blocks) as i64, 8]);
-    let config = SearchCellConfig {
-        blocks,
-        channels: C,
-        prev_prev_channels: with_prev_prev.then_some(6),
-        prev_channels: 10,
-    };
+    let config =
+        SearchCellConfig { blocks, channels: C, prev_prev_channels: with_prev_prev.then_some(6), prev_channels: 10 };
     let cell = config.build(&(weights.root() / "cell"));
     let prev_prev = input(2, 6, size, size);
     let prev = input(2, 10, size, size);
@@ -174,9 +172,15 @@ fn search_cell_with_one_block() {
     search_cell_case(1, true, 5);
 }
 
-fn paper_cell(channels: i64, prev_prev_channels: i64, prev_channels: i64, stride: i64) -> (nn::VarStore, cell::FixedCell) {
+fn paper_cell(
+    channels: i64,
+    prev_prev_channels: i64,
+    prev_channels: i64,
+    stride: i64,
+) -> (nn::VarStore, cell::FixedCell) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let cell = FixedCellConfig { genotype: Genotype::paper(), channels, prev_prev_channels, prev_channels, stride }.build(&(vs.root() / "cell"));
+    let cell = FixedCellConfig { genotype: Genotype::paper(), channels, prev_prev_channels, prev_channels, stride }
+        .build(&(vs.root() / "cell"));
     (vs, cell)
 }
 
@@ -239,7 +243,13 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
     let build = |blocks: Vec<[CellEdge; 2]>| {
         tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
-        let config = FixedCellConfig { genotype: Genotype::new(blocks).unwrap(), channels: C, prev_prev_channels: 6, prev_channels: 6, stride: 1 };
+        let config = FixedCellConfig {
+            genotype: Genotype::new(blocks).unwrap(),
+            channels: C,
+            prev_prev_channels: 6,
+            prev_channels: 6,
+            stride: 1,
+        };
         let cell = config.build(&vs.root());
         (vs, cell)
     };

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use seg::data::cityscapes::{read_sample, LabelEncoding};
 use seg::data::synthetic::DRAWN_LABEL_IDS;
 use seg::data::transform::{eval_example, train_example};
-use seg::data::{generate, list_samples, Annotation, DataError, Loader, LoaderConfig, LoaderError, Mode, SynthConfig, TransformConfig};
+use seg::data::{
+    generate, list_samples, Annotation, DataError, Loader, LoaderConfig, LoaderError, Mode, SynthConfig,
+    TransformConfig,
+};
 use seg::labels::{IGNORE, LABEL_TO_TRAIN};
 use seg::png::write_png;
 
@@ -36,7 +39,9 @@ fn write_pair(root: &Path, split: &str, city: &str, stem: &str, size: (u32, u32)
 fn listing_is_sorted_and_labels_map_to_train_ids() {
     let root = temp_dir("list");
     let label: Vec<u8> = (0..=33).chain([0, 0]).collect(); // 6 x 6: every label id once
-    for (city, stem) in [("zurich", "zurich_000001_000019"), ("aachen", "aachen_000002_000019"), ("aachen", "aachen_000000_000019")] {
+    for (city, stem) in
+        [("zurich", "zurich_000001_000019"), ("aachen", "aachen_000002_000019"), ("aachen", "aachen_000000_000019")]
+    {
         write_pair(&root, "train", city, stem, (6, 6), Some(&label));
     }
     let samples = list_samples(&root, "train", Annotation::Fine).unwrap();
@@ -57,17 +62,20 @@ fn train_ids_files_and_coarse_annotations_are_read() {
     write_pair(&root, "val", "bonn", "bonn_000000_000019", (4, 1), None);
     let dir = root.join("gtFine/val/bonn");
     std::fs::create_dir_all(&dir).unwrap();
-    write_png(&dir.join("bonn_000000_000019_gtFine_labelTrainIds.png"), 4, 1, image::ColorType::L8, &[0, 18, 255, 5]).unwrap();
+    write_png(&dir.join("bonn_000000_000019_gtFine_labelTrainIds.png"), 4, 1, image::ColorType::L8, &[0, 18, 255, 5])
+        .unwrap();
     let samples = list_samples(&root, "val", Annotation::Fine).unwrap();
     assert_eq!(samples[0].label.as_ref().unwrap().1, LabelEncoding::TrainIds);
     assert_eq!(read_sample(&samples[0]).unwrap().label, [0, 18, 255, 5]);
-    write_png(&dir.join("bonn_000000_000019_gtFine_labelTrainIds.png"), 4, 1, image::ColorType::L8, &[0, 19, 255, 5]).unwrap();
+    write_png(&dir.join("bonn_000000_000019_gtFine_labelTrainIds.png"), 4, 1, image::ColorType::L8, &[0, 19, 255, 5])
+        .unwrap();
     let err = read_sample(&samples[0]).unwrap_err().to_string();
     assert!(err.contains("labelTrainIds.png") && err.contains("train id 19"), "{err}");
 
     let coarse = root.join("gtCoarse/val/bonn");
     std::fs::create_dir_all(&coarse).unwrap();
-    write_png(&coarse.join("bonn_000000_000019_gtCoarse_labelIds.png"), 4, 1, image::ColorType::L8, &[7, 8, 0, 26]).unwrap();
+    write_png(&coarse.join("bonn_000000_000019_gtCoarse_labelIds.png"), 4, 1, image::ColorType::L8, &[7, 8, 0, 26])
+        .unwrap();
     let samples = list_samples(&root, "val", Annotation::Coarse).unwrap();
     assert_eq!(read_sample(&samples[0]).unwrap().label, [0, 1, 255, 13]);
 }
@@ -86,7 +94,11 @@ fn bad_inputs_give_errors_that_name_the_file() {
     let image = write_pair(&root, "train", "a", "a_000000_000001", (4, 4), None);
     let err = list_samples(&root, "train", Annotation::Fine).unwrap_err();
     assert!(matches!(err, DataError::MissingLabel { .. }), "{err}");
-    assert!(err.to_string().contains("a_000000_000001_leftImg8bit.png") && err.to_string().contains("a_000000_000001_gtFine_labelIds.png"), "{err}");
+    assert!(
+        err.to_string().contains("a_000000_000001_leftImg8bit.png")
+            && err.to_string().contains("a_000000_000001_gtFine_labelIds.png"),
+        "{err}"
+    );
 
     // Label of a different size.
     write_pair(&root, "train", "a", "a_000000_000001", (4, 4), Some(&[7; 16]));
@@ -101,7 +113,10 @@ fn bad_inputs_give_errors_that_name_the_file() {
     bad[6] = 40;
     write_png(&label_dir.join("a_000000_000001_gtFine_labelIds.png"), 4, 4, image::ColorType::L8, &bad).unwrap();
     let err = read_sample(&samples[0]).unwrap_err().to_string();
-    assert!(err.contains("gtFine_labelIds.png") && err.contains("pixel (2, 1)") && err.contains("label id 40"), "{err}");
+    assert!(
+        err.contains("gtFine_labelIds.png") && err.contains("pixel (2, 1)") && err.contains("label id 40"),
+        "{err}"
+    );
 
     // An RGB label.
     write_png(&label_dir.join("a_000000_000001_gtFine_labelIds.png"), 4, 4, image::ColorType::Rgb8, &[7; 48]).unwrap();
@@ -112,7 +127,10 @@ fn bad_inputs_give_errors_that_name_the_file() {
     let bytes = std::fs::read(&image).unwrap();
     std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
     let err = read_sample(&samples[0]).unwrap_err();
-    assert!(matches!(err, DataError::Decode { .. }) && err.to_string().contains("a_000000_000001_leftImg8bit.png"), "{err}");
+    assert!(
+        matches!(err, DataError::Decode { .. }) && err.to_string().contains("a_000000_000001_leftImg8bit.png"),
+        "{err}"
+    );
 }
 
 fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -192,7 +210,14 @@ fn decode_red(example: &seg::data::transform::Example, config: &TransformConfig,
 #[test]
 fn transforms_keep_image_and_label_aligned() {
     use rand::SeedableRng;
-    let config = TransformConfig { base_scale: 1.0, scale_range: [1.0, 1.0], crop: [24, 40], flip: true, mean: [127.5; 3], std: [127.5; 3] };
+    let config = TransformConfig {
+        base_scale: 1.0,
+        scale_range: [1.0, 1.0],
+        crop: [24, 40],
+        flip: true,
+        mean: [127.5; 3],
+        std: [127.5; 3],
+    };
     let mut flipped = 0;
     for seed in 0..16 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -207,13 +232,21 @@ fn transforms_keep_image_and_label_aligned() {
                 assert!((red - 128.0).abs() < 0.6, "padding must be the mean colour, got {red}");
             } else {
                 any = true;
-                assert!((red - 10.0 * example.label[i] as f32).abs() < 0.01, "pixel {i}: label {} but image says {}", example.label[i], red / 10.0);
+                assert!(
+                    (red - 10.0 * example.label[i] as f32).abs() < 0.01,
+                    "pixel {i}: label {} but image says {}",
+                    example.label[i],
+                    red / 10.0
+                );
             }
         }
         assert!(any, "the crop keeps some of the image");
         // Detect a flip: along a row of real pixels, the image's x coordinate decreases.
         let plane = (40 * 24) as usize;
-        let row: Vec<(u8, f32)> = (0..40).map(|x| (example.label[x], example.image[plane + x] * 127.5 + 127.5)).filter(|(l, _)| *l != IGNORE).collect();
+        let row: Vec<(u8, f32)> = (0..40)
+            .map(|x| (example.label[x], example.image[plane + x] * 127.5 + 127.5))
+            .filter(|(l, _)| *l != IGNORE)
+            .collect();
         if row.len() > 1 && row[0].1 > row[1].1 {
             flipped += 1;
         }
@@ -245,9 +278,16 @@ fn loader_batches_depend_on_the_seed_not_on_the_worker_count() {
     let root = temp_dir("loader");
     generate(&root, &SynthConfig { seed: 9, train: 7, val: 3, width: 96, height: 48 }).unwrap();
     let samples = list_samples(&root, "train", Annotation::Fine).unwrap();
-    let transform = TransformConfig { base_scale: 1.0, scale_range: [0.75, 1.25], crop: [33, 33], ..TransformConfig::default() };
+    let transform =
+        TransformConfig { base_scale: 1.0, scale_range: [0.75, 1.25], crop: [33, 33], ..TransformConfig::default() };
     let run = |workers, epoch| -> Vec<seg::data::Batch> {
-        let loader = Loader::new(samples.clone(), transform.clone(), LoaderConfig { batch: 2, workers, prefetch: 2 }, Mode::Train).unwrap();
+        let loader = Loader::new(
+            samples.clone(),
+            transform.clone(),
+            LoaderConfig { batch: 2, workers, prefetch: 2 },
+            Mode::Train,
+        )
+        .unwrap();
         assert_eq!(loader.batches_per_epoch(), 3, "7 samples make 3 full batches of 2");
         loader.epoch(11, epoch).map(|b| b.unwrap()).collect()
     };
@@ -262,14 +302,34 @@ fn loader_batches_depend_on_the_seed_not_on_the_worker_count() {
 
     // Evaluation: every sample once, in order, the last batch partial.
     let val = list_samples(&root, "val", Annotation::Fine).unwrap();
-    let loader = Loader::new(val.clone(), TransformConfig { base_scale: 1.0, ..transform.clone() }, LoaderConfig { batch: 2, workers: 2, prefetch: 1 }, Mode::Eval).unwrap();
+    let loader = Loader::new(
+        val.clone(),
+        TransformConfig { base_scale: 1.0, ..transform.clone() },
+        LoaderConfig { batch: 2, workers: 2, prefetch: 1 },
+        Mode::Eval,
+    )
+    .unwrap();
     let batches: Vec<_> = loader.epoch(0, 0).map(|b| b.unwrap()).collect();
     let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
     assert_eq!(ids, val.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
     assert_eq!((batches[1].len(), batches[1].width, batches[1].height), (1, 96, 48));
 
-    let err = Loader::new(samples[..1].to_vec(), transform.clone(), LoaderConfig { batch: 2, workers: 1, prefetch: 1 }, Mode::Train).err().unwrap();
+    let err = Loader::new(
+        samples[..1].to_vec(),
+        transform.clone(),
+        LoaderConfig { batch: 2, workers: 1, prefetch: 1 },
+        Mode::Train,
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, LoaderError::TooSmall { samples: 1, batch: 2 }), "{err}");
-    let err = Loader::new(samples.clone(), TransformConfig { crop: [0, 5], ..transform }, LoaderConfig::default(), Mode::Train).err().unwrap();
+    let err = Loader::new(
+        samples.clone(),
+        TransformConfig { crop: [0, 5], ..transform },
+        LoaderConfig::default(),
+        Mode::Train,
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("`crop`"), "{err}");
 }

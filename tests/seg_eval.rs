@@ -24,7 +24,14 @@ fn write_predictions(root: &Path, out: &Path, change: impl Fn(&mut Vec<u8>)) -> 
         change(&mut train_ids);
         let sub = out.join("nested");
         std::fs::create_dir_all(&sub).unwrap();
-        write_png(&sub.join(format!("{}_pred.png", s.id)), s.width, s.height, image::ColorType::L8, &to_label_ids(&train_ids)).unwrap();
+        write_png(
+            &sub.join(format!("{}_pred.png", s.id)),
+            s.width,
+            s.height,
+            image::ColorType::L8,
+            &to_label_ids(&train_ids),
+        )
+        .unwrap();
     }
     samples.len()
 }
@@ -71,7 +78,11 @@ fn bad_prediction_folders_are_named() {
     std::fs::rename(preds.join("elsewhere.bin"), &files[0]).unwrap();
 
     // Ambiguous.
-    std::fs::copy(&files[0], preds.join("copy_").with_file_name(format!("copy_{}", files[0].file_name().unwrap().to_str().unwrap()))).unwrap();
+    std::fs::copy(
+        &files[0],
+        preds.join("copy_").with_file_name(format!("copy_{}", files[0].file_name().unwrap().to_str().unwrap())),
+    )
+    .unwrap();
     let err = evaluate_folder(&preds, &root, "val", Annotation::Fine).unwrap_err();
     assert!(matches!(err, EvalError::Ambiguous { .. }), "{err}");
     std::fs::remove_file(preds.join(format!("copy_{}", files[0].file_name().unwrap().to_str().unwrap()))).unwrap();
@@ -94,7 +105,19 @@ fn bad_prediction_folders_are_named() {
 fn the_cli_prints_the_table_and_writes_json() {
     let root = temp_dir("cli-data");
     let status = Command::new(env!("CARGO_BIN_EXE_search"))
-        .args(["synth", "--out", root.to_str().unwrap(), "--seed", "5", "--train", "1", "--val", "2", "--size", "48x24"])
+        .args([
+            "synth",
+            "--out",
+            root.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--train",
+            "1",
+            "--val",
+            "2",
+            "--size",
+            "48x24",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -102,7 +125,17 @@ fn the_cli_prints_the_table_and_writes_json() {
     write_predictions(&root, &preds, |ids| ids.iter_mut().filter(|t| **t == 10).for_each(|t| *t = 2));
     let json = preds.join("scores.json");
     let out = Command::new(env!("CARGO_BIN_EXE_search"))
-        .args(["eval", "--pred", preds.to_str().unwrap(), "--data", root.to_str().unwrap(), "--split", "val", "--json", json.to_str().unwrap()])
+        .args([
+            "eval",
+            "--pred",
+            preds.to_str().unwrap(),
+            "--data",
+            root.to_str().unwrap(),
+            "--split",
+            "val",
+            "--json",
+            json.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -111,7 +144,10 @@ fn the_cli_prints_the_table_and_writes_json() {
     let scores: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(scores["images"], 2);
     assert_eq!(scores["scores"]["classes"][10]["iou"], 0.0, "sky predicted as building everywhere");
-    let bad = Command::new(env!("CARGO_BIN_EXE_search")).args(["synth", "--out", "/tmp/x", "--size", "0x10"]).output().unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["synth", "--out", "/tmp/x", "--size", "0x10"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("0x10"));
 }

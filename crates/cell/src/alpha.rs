@@ -24,11 +24,7 @@ impl Alpha {
     /// a path of the architecture VarStore.
     pub fn new(p: &nn::Path, blocks: usize) -> Alpha {
         let shape = [num_edges(blocks) as i64, Primitive::COUNT as i64];
-        let logits = p.var(
-            "alpha",
-            &shape,
-            nn::Init::Randn { mean: 0.0, stdev: ALPHA_INIT_STD },
-        );
+        let logits = p.var("alpha", &shape, nn::Init::Randn { mean: 0.0, stdev: ALPHA_INIT_STD });
         Alpha { logits, blocks }
     }
 

@@ -44,9 +44,8 @@ impl SearchCellConfig {
     /// Builds the cell's weights under `p` (a path of the weight VarStore).
     pub fn build(&self, p: &nn::Path) -> SearchCell {
         assert!(self.blocks >= 1, "a cell needs at least one block");
-        let prev_prev = self
-            .prev_prev_channels
-            .map(|c| ReluConvBn::new(&(p / "preprocess0"), c, self.channels, 1, 1, false));
+        let prev_prev =
+            self.prev_prev_channels.map(|c| ReluConvBn::new(&(p / "preprocess0"), c, self.channels, 1, 1, false));
         let prev = ReluConvBn::new(&(p / "preprocess1"), self.prev_channels, self.channels, 1, 1, false);
         let mut edges: Vec<Option<MixedOp>> = Vec::with_capacity(num_edges(self.blocks));
         for block in 0..self.blocks {
@@ -79,13 +78,7 @@ impl SearchCell {
     /// `prev_prev`: H^{l-2} `[N, C_pp, H, W]` (required exactly when the cell was built with
     /// `prev_prev_channels`); `prev`: H^{l-1} `[N, C_p, H, W]`; `alpha_weights`: softmax(α),
     /// `[edges, 8]`. Returns `[N, B * C, H, W]`.
-    pub fn forward_t(
-        &self,
-        prev_prev: Option<&Tensor>,
-        prev: &Tensor,
-        alpha_weights: &Tensor,
-        train: bool,
-    ) -> Tensor {
+    pub fn forward_t(&self, prev_prev: Option<&Tensor>, prev: &Tensor, alpha_weights: &Tensor, train: bool) -> Tensor {
         let expected_rows = num_edges(self.config.blocks) as i64;
         assert_eq!(
             alpha_weights.size(),

@@ -18,10 +18,7 @@ pub fn edge_offset(block: usize) -> usize {
 ///
 /// Panics if `input` is not a predecessor of `block`: callers validate inputs first.
 pub fn edge_index(block: usize, input: usize) -> usize {
-    assert!(
-        input < block_inputs(block),
-        "input {input} is not a predecessor of block {block}"
-    );
+    assert!(input < block_inputs(block), "input {input} is not a predecessor of block {block}");
     edge_offset(block) + input
 }
 

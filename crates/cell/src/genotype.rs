@@ -176,7 +176,8 @@ impl Genotype {
     /// Decodes raw α logits `[edges, 8]` (any float kind, any device): softmax per row, then
     /// [`Genotype::decode`].
     pub fn decode_logits(alpha: &Tensor, blocks: usize) -> Result<Genotype, GenotypeError> {
-        let weights = alpha.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double).softmax(-1, tch::Kind::Double);
+        let weights =
+            alpha.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double).softmax(-1, tch::Kind::Double);
         Genotype::decode(&tensor_rows(&weights, blocks)?, blocks)
     }
 }
@@ -193,10 +194,7 @@ fn tensor_rows(t: &Tensor, blocks: usize) -> Result<Vec<[f64; Primitive::COUNT]>
         return Err(GenotypeError::AlphaShape { blocks, edges, rows, cols });
     }
     let flat = Vec::<f64>::try_from(t.flatten(0, -1)).expect("a double tensor converts to Vec<f64>");
-    Ok(flat
-        .chunks_exact(Primitive::COUNT)
-        .map(|c| c.try_into().expect("chunks of 8"))
-        .collect())
+    Ok(flat.chunks_exact(Primitive::COUNT).map(|c| c.try_into().expect("chunks of 8")).collect())
 }
 
 #[cfg(test)]

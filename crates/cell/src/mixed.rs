@@ -20,8 +20,7 @@ impl MixedOp {
         let ops = Primitive::ALL
             .iter()
             .filter_map(|&primitive| {
-                OpConfig { primitive, channels, stride: 1, style: OpStyle::Search }
-                    .build(&(p / primitive.name()))
+                OpConfig { primitive, channels, stride: 1, style: OpStyle::Search }.build(&(p / primitive.name()))
             })
             .collect();
         MixedOp { ops }

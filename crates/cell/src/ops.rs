@@ -41,8 +41,12 @@ enum Layer {
     Relu,
     Conv(nn::Conv2D),
     BatchNorm(nn::BatchNorm),
-    MaxPool { stride: i64 },
-    AvgPool { stride: i64 },
+    MaxPool {
+        stride: i64,
+    },
+    AvgPool {
+        stride: i64,
+    },
     /// Bilinear resize to `(n - 1) / 2 + 1` per side, corners aligned (DeepLab's halving).
     HalveBilinear,
 }
@@ -54,9 +58,7 @@ impl Layer {
             Layer::Conv(conv) => xs.apply(conv),
             Layer::BatchNorm(bn) => xs.apply_t(bn, train),
             Layer::MaxPool { stride } => xs.max_pool2d([3, 3], [*stride, *stride], [1, 1], [1, 1], false),
-            Layer::AvgPool { stride } => {
-                xs.avg_pool2d([3, 3], [*stride, *stride], [1, 1], false, false, None)
-            }
+            Layer::AvgPool { stride } => xs.avg_pool2d([3, 3], [*stride, *stride], [1, 1], false, false, None),
             Layer::HalveBilinear => {
                 let (_, _, h, w) = xs.size4().expect("op input is [N, C, H, W]");
                 xs.upsample_bilinear2d([(h - 1) / 2 + 1, (w - 1) / 2 + 1], true, None, None)

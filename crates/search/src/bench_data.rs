@@ -23,7 +23,14 @@ pub struct LoaderThroughput {
 
 /// Runs `epochs` training epochs over the `train` split under `root` with each worker count,
 /// consuming batches as fast as they come (no model), and reports images/s.
-pub fn measure(root: &Path, transform: &TransformConfig, batch: usize, prefetch: usize, workers: &[usize], epochs: u64) -> Result<Vec<LoaderThroughput>> {
+pub fn measure(
+    root: &Path,
+    transform: &TransformConfig,
+    batch: usize,
+    prefetch: usize,
+    workers: &[usize],
+    epochs: u64,
+) -> Result<Vec<LoaderThroughput>> {
     let samples = list_samples(root, "train", Annotation::Fine).context("listing the benchmark images")?;
     workers
         .iter()

@@ -32,8 +32,8 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> R
     let mut table = match file {
         None => toml::Table::new(),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             text.parse::<toml::Table>()
                 .map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?
         }
@@ -66,19 +66,14 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
     let bad = |reason: String| ConfigError::BadOverride { arg: arg.to_owned(), reason };
     let (key, raw) = arg.split_once('=').ok_or_else(|| bad("expected key=value".into()))?;
     let segments: Vec<&str> = key.trim().split('.').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-    {
+    if segments.iter().any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
         return Err(bad(format!("`{key}` is not a dotted key such as `cell.blocks`")));
     }
     let value = parse_value(raw.trim());
     let (last, parents) = segments.split_last().expect("split yields at least one segment");
     let mut current = table;
     for (depth, segment) in parents.iter().enumerate() {
-        let entry = current
-            .entry(segment.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = current.entry(segment.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = match entry {
             toml::Value::Table(t) => t,
             _ => return Err(bad(format!("`{}` is a value, not a table", segments[..=depth].join(".")))),

@@ -174,7 +174,8 @@ fn main() -> Result<()> {
 }
 
 fn demo(args: DemoArgs) -> Result<()> {
-    let config: SmokeConfig = config::load(args.config.as_deref(), &args.overrides).context("loading the demo config")?;
+    let config: SmokeConfig =
+        config::load(args.config.as_deref(), &args.overrides).context("loading the demo config")?;
     anyhow::ensure!(config.blocks >= 1, "config key `blocks`: a cell needs at least one block, got 0");
     anyhow::ensure!(
         config.batch >= 1 && config.size >= 1 && config.channels >= 1 && config.classes >= 2,
@@ -215,7 +216,8 @@ fn synth(args: SynthArgs) -> Result<()> {
     let (width, height) = args.size;
     let config = SynthConfig { seed: args.seed, train: args.train, val: args.val, width, height };
     let start = std::time::Instant::now();
-    let written = seg::data::generate(&args.out, &config).with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;
+    let written = seg::data::generate(&args.out, &config)
+        .with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;
     info!(images = written.len(), seconds = start.elapsed().as_secs_f64(), "synthetic data set written");
     println!("wrote {} train and {} val images of {width}x{height} to {}", args.train, args.val, args.out.display());
     Ok(())
@@ -223,8 +225,9 @@ fn synth(args: SynthArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let annotation = if args.coarse { Annotation::Coarse } else { Annotation::Fine };
-    let result = seg::eval::evaluate_folder(&args.pred, &args.data, &args.split, annotation)
-        .with_context(|| format!("evaluating {} against {} ({})", args.pred.display(), args.data.display(), args.split))?;
+    let result = seg::eval::evaluate_folder(&args.pred, &args.data, &args.split, annotation).with_context(|| {
+        format!("evaluating {} against {} ({})", args.pred.display(), args.data.display(), args.split)
+    })?;
     print!("{}", result.scores.to_table());
     println!("{} images", result.images);
     if let Some(path) = &args.json {
@@ -235,7 +238,8 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn bench_data(args: BenchDataArgs) -> Result<()> {
-    let transform = TransformConfig { base_scale: args.base_scale, crop: [args.crop, args.crop], ..TransformConfig::default() };
+    let transform =
+        TransformConfig { base_scale: args.base_scale, crop: [args.crop, args.crop], ..TransformConfig::default() };
     let temp;
     let root = match &args.data {
         Some(root) => root.clone(),

@@ -80,7 +80,8 @@ pub struct SearchAspp {
 
 impl ModuleT for SearchAspp {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let branches = [self.conv1x1.forward_t(xs, train), self.atrous.forward_t(xs, train), self.pooling.forward_t(xs, train)];
+        let branches =
+            [self.conv1x1.forward_t(xs, train), self.atrous.forward_t(xs, train), self.pooling.forward_t(xs, train)];
         self.fuse.forward_t(&Tensor::cat(&branches, 1), train).apply(&self.classifier)
     }
 }

@@ -13,7 +13,8 @@ pub struct ConvBnRelu {
 impl ConvBnRelu {
     /// Builds the unit under `p` (`p / "conv"`, `p / "bn"`).
     pub fn new(p: &nn::Path, c_in: i64, c_out: i64, kernel: i64, dilation: i64) -> ConvBnRelu {
-        let config = nn::ConvConfig { padding: dilation * (kernel - 1) / 2, dilation, bias: false, ..Default::default() };
+        let config =
+            nn::ConvConfig { padding: dilation * (kernel - 1) / 2, dilation, bias: false, ..Default::default() };
         ConvBnRelu {
             conv: nn::conv2d(p / "conv", c_in, c_out, kernel, config),
             bn: nn::batch_norm2d(p / "bn", c_out, Default::default()),

@@ -45,7 +45,12 @@ pub struct FolderEvaluation {
 }
 
 /// Evaluates the predictions under `predictions` against `split` of the data set at `root`.
-pub fn evaluate_folder(predictions: &Path, root: &Path, split: &str, annotation: Annotation) -> Result<FolderEvaluation, EvalError> {
+pub fn evaluate_folder(
+    predictions: &Path,
+    root: &Path,
+    split: &str,
+    annotation: Annotation,
+) -> Result<FolderEvaluation, EvalError> {
     if !predictions.is_dir() {
         return Err(EvalError::NoFolder(predictions.to_owned()));
     }

@@ -34,7 +34,9 @@ impl ConfusionMatrix {
     pub fn from_counts(counts: &[u64], device: Device) -> ConfusionMatrix {
         assert_eq!(counts.len(), NUM_CLASSES * COLUMNS, "a confusion matrix has 19 x 20 counts");
         let counts: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
-        ConfusionMatrix { counts: Tensor::from_slice(&counts).view([NUM_CLASSES as i64, COLUMNS as i64]).to_device(device) }
+        ConfusionMatrix {
+            counts: Tensor::from_slice(&counts).view([NUM_CLASSES as i64, COLUMNS as i64]).to_device(device),
+        }
     }
 
     /// Adds a batch: `pred` and `gt` of the same shape (e.g. `[N, H, W]`), integer train ids.
@@ -146,7 +148,13 @@ impl Scores {
         table.set_header(["class", "IoU %", "TP", "FP", "FN"]);
         for c in &self.classes {
             let iou = c.iou.map_or("n/a".to_owned(), |v| format!("{:.2}", 100.0 * v));
-            table.add_row([c.name.to_owned(), iou, c.true_positives.to_string(), c.false_positives.to_string(), c.false_negatives.to_string()]);
+            table.add_row([
+                c.name.to_owned(),
+                iou,
+                c.true_positives.to_string(),
+                c.false_positives.to_string(),
+                c.false_negatives.to_string(),
+            ]);
         }
         format!(
             "{table}\nmIoU {:.2} % over {} classes, pixel accuracy {:.2} % over {} pixels\n",
@@ -206,7 +214,9 @@ mod tests {
         let mut matrix = ConfusionMatrix::new(Device::Cpu);
         matrix.update(&pred, &gt);
         matrix.update(&pred, &gt);
-        let to_u8 = |t: &Tensor| Vec::<i64>::try_from(t.flatten(0, -1)).unwrap().into_iter().map(|v| v as u8).collect::<Vec<u8>>();
+        let to_u8 = |t: &Tensor| {
+            Vec::<i64>::try_from(t.flatten(0, -1)).unwrap().into_iter().map(|v| v as u8).collect::<Vec<u8>>()
+        };
         let mut counts = vec![0u64; NUM_CLASSES * COLUMNS];
         count_pairs(&to_u8(&pred), &to_u8(&gt), &mut counts);
         count_pairs(&to_u8(&pred), &to_u8(&gt), &mut counts);

@@ -58,8 +58,8 @@ impl Architecture {
 
     /// Reads an architecture file.
     pub fn load(path: &Path) -> Result<Architecture, ArchitectureError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ArchitectureError::Io { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ArchitectureError::Io { path: path.to_owned(), source })?;
         Architecture::from_json(&text, &path.display().to_string())
     }
 
@@ -84,8 +84,6 @@ impl Architecture {
         self.cell
             .check_blocks(blocks)
             .map_err(|source| ArchitectureError::Cell { origin: origin.to_owned(), source })?;
-        self.path
-            .check_layers(layers)
-            .map_err(|source| ArchitectureError::Path { origin: origin.to_owned(), source })
+        self.path.check_layers(layers).map_err(|source| ArchitectureError::Path { origin: origin.to_owned(), source })
     }
 }

@@ -127,7 +127,12 @@ pub struct Loader {
 
 impl Loader {
     /// Checks the settings and starts the worker pool.
-    pub fn new(samples: Vec<SampleRef>, transform: TransformConfig, config: LoaderConfig, mode: Mode) -> Result<Loader, LoaderError> {
+    pub fn new(
+        samples: Vec<SampleRef>,
+        transform: TransformConfig,
+        config: LoaderConfig,
+        mode: Mode,
+    ) -> Result<Loader, LoaderError> {
         for (key, value) in [("batch", config.batch), ("workers", config.workers), ("prefetch", config.prefetch)] {
             if value == 0 {
                 return Err(LoaderError::Zero { key });

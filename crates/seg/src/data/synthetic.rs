@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -70,10 +69,8 @@ pub const DRAWN_LABEL_IDS: [u8; 12] = [
 /// (`leftImg8bit/<split>/<city>/…_leftImg8bit.png`, `gtFine/<split>/<city>/…_gtFine_labelIds.png`
 /// and `…_gtFine_color.png`), in parallel. Returns the image paths written.
 pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataError> {
-    let jobs: Vec<(&str, usize)> = (0..config.train)
-        .map(|i| ("train", i))
-        .chain((0..config.val).map(|i| ("val", i)))
-        .collect();
+    let jobs: Vec<(&str, usize)> =
+        (0..config.train).map(|i| ("train", i)).chain((0..config.val).map(|i| ("val", i))).collect();
     jobs.par_iter()
         .map(|&(split, index)| {
             let split_tag = if split == "train" { 1 } else { 2 };
@@ -154,7 +151,15 @@ impl Canvas {
     }
 
     /// Fills rows `y0..y1` between `left(y)` and `right(y)`.
-    fn span(&mut self, y0: i64, y1: i64, left: impl Fn(i64) -> f32, right: impl Fn(i64) -> f32, label: u8, color: impl Fn(i64, i64) -> [f32; 3]) {
+    fn span(
+        &mut self,
+        y0: i64,
+        y1: i64,
+        left: impl Fn(i64) -> f32,
+        right: impl Fn(i64) -> f32,
+        label: u8,
+        color: impl Fn(i64, i64) -> [f32; 3],
+    ) {
         for y in y0.max(0)..y1.min(self.h) {
             for x in left(y).round() as i64..right(y).round() as i64 {
                 self.put(x, y, color(x, y), label);
@@ -202,7 +207,11 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
         let (x0, x1) = (x as i64, (x + bw) as i64);
         c.rect(x0, top as i64, x1, (horizon + 0.05 * hf) as i64, id::BUILDING, |px, py| {
             let (u, v) = ((px as f32 - x) % (2.0 * win_w), (py as f32 - top) % (2.0 * win_h));
-            if u > win_w * 0.5 && u < win_w * 1.5 && v > win_h * 0.5 && v < win_h * 1.5 { win } else { base }
+            if u > win_w * 0.5 && u < win_w * 1.5 && v > win_h * 0.5 && v < win_h * 1.5 {
+                win
+            } else {
+                base
+            }
         });
         if rng.random_bool(0.3) {
             let wall_top = horizon - hf * rng.random_range(0.02..0.08);
@@ -215,23 +224,47 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
     // Ground: terrain strip, sidewalks, then the road (a trapezoid to a vanishing point).
     let ground_top = horizon + 0.04 * hf;
     let terrain = [rng.random_range(70.0..110.0), rng.random_range(110.0..150.0), rng.random_range(40.0..70.0)];
-    c.rect(0, ground_top as i64, wi, hi, id::TERRAIN, |px, py| shade(terrain, 0.85 + 0.3 * hash_noise(tex ^ 1, px / 3, py / 3)));
+    c.rect(0, ground_top as i64, wi, hi, id::TERRAIN, |px, py| {
+        shade(terrain, 0.85 + 0.3 * hash_noise(tex ^ 1, px / 3, py / 3))
+    });
     let sidewalk = shared_gray(&mut rng);
     let tile = (0.03 * wf).max(3.0) as i64;
     let walk_top = ground_top + 0.02 * hf;
     let vanish_x = wf * rng.random_range(0.35..0.65);
     let depth = |y: i64| ((y as f32 - walk_top) / (hf - walk_top)).clamp(0.0, 1.0);
     let walk_half = |y: i64| wf * (0.03 + 0.9 * depth(y));
-    c.span(walk_top as i64, hi, |y| vanish_x - walk_half(y), |y| vanish_x + walk_half(y), id::SIDEWALK, |px, py| {
-        if px % tile == 0 || py % tile == 0 { shade(sidewalk, 0.8) } else { sidewalk }
-    });
+    c.span(
+        walk_top as i64,
+        hi,
+        |y| vanish_x - walk_half(y),
+        |y| vanish_x + walk_half(y),
+        id::SIDEWALK,
+        |px, py| {
+            if px % tile == 0 || py % tile == 0 {
+                shade(sidewalk, 0.8)
+            } else {
+                sidewalk
+            }
+        },
+    );
     let road = shade(shared_gray(&mut rng), 0.8);
     let road_half = |y: i64| wf * (0.01 + 0.55 * depth(y));
     let dash = (0.04 * hf).max(2.0) as i64;
-    c.span(walk_top as i64 + 1, hi, |y| vanish_x - road_half(y), |y| vanish_x + road_half(y), id::ROAD, |px, py| {
-        let lane = (px as f32 - vanish_x).abs() < 0.004 * wf * (1.0 + 3.0 * depth(py)) && (py / dash) % 2 == 0;
-        if lane { gray(225.0) } else { shade(road, 0.9 + 0.2 * hash_noise(tex ^ 2, px, py)) }
-    });
+    c.span(
+        walk_top as i64 + 1,
+        hi,
+        |y| vanish_x - road_half(y),
+        |y| vanish_x + road_half(y),
+        id::ROAD,
+        |px, py| {
+            let lane = (px as f32 - vanish_x).abs() < 0.004 * wf * (1.0 + 3.0 * depth(py)) && (py / dash) % 2 == 0;
+            if lane {
+                gray(225.0)
+            } else {
+                shade(road, 0.9 + 0.2 * hash_noise(tex ^ 2, px, py))
+            }
+        },
+    );
 
     // Trees: trunks and foliage blobs, textured; some stand on the terrain in front.
     for _ in 0..rng.random_range(2..6) {
@@ -239,11 +272,20 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
         let base_y = ground_top + rng.random_range(0.0..0.1) * hf;
         let size = hf * rng.random_range(0.08..0.2);
         let green = [rng.random_range(60.0..110.0), rng.random_range(100.0..150.0), rng.random_range(30.0..60.0)];
-        c.rect((tx - 0.06 * size) as i64, (base_y - size) as i64, (tx + 0.06 * size) as i64, base_y as i64, id::VEGETATION, |_, _| [90.0, 70.0, 50.0]);
+        c.rect(
+            (tx - 0.06 * size) as i64,
+            (base_y - size) as i64,
+            (tx + 0.06 * size) as i64,
+            base_y as i64,
+            id::VEGETATION,
+            |_, _| [90.0, 70.0, 50.0],
+        );
         for _ in 0..rng.random_range(3..7) {
             let (ox, oy) = (rng.random_range(-0.6..0.6) * size, rng.random_range(-1.6..-0.8) * size);
             let r = size * rng.random_range(0.3..0.6);
-            c.ellipse(tx + ox, base_y + oy, r, r * 0.9, id::VEGETATION, |px, py| shade(green, 0.6 + 0.8 * hash_noise(tex ^ 3, px, py)));
+            c.ellipse(tx + ox, base_y + oy, r, r * 0.9, id::VEGETATION, |px, py| {
+                shade(green, 0.6 + 0.8 * hash_noise(tex ^ 3, px, py))
+            });
         }
     }
 
@@ -262,14 +304,22 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
             let sign = if rng.random_bool(0.5) { [220.0, 210.0, 30.0] } else { [200.0, 40.0, 40.0] };
             c.ellipse(px, top, s, s, id::TRAFFIC_SIGN, |_, _| sign);
         } else {
-            c.rect((px - s * 0.6) as i64, (top - 1.5 * s) as i64, (px + s * 0.6) as i64, (top + 1.5 * s) as i64, id::TRAFFIC_LIGHT, |_, _| gray(35.0));
+            c.rect(
+                (px - s * 0.6) as i64,
+                (top - 1.5 * s) as i64,
+                (px + s * 0.6) as i64,
+                (top + 1.5 * s) as i64,
+                id::TRAFFIC_LIGHT,
+                |_, _| gray(35.0),
+            );
             let lit = [[230.0, 40.0, 30.0], [240.0, 180.0, 30.0], [40.0, 220.0, 80.0]][rng.random_range(0..3)];
             c.ellipse(px, top, s * 0.4, s * 0.4, id::TRAFFIC_LIGHT, |_, _| lit);
         }
     }
 
     // Cars on the road, far to near, grey or coloured (red shared with clothing).
-    let mut cars: Vec<f32> = (0..rng.random_range(1..6)).map(|_| rng.random_range(walk_top + 0.05 * hf..hf + 0.05 * hf)).collect();
+    let mut cars: Vec<f32> =
+        (0..rng.random_range(1..6)).map(|_| rng.random_range(walk_top + 0.05 * hf..hf + 0.05 * hf)).collect();
     cars.sort_by(f32::total_cmp);
     for cy in cars {
         let scale = depth(cy as i64).max(0.05);
@@ -282,9 +332,20 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
         };
         let (x0, x1, y0, y1) = (cx - cw / 2.0, cx + cw / 2.0, cy - ch, cy);
         c.rect(x0 as i64, (y0 + ch * 0.35) as i64, x1 as i64, (y1 - ch * 0.1) as i64, id::CAR, |_, _| body);
-        c.rect((x0 + cw * 0.15) as i64, y0 as i64, (x1 - cw * 0.15) as i64, (y0 + ch * 0.4) as i64, id::CAR, |px, _| {
-            if (px as f32 - x0) < cw * 0.2 || (x1 - px as f32) < cw * 0.2 { body } else { [50.0, 60.0, 75.0] }
-        });
+        c.rect(
+            (x0 + cw * 0.15) as i64,
+            y0 as i64,
+            (x1 - cw * 0.15) as i64,
+            (y0 + ch * 0.4) as i64,
+            id::CAR,
+            |px, _| {
+                if (px as f32 - x0) < cw * 0.2 || (x1 - px as f32) < cw * 0.2 {
+                    body
+                } else {
+                    [50.0, 60.0, 75.0]
+                }
+            },
+        );
         for wx in [x0 + cw * 0.2, x1 - cw * 0.2] {
             c.ellipse(wx, y1 - ch * 0.1, ch * 0.18, ch * 0.18, id::CAR, |_, _| gray(25.0));
         }
@@ -297,9 +358,17 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
         let reach = road_half(py as i64) + rng.random_range(0.1..0.9) * (walk_half(py as i64) - road_half(py as i64));
         let px = vanish_x + side * reach;
         let tall = hf * 0.25 * depth(py as i64).max(0.08) * rng.random_range(0.8..1.2);
-        let shirt = if rng.random_bool(0.3) { [rng.random_range(150.0..220.0), 30.0, 35.0] } else { shared_gray(&mut rng) };
+        let shirt =
+            if rng.random_bool(0.3) { [rng.random_range(150.0..220.0), 30.0, 35.0] } else { shared_gray(&mut rng) };
         let trousers = [rng.random_range(20.0..90.0), rng.random_range(20.0..90.0), rng.random_range(40.0..120.0)];
-        c.rect((px - tall * 0.09) as i64, (py - tall * 0.45) as i64, (px + tall * 0.09) as i64, py as i64, id::PERSON, |_, _| trousers);
+        c.rect(
+            (px - tall * 0.09) as i64,
+            (py - tall * 0.45) as i64,
+            (px + tall * 0.09) as i64,
+            py as i64,
+            id::PERSON,
+            |_, _| trousers,
+        );
         c.ellipse(px, py - tall * 0.6, tall * 0.14, tall * 0.2, id::PERSON, |_, _| shirt);
         c.ellipse(px, py - tall * 0.88, tall * 0.08, tall * 0.1, id::PERSON, |_, _| [205.0, 160.0, 130.0]);
     }

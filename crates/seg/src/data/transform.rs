@@ -119,7 +119,13 @@ pub fn eval_example(sample: Sample, config: &TransformConfig) -> Example {
     let id = sample.id.clone();
     let (image, label) = to_images(sample);
     let (image, label) = rescale(image, label, config.base_scale);
-    Example { id, height: image.height(), width: image.width(), image: normalise(&image, config), label: label.into_raw() }
+    Example {
+        id,
+        height: image.height(),
+        width: image.width(),
+        image: normalise(&image, config),
+        label: label.into_raw(),
+    }
 }
 
 /// Training: resize by `base_scale` times a random scale, pad to the crop size (image with its
