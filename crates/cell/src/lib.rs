@@ -10,6 +10,7 @@
 
 pub mod alpha;
 pub mod cell;
+pub mod conv;
 pub mod edges;
 pub mod fixed;
 pub mod genotype;
@@ -19,6 +20,7 @@ pub mod primitive;
 
 pub use alpha::Alpha;
 pub use cell::{SearchCell, SearchCellConfig};
+pub use conv::{count_multiply_adds, Conv2d};
 pub use fixed::{FixedCell, FixedCellConfig};
 pub use genotype::{CellEdge, Genotype, GenotypeError};
 pub use mixed::MixedOp;

@@ -16,6 +16,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
+use crate::conv::Conv2d;
+
 use crate::primitive::Primitive;
 
 /// Which definition of the ops to build.
@@ -39,7 +41,7 @@ impl OpStyle {
 #[derive(Debug)]
 enum Layer {
     Relu,
-    Conv(nn::Conv2D),
+    Conv(Conv2d),
     BatchNorm(nn::BatchNorm),
     MaxPool {
         stride: i64,
@@ -73,7 +75,7 @@ pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
 }
 
 /// A bias-free 2-D convolution with "same" padding for odd kernels.
-fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, dilation: i64, groups: i64) -> nn::Conv2D {
+fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, dilation: i64, groups: i64) -> Conv2d {
     let config = nn::ConvConfig {
         stride,
         padding: dilation * (kernel - 1) / 2,
@@ -82,14 +84,14 @@ fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, dilation: 
         bias: false,
         ..Default::default()
     };
-    nn::conv2d(p, c_in, c_out, kernel, config)
+    Conv2d::new(p, c_in, c_out, kernel, config)
 }
 
 /// ReLU, kxk convolution, BN: `[N, c_in, H, W] -> [N, c_out, H/stride, W/stride]`.
 /// Used for cell input preprocessing (1x1) and resampling between levels.
 #[derive(Debug)]
 pub struct ReluConvBn {
-    conv: nn::Conv2D,
+    conv: Conv2d,
     bn: nn::BatchNorm,
 }
 

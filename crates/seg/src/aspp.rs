@@ -13,6 +13,7 @@
 //! usual.
 
 use serde::{Deserialize, Serialize};
+use cell::Conv2d;
 use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::conv::{resize_bilinear, ConvBnRelu};
@@ -63,7 +64,7 @@ impl SearchAsppConfig {
             atrous: ConvBnRelu::new(&(p / "atrous"), self.in_channels, c, 3, self.rate),
             pooling: ImagePooling { unit: ConvBnRelu::new(&(p / "pooling"), self.in_channels, c, 1, 1) },
             fuse: ConvBnRelu::new(&(p / "fuse"), 3 * c, c, 1, 1),
-            classifier: nn::conv2d(p / "classifier", c, self.classes, 1, Default::default()),
+            classifier: Conv2d::new(p / "classifier", c, self.classes, 1, Default::default()),
         }
     }
 }
@@ -75,7 +76,7 @@ pub struct SearchAspp {
     atrous: ConvBnRelu,
     pooling: ImagePooling,
     fuse: ConvBnRelu,
-    classifier: nn::Conv2D,
+    classifier: Conv2d,
 }
 
 impl ModuleT for SearchAspp {

@@ -4,6 +4,7 @@
 //! resize aligns corners, as DeepLab does.
 
 use serde::{Deserialize, Serialize};
+use cell::Conv2d;
 use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::conv::{resize_bilinear, ConvBnRelu};
@@ -36,7 +37,7 @@ impl DecoderConfig {
             reduce: ConvBnRelu::new(&(p / "reduce"), self.low_level_channels, self.low_level_reduced, 1, 1),
             conv1: ConvBnRelu::new(&(p / "conv1"), self.aspp_channels + self.low_level_reduced, self.channels, 3, 1),
             conv2: ConvBnRelu::new(&(p / "conv2"), self.channels, self.channels, 3, 1),
-            classifier: nn::conv2d(p / "classifier", self.channels, self.classes, 1, Default::default()),
+            classifier: Conv2d::new(p / "classifier", self.channels, self.classes, 1, Default::default()),
         }
     }
 }
@@ -47,7 +48,7 @@ pub struct Decoder {
     reduce: ConvBnRelu,
     conv1: ConvBnRelu,
     conv2: ConvBnRelu,
-    classifier: nn::Conv2D,
+    classifier: Conv2d,
 }
 
 impl Decoder {

@@ -1,10 +1,18 @@
 //! Network-level search space of Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985,
-//! §3.2, §4.3): levels, the network path and the architecture file.
-//!
-//! The supernet, β, Viterbi decoding and the decoded backbone are to come (see the issues).
+//! §3.2, §4.1.2, §4.3, §5.2): levels and transitions, β, the search network, Viterbi decoding,
+//! the network path, the architecture file and the decoded (deployable) network.
 
+pub mod arch;
 pub mod architecture;
+pub mod network;
 pub mod path;
+pub mod space;
+pub mod viterbi;
+
+pub use arch::{normalize_beta, ArchParams, ArchWeights};
+pub use network::{SearchNetwork, SearchNetworkConfig};
+pub use space::Transition;
+pub use viterbi::viterbi;
 
 pub use architecture::{Architecture, ArchitectureError};
 pub use path::{NetworkPath, PathError, NUM_LEVELS};

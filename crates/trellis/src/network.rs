@@ -1,0 +1,229 @@
+//! The search network (paper §3.2, Eq. 6, Fig. 1; §4.1.2): a stem to rate 4, L layers of
+//! search cells over the four levels, and one search ASPP head per level.
+//!
+//! Node (l, j) = sum over its incoming transitions (from level i of layer l - 1) of
+//! β[l][i][d] * Cell_{l,j}(H^{l-2} at level j, resample(H^{l-1} at level i)). The transitions
+//! into a node share its cell (as in the most used public port); each transition has its own
+//! resampling: from a finer level a stride-2 3x3 conv, from a coarser level bilinear
+//! upsampling then a 1x1 conv, both to the node's B*F*s/4 channels (a 1x1 conv also adapts the
+//! stem's channels on layer 0's same-level move). Where H^{l-2} at level j does not exist (the
+//! first layers) the cell runs without it; layer 1 at level 0 takes the stem as H^{l-2}.
+//!
+//! Spatial sizes: the stem maps H to ceil(H/4) in two stride-2 steps, each level halves with
+//! ceil, and upsampling targets the level's size exactly, so any crop works (odd ones such as
+//! 321, and ones such as 96 whose sizes do not halve evenly to rate 32).
+
+use cell::{ReluConvBn, SearchCell, SearchCellConfig};
+use seg::conv::resize_bilinear;
+use seg::{SearchAspp, SearchAsppConfig};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::ModuleT, Kind, Tensor};
+
+use crate::arch::ArchWeights;
+use crate::path::NUM_LEVELS;
+use crate::space::{downsample, max_level, node_exists, transition_valid, Transition};
+
+/// Shape of the search network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchNetworkConfig {
+    /// Layers L.
+    pub layers: usize,
+    /// Blocks per cell B.
+    pub blocks: usize,
+    /// Filter multiplier F: a block at downsample rate s has F*s/4 channels.
+    pub filter_multiplier: i64,
+    /// Channels of the three stem convs (the last one at rate 4).
+    pub stem_channels: [i64; 3],
+    /// Output classes.
+    pub classes: i64,
+}
+
+impl Default for SearchNetworkConfig {
+    fn default() -> Self {
+        // The paper's search (facts §3, §4): L = 12, B = 5, F = 8, 19 classes.
+        SearchNetworkConfig { layers: 12, blocks: 5, filter_multiplier: 8, stem_channels: [64, 64, 128], classes: 19 }
+    }
+}
+
+impl SearchNetworkConfig {
+    /// Channels of one block at `level`: F * s / 4.
+    pub fn block_channels(&self, level: usize) -> i64 {
+        self.filter_multiplier * downsample(level) / 4
+    }
+
+    /// Channels of a node's output at `level`: B * F * s / 4.
+    pub fn node_channels(&self, level: usize) -> i64 {
+        self.blocks as i64 * self.block_channels(level)
+    }
+
+    /// Builds the network's weights under `p` (a path of the weight VarStore).
+    pub fn build(&self, p: &nn::Path) -> SearchNetwork {
+        assert!(self.layers >= 1 && self.blocks >= 1, "the search network needs L >= 1 and B >= 1");
+        let [c0, c1, c2] = self.stem_channels;
+        let stem = Stem {
+            convs: [
+                seg::conv::ConvBnRelu::strided(&(p / "stem0"), 3, c0, 3, 2),
+                seg::conv::ConvBnRelu::strided(&(p / "stem1"), c0, c1, 3, 1),
+                seg::conv::ConvBnRelu::strided(&(p / "stem2"), c1, c2, 3, 2),
+            ],
+        };
+        // Channels of H^{l-1} (`prev`) and H^{l-2} (`prev_prev`) per level, None where absent.
+        let mut prev: [Option<i64>; NUM_LEVELS] = [Some(c2), None, None, None];
+        let mut prev_prev: [Option<i64>; NUM_LEVELS] = [None; NUM_LEVELS];
+        let mut layers = Vec::with_capacity(self.layers);
+        for l in 0..self.layers {
+            let lp = p / format!("layer{l}");
+            let nodes = (0..=max_level(l))
+                .map(|j| {
+                    let np = &lp / format!("level{j}");
+                    let channels = self.node_channels(j);
+                    let cell = SearchCellConfig {
+                        blocks: self.blocks,
+                        channels: self.block_channels(j),
+                        prev_prev_channels: prev_prev[j],
+                        prev_channels: channels,
+                    }
+                    .build(&(&np / "cell"));
+                    let inputs = Transition::ALL
+                        .into_iter()
+                        .filter_map(|t| {
+                            let i = t.source(j)?;
+                            if !transition_valid(l, i, t) {
+                                return None;
+                            }
+                            let c_in = prev[i].expect("valid transitions start at existing nodes");
+                            let rp = &np / format!("from{i}");
+                            let resample = match t {
+                                Transition::Same if c_in == channels => Resample::Identity,
+                                Transition::Same => Resample::Project(ReluConvBn::new(&rp, c_in, channels, 1, 1, false)),
+                                Transition::Coarser => Resample::Down(ReluConvBn::new(&rp, c_in, channels, 3, 2, false)),
+                                Transition::Finer => Resample::Up(ReluConvBn::new(&rp, c_in, channels, 1, 1, false)),
+                            };
+                            Some(Input { source: i, transition: t, resample })
+                        })
+                        .collect();
+                    Node { level: j, cell, inputs }
+                })
+                .collect();
+            layers.push(nodes);
+            prev_prev = prev;
+            prev = [0, 1, 2, 3].map(|j| node_exists(Some(l), j).then(|| self.node_channels(j)));
+        }
+        let heads = (0..NUM_LEVELS)
+            .filter(|&j| node_exists(Some(self.layers - 1), j))
+            .map(|j| {
+                SearchAsppConfig::for_level(self.blocks as i64, self.filter_multiplier, downsample(j), self.classes)
+                    .build(&(p / format!("aspp{j}")))
+            })
+            .collect();
+        SearchNetwork { config: self.clone(), stem, layers, heads }
+    }
+}
+
+/// The stem: three conv-BN-ReLU, stride 2 in the first and third: `[N, 3, H, W]` to
+/// `[N, C, ceil(H/4), ceil(W/4)]`.
+#[derive(Debug)]
+struct Stem {
+    convs: [seg::conv::ConvBnRelu; 3],
+}
+
+/// How H^{l-1} from the source level reaches a node.
+#[derive(Debug)]
+enum Resample {
+    Identity,
+    Project(ReluConvBn),
+    Down(ReluConvBn),
+    Up(ReluConvBn),
+}
+
+#[derive(Debug)]
+struct Input {
+    source: usize,
+    transition: Transition,
+    resample: Resample,
+}
+
+#[derive(Debug)]
+struct Node {
+    level: usize,
+    cell: SearchCell,
+    inputs: Vec<Input>,
+}
+
+/// The search network's weights. See the module documentation.
+#[derive(Debug)]
+pub struct SearchNetwork {
+    config: SearchNetworkConfig,
+    stem: Stem,
+    layers: Vec<Vec<Node>>,
+    heads: Vec<SearchAspp>,
+}
+
+/// Spatial size of each level for an input of `height x width`: ceil-halving from rate 2.
+pub fn level_sizes(height: i64, width: i64) -> [(i64, i64); NUM_LEVELS] {
+    let half = |n: i64| (n - 1) / 2 + 1;
+    let mut size = (half(half(height)), half(half(width)));
+    let mut sizes = [(0, 0); NUM_LEVELS];
+    for s in sizes.iter_mut() {
+        *s = size;
+        size = (half(size.0), half(size.1));
+    }
+    sizes
+}
+
+impl SearchNetwork {
+    /// The configuration it was built from.
+    pub fn config(&self) -> &SearchNetworkConfig {
+        &self.config
+    }
+
+    /// The backbone: `images` `[N, 3, H, W]` to the last layer's features at every level it
+    /// has (`[N, B*F*s/4, H_s, W_s]`, level order).
+    pub fn backbone(&self, images: &Tensor, arch: &ArchWeights, train: bool) -> Vec<Tensor> {
+        let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
+        let sizes = level_sizes(h, w);
+        let stem = self.stem.convs.iter().fold(images.shallow_clone(), |x, conv| conv.forward_t(&x, train));
+        let mut prev: [Option<Tensor>; NUM_LEVELS] = [Some(stem), None, None, None];
+        let mut prev_prev: [Option<Tensor>; NUM_LEVELS] = [None, None, None, None];
+        for (l, nodes) in self.layers.iter().enumerate() {
+            let beta = arch.beta.get(l as i64);
+            let mut current: [Option<Tensor>; NUM_LEVELS] = [None, None, None, None];
+            for node in nodes {
+                let (th, tw) = sizes[node.level];
+                let output = node
+                    .inputs
+                    .iter()
+                    .map(|input| {
+                        let x = prev[input.source].as_ref().expect("sources exist");
+                        let x = match &input.resample {
+                            Resample::Identity => x.shallow_clone(),
+                            Resample::Project(conv) | Resample::Down(conv) => conv.forward_t(x, train),
+                            Resample::Up(conv) => conv.forward_t(&resize_bilinear(x, th, tw), train),
+                        };
+                        let y = node.cell.forward_t(prev_prev[node.level].as_ref(), &x, &arch.alpha, train);
+                        y * beta.get(input.source as i64).get(input.transition.index() as i64)
+                    })
+                    .reduce(|a, b| a + b)
+                    .expect("every node has an input");
+                current[node.level] = Some(output);
+            }
+            prev_prev = std::mem::replace(&mut prev, current);
+        }
+        prev.into_iter().flatten().collect()
+    }
+
+    /// Logits `[N, classes, H, W]`: every level's search head, upsampled to the input size and
+    /// summed.
+    pub fn forward_t(&self, images: &Tensor, arch: &ArchWeights, train: bool) -> Tensor {
+        let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
+        let features = self.backbone(images, arch, train);
+        features
+            .iter()
+            .zip(&self.heads)
+            .map(|(f, head)| resize_bilinear(&head.forward_t(f, train), h, w))
+            .reduce(|a, b| a + b)
+            .expect("at least one level")
+            .to_kind(Kind::Float)
+    }
+}

@@ -1,0 +1,98 @@
+//! The network-level search space: β normalisation, the search network's shapes at several
+//! crops and depths, and gradients into every weight, α and β (trellis issue).
+
+mod common;
+
+use common::has_useful_gradient;
+use tch::{nn, Device, Kind, Reduction, Tensor};
+use trellis::arch::beta_mask;
+use trellis::space::{node_exists, transition_valid, Transition};
+use trellis::{normalize_beta, ArchParams, SearchNetworkConfig};
+
+fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
+    SearchNetworkConfig { layers, blocks, filter_multiplier: 2, stem_channels: [4, 4, 8], classes: 5 }
+}
+
+#[test]
+fn beta_is_normalised_over_each_source_nodes_valid_moves() {
+    tch::manual_seed(0);
+    let logits = Tensor::randn([12, 4, 3], (Kind::Float, Device::Cpu)) * 3.0;
+    let beta = normalize_beta(&logits);
+    let mask = beta_mask(12, Device::Cpu);
+    for l in 0..12 {
+        for i in 0..4 {
+            let row = Vec::<f32>::try_from(beta.get(l).get(i)).unwrap();
+            let valid: Vec<bool> = Transition::ALL.iter().map(|&t| transition_valid(l as usize, i as usize, t)).collect();
+            let sum: f32 = row.iter().sum();
+            if node_exists((l as usize).checked_sub(1), i as usize) {
+                assert!((sum - 1.0).abs() < 1e-6, "layer {l} level {i}: sums to {sum}");
+                let count = valid.iter().filter(|v| **v).count();
+                assert_eq!(count, if i == 0 || i == 3 { 2 } else { 3 }.min(count.max(2)), "layer {l} level {i}");
+            } else {
+                assert_eq!(sum, 0.0, "layer {l} level {i} has no node");
+            }
+            for (k, v) in valid.iter().enumerate() {
+                assert_eq!(row[k] > 0.0, *v, "layer {l} level {i} move {k}");
+                assert_eq!(f32::try_from(mask.get(l).get(i).get(k as i64)).unwrap() == 1.0, *v);
+            }
+        }
+    }
+    // The three β feeding one target do not sum to 1 (they come from three softmaxes).
+    let into_level1: f32 = [(0, 2), (1, 1), (2, 0)].iter().map(|&(i, d)| f32::try_from(beta.get(5).get(i).get(d)).unwrap()).sum();
+    assert!((into_level1 - 1.0).abs() > 1e-3);
+}
+
+#[test]
+fn search_network_shapes_at_several_crops_and_depths() {
+    // Odd (33, 65x97), even (64) and sizes that do not halve evenly down to rate 32 (96, 50).
+    for (layers, (h, w)) in [(1, (33, 33)), (2, (64, 64)), (4, (96, 96)), (4, (65, 97)), (12, (50, 38))] {
+        tch::manual_seed(1);
+        let weights = nn::VarStore::new(Device::Cpu);
+        let arch_store = nn::VarStore::new(Device::Cpu);
+        let config = tiny(layers, 2);
+        let net = config.build(&weights.root());
+        let arch = ArchParams::new(&arch_store.root(), config.blocks, layers);
+        let images = Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu));
+        let features = net.backbone(&images, &arch.weights(), true);
+        assert_eq!(features.len(), layers.min(3) + 1, "L = {layers}: levels of the last layer");
+        for (j, f) in features.iter().enumerate() {
+            assert_eq!(f.size()[1], config.node_channels(j), "channels at level {j}");
+        }
+        let logits = net.forward_t(&images, &arch.weights(), true);
+        assert_eq!(logits.size(), [2, 5, h, w], "L = {layers} at {h}x{w}");
+        assert!(bool::try_from(logits.isfinite().all()).unwrap());
+    }
+}
+
+#[test]
+fn every_weight_alpha_and_beta_receive_a_gradient() {
+    tch::manual_seed(2);
+    let weights = nn::VarStore::new(Device::Cpu);
+    let arch_store = nn::VarStore::new(Device::Cpu);
+    let config = tiny(4, 5);
+    let net = config.build(&weights.root());
+    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+    let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
+    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0);
+    loss.backward();
+    for (name, t) in weights.variables() {
+        if t.requires_grad() {
+            assert!(has_useful_gradient(&t), "weight {name} got no finite non-zero gradient");
+        }
+    }
+    assert!(has_useful_gradient(arch.alpha.logits()));
+    let grad = arch.beta.grad();
+    for l in 0..4 {
+        for i in 0..4 {
+            for t in Transition::ALL {
+                let g = f64::try_from(grad.get(l).get(i).get(t.index() as i64)).unwrap();
+                assert!(g.is_finite());
+                assert_eq!(g != 0.0, transition_valid(l as usize, i as usize, t), "β[{l}][{i}][{t:?}] gradient {g}");
+            }
+        }
+    }
+    // The weights' store holds no architecture parameter and vice versa.
+    assert!(weights.variables().keys().all(|k| !k.contains("alpha") && !k.contains("beta")));
+    assert_eq!(arch_store.trainable_variables().len(), 2);
+}
