@@ -27,7 +27,7 @@ fn beta_is_normalised_over_each_source_nodes_valid_moves() {
             if node_exists((l as usize).checked_sub(1), i as usize) {
                 assert!((sum - 1.0).abs() < 1e-6, "layer {l} level {i}: sums to {sum}");
                 let count = valid.iter().filter(|v| **v).count();
-                assert_eq!(count, if i == 0 || i == 3 { 2 } else { 3 }.min(count.max(2)), "layer {l} level {i}");
+                assert_eq!(count, if i == 0 || i == 3 { 2 } else { 3 }, "layer {l} level {i}");
             } else {
                 assert_eq!(sum, 0.0, "layer {l} level {i} has no node");
             }

@@ -2,8 +2,10 @@
 //! loading, device choice, the environment report and the cell smoke pass. `main.rs` holds
 //! the command-line interface.
 
+pub mod arch_source;
 pub mod bench_data;
 pub mod config;
 pub mod device;
 pub mod env;
 pub mod smoke;
+pub mod summary;

@@ -44,6 +44,30 @@ enum Command {
     Eval(EvalArgs),
     /// Measure the data loader's images/s on 2048x1024 PNGs at half resolution.
     BenchData(BenchDataArgs),
+    /// Parameters and multiply-adds of the deployable network of an architecture.
+    Summary(SummaryArgs),
+}
+
+#[derive(Args)]
+struct SummaryArgs {
+    /// Architecture JSON file, or `paper` for the architecture of the paper (Fig. 3).
+    #[arg(long)]
+    arch: String,
+    /// Filter multiplier F (20 / 32 / 48 for Auto-DeepLab-S / M / L).
+    #[arg(long, default_value_t = 20)]
+    filter_multiplier: i64,
+    /// Input height for the multiply-adds.
+    #[arg(long, default_value_t = 1024)]
+    height: i64,
+    /// Input width for the multiply-adds.
+    #[arg(long, default_value_t = 2048)]
+    width: i64,
+    /// Output classes.
+    #[arg(long, default_value_t = 19)]
+    classes: i64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -169,6 +193,7 @@ fn main() -> Result<()> {
         Command::Synth(args) => synth(args)?,
         Command::Eval(args) => eval(args)?,
         Command::BenchData(args) => bench_data(args)?,
+        Command::Summary(args) => summary(args)?,
     }
     Ok(())
 }
@@ -268,4 +293,18 @@ fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
     tmp.push(".tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn summary(args: SummaryArgs) -> Result<()> {
+    anyhow::ensure!(args.filter_multiplier >= 1, "--filter-multiplier {}: must be at least 1", args.filter_multiplier);
+    anyhow::ensure!(args.height >= 1 && args.width >= 1, "--height and --width must be at least 1");
+    anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
+    let architecture = search::arch_source::resolve(&args.arch).context("reading --arch")?;
+    let summary = search::summary::summarize(&architecture, args.filter_multiplier, args.classes, args.height, args.width);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.to_text());
+    }
+    Ok(())
 }

@@ -4,12 +4,14 @@
 
 pub mod arch;
 pub mod architecture;
+pub mod decoded;
 pub mod network;
 pub mod path;
 pub mod space;
 pub mod viterbi;
 
 pub use arch::{normalize_beta, ArchParams, ArchWeights};
+pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, ParameterCount};
 pub use network::{SearchNetwork, SearchNetworkConfig};
 pub use space::Transition;
 pub use viterbi::viterbi;
