@@ -22,7 +22,8 @@ fn beta_is_normalised_over_each_source_nodes_valid_moves() {
     for l in 0..12 {
         for i in 0..4 {
             let row = Vec::<f32>::try_from(beta.get(l).get(i)).unwrap();
-            let valid: Vec<bool> = Transition::ALL.iter().map(|&t| transition_valid(l as usize, i as usize, t)).collect();
+            let valid: Vec<bool> =
+                Transition::ALL.iter().map(|&t| transition_valid(l as usize, i as usize, t)).collect();
             let sum: f32 = row.iter().sum();
             if node_exists((l as usize).checked_sub(1), i as usize) {
                 assert!((sum - 1.0).abs() < 1e-6, "layer {l} level {i}: sums to {sum}");
@@ -38,7 +39,8 @@ fn beta_is_normalised_over_each_source_nodes_valid_moves() {
         }
     }
     // The three β feeding one target do not sum to 1 (they come from three softmaxes).
-    let into_level1: f32 = [(0, 2), (1, 1), (2, 0)].iter().map(|&(i, d)| f32::try_from(beta.get(5).get(i).get(d)).unwrap()).sum();
+    let into_level1: f32 =
+        [(0, 2), (1, 1), (2, 0)].iter().map(|&(i, d)| f32::try_from(beta.get(5).get(i).get(d)).unwrap()).sum();
     assert!((into_level1 - 1.0).abs() > 1e-3);
 }
 
@@ -74,7 +76,13 @@ fn every_weight_alpha_and_beta_receive_a_gradient() {
     let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
-    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0);
+    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
+        &labels,
+        None,
+        Reduction::Mean,
+        255,
+        0.0,
+    );
     loss.backward();
     for (name, t) in weights.variables() {
         if t.requires_grad() {

@@ -46,6 +46,21 @@ enum Command {
     BenchData(BenchDataArgs),
     /// Parameters and multiply-adds of the deployable network of an architecture.
     Summary(SummaryArgs),
+    /// Decode α and β into an architecture: the cell (top-2 inputs, argmax op without `none`)
+    /// and the network path (Viterbi over β).
+    Decode(DecodeArgs),
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    /// Raw parameters: a search checkpoint folder (its arch.safetensors), a safetensors file
+    /// with tensors `alpha` and `beta`, or JSON {"alpha": [[8 numbers] x edges], "beta":
+    /// [[[3 numbers] x 4] x L]} of raw logits.
+    #[arg(long)]
+    params: PathBuf,
+    /// Also write the architecture JSON to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -194,6 +209,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval(args)?,
         Command::BenchData(args) => bench_data(args)?,
         Command::Summary(args) => summary(args)?,
+        Command::Decode(args) => decode(args)?,
     }
     Ok(())
 }
@@ -300,11 +316,21 @@ fn summary(args: SummaryArgs) -> Result<()> {
     anyhow::ensure!(args.height >= 1 && args.width >= 1, "--height and --width must be at least 1");
     anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
     let architecture = search::arch_source::resolve(&args.arch).context("reading --arch")?;
-    let summary = search::summary::summarize(&architecture, args.filter_multiplier, args.classes, args.height, args.width);
+    let summary =
+        search::summary::summarize(&architecture, args.filter_multiplier, args.classes, args.height, args.width);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", summary.to_text());
+    }
+    Ok(())
+}
+
+fn decode(args: DecodeArgs) -> Result<()> {
+    let architecture = trellis::decode_file(&args.params).context("decoding --params")?;
+    println!("{}", architecture.to_json());
+    if let Some(out) = &args.out {
+        architecture.save(out).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
 }

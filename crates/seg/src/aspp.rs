@@ -12,8 +12,8 @@
 //! uses its running statistics instead of the batch's; with more than one image it trains as
 //! usual.
 
-use serde::{Deserialize, Serialize};
 use cell::Conv2d;
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::conv::{resize_bilinear, ConvBnRelu};

@@ -3,8 +3,8 @@
 //! output, two 3x3 convs, a 1x1 classifier (with bias), upsampled to the input size. Every
 //! resize aligns corners, as DeepLab does.
 
-use serde::{Deserialize, Serialize};
 use cell::Conv2d;
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::conv::{resize_bilinear, ConvBnRelu};

@@ -21,7 +21,8 @@ pub const BETA_INIT_STD: f64 = 1e-3;
 pub fn beta_mask(layers: usize, device: Device) -> Tensor {
     let mask: Vec<f32> = (0..layers)
         .flat_map(|l| {
-            (0..NUM_LEVELS).flat_map(move |i| Transition::ALL.map(|t| if transition_valid(l, i, t) { 1.0 } else { 0.0 }))
+            (0..NUM_LEVELS)
+                .flat_map(move |i| Transition::ALL.map(|t| if transition_valid(l, i, t) { 1.0 } else { 0.0 }))
         })
         .collect();
     Tensor::from_slice(&mask).view([layers as i64, NUM_LEVELS as i64, 3]).to_device(device)
@@ -51,7 +52,8 @@ impl ArchParams {
     /// of the architecture VarStore.
     pub fn new(p: &nn::Path, blocks: usize, layers: usize) -> ArchParams {
         let alpha = Alpha::new(p, blocks);
-        let beta = p.var("beta", &[layers as i64, NUM_LEVELS as i64, 3], nn::Init::Randn { mean: 0.0, stdev: BETA_INIT_STD });
+        let beta =
+            p.var("beta", &[layers as i64, NUM_LEVELS as i64, 3], nn::Init::Randn { mean: 0.0, stdev: BETA_INIT_STD });
         ArchParams { alpha, beta }
     }
 

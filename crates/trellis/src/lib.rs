@@ -4,6 +4,7 @@
 
 pub mod arch;
 pub mod architecture;
+pub mod decode;
 pub mod decoded;
 pub mod network;
 pub mod path;
@@ -11,6 +12,7 @@ pub mod space;
 pub mod viterbi;
 
 pub use arch::{normalize_beta, ArchParams, ArchWeights};
+pub use decode::{decode, decode_file, DecodeError, RawParams};
 pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, ParameterCount};
 pub use network::{SearchNetwork, SearchNetworkConfig};
 pub use space::Transition;

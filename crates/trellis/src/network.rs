@@ -96,8 +96,12 @@ impl SearchNetworkConfig {
                             let rp = &np / format!("from{i}");
                             let resample = match t {
                                 Transition::Same if c_in == channels => Resample::Identity,
-                                Transition::Same => Resample::Project(ReluConvBn::new(&rp, c_in, channels, 1, 1, false)),
-                                Transition::Coarser => Resample::Down(ReluConvBn::new(&rp, c_in, channels, 3, 2, false)),
+                                Transition::Same => {
+                                    Resample::Project(ReluConvBn::new(&rp, c_in, channels, 1, 1, false))
+                                }
+                                Transition::Coarser => {
+                                    Resample::Down(ReluConvBn::new(&rp, c_in, channels, 3, 2, false))
+                                }
                                 Transition::Finer => Resample::Up(ReluConvBn::new(&rp, c_in, channels, 1, 1, false)),
                             };
                             Some(Input { source: i, transition: t, resample })

@@ -63,7 +63,8 @@ mod tests {
             .map(|l| {
                 let mut row = [[0.0; 3]; 4];
                 for (i, moves) in row.iter_mut().enumerate() {
-                    let valid: Vec<Transition> = Transition::ALL.into_iter().filter(|&t| transition_valid(l, i, t)).collect();
+                    let valid: Vec<Transition> =
+                        Transition::ALL.into_iter().filter(|&t| transition_valid(l, i, t)).collect();
                     for t in &valid {
                         moves[t.index()] = 1.0 / valid.len() as f64;
                     }
@@ -107,7 +108,8 @@ mod tests {
                 if i == 3 && transition_valid(layer, i, Transition::Same) {
                     *moves = [0.1, 0.9, 0.0];
                 } else if transition_valid(layer, i, Transition::Coarser) {
-                    *moves = if transition_valid(layer, i, Transition::Finer) { [0.05, 0.05, 0.9] } else { [0.0, 0.1, 0.9] };
+                    *moves =
+                        if transition_valid(layer, i, Transition::Finer) { [0.05, 0.05, 0.9] } else { [0.0, 0.1, 0.9] };
                 }
             }
         }
