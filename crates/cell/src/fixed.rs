@@ -102,6 +102,13 @@ impl FixedCell {
     /// `prev`: H^{l-1} `[N, C_p, H, W]`. Returns `[N, B * C, H_out, W_out]` with
     /// `H_out = H` at stride 1 and `(H - 1) / 2 + 1` at stride 2.
     pub fn forward_t(&self, prev_prev: &Tensor, prev: &Tensor, train: bool) -> Tensor {
+        self.forward_drop_path(prev_prev, prev, train, 1.0)
+    }
+
+    /// [`FixedCell::forward_t`] with drop path (Zoph et al., CVPR 2018; paper §5.2): in training,
+    /// every edge output except `skip_connect` is zeroed per image with probability
+    /// `1 - keep_prob` and otherwise scaled by `1 / keep_prob`, as the official code does.
+    pub fn forward_drop_path(&self, prev_prev: &Tensor, prev: &Tensor, train: bool, keep_prob: f64) -> Tensor {
         let (_, _, h, w) = prev.size4().expect("H^(l-1) is [N, C, H, W]");
         let (_, _, hp, wp) = prev_prev.size4().expect("H^(l-2) is [N, C, H, W]");
         let resized;
@@ -117,8 +124,19 @@ impl FixedCell {
             None => prev_prev.shallow_clone(),
         });
         states.push(self.prev.forward_t(prev, train));
+        let drop = train && keep_prob < 1.0;
+        let edge = |input: usize, op: &Op, states: &[Tensor]| {
+            let y = op.forward_t(&states[input], train);
+            if drop && op.primitive() != crate::Primitive::SkipConnect {
+                let n = y.size()[0];
+                let mask = Tensor::rand([n, 1, 1, 1], (y.kind(), y.device())).ge(1.0 - keep_prob).to_kind(y.kind());
+                y * mask / keep_prob
+            } else {
+                y
+            }
+        };
         for [(left_input, left), (right_input, right)] in &self.blocks {
-            let output = left.forward_t(&states[*left_input], train) + right.forward_t(&states[*right_input], train);
+            let output = edge(*left_input, left, &states) + edge(*right_input, right, &states);
             states.push(output);
         }
         Tensor::cat(&states[2..], 1)

@@ -4,8 +4,17 @@
 
 pub mod arch_source;
 pub mod bench_data;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod env;
+pub mod evaluate;
+pub mod interrupt;
+pub mod logging;
+pub mod optim;
+pub mod plots;
+pub mod run_config;
+pub mod rundir;
+pub mod search_run;
 pub mod smoke;
 pub mod summary;

@@ -49,6 +49,33 @@ enum Command {
     /// Decode α and β into an architecture: the cell (top-2 inputs, argmax op without `none`)
     /// and the network path (Viterbi over β).
     Decode(DecodeArgs),
+    /// The bilevel architecture search: weights on trainA (SGD), α and β on trainB (Adam).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Search config (TOML; see configs/cityscapes-search.toml). Not with --resume.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set epochs=10` (repeatable). Not with --resume.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Data set root (overrides `data.root`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run folder (default: runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Continue the run in this folder from its latest checkpoint, with its own config.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop with a checkpoint after this many steps in total, as Ctrl-C does (for tests).
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -183,13 +210,8 @@ struct DemoArgs {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    search::logging::init();
+    search::interrupt::install();
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         anyhow::ensure!(threads >= 1, "--threads {threads}: needs at least one thread");
@@ -210,6 +232,7 @@ fn main() -> Result<()> {
         Command::BenchData(args) => bench_data(args)?,
         Command::Summary(args) => summary(args)?,
         Command::Decode(args) => decode(args)?,
+        Command::Run(args) => run(args)?,
     }
     Ok(())
 }
@@ -331,6 +354,39 @@ fn decode(args: DecodeArgs) -> Result<()> {
     println!("{}", architecture.to_json());
     if let Some(out) = &args.out {
         architecture.save(out).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    let (config, out, resume) = match &args.resume {
+        Some(dir) => {
+            anyhow::ensure!(
+                args.config.is_none() && args.overrides.is_empty() && args.data.is_none() && args.out.is_none(),
+                "--resume continues a run with its own config: drop --config, --set, --data and --out"
+            );
+            let config: search::run_config::SearchRunConfig =
+                config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?;
+            (config, dir.clone(), true)
+        }
+        None => {
+            let mut config: search::run_config::SearchRunConfig =
+                config::load(args.config.as_deref(), &args.overrides).context("loading the search config")?;
+            if let Some(root) = &args.data {
+                config.data.root = root.clone();
+            }
+            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+            (config, out, false)
+        }
+    };
+    let options =
+        search::search_run::SearchOptions { config, out, device, resume, stop_after_steps: args.stop_after_steps };
+    match search::search_run::run(options)? {
+        search::search_run::SearchOutcome::Finished(architecture) => println!("{}", architecture.to_json()),
+        search::search_run::SearchOutcome::Stopped(checkpoint) => {
+            println!("stopped at checkpoint {}", checkpoint.display())
+        }
     }
     Ok(())
 }

@@ -118,6 +118,10 @@ impl DecodedNetwork {
     /// The backbone: `images` `[N, 3, H, W]` to (the last cell's output after ReLU at the
     /// path's last level, the rate-4 low-level feature).
     pub fn backbone(&self, images: &Tensor, train: bool) -> (Tensor, Tensor) {
+        self.backbone_drop_path(images, train, DropPath::OFF)
+    }
+
+    fn backbone_drop_path(&self, images: &Tensor, train: bool, drop_path: DropPath) -> (Tensor, Tensor) {
         let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
         let sizes = level_sizes(h, w);
         let x = self.stem[0].forward_t(images, train).relu();
@@ -131,7 +135,7 @@ impl DecodedNetwork {
                 let (th, tw) = sizes[level as usize];
                 prev = resize_bilinear(&prev, th, tw);
             }
-            let output = cell.forward_t(&prev_prev, &prev, train);
+            let output = cell.forward_drop_path(&prev_prev, &prev, train, drop_path.keep_prob(l, self.cells.len()));
             if Some(l) == low_level_cell {
                 low_level = Some(output.shallow_clone());
             }
@@ -143,10 +147,37 @@ impl DecodedNetwork {
 
     /// Logits `[N, classes, H, W]`.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        self.forward_drop_path(images, train, DropPath::OFF)
+    }
+
+    /// Logits `[N, classes, H, W]` with scheduled drop path in the cells (training only).
+    pub fn forward_drop_path(&self, images: &Tensor, train: bool, drop_path: DropPath) -> Tensor {
         let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
-        let (features, low_level) = self.backbone(images, train);
+        let (features, low_level) = self.backbone_drop_path(images, train, drop_path);
         let aspp = self.aspp.forward_t(&features, train);
         self.decoder.forward_t(&aspp, &low_level, h, w, train)
+    }
+}
+
+/// Scheduled drop path (paper §5.2; Zoph et al., CVPR 2018), as the official code schedules it:
+/// cell l of L keeps a path with `1 - (l + 1) / L * (1 - keep_prob)`, and that drop rate grows
+/// linearly with training progress from 0 to its full value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropPath {
+    /// Keep probability of the last cell at the end of training (1 = no drop path).
+    pub keep_prob: f64,
+    /// Fraction of training done, 0..=1.
+    pub progress: f64,
+}
+
+impl DropPath {
+    /// No drop path.
+    pub const OFF: DropPath = DropPath { keep_prob: 1.0, progress: 0.0 };
+
+    /// Keep probability of cell `cell` of `cells` at the current progress.
+    pub fn keep_prob(&self, cell: usize, cells: usize) -> f64 {
+        let layer_keep = 1.0 - (cell + 1) as f64 / cells as f64 * (1.0 - self.keep_prob);
+        1.0 - self.progress.clamp(0.0, 1.0) * (1.0 - layer_keep)
     }
 }
 

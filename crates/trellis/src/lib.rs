@@ -13,7 +13,7 @@ pub mod viterbi;
 
 pub use arch::{normalize_beta, ArchParams, ArchWeights};
 pub use decode::{decode, decode_file, DecodeError, RawParams};
-pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, ParameterCount};
+pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, DropPath, ParameterCount};
 pub use network::{SearchNetwork, SearchNetworkConfig};
 pub use space::Transition;
 pub use viterbi::viterbi;

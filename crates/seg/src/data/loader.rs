@@ -160,6 +160,12 @@ impl Loader {
 
     /// Starts preparing epoch `epoch` on a background thread; iterate to receive its batches.
     pub fn epoch(&self, seed: u64, epoch: u64) -> EpochBatches {
+        self.epoch_from(seed, epoch, 0)
+    }
+
+    /// Like [`Loader::epoch`], starting at batch `first_batch` of the epoch (the batches before
+    /// it are neither read nor yielded): how a resumed run continues mid-epoch.
+    pub fn epoch_from(&self, seed: u64, epoch: u64, first_batch: usize) -> EpochBatches {
         let (tx, rx) = sync_channel(self.config.prefetch);
         let samples = Arc::clone(&self.samples);
         let transform = Arc::clone(&self.transform);
@@ -175,7 +181,7 @@ impl Loader {
                 }
                 // Enough batches at once to keep every worker busy.
                 let group = workers.div_ceil(batch).max(1);
-                for first in (0..batches).step_by(group) {
+                for first in (first_batch.min(batches)..batches).step_by(group) {
                     let last = (first + group).min(batches);
                     let positions: Vec<usize> = (first * batch..(last * batch).min(order.len())).collect();
                     let examples: Vec<Result<Example, DataError>> = pool.install(|| {

@@ -114,6 +114,21 @@ fn normalise(image: &RgbImage, config: &TransformConfig) -> Vec<f32> {
     out
 }
 
+/// Inference input: the image resized by `base_scale` and normalised, `([3, H', W'] floats, H',
+/// W')`, from `[H, W, 3]` RGB bytes.
+pub fn inference_image(width: u32, height: u32, rgb: Vec<u8>, config: &TransformConfig) -> (Vec<f32>, u32, u32) {
+    let image = RgbImage::from_raw(width, height, rgb).expect("image buffer matches its size");
+    let image = if (config.base_scale - 1.0).abs() < 1e-6 {
+        image
+    } else {
+        let w = ((width as f32 * config.base_scale).round() as u32).max(1);
+        let h = ((height as f32 * config.base_scale).round() as u32).max(1);
+        imageops::resize(&image, w, h, FilterType::Triangle)
+    };
+    let (w, h) = (image.width(), image.height());
+    (normalise(&image, config), h, w)
+}
+
 /// Evaluation: the fixed resize and normalisation only, whole image.
 pub fn eval_example(sample: Sample, config: &TransformConfig) -> Example {
     let id = sample.id.clone();

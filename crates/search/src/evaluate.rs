@@ -1,0 +1,91 @@
+//! Evaluating a segmentation network on a split with the Cityscapes metric: whole images (or a
+//! sliding window) at the configured base scale, logits resized to the ground truth's full
+//! resolution (corners aligned) before the argmax, as DeepLab evaluates.
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use seg::data::cityscapes::read_sample;
+use seg::data::transform::inference_image;
+use seg::data::{SampleRef, TransformConfig};
+use seg::ConfusionMatrix;
+use tch::{Device, Kind, Tensor};
+
+/// Logits `[1, C, h, w]` for one normalised image `[1, 3, h, w]`: the whole image, or the mean
+/// over windows of `window = [height, width]` placed every 2/3 window (the last flush with
+/// the border) when the image is larger.
+pub fn infer_logits(forward: &dyn Fn(&Tensor) -> Tensor, image: &Tensor, window: Option<[u32; 2]>) -> Tensor {
+    let (_, _, h, w) = image.size4().expect("image is [1, 3, H, W]");
+    let Some([wh, ww]) = window else { return forward(image) };
+    let (wh, ww) = ((wh as i64).min(h), (ww as i64).min(w));
+    if (wh, ww) == (h, w) {
+        return forward(image);
+    }
+    let starts = |size: i64, win: i64| -> Vec<i64> {
+        let stride = (win * 2 / 3).max(1);
+        let mut s: Vec<i64> = (0..=size - win).step_by(stride as usize).collect();
+        if *s.last().expect("at least one start") != size - win {
+            s.push(size - win);
+        }
+        s
+    };
+    let mut sum: Option<Tensor> = None;
+    let count = Tensor::zeros([1, 1, h, w], (Kind::Float, image.device()));
+    for &y in &starts(h, wh) {
+        for &x in &starts(w, ww) {
+            let tile = image.narrow(2, y, wh).narrow(3, x, ww);
+            let logits = forward(&tile).to_kind(Kind::Float);
+            let total =
+                sum.get_or_insert_with(|| Tensor::zeros([1, logits.size()[1], h, w], (Kind::Float, image.device())));
+            let mut region = total.narrow(2, y, wh).narrow(3, x, ww);
+            region += logits;
+            let mut seen = count.narrow(2, y, wh).narrow(3, x, ww);
+            seen += 1.0;
+        }
+    }
+    sum.expect("at least one window") / count
+}
+
+/// Train ids `[H, W]` (int64) for one image resized to `(height, width)`.
+pub fn predict_labels(
+    forward: &dyn Fn(&Tensor) -> Tensor,
+    image: &Tensor,
+    window: Option<[u32; 2]>,
+    height: i64,
+    width: i64,
+) -> Tensor {
+    let logits = infer_logits(forward, image, window);
+    seg::conv::resize_bilinear(&logits, height, width).argmax(1, false).squeeze_dim(0)
+}
+
+/// Evaluates `forward` (normalised images `[1, 3, h, w]` to logits `[1, C, h, w]`, called
+/// without gradients) on `samples`, reading `workers` images ahead in parallel.
+pub fn evaluate(
+    samples: &[SampleRef],
+    transform: &TransformConfig,
+    window: Option<[u32; 2]>,
+    device: Device,
+    workers: usize,
+    forward: &dyn Fn(&Tensor) -> Tensor,
+) -> Result<ConfusionMatrix> {
+    let mut matrix = ConfusionMatrix::new(device);
+    let bar = crate::logging::progress(samples.len() as u64, "eval");
+    for chunk in samples.chunks(workers.max(1) * 2) {
+        let inputs: Vec<_> = chunk
+            .par_iter()
+            .map(|sample| -> Result<_> {
+                let s = read_sample(sample).with_context(|| format!("reading {}", sample.id))?;
+                let (image, h, w) = inference_image(s.width, s.height, s.image, transform);
+                Ok((image, h, w, s.label, s.height, s.width))
+            })
+            .collect::<Result<_>>()?;
+        for (image, h, w, label, height, width) in inputs {
+            let image = Tensor::from_slice(&image).view([1, 3, h as i64, w as i64]).to_device(device);
+            let label = Tensor::from_slice(&label).view([height as i64, width as i64]).to_device(device);
+            let pred = tch::no_grad(|| predict_labels(forward, &image, window, height as i64, width as i64));
+            matrix.update(&pred, &label);
+            bar.inc(1);
+        }
+    }
+    crate::logging::finish_progress();
+    Ok(matrix)
+}

@@ -1,0 +1,218 @@
+//! Pictures of a search, written at its end into `arch/`: the decoded cell (`cell.dot`,
+//! `cell.svg`), the network path on the trellis (`path.svg`), and softmax(α) and normalised β
+//! over the epochs as heat maps (`alpha.svg`, `beta.svg`).
+
+use anyhow::{Context, Result};
+use cell::Primitive;
+use plotters::prelude::*;
+use trellis::Architecture;
+
+use crate::rundir::{write_atomic, RunDir};
+
+/// Writes every picture of a finished search.
+pub fn write_search_pictures(dir: &RunDir, architecture: &Architecture) -> Result<()> {
+    write_atomic(&dir.path("arch/cell.dot"), cell_dot(architecture).as_bytes())?;
+    write_atomic(&dir.path("arch/cell.svg"), cell_svg(architecture).as_bytes())?;
+    write_atomic(&dir.path("arch/path.svg"), path_svg(architecture).as_bytes())?;
+    let history = crate::search_run::read_history(dir.root())?;
+    let alpha: Vec<Vec<f64>> = history
+        .iter()
+        .map(|h| {
+            h["alpha"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|row| row.as_array().into_iter().flatten().filter_map(|v| v.as_f64()))
+                .collect()
+        })
+        .collect();
+    let alpha_rows: Vec<String> = (0..alpha.first().map_or(0, |a| a.len() / 8))
+        .flat_map(|edge| Primitive::ALL.map(move |p| format!("edge {edge} {p}")))
+        .collect();
+    heat_map(&dir.path("arch/alpha.svg"), "softmax(α) per edge and op over the epochs", &alpha_rows, &alpha)?;
+    let beta: Vec<Vec<f64>> = history
+        .iter()
+        .map(|h| {
+            h["beta"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|layer| {
+                    layer
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|level| level.as_array().into_iter().flatten().filter_map(|v| v.as_f64()))
+                })
+                .collect()
+        })
+        .collect();
+    let layers = beta.first().map_or(0, |b| b.len() / 12);
+    let beta_rows: Vec<String> = (0..layers)
+        .flat_map(|l| {
+            (0..4).flat_map(move |i| ["finer", "same", "coarser"].map(move |d| format!("layer {l} level {i} {d}")))
+        })
+        .collect();
+    heat_map(&dir.path("arch/beta.svg"), "normalised β per move over the epochs", &beta_rows, &beta)
+}
+
+fn input_name(input: usize) -> String {
+    match input {
+        0 => "H(l-2)".into(),
+        1 => "H(l-1)".into(),
+        k => format!("block {}", k - 2),
+    }
+}
+
+/// The decoded cell as a Graphviz graph.
+pub fn cell_dot(architecture: &Architecture) -> String {
+    let mut dot = String::from("digraph cell {\n  rankdir=LR;\n  node [shape=box];\n");
+    for (b, edges) in architecture.cell.blocks().iter().enumerate() {
+        for e in edges {
+            dot.push_str(&format!("  \"{}\" -> \"block {b}\" [label=\"{}\"];\n", input_name(e.input), e.op));
+        }
+        dot.push_str(&format!("  \"block {b}\" -> \"output\";\n"));
+    }
+    dot.push_str("}\n");
+    dot
+}
+
+/// The decoded cell drawn as inputs, blocks and output from left to right.
+pub fn cell_svg(architecture: &Architecture) -> String {
+    let blocks = architecture.cell.num_blocks();
+    let (w, h) = (180 * (blocks + 2) as i64, 320);
+    let position = |node: usize| -> (i64, i64) {
+        match node {
+            0 => (60, 90),
+            1 => (60, 230),
+            k => (180 * (k - 1) as i64 + 60, if k % 2 == 0 { 110 } else { 210 }),
+        }
+    };
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
+    for (b, edges) in architecture.cell.blocks().iter().enumerate() {
+        let (x1, y1) = position(b + 2);
+        for e in edges {
+            let (x0, y0) = position(e.input);
+            svg.push_str(&format!(
+                "<line x1=\"{}\" y1=\"{y0}\" x2=\"{}\" y2=\"{y1}\" stroke=\"#557\"/>\n",
+                x0 + 45,
+                x1 - 45
+            ));
+            svg.push_str(&format!(
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#226\">{}</text>\n",
+                (x0 + x1) / 2,
+                (y0 + y1) / 2 - 4,
+                e.op
+            ));
+        }
+    }
+    let out = (180 * (blocks + 1) as i64 + 60, 160);
+    for b in 0..blocks {
+        let (x, y) = position(b + 2);
+        svg.push_str(&format!(
+            "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{}\" stroke=\"#bbb\" stroke-dasharray=\"3\"/>\n",
+            x + 45,
+            out.0 - 45,
+            out.1
+        ));
+    }
+    let mut node = |(x, y): (i64, i64), label: &str| {
+        svg.push_str(&format!(
+            "<rect x=\"{}\" y=\"{}\" width=\"90\" height=\"28\" rx=\"5\" fill=\"#eef\" stroke=\"#335\"/>\n",
+            x - 45,
+            y - 14
+        ));
+        svg.push_str(&format!("<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n", y + 4));
+    };
+    for n in 0..blocks + 2 {
+        node(position(n), &input_name(n));
+    }
+    node(out, "concat");
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The network path drawn on the trellis of layers (columns) and levels (rows).
+pub fn path_svg(architecture: &Architecture) -> String {
+    let levels = architecture.path.levels();
+    let layers = levels.len() as i64;
+    let (dx, dy, left, top) = (50, 50, 90, 40);
+    let (w, h) = (left + dx * (layers + 1), top + dy * 4 + 30);
+    let at = |column: i64, level: i64| (left + dx * column, top + dy * level);
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
+    for level in 0..4 {
+        let (_, y) = at(0, level);
+        svg.push_str(&format!("<text x=\"10\" y=\"{}\">rate {}</text>\n", y + 4, 4 << level));
+        for column in 0..=layers {
+            let (x, y) = at(column, level);
+            svg.push_str(&format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"4\" fill=\"#ccc\"/>\n"));
+        }
+    }
+    let mut points = vec![at(0, 0)];
+    points.extend(levels.iter().enumerate().map(|(l, &level)| at(l as i64 + 1, level as i64)));
+    let polyline: Vec<String> = points.iter().map(|(x, y)| format!("{x},{y}")).collect();
+    svg.push_str(&format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#c33\" stroke-width=\"3\"/>\n",
+        polyline.join(" ")
+    ));
+    for (x, y) in &points {
+        svg.push_str(&format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"6\" fill=\"#c33\"/>\n"));
+    }
+    let (x, y) = at(0, 4);
+    svg.push_str(&format!("<text x=\"{}\" y=\"{y}\" text-anchor=\"middle\">stem</text>\n", x));
+    for l in 0..layers {
+        let (x, y) = at(l + 1, 4);
+        svg.push_str(&format!("<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">{l}</text>\n"));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A heat map: one row per label, one column per epoch, white (0) to dark blue (1).
+fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec<f64>]) -> Result<()> {
+    let (n_rows, n_cols) = (rows.len().max(1), columns.len().max(1));
+    let height = (12 * n_rows + 80) as u32;
+    let width = (260 + 24 * n_cols).max(420) as u32;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    {
+        let root = SVGBackend::new(&tmp, (width, height)).into_drawing_area();
+        root.fill(&WHITE).context("drawing")?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(200)
+            .build_cartesian_2d(0..n_cols, 0..n_rows)
+            .context("drawing")?;
+        let step = (n_rows / 40).max(1);
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("epoch")
+            .y_labels(n_rows.min(40))
+            .y_label_formatter(&|y| {
+                if *y < rows.len() && y % step == 0 {
+                    rows[rows.len() - 1 - y].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .context("drawing")?;
+        chart
+            .draw_series(columns.iter().enumerate().flat_map(|(x, column)| {
+                column.iter().enumerate().map(move |(r, &v)| {
+                    let v = v.clamp(0.0, 1.0);
+                    let color =
+                        RGBColor((255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - 0.8 * v)) as u8, 255 - (90.0 * v) as u8);
+                    let y = n_rows - 1 - r;
+                    Rectangle::new([(x, y), (x + 1, y + 1)], color.filled())
+                })
+            }))
+            .context("drawing")?;
+        root.present().context("writing the picture")?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}

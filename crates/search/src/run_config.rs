@@ -1,0 +1,204 @@
+//! The configurations of `search run` (the bilevel search, paper §4.2) and `search train` (the
+//! retraining, §5.2), in layers as in mmsegmentation: data, model, schedule, optimisers,
+//! checkpoints. Every struct rejects unknown keys and defaults what a file leaves out; the
+//! defaults are the paper's settings (see configs/cityscapes-*.toml).
+
+use std::path::PathBuf;
+
+use seg::data::{LoaderConfig, TransformConfig};
+use serde::{Deserialize, Serialize};
+use trellis::SearchNetworkConfig;
+
+use crate::optim::{AdamConfig, SgdConfig};
+
+/// Where the data is and how it is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Data set root (Cityscapes layout); `--data` overrides it.
+    pub root: PathBuf,
+    /// Split to train on (the search halves it into trainA and trainB).
+    pub train_split: String,
+    /// Split to evaluate on.
+    pub val_split: String,
+    /// Training transforms; evaluation uses only `base_scale` and the normalisation.
+    pub transform: TransformConfig,
+    /// Batches and workers.
+    pub loader: LoaderConfig,
+    /// Evaluate whole images (None) or with a sliding window of `[height, width]` on the
+    /// resized image.
+    pub eval_window: Option<[u32; 2]>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            root: PathBuf::from("datasets/cityscapes"),
+            train_split: "train".into(),
+            val_split: "val".into(),
+            transform: TransformConfig::default(),
+            loader: LoaderConfig::default(),
+            eval_window: None,
+        }
+    }
+}
+
+/// Checkpointing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Save every this many steps (0: only at the end of each epoch / evaluation).
+    pub every_steps: usize,
+    /// Keep this many most recent checkpoints (the best one is kept as well).
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { every_steps: 500, keep_last: 3 }
+    }
+}
+
+/// The weights' optimiser in the search: SGD with a cosine schedule per epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightOptimConfig {
+    pub lr_max: f64,
+    pub lr_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Clip the weights' gradient norm to this (as DARTS); 0 disables.
+    pub grad_clip: f64,
+}
+
+impl Default for WeightOptimConfig {
+    fn default() -> Self {
+        // Paper §4.2: cosine 0.025 -> 0.001, momentum 0.9, weight decay 3e-4.
+        WeightOptimConfig { lr_max: 0.025, lr_min: 0.001, momentum: 0.9, weight_decay: 3e-4, grad_clip: 5.0 }
+    }
+}
+
+impl WeightOptimConfig {
+    /// The SGD settings.
+    pub fn sgd(&self) -> SgdConfig {
+        SgdConfig { momentum: self.momentum, weight_decay: self.weight_decay }
+    }
+}
+
+/// `search run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchRunConfig {
+    /// Run name: the run folder is `runs/<name>` unless `--out` says otherwise.
+    pub name: String,
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: SearchNetworkConfig,
+    /// Epochs over trainA.
+    pub epochs: usize,
+    /// First epoch (0-based) with architecture updates; the paper starts at epoch 20 of 40.
+    pub arch_start_epoch: usize,
+    /// Cap on steps per epoch (None: all of trainA).
+    pub steps_per_epoch: Option<usize>,
+    pub weights: WeightOptimConfig,
+    pub arch: AdamConfig,
+    /// Evaluate the search network on the val split every this many epochs (0: never).
+    pub eval_every_epochs: usize,
+    /// Log a metrics line every this many steps.
+    pub log_every_steps: usize,
+    pub checkpoint: CheckpointConfig,
+    /// fp16 autocast for the weights' forward pass on CUDA (α and β stay fp32).
+    pub autocast: bool,
+}
+
+impl Default for SearchRunConfig {
+    fn default() -> Self {
+        SearchRunConfig {
+            name: "search".into(),
+            seed: 0,
+            data: DataConfig::default(),
+            model: SearchNetworkConfig::default(),
+            epochs: 40,
+            arch_start_epoch: 20,
+            steps_per_epoch: None,
+            weights: WeightOptimConfig::default(),
+            arch: AdamConfig::default(),
+            eval_every_epochs: 1,
+            log_every_steps: 20,
+            checkpoint: CheckpointConfig::default(),
+            autocast: false,
+        }
+    }
+}
+
+/// The model of `search train`: the decoded network's width and classes, and optionally the
+/// L and B the architecture file must have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainModelConfig {
+    /// Filter multiplier F (20 / 32 / 48 for S / M / L).
+    pub filter_multiplier: i64,
+    pub classes: i64,
+    /// Layers the architecture must have (checked before training when set).
+    pub layers: Option<usize>,
+    /// Blocks the architecture's cell must have (checked before training when set).
+    pub blocks: Option<usize>,
+    /// Keep probability of scheduled drop path at the end of training (1: off).
+    pub drop_path_keep_prob: f64,
+}
+
+impl Default for RetrainModelConfig {
+    fn default() -> Self {
+        RetrainModelConfig { filter_multiplier: 20, classes: 19, layers: None, blocks: None, drop_path_keep_prob: 1.0 }
+    }
+}
+
+/// `search train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainConfig {
+    pub name: String,
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: RetrainModelConfig,
+    /// Training iterations (batches).
+    pub iterations: usize,
+    /// Base learning rate of the poly schedule.
+    pub lr: f64,
+    /// Power of the poly schedule.
+    pub lr_power: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Evaluate on the val split every this many iterations (0: only at the end).
+    pub eval_every: usize,
+    pub log_every_steps: usize,
+    pub checkpoint: CheckpointConfig,
+    pub autocast: bool,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        RetrainConfig {
+            name: "retrain".into(),
+            seed: 0,
+            data: DataConfig::default(),
+            model: RetrainModelConfig::default(),
+            iterations: 1_500_000,
+            lr: 0.05,
+            lr_power: 0.9,
+            momentum: 0.9,
+            weight_decay: 4e-5,
+            eval_every: 50_000,
+            log_every_steps: 100,
+            checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3 },
+            autocast: false,
+        }
+    }
+}
+
+impl RetrainConfig {
+    /// The SGD settings.
+    pub fn sgd(&self) -> SgdConfig {
+        SgdConfig { momentum: self.momentum, weight_decay: self.weight_decay }
+    }
+}
