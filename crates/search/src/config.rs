@@ -29,16 +29,30 @@ pub enum ConfigError {
 /// Loads a `T` from its defaults, the TOML file `file` (if any) and `overrides` of the form
 /// `dotted.key=value` (the value read as a TOML value, else as a string), in that order.
 pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError> {
-    let mut table = match file {
-        None => toml::Table::new(),
+    match file {
+        None => load_table(toml::Table::new(), None, overrides),
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-            text.parse::<toml::Table>()
-                .map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?
+            load_text(&text, path, overrides)
         }
-    };
-    if let Some(path) = file {
+    }
+}
+
+/// Like [`load`], from TOML text; `origin` names it in errors (a file name).
+pub fn load_text<T: DeserializeOwned>(text: &str, origin: &Path, overrides: &[String]) -> Result<T, ConfigError> {
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax { path: origin.to_owned(), message: e.to_string() })?;
+    load_table(table, Some(origin), overrides)
+}
+
+fn load_table<T: DeserializeOwned>(
+    mut table: toml::Table,
+    origin: Option<&Path>,
+    overrides: &[String],
+) -> Result<T, ConfigError> {
+    if let Some(path) = origin {
         // Check the file on its own first, so that its errors name the file.
         deserialize::<T>(&table, &path.display().to_string())?;
     }

@@ -37,7 +37,14 @@ enum Command {
     },
     /// Check a fresh set-up: print the environment, then run a tiny search cell forward and
     /// backward and decode its α.
+    Check(CheckArgs),
+    /// The whole chain on built-in synthetic data, on the CPU in minutes: synth, search,
+    /// decode, retrain, eval, predict, and a per-pixel baseline to compare with.
     Demo(DemoArgs),
+    /// Retrain a decoded network (poly learning rate, SGD), evaluating on val.
+    Train(TrainArgs),
+    /// Segment images with a trained network.
+    Predict(PredictArgs),
     /// Generate the synthetic street-scene data set in the Cityscapes layout and encoding.
     Synth(SynthArgs),
     /// Evaluate predictions with the Cityscapes pixel-level metric (per-class IoU, mIoU).
@@ -135,8 +142,11 @@ struct SynthArgs {
 struct EvalArgs {
     /// Folder of predicted label-id PNGs in the Cityscapes results format (one single-channel
     /// PNG per image, named with its <city>_<seq>_<frame> prefix; searched recursively).
-    #[arg(long)]
-    pred: PathBuf,
+    /// Either this or --weights.
+    #[arg(long, conflicts_with = "weights")]
+    pred: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelFlags,
     /// Data set root (holding leftImg8bit/ and gtFine/).
     #[arg(long)]
     data: PathBuf,
@@ -149,6 +159,123 @@ struct EvalArgs {
     /// Also write the scores as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Where to run the network (with --weights).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+/// Which trained network to use.
+#[derive(Args, Clone)]
+struct ModelFlags {
+    /// Trained weights: a `search train` run folder, one of its checkpoints, or a safetensors
+    /// file (then --arch and --filter-multiplier say which network it is).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Architecture JSON file or `paper` (default: the run's arch.json).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Filter multiplier F (default: the run's; 20 for a bare file).
+    #[arg(long)]
+    filter_multiplier: Option<i64>,
+    /// Output classes (default: the run's; 19).
+    #[arg(long)]
+    classes: Option<i64>,
+    /// Resize factor of the input images (default: the run's data.transform.base_scale; 1).
+    #[arg(long)]
+    base_scale: Option<f32>,
+    /// Sliding window HEIGHTxWIDTH on the resized image (default: the run's; whole images).
+    #[arg(long, value_parser = parse_window)]
+    window: Option<[u32; 2]>,
+}
+
+impl ModelFlags {
+    fn resolve(&self) -> Result<search::trained::ModelArgs> {
+        let weights = self.weights.clone().context("--weights is required")?;
+        Ok(search::trained::ModelArgs {
+            arch: self.arch.clone(),
+            weights,
+            filter_multiplier: self.filter_multiplier,
+            classes: self.classes,
+            base_scale: self.base_scale,
+            window: self.window,
+        })
+    }
+}
+
+fn parse_window(text: &str) -> Result<[u32; 2], String> {
+    let (w, h) = parse_size(text)?;
+    Ok([w, h])
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Architecture JSON file or `paper`. Not with --resume.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Train the per-pixel baseline (a 1x1 conv) instead of a decoded network.
+    #[arg(long, conflicts_with = "arch")]
+    baseline: bool,
+    /// Retraining config (TOML; see configs/cityscapes-retrain-s.toml). Not with --resume.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set iterations=1000` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Data set root (overrides `data.root`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Run folder (default: runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    model: ModelFlags,
+    /// An image, or a folder searched recursively for PNG and JPEG images.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output folder (mirrors the input's sub-folders).
+    #[arg(long)]
+    out: PathBuf,
+    /// colour PNG, label-id PNG (the Cityscapes results format) or overlay on the image.
+    #[arg(long, value_enum, default_value_t = FormatArg::Color)]
+    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Color,
+    Labelids,
+    Overlay,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Output folder (default: runs/demo-<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a key of the built-in search config (configs/demo-search.toml).
+    #[arg(long = "set-search", value_name = "KEY=VALUE")]
+    search_overrides: Vec<String>,
+    /// Override a key of the built-in retraining config (configs/demo-retrain.toml).
+    #[arg(long = "set-retrain", value_name = "KEY=VALUE")]
+    retrain_overrides: Vec<String>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Also print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -194,7 +321,7 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 }
 
 #[derive(Args)]
-struct DemoArgs {
+struct CheckArgs {
     /// TOML config (see configs/cell-smoke.toml); built-in defaults when absent.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -226,7 +353,10 @@ fn main() -> Result<()> {
                 print!("{}", report.to_text());
             }
         }
+        Command::Check(args) => check(args)?,
         Command::Demo(args) => demo(args)?,
+        Command::Train(args) => train(args)?,
+        Command::Predict(args) => predict(args)?,
         Command::Synth(args) => synth(args)?,
         Command::Eval(args) => eval(args)?,
         Command::BenchData(args) => bench_data(args)?,
@@ -237,9 +367,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn demo(args: DemoArgs) -> Result<()> {
+fn check(args: CheckArgs) -> Result<()> {
     let config: SmokeConfig =
-        config::load(args.config.as_deref(), &args.overrides).context("loading the demo config")?;
+        config::load(args.config.as_deref(), &args.overrides).context("loading the check config")?;
     anyhow::ensure!(config.blocks >= 1, "config key `blocks`: a cell needs at least one block, got 0");
     anyhow::ensure!(
         config.batch >= 1 && config.size >= 1 && config.channels >= 1 && config.classes >= 2,
@@ -289,13 +419,31 @@ fn synth(args: SynthArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let annotation = if args.coarse { Annotation::Coarse } else { Annotation::Fine };
-    let result = seg::eval::evaluate_folder(&args.pred, &args.data, &args.split, annotation).with_context(|| {
-        format!("evaluating {} against {} ({})", args.pred.display(), args.data.display(), args.split)
-    })?;
-    print!("{}", result.scores.to_table());
-    println!("{} images", result.images);
+    let (scores, counts, images) = match &args.pred {
+        Some(pred) => {
+            let result = seg::eval::evaluate_folder(pred, &args.data, &args.split, annotation).with_context(|| {
+                format!("evaluating {} against {} ({})", pred.display(), args.data.display(), args.split)
+            })?;
+            (result.scores, result.counts, result.images)
+        }
+        None => {
+            anyhow::ensure!(
+                args.model.weights.is_some(),
+                "say what to evaluate: --pred FOLDER, or --weights (with --arch)"
+            );
+            let device = args.device.resolve()?;
+            let model = search::trained::load(&args.model.resolve()?, device)?;
+            let samples = seg::data::list_samples(&args.data, &args.split, annotation)?;
+            let forward = |x: &tch::Tensor| model.forward(x);
+            let matrix = search::evaluate::evaluate(&samples, &model.transform, model.window, device, 2, &forward)?;
+            (matrix.scores(), matrix.counts(), samples.len())
+        }
+    };
+    print!("{}", scores.to_table());
+    println!("{images} images");
     if let Some(path) = &args.json {
-        let json = serde_json::json!({"images": result.images, "split": args.split, "scores": result.scores, "confusion_counts": result.counts});
+        let json =
+            serde_json::json!({"images": images, "split": args.split, "scores": scores, "confusion_counts": counts});
         write_atomic(path, &(serde_json::to_string_pretty(&json)? + "\n"))?;
     }
     Ok(())
@@ -387,6 +535,96 @@ fn run(args: RunArgs) -> Result<()> {
         search::search_run::SearchOutcome::Stopped(checkpoint) => {
             println!("stopped at checkpoint {}", checkpoint.display())
         }
+    }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use search::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
+    let device = args.device.resolve()?;
+    let (config, out, resume, model) = match &args.resume {
+        Some(dir) => {
+            anyhow::ensure!(
+                args.config.is_none() && args.overrides.is_empty() && args.data.is_none() && args.out.is_none() && args.arch.is_none(),
+                "--resume continues a run with its own config and architecture: drop --config, --set, --data, --out and --arch"
+            );
+            let config: search::run_config::RetrainConfig =
+                config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?;
+            let model = if dir.join("arch.json").is_file() {
+                ModelChoice::Deployed(trellis::Architecture::load(&dir.join("arch.json"))?)
+            } else {
+                ModelChoice::PixelBaseline
+            };
+            (config, dir.clone(), true, model)
+        }
+        None => {
+            let mut config: search::run_config::RetrainConfig =
+                config::load(args.config.as_deref(), &args.overrides).context("loading the retraining config")?;
+            if let Some(root) = &args.data {
+                config.data.root = root.clone();
+            }
+            let model = match (&args.arch, args.baseline) {
+                (_, true) => ModelChoice::PixelBaseline,
+                (Some(spec), false) => {
+                    ModelChoice::Deployed(search::arch_source::resolve(spec).context("reading --arch")?)
+                }
+                (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
+            };
+            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+            (config, out, false, model)
+        }
+    };
+    let options = RetrainOptions { config, model, out, device, resume, stop_after_steps: args.stop_after_steps };
+    match search::retrain::train(options)? {
+        RetrainOutcome::Finished { val_miou, weights } => {
+            println!("val mIoU {:.2} %, weights {}", 100.0 * val_miou, weights.display())
+        }
+        RetrainOutcome::Stopped(checkpoint) => println!("stopped at checkpoint {}", checkpoint.display()),
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    let model = search::trained::load(&args.model.resolve()?, device)?;
+    let format = match args.format {
+        FormatArg::Color => seg::palette::PredictionFormat::Color,
+        FormatArg::Labelids => seg::palette::PredictionFormat::Labelids,
+        FormatArg::Overlay => seg::palette::PredictionFormat::Overlay,
+    };
+    let count = search::predict::predict(&model, &args.input, &args.out, format, device)?;
+    println!("wrote {count} predictions to {}", args.out.display());
+    Ok(())
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    let device = args.device.resolve()?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        PathBuf::from("runs").join(format!("demo-{now}"))
+    });
+    let start = std::time::Instant::now();
+    print!("{}", EnvReport::collect().to_text());
+    let report = search::demo::run(&out, device, &args.search_overrides, &args.retrain_overrides)?;
+    let total = start.elapsed().as_secs_f64();
+    println!("decoded cell: {}", serde_json::to_string(&report.architecture.cell)?);
+    println!("decoded path: {:?}", report.architecture.path.levels());
+    for (stage, seconds) in &report.seconds {
+        println!("{stage:>9}: {seconds:6.1} s");
+    }
+    println!(
+        "searched network, retrained:  val mIoU {:5.2} %  (from its label-id PNGs: {:5.2} %)",
+        100.0 * report.searched_miou,
+        100.0 * report.predicted_files_miou
+    );
+    println!("per-pixel baseline (1x1 conv): val mIoU {:5.2} %", 100.0 * report.baseline_miou);
+    println!(
+        "margin {:+.2} points; {total:.0} s in all; everything is in {}",
+        100.0 * (report.searched_miou - report.baseline_miou),
+        out.display()
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
 }

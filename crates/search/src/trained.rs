@@ -1,0 +1,94 @@
+//! Loading a trained network for `search eval` and `search predict`: from a `search train` run
+//! folder (architecture, width and transforms come from the run), one of its checkpoints, or a
+//! bare safetensors file (then `--arch` and `--filter-multiplier` say what it is).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use seg::data::TransformConfig;
+use tch::{nn, Device};
+
+use crate::checkpoint::load_store;
+use crate::retrain::{build_model, ModelChoice, Segmenter};
+use crate::run_config::RetrainConfig;
+
+/// What the command line says about the network.
+#[derive(Debug, Clone, Default)]
+pub struct ModelArgs {
+    /// `--arch FILE|paper`; defaults to the run's `arch.json`.
+    pub arch: Option<String>,
+    /// `--weights RUN|CHECKPOINT|FILE.safetensors`.
+    pub weights: PathBuf,
+    pub filter_multiplier: Option<i64>,
+    pub classes: Option<i64>,
+    /// Resize factor of the input (default: the run's `data.transform.base_scale`, else 1).
+    pub base_scale: Option<f32>,
+    /// Sliding window `[height, width]` (default: the run's `data.eval_window`).
+    pub window: Option<[u32; 2]>,
+}
+
+/// A network ready for inference.
+pub struct TrainedModel {
+    pub model: Box<dyn Segmenter>,
+    pub store: nn::VarStore,
+    pub transform: TransformConfig,
+    pub window: Option<[u32; 2]>,
+}
+
+impl TrainedModel {
+    /// Logits of normalised images, without drop path.
+    pub fn forward(&self, images: &tch::Tensor) -> tch::Tensor {
+        self.model.logits(images, false, 1.0)
+    }
+}
+
+/// The run folder a weights path belongs to, if any: the folder itself, or the run holding a
+/// checkpoint folder.
+fn run_folder(weights: &Path) -> Option<PathBuf> {
+    [weights.to_owned(), weights.join("../..")].into_iter().find(|p| p.join("config.toml").is_file())
+}
+
+/// Loads the network `args` describe onto `device`.
+pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
+    let run = if args.weights.is_dir() { run_folder(&args.weights) } else { None };
+    let run_config: Option<RetrainConfig> = match &run {
+        Some(dir) => {
+            Some(crate::config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?)
+        }
+        None => None,
+    };
+    let architecture = match (&args.arch, &run) {
+        (Some(spec), _) => crate::arch_source::resolve(spec).context("reading --arch")?,
+        (None, Some(dir)) => trellis::Architecture::load(&dir.join("arch.json"))?,
+        (None, None) => {
+            anyhow::bail!("--weights {} is a file: say which network it is with --arch", args.weights.display())
+        }
+    };
+    let mut config = run_config.clone().unwrap_or_default();
+    if let Some(f) = args.filter_multiplier {
+        config.model.filter_multiplier = f;
+    }
+    if let Some(c) = args.classes {
+        config.model.classes = c;
+    }
+    let mut transform = run_config
+        .as_ref()
+        .map(|c| c.data.transform.clone())
+        .unwrap_or(TransformConfig { base_scale: 1.0, ..Default::default() });
+    if let Some(s) = args.base_scale {
+        transform.base_scale = s;
+    }
+    transform.validate()?;
+    let window = args.window.or(run_config.as_ref().and_then(|c| c.data.eval_window));
+    let weights_file =
+        if args.weights.is_dir() { args.weights.join("weights.safetensors") } else { args.weights.clone() };
+    let mut store = nn::VarStore::new(device);
+    let model = build_model(&ModelChoice::Deployed(architecture), &config, &store);
+    load_store(&mut store, &weights_file).with_context(|| {
+        format!(
+            "the weights do not fit the network (filter multiplier {}, {} classes)",
+            config.model.filter_multiplier, config.model.classes
+        )
+    })?;
+    Ok(TrainedModel { model, store, transform, window })
+}
