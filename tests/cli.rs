@@ -50,7 +50,7 @@ fn libtorch_cuda_stays_linked_when_libtorch_has_it() {
 #[test]
 fn demo_runs_the_cell_check() {
     let out = search()
-        .args(["--threads", "1", "demo", "--device", "cpu", "--json", "--set", "blocks=3", "--set", "size=8"])
+        .args(["--threads", "1", "check", "--device", "cpu", "--json", "--set", "blocks=3", "--set", "size=8"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -62,11 +62,11 @@ fn demo_runs_the_cell_check() {
 
 #[test]
 fn demo_names_a_bad_key() {
-    let out = search().args(["demo", "--set", "blokcs=3"]).output().unwrap();
+    let out = search().args(["check", "--set", "blokcs=3"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("blokcs"), "{err}");
-    let out = search().args(["demo", "--config", "/nonexistent/demo.toml"]).output().unwrap();
+    let out = search().args(["check", "--config", "/nonexistent/demo.toml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/demo.toml"));
 }

@@ -1,0 +1,240 @@
+//! The `search` pipeline end to end on tiny configs on the CPU: run folder contents, exact
+//! resume, guard rails, Ctrl-C, and train / eval / predict round trips (search issue).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use seg::data::{generate, SynthConfig};
+
+fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("adl-pipeline-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn data(name: &str, train: usize, size: (u32, u32)) -> PathBuf {
+    let root = temp(name);
+    generate(&root, &SynthConfig { seed: 1, train, val: 2, width: size.0, height: size.1 }).unwrap();
+    root
+}
+
+fn search(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_search")).args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn tiny_search(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let config = repo("configs/tiny-search.toml");
+    let mut args = vec!["--threads", "1", "run", "--config", &config, "--device", "cpu"];
+    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--data", root, "--out", out]);
+    args.extend(extra);
+    search(&args)
+}
+
+#[test]
+fn a_search_writes_its_run_folder() {
+    let root = data("files", 8, (64, 48));
+    let run = temp("files-run");
+    let printed = ok(&tiny_search(&root, &run, &[]));
+    for file in [
+        "config.toml", "env.json", "log.txt", "metrics.jsonl", "arch/epoch_000.json", "arch/epoch_001.json",
+        "arch/final.json", "arch/history.jsonl", "arch/cell.dot", "arch/cell.svg", "arch/path.svg", "arch/alpha.svg", "arch/beta.svg",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("env.json")).unwrap()).unwrap();
+    assert_eq!(env["device"], "Cpu");
+    assert!(env["libtorch_version"].as_str().unwrap().starts_with("2.13"));
+    let metrics: Vec<serde_json::Value> =
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<_> = metrics.iter().filter(|m| m["kind"] == "step").collect();
+    let epochs: Vec<_> = metrics.iter().filter(|m| m["kind"] == "epoch").collect();
+    assert_eq!(epochs.len(), 2);
+    assert!(steps.iter().all(|m| m["loss_weights"].as_f64().unwrap().is_finite() && m["images_per_second"].as_f64().unwrap() > 0.0));
+    assert!(steps.iter().any(|m| m["loss_arch"].is_f64()), "epoch 1 updates α and β");
+    assert!(steps.iter().any(|m| m["loss_arch"].is_null()), "epoch 0 does not");
+    assert!(epochs.iter().all(|m| m["val_miou"].as_f64().is_some() && m["peak_rss_mib"].as_f64().unwrap() > 0.0));
+    // The final architecture is printed, written, and decodable from the last checkpoint.
+    let final_arch = trellis::Architecture::load(&run.join("arch/final.json")).unwrap();
+    assert_eq!(trellis::Architecture::from_json(&printed, "stdout").unwrap(), final_arch);
+    let latest = std::fs::read_dir(run.join("checkpoints")).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).max().unwrap();
+    for file in ["weights.safetensors", "arch.safetensors", "optim.safetensors", "state.json"] {
+        assert!(latest.join(file).is_file(), "{file} missing in {}", latest.display());
+    }
+    let decoded = ok(&search(&["decode", "--params", latest.to_str().unwrap()]));
+    assert_eq!(trellis::Architecture::from_json(&decoded, "decode").unwrap(), final_arch);
+    assert!(run.join("checkpoints/best").is_file());
+    let cell = std::fs::read_to_string(run.join("arch/cell.dot")).unwrap();
+    assert_eq!(cell.matches("-> \"block").count(), 2 * final_arch.cell.num_blocks());
+}
+
+fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut t = tch::Tensor::read_safetensors(path).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
+    let root = data("resume", 8, (64, 48));
+    let (straight, split) = (temp("resume-straight"), temp("resume-split"));
+    let three_epochs = ["--set", "epochs=3"];
+    ok(&tiny_search(&root, &straight, &three_epochs));
+    // Interrupted in the middle of epoch 1 (α and β already training), then resumed twice.
+    let stopped = ok(&tiny_search(&root, &split, &["--set", "epochs=3", "--stop-after-steps", "3"]));
+    assert!(stopped.contains("stopped at checkpoint"), "{stopped}");
+    let out = search(&["--threads", "1", "run", "--resume", split.to_str().unwrap(), "--device", "cpu", "--stop-after-steps", "5"]);
+    ok(&out);
+    ok(&search(&["--threads", "1", "run", "--resume", split.to_str().unwrap(), "--device", "cpu"]));
+    for file in ["weights", "arch", "optim"] {
+        let a = tensors(&straight.join(format!("checkpoints/step_00000006/{file}.safetensors")));
+        let b = tensors(&split.join(format!("checkpoints/step_00000006/{file}.safetensors")));
+        assert_eq!(a.len(), b.len());
+        for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            assert!(ta.equal(tb), "{file}: {na} differs after resume");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(straight.join("arch/final.json")).unwrap(), std::fs::read_to_string(split.join("arch/final.json")).unwrap());
+    // Resuming takes the run's own config.
+    assert!(err(&search(&["run", "--resume", split.to_str().unwrap(), "--set", "epochs=9"])).contains("--resume continues"));
+}
+
+#[test]
+fn guard_rails_stop_before_training() {
+    let small = data("guard-small", 3, (64, 48));
+    let e = err(&tiny_search(&small, &temp("guard-small-run"), &[]));
+    assert!(e.contains("trainB") && e.contains("fewer than one batch"), "{e}");
+
+    let root = data("guard", 8, (64, 48));
+    let e = err(&tiny_search(&root, &temp("guard-crop"), &["--set", "data.transform.crop=[65, 65]"]));
+    assert!(e.contains("data.transform.crop") && e.contains("larger than the images"), "{e}");
+    let e = err(&tiny_search(&root, &temp("guard-epochs"), &["--set", "arch_start_epoch=2"]));
+    assert!(e.contains("arch_start_epoch") && e.contains("epochs"), "{e}");
+    let e = err(&tiny_search(&root, &temp("guard-key"), &["--set", "model.layer=3"]));
+    assert!(e.contains("model.layer"), "{e}");
+    assert!(!temp("guard-epochs").join("checkpoints").exists(), "nothing is written before the checks pass");
+
+    // An architecture that does not match the configured L.
+    let retrain = repo("configs/tiny-retrain.toml");
+    let e = err(&search(&["train", "--arch", "paper", "--config", &retrain, "--data", root.to_str().unwrap(), "--out", temp("guard-arch").to_str().unwrap(), "--set", "model.layers=5", "--device", "cpu"]));
+    assert!(e.contains("12 layers, the network expects 5"), "{e}");
+
+    // A diverging run stops with the step named, keeping its earlier checkpoints.
+    let run = temp("guard-nan");
+    let e = err(&tiny_search(&root, &run, &["--set", "weights.lr_max=1e30", "--set", "weights.grad_clip=0", "--set", "checkpoint.every_steps=1", "--set", "epochs=6"]));
+    assert!(e.contains("non-finite") && e.contains("step"), "{e}");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    let root = data("ctrlc", 8, (64, 48));
+    let run = temp("ctrlc-run");
+    let config = repo("configs/tiny-search.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["--threads", "1", "run", "--config", &config, "--device", "cpu", "--set", "epochs=1000", "--set", "arch_start_epoch=0"])
+        .args(["--data", root.to_str().unwrap(), "--out", run.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(start.elapsed().as_secs() < 120, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("stopped at checkpoint"), "{stdout}");
+    let checkpoint = stdout.trim().rsplit(' ').next().unwrap();
+    assert!(Path::new(checkpoint).join("weights.safetensors").is_file());
+}
+
+#[test]
+fn train_eval_and_predict_agree() {
+    let root = data("train", 6, (64, 48));
+    let run = temp("train-run");
+    let retrain = repo("configs/tiny-retrain.toml");
+    let (root_s, run_s) = (root.to_str().unwrap(), run.to_str().unwrap());
+    let printed = ok(&search(&["--threads", "1", "train", "--arch", "paper", "--config", &retrain, "--data", root_s, "--out", run_s, "--device", "cpu"]));
+    assert!(printed.contains("val mIoU"), "{printed}");
+    for file in ["config.toml", "env.json", "log.txt", "metrics.jsonl", "arch.json", "weights.safetensors"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let final_miou = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|m| m["final"] == true)
+        .map(|m| m["val_miou"].as_f64().unwrap())
+        .next()
+        .unwrap();
+
+    let json = temp("train-eval.json");
+    ok(&search(&["eval", "--weights", run_s, "--data", root_s, "--split", "val", "--json", json.to_str().unwrap(), "--device", "cpu"]));
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let eval_miou = eval["scores"]["miou"].as_f64().unwrap();
+    assert!((eval_miou - final_miou).abs() < 1e-9, "eval {eval_miou} vs end of training {final_miou}");
+
+    // Label-id predictions, read back by `search eval --pred`, give the same mIoU.
+    let preds = temp("train-preds");
+    let images = root.join("leftImg8bit/val");
+    ok(&search(&["predict", "--weights", run_s, "--input", images.to_str().unwrap(), "--out", preds.to_str().unwrap(), "--format", "labelids", "--device", "cpu"]));
+    let json2 = temp("train-eval-pred.json");
+    ok(&search(&["eval", "--pred", preds.to_str().unwrap(), "--data", root_s, "--split", "val", "--json", json2.to_str().unwrap()]));
+    let pred: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    assert_eq!(pred["scores"]["miou"].as_f64().unwrap(), eval_miou);
+    assert_eq!(pred["confusion_counts"], eval["confusion_counts"]);
+
+    // Colour and overlay formats, from a bare weights file with --arch.
+    for format in ["color", "overlay"] {
+        let out = temp(&format!("train-{format}"));
+        let weights = run.join("weights.safetensors");
+        ok(&search(&["predict", "--weights", weights.to_str().unwrap(), "--arch", "paper", "--filter-multiplier", "2", "--input", images.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", format, "--device", "cpu"]));
+        let written: Vec<_> = std::fs::read_dir(out.join("synthberg")).unwrap().collect();
+        assert_eq!(written.len(), 1);
+    }
+    // The wrong width does not load.
+    let e = err(&search(&["eval", "--weights", run.join("weights.safetensors").to_str().unwrap(), "--arch", "paper", "--filter-multiplier", "3", "--data", root_s, "--device", "cpu"]));
+    assert!(e.contains("do not fit"), "{e}");
+
+    // Resume of a training continues to the same end.
+    let split = temp("train-split");
+    ok(&search(&["--threads", "1", "train", "--arch", "paper", "--config", &retrain, "--data", root_s, "--out", split.to_str().unwrap(), "--device", "cpu", "--stop-after-steps", "3"]));
+    ok(&search(&["--threads", "1", "train", "--resume", split.to_str().unwrap(), "--device", "cpu"]));
+    for ((na, a), (nb, b)) in tensors(&run.join("weights.safetensors")).iter().zip(&tensors(&split.join("weights.safetensors"))) {
+        assert_eq!(na, nb);
+        assert!(a.equal(b), "{na} differs after resuming the training");
+    }
+}
+
+#[test]
+fn every_shipped_config_loads() {
+    for entry in std::fs::read_dir(repo("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.contains("search") {
+            search::config::load::<search::run_config::SearchRunConfig>(Some(&path), &[]).unwrap();
+        } else if name.contains("retrain") {
+            search::config::load::<search::run_config::RetrainConfig>(Some(&path), &[]).unwrap();
+        } else {
+            search::config::load::<search::smoke::SmokeConfig>(Some(&path), &[]).unwrap();
+        }
+    }
+}
