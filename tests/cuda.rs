@@ -1,0 +1,55 @@
+//! CUDA checks, ignored by default (CI has no GPU): `scripts/gpu-check.sh` runs them with
+//! `cargo test --release --test cuda -- --ignored` on a CUDA machine. Each fails, rather than
+//! passes silently, when CUDA is not usable.
+
+use tch::{nn, Device, Kind, Reduction, Tensor};
+use trellis::{ArchParams, Architecture, DecodedNetworkConfig, SearchNetworkConfig};
+
+fn cuda() -> Device {
+    assert!(tch::Cuda::is_available(), "CUDA is not available to libtorch (see `search env`)");
+    Device::Cuda(0)
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn search_step_on_cuda_gives_finite_gradients() {
+    let device = cuda();
+    tch::manual_seed(0);
+    let weights = nn::VarStore::new(device);
+    let arch_store = nn::VarStore::new(device);
+    let config = SearchNetworkConfig { layers: 6, filter_multiplier: 4, ..Default::default() };
+    let net = config.build(&weights.root());
+    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+    let images = Tensor::randn([2, 3, 97, 97], (Kind::Float, device));
+    let labels = Tensor::randint(19, [2, 97, 97], (Kind::Int64, device));
+    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0);
+    loss.backward();
+    assert!(f64::try_from(&loss).unwrap().is_finite());
+    for t in weights.trainable_variables().iter().chain(arch_store.trainable_variables().iter()) {
+        assert!(bool::try_from(t.grad().isfinite().all()).unwrap());
+    }
+    // fp16 autocast keeps the logits close to fp32's.
+    let w = tch::no_grad(|| arch.weights());
+    let full = tch::no_grad(|| net.forward_t(&images, &w, false));
+    let half = tch::no_grad(|| tch::autocast(true, || net.forward_t(&images, &w, false)));
+    let diff = f64::try_from((full - half.to_kind(Kind::Float)).abs().max()).unwrap();
+    assert!(diff < 0.1, "autocast differs by {diff}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn decoded_network_on_cuda_matches_the_cpu() {
+    let device = cuda();
+    tch::manual_seed(0);
+    let config = DecodedNetworkConfig { architecture: Architecture::paper(), filter_multiplier: 8, classes: 19 };
+    let cpu_store = nn::VarStore::new(Device::Cpu);
+    let cpu_net = config.build(&cpu_store.root());
+    let mut gpu_store = nn::VarStore::new(device);
+    let gpu_net = config.build(&gpu_store.root());
+    gpu_store.copy(&cpu_store).unwrap();
+    let images = Tensor::randn([1, 3, 129, 129], (Kind::Float, Device::Cpu));
+    let a = tch::no_grad(|| cpu_net.forward_t(&images, false));
+    let b = tch::no_grad(|| gpu_net.forward_t(&images.to_device(device), false)).to_device(Device::Cpu);
+    let diff = f64::try_from((a - b).abs().max()).unwrap();
+    assert!(diff < 1e-3, "CUDA and CPU logits differ by {diff}");
+}
