@@ -22,7 +22,13 @@ fn search_step_on_cuda_gives_finite_gradients() {
     let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     let images = Tensor::randn([2, 3, 97, 97], (Kind::Float, device));
     let labels = Tensor::randint(19, [2, 97, 97], (Kind::Int64, device));
-    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0);
+    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
+        &labels,
+        None,
+        Reduction::Mean,
+        255,
+        0.0,
+    );
     loss.backward();
     assert!(f64::try_from(&loss).unwrap().is_finite());
     for t in weights.trainable_variables().iter().chain(arch_store.trainable_variables().iter()) {

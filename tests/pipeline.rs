@@ -27,7 +27,12 @@ fn search(args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -51,27 +56,49 @@ fn a_search_writes_its_run_folder() {
     let run = temp("files-run");
     let printed = ok(&tiny_search(&root, &run, &[]));
     for file in [
-        "config.toml", "env.json", "log.txt", "metrics.jsonl", "arch/epoch_000.json", "arch/epoch_001.json",
-        "arch/final.json", "arch/history.jsonl", "arch/cell.dot", "arch/cell.svg", "arch/path.svg", "arch/alpha.svg", "arch/beta.svg",
+        "config.toml",
+        "env.json",
+        "log.txt",
+        "metrics.jsonl",
+        "arch/epoch_000.json",
+        "arch/epoch_001.json",
+        "arch/final.json",
+        "arch/history.jsonl",
+        "arch/cell.dot",
+        "arch/cell.svg",
+        "arch/path.svg",
+        "arch/alpha.svg",
+        "arch/beta.svg",
     ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("env.json")).unwrap()).unwrap();
     assert_eq!(env["device"], "Cpu");
     assert!(env["libtorch_version"].as_str().unwrap().starts_with("2.13"));
-    let metrics: Vec<serde_json::Value> =
-        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let metrics: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let steps: Vec<_> = metrics.iter().filter(|m| m["kind"] == "step").collect();
     let epochs: Vec<_> = metrics.iter().filter(|m| m["kind"] == "epoch").collect();
     assert_eq!(epochs.len(), 2);
-    assert!(steps.iter().all(|m| m["loss_weights"].as_f64().unwrap().is_finite() && m["images_per_second"].as_f64().unwrap() > 0.0));
+    assert!(steps
+        .iter()
+        .all(|m| m["loss_weights"].as_f64().unwrap().is_finite() && m["images_per_second"].as_f64().unwrap() > 0.0));
     assert!(steps.iter().any(|m| m["loss_arch"].is_f64()), "epoch 1 updates α and β");
     assert!(steps.iter().any(|m| m["loss_arch"].is_null()), "epoch 0 does not");
     assert!(epochs.iter().all(|m| m["val_miou"].as_f64().is_some() && m["peak_rss_mib"].as_f64().unwrap() > 0.0));
     // The final architecture is printed, written, and decodable from the last checkpoint.
     let final_arch = trellis::Architecture::load(&run.join("arch/final.json")).unwrap();
     assert_eq!(trellis::Architecture::from_json(&printed, "stdout").unwrap(), final_arch);
-    let latest = std::fs::read_dir(run.join("checkpoints")).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).max().unwrap();
+    let latest = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .max()
+        .unwrap();
     for file in ["weights.safetensors", "arch.safetensors", "optim.safetensors", "state.json"] {
         assert!(latest.join(file).is_file(), "{file} missing in {}", latest.display());
     }
@@ -97,7 +124,17 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     // Interrupted in the middle of epoch 1 (α and β already training), then resumed twice.
     let stopped = ok(&tiny_search(&root, &split, &["--set", "epochs=3", "--stop-after-steps", "3"]));
     assert!(stopped.contains("stopped at checkpoint"), "{stopped}");
-    let out = search(&["--threads", "1", "run", "--resume", split.to_str().unwrap(), "--device", "cpu", "--stop-after-steps", "5"]);
+    let out = search(&[
+        "--threads",
+        "1",
+        "run",
+        "--resume",
+        split.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--stop-after-steps",
+        "5",
+    ]);
     ok(&out);
     ok(&search(&["--threads", "1", "run", "--resume", split.to_str().unwrap(), "--device", "cpu"]));
     for file in ["weights", "arch", "optim"] {
@@ -109,9 +146,14 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
             assert!(ta.equal(tb), "{file}: {na} differs after resume");
         }
     }
-    assert_eq!(std::fs::read_to_string(straight.join("arch/final.json")).unwrap(), std::fs::read_to_string(split.join("arch/final.json")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(straight.join("arch/final.json")).unwrap(),
+        std::fs::read_to_string(split.join("arch/final.json")).unwrap()
+    );
     // Resuming takes the run's own config.
-    assert!(err(&search(&["run", "--resume", split.to_str().unwrap(), "--set", "epochs=9"])).contains("--resume continues"));
+    assert!(
+        err(&search(&["run", "--resume", split.to_str().unwrap(), "--set", "epochs=9"])).contains("--resume continues")
+    );
 }
 
 #[test]
@@ -131,12 +173,39 @@ fn guard_rails_stop_before_training() {
 
     // An architecture that does not match the configured L.
     let retrain = repo("configs/tiny-retrain.toml");
-    let e = err(&search(&["train", "--arch", "paper", "--config", &retrain, "--data", root.to_str().unwrap(), "--out", temp("guard-arch").to_str().unwrap(), "--set", "model.layers=5", "--device", "cpu"]));
+    let e = err(&search(&[
+        "train",
+        "--arch",
+        "paper",
+        "--config",
+        &retrain,
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        temp("guard-arch").to_str().unwrap(),
+        "--set",
+        "model.layers=5",
+        "--device",
+        "cpu",
+    ]));
     assert!(e.contains("12 layers, the network expects 5"), "{e}");
 
     // A diverging run stops with the step named, keeping its earlier checkpoints.
     let run = temp("guard-nan");
-    let e = err(&tiny_search(&root, &run, &["--set", "weights.lr_max=1e30", "--set", "weights.grad_clip=0", "--set", "checkpoint.every_steps=1", "--set", "epochs=6"]));
+    let e = err(&tiny_search(
+        &root,
+        &run,
+        &[
+            "--set",
+            "weights.lr_max=1e30",
+            "--set",
+            "weights.grad_clip=0",
+            "--set",
+            "checkpoint.every_steps=1",
+            "--set",
+            "epochs=6",
+        ],
+    ));
     assert!(e.contains("non-finite") && e.contains("step"), "{e}");
 }
 
@@ -146,7 +215,19 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let run = temp("ctrlc-run");
     let config = repo("configs/tiny-search.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
-        .args(["--threads", "1", "run", "--config", &config, "--device", "cpu", "--set", "epochs=1000", "--set", "arch_start_epoch=0"])
+        .args([
+            "--threads",
+            "1",
+            "run",
+            "--config",
+            &config,
+            "--device",
+            "cpu",
+            "--set",
+            "epochs=1000",
+            "--set",
+            "arch_start_epoch=0",
+        ])
         .args(["--data", root.to_str().unwrap(), "--out", run.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -172,7 +253,21 @@ fn train_eval_and_predict_agree() {
     let run = temp("train-run");
     let retrain = repo("configs/tiny-retrain.toml");
     let (root_s, run_s) = (root.to_str().unwrap(), run.to_str().unwrap());
-    let printed = ok(&search(&["--threads", "1", "train", "--arch", "paper", "--config", &retrain, "--data", root_s, "--out", run_s, "--device", "cpu"]));
+    let printed = ok(&search(&[
+        "--threads",
+        "1",
+        "train",
+        "--arch",
+        "paper",
+        "--config",
+        &retrain,
+        "--data",
+        root_s,
+        "--out",
+        run_s,
+        "--device",
+        "cpu",
+    ]));
     assert!(printed.contains("val mIoU"), "{printed}");
     for file in ["config.toml", "env.json", "log.txt", "metrics.jsonl", "arch.json", "weights.safetensors"] {
         assert!(run.join(file).is_file(), "{file} missing");
@@ -187,7 +282,19 @@ fn train_eval_and_predict_agree() {
         .unwrap();
 
     let json = temp("train-eval.json");
-    ok(&search(&["eval", "--weights", run_s, "--data", root_s, "--split", "val", "--json", json.to_str().unwrap(), "--device", "cpu"]));
+    ok(&search(&[
+        "eval",
+        "--weights",
+        run_s,
+        "--data",
+        root_s,
+        "--split",
+        "val",
+        "--json",
+        json.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]));
     let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let eval_miou = eval["scores"]["miou"].as_f64().unwrap();
     assert!((eval_miou - final_miou).abs() < 1e-9, "eval {eval_miou} vs end of training {final_miou}");
@@ -195,9 +302,31 @@ fn train_eval_and_predict_agree() {
     // Label-id predictions, read back by `search eval --pred`, give the same mIoU.
     let preds = temp("train-preds");
     let images = root.join("leftImg8bit/val");
-    ok(&search(&["predict", "--weights", run_s, "--input", images.to_str().unwrap(), "--out", preds.to_str().unwrap(), "--format", "labelids", "--device", "cpu"]));
+    ok(&search(&[
+        "predict",
+        "--weights",
+        run_s,
+        "--input",
+        images.to_str().unwrap(),
+        "--out",
+        preds.to_str().unwrap(),
+        "--format",
+        "labelids",
+        "--device",
+        "cpu",
+    ]));
     let json2 = temp("train-eval-pred.json");
-    ok(&search(&["eval", "--pred", preds.to_str().unwrap(), "--data", root_s, "--split", "val", "--json", json2.to_str().unwrap()]));
+    ok(&search(&[
+        "eval",
+        "--pred",
+        preds.to_str().unwrap(),
+        "--data",
+        root_s,
+        "--split",
+        "val",
+        "--json",
+        json2.to_str().unwrap(),
+    ]));
     let pred: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
     assert_eq!(pred["scores"]["miou"].as_f64().unwrap(), eval_miou);
     assert_eq!(pred["confusion_counts"], eval["confusion_counts"]);
@@ -206,19 +335,65 @@ fn train_eval_and_predict_agree() {
     for format in ["color", "overlay"] {
         let out = temp(&format!("train-{format}"));
         let weights = run.join("weights.safetensors");
-        ok(&search(&["predict", "--weights", weights.to_str().unwrap(), "--arch", "paper", "--filter-multiplier", "2", "--input", images.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", format, "--device", "cpu"]));
+        ok(&search(&[
+            "predict",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--arch",
+            "paper",
+            "--filter-multiplier",
+            "2",
+            "--input",
+            images.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+            "--device",
+            "cpu",
+        ]));
         let written: Vec<_> = std::fs::read_dir(out.join("synthberg")).unwrap().collect();
         assert_eq!(written.len(), 1);
     }
     // The wrong width does not load.
-    let e = err(&search(&["eval", "--weights", run.join("weights.safetensors").to_str().unwrap(), "--arch", "paper", "--filter-multiplier", "3", "--data", root_s, "--device", "cpu"]));
+    let e = err(&search(&[
+        "eval",
+        "--weights",
+        run.join("weights.safetensors").to_str().unwrap(),
+        "--arch",
+        "paper",
+        "--filter-multiplier",
+        "3",
+        "--data",
+        root_s,
+        "--device",
+        "cpu",
+    ]));
     assert!(e.contains("do not fit"), "{e}");
 
     // Resume of a training continues to the same end.
     let split = temp("train-split");
-    ok(&search(&["--threads", "1", "train", "--arch", "paper", "--config", &retrain, "--data", root_s, "--out", split.to_str().unwrap(), "--device", "cpu", "--stop-after-steps", "3"]));
+    ok(&search(&[
+        "--threads",
+        "1",
+        "train",
+        "--arch",
+        "paper",
+        "--config",
+        &retrain,
+        "--data",
+        root_s,
+        "--out",
+        split.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--stop-after-steps",
+        "3",
+    ]));
     ok(&search(&["--threads", "1", "train", "--resume", split.to_str().unwrap(), "--device", "cpu"]));
-    for ((na, a), (nb, b)) in tensors(&run.join("weights.safetensors")).iter().zip(&tensors(&split.join("weights.safetensors"))) {
+    for ((na, a), (nb, b)) in
+        tensors(&run.join("weights.safetensors")).iter().zip(&tensors(&split.join("weights.safetensors")))
+    {
         assert_eq!(na, nb);
         assert!(a.equal(b), "{na} differs after resuming the training");
     }

@@ -3,6 +3,7 @@
 //! the command-line interface.
 
 pub mod arch_source;
+pub mod bench;
 pub mod bench_data;
 pub mod checkpoint;
 pub mod config;
@@ -20,5 +21,6 @@ pub mod run_config;
 pub mod rundir;
 pub mod search_run;
 pub mod smoke;
+pub mod step;
 pub mod summary;
 pub mod trained;

@@ -58,6 +58,38 @@ enum Command {
     Decode(DecodeArgs),
     /// The bilevel architecture search: weights on trainA (SGD), α and β on trainB (Adam).
     Run(RunArgs),
+    /// Time search steps (weight step and architecture step) on random data; one JSON line.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Square crop size.
+    #[arg(long, default_value_t = 64)]
+    crop: i64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 2)]
+    batch: i64,
+    /// Filter multiplier F.
+    #[arg(long, default_value_t = 8)]
+    filter_multiplier: i64,
+    /// Layers L.
+    #[arg(long, default_value_t = 12)]
+    layers: usize,
+    /// Blocks per cell B.
+    #[arg(long, default_value_t = 5)]
+    blocks: usize,
+    /// Measured steps.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Unmeasured steps first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// fp16 autocast for the weights' forward (CUDA only).
+    #[arg(long)]
+    autocast: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 #[derive(Args)]
@@ -363,6 +395,7 @@ fn main() -> Result<()> {
         Command::Summary(args) => summary(args)?,
         Command::Decode(args) => decode(args)?,
         Command::Run(args) => run(args)?,
+        Command::Bench(args) => bench(args)?,
     }
     Ok(())
 }
@@ -626,5 +659,30 @@ fn demo(args: DemoArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.crop >= 1 && args.batch >= 1 && args.filter_multiplier >= 1,
+        "--crop, --batch and --filter-multiplier must be at least 1"
+    );
+    anyhow::ensure!(
+        args.layers >= 1 && args.blocks >= 1 && args.steps >= 1,
+        "--layers, --blocks and --steps must be at least 1"
+    );
+    let device = args.device.resolve()?;
+    let config = search::bench::BenchConfig {
+        crop: args.crop,
+        batch: args.batch,
+        filter_multiplier: args.filter_multiplier,
+        layers: args.layers,
+        blocks: args.blocks,
+        classes: 19,
+        steps: args.steps,
+        warmup: args.warmup,
+        autocast: args.autocast,
+    };
+    println!("{}", serde_json::to_string(&search::bench::run(&config, device))?);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use seg::data::{list_samples, split_halves, Annotation, Batch, Loader, Mode, SampleRef};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Reduction, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 use tracing::{info, info_span, warn};
 use trellis::{ArchParams, Architecture};
 
@@ -21,6 +21,7 @@ use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, Che
 use crate::optim::{cosine_lr, Adam, Params, Sgd};
 use crate::run_config::{DataConfig, SearchRunConfig};
 use crate::rundir::{peak_rss_mib, write_atomic, RunDir};
+pub use crate::step::segmentation_loss;
 
 /// How `search run` was asked to run.
 pub struct SearchOptions {
@@ -55,11 +56,6 @@ struct SearchState {
     /// Indices of the training list in trainA and trainB (stable across resumes).
     train_a: Vec<usize>,
     train_b: Vec<usize>,
-}
-
-/// Cross entropy over the 19 (or `classes`) train ids, 255 ignored.
-pub fn segmentation_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
-    logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, 255, 0.0)
 }
 
 /// Whether a batch has any pixel that is not ignored.
@@ -201,20 +197,20 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             tch::manual_seed((config.seed as i64) ^ (state.global_step as i64));
             let mut loss_weights = f64::NAN;
             if has_labels(&labels) {
-                sgd.params().zero_grad();
-                let weights_only = tch::no_grad(|| arch.weights());
-                let logits =
-                    tch::autocast(config.autocast && device.is_cuda(), || net.forward_t(&images, &weights_only, true));
-                let loss = segmentation_loss(&logits, &labels);
-                loss_weights = f64::try_from(&loss)?;
+                let timing = crate::step::weight_step(
+                    &net,
+                    &arch,
+                    &mut sgd,
+                    &images,
+                    &labels,
+                    lr,
+                    config.weights.grad_clip,
+                    config.autocast,
+                );
+                loss_weights = timing.loss;
                 if !loss_weights.is_finite() {
                     bail!("non-finite weight loss {loss_weights} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", state.global_step);
                 }
-                loss.backward();
-                if config.weights.grad_clip > 0.0 {
-                    sgd.params().clip_grad_norm(config.weights.grad_clip);
-                }
-                sgd.step(lr);
             } else {
                 warn!(epoch, step, "trainA batch has only ignored pixels: weight step skipped");
             }
@@ -229,18 +225,12 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
                 let batch_b = stream.next().context("trainB ended early")??;
                 let (images_b, labels_b) = batch_b.to_tensors(device);
                 if has_labels(&labels_b) {
-                    weights_store.freeze();
-                    adam.params().zero_grad();
-                    let logits = net.forward_t(&images_b, &arch.weights(), true);
-                    let loss = segmentation_loss(&logits, &labels_b);
-                    let value = f64::try_from(&loss)?;
+                    let timing =
+                        crate::step::arch_step(&net, &arch, &mut weights_store, &mut adam, &images_b, &labels_b);
+                    let value = timing.loss;
                     if !value.is_finite() {
-                        weights_store.unfreeze();
                         bail!("non-finite architecture loss {value} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", state.global_step);
                     }
-                    loss.backward();
-                    adam.step();
-                    weights_store.unfreeze();
                     loss_arch = Some(value);
                 }
             }

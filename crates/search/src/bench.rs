@@ -1,0 +1,117 @@
+//! `search bench`: the time and memory of search steps on random data, without the loader
+//! (performance issue; docs/performance.md). A weight step is forward + loss + backward + SGD,
+//! an architecture step the same with Adam on α and β, as in the public port's measurements.
+
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+use trellis::{ArchParams, SearchNetworkConfig};
+
+use crate::env::EnvReport;
+use crate::optim::{Adam, AdamConfig, Params, Sgd, SgdConfig};
+use crate::rundir::peak_rss_mib;
+use crate::step::{arch_step, weight_step, StepTiming};
+
+/// What to measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchConfig {
+    pub crop: i64,
+    pub batch: i64,
+    pub filter_multiplier: i64,
+    pub layers: usize,
+    pub blocks: usize,
+    pub classes: i64,
+    pub steps: usize,
+    pub warmup: usize,
+    pub autocast: bool,
+}
+
+/// Median and every measurement of one quantity, seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seconds {
+    pub median: f64,
+    pub all: Vec<f64>,
+}
+
+impl Seconds {
+    fn of(values: Vec<f64>) -> Seconds {
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Seconds { median, all: values }
+    }
+}
+
+/// The report, printed as one JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    #[serde(flatten)]
+    pub config: BenchConfig,
+    pub device: String,
+    pub threads: i32,
+    pub weight_step: Seconds,
+    pub weight_forward: Seconds,
+    pub weight_backward: Seconds,
+    pub arch_step: Seconds,
+    pub arch_forward: Seconds,
+    pub arch_backward: Seconds,
+    pub peak_rss_mib: Option<f64>,
+    pub weight_parameters: usize,
+    pub arch_parameters: usize,
+    pub tch_version: String,
+    pub libtorch_version: String,
+}
+
+/// Runs `warmup` + `steps` pairs of weight and architecture steps on random data.
+pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
+    tch::manual_seed(0);
+    let mut weights = nn::VarStore::new(device);
+    let arch_store = nn::VarStore::new(device);
+    let network = SearchNetworkConfig {
+        layers: config.layers,
+        blocks: config.blocks,
+        filter_multiplier: config.filter_multiplier,
+        classes: config.classes,
+        ..Default::default()
+    };
+    let net = network.build(&weights.root());
+    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+    let mut sgd = Sgd::new(Params::of(&weights), SgdConfig::default());
+    let mut adam = Adam::new(Params::of(&arch_store), AdamConfig::default());
+    let count = |vs: &nn::VarStore| Params::of(vs).tensors().iter().map(|t| t.numel()).sum::<usize>();
+    let (weight_parameters, arch_parameters) = (count(&weights), count(&arch_store));
+    let shape = [config.batch, 3, config.crop, config.crop];
+    let mut weight_timings: Vec<StepTiming> = Vec::new();
+    let mut arch_timings: Vec<StepTiming> = Vec::new();
+    for step in 0..config.warmup + config.steps {
+        let images = Tensor::randn(shape, (Kind::Float, device));
+        let labels = Tensor::randint(config.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
+        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, 5.0, config.autocast);
+        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels);
+        if step >= config.warmup {
+            weight_timings.push(w);
+            arch_timings.push(a);
+        }
+    }
+    let of = |timings: &[StepTiming], f: fn(&StepTiming) -> f64| Seconds::of(timings.iter().map(f).collect());
+    let env = EnvReport::collect();
+    BenchReport {
+        config: config.clone(),
+        device: format!("{device:?}"),
+        threads: tch::get_num_threads(),
+        weight_step: of(&weight_timings, StepTiming::total),
+        weight_forward: of(&weight_timings, |t| t.forward),
+        weight_backward: of(&weight_timings, |t| t.backward),
+        arch_step: of(&arch_timings, StepTiming::total),
+        arch_forward: of(&arch_timings, |t| t.forward),
+        arch_backward: of(&arch_timings, |t| t.backward),
+        peak_rss_mib: peak_rss_mib(),
+        weight_parameters,
+        arch_parameters,
+        tch_version: env.tch_version,
+        libtorch_version: env.libtorch_version,
+    }
+}

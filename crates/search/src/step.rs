@@ -1,0 +1,107 @@
+//! One bilevel search step (paper §4.2, first-order DARTS), shared by `search run` and
+//! `search bench`: the weight step (SGD on trainA, α and β held constant) and the architecture
+//! step (Adam on trainB, the weights frozen so that no weight gradient is computed).
+
+use std::time::Instant;
+
+use tch::{nn, Device, Tensor};
+use trellis::{ArchParams, SearchNetwork};
+
+use crate::optim::{Adam, Sgd};
+
+/// Loss and the time spent in each phase of a step, in seconds (device work included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTiming {
+    pub loss: f64,
+    pub forward: f64,
+    pub backward: f64,
+    pub update: f64,
+}
+
+impl StepTiming {
+    /// Forward + backward + update.
+    pub fn total(&self) -> f64 {
+        self.forward + self.backward + self.update
+    }
+}
+
+/// Waits for the device to finish queued work, so that wall-clock phases are honest on CUDA.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
+/// Cross entropy over the train ids, 255 ignored.
+pub fn segmentation_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
+    logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, 255, 0.0)
+}
+
+/// The weight step on one trainA batch. With a non-finite loss nothing is updated (the caller
+/// decides what to do); `grad_clip` 0 disables clipping.
+#[allow(clippy::too_many_arguments)]
+pub fn weight_step(
+    net: &SearchNetwork,
+    arch: &ArchParams,
+    sgd: &mut Sgd,
+    images: &Tensor,
+    labels: &Tensor,
+    lr: f64,
+    grad_clip: f64,
+    autocast: bool,
+) -> StepTiming {
+    let device = images.device();
+    let start = Instant::now();
+    sgd.params().zero_grad();
+    let constants = tch::no_grad(|| arch.weights());
+    let logits = tch::autocast(autocast && device.is_cuda(), || net.forward_t(images, &constants, true));
+    let loss = segmentation_loss(&logits, labels);
+    let value = f64::try_from(&loss).expect("scalar loss");
+    let forward = start.elapsed().as_secs_f64();
+    if !value.is_finite() {
+        return StepTiming { loss: value, forward, backward: 0.0, update: 0.0 };
+    }
+    let start = Instant::now();
+    loss.backward();
+    synchronize(device);
+    let backward = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    if grad_clip > 0.0 {
+        sgd.params().clip_grad_norm(grad_clip);
+    }
+    sgd.step(lr);
+    synchronize(device);
+    StepTiming { loss: value, forward, backward, update: start.elapsed().as_secs_f64() }
+}
+
+/// The architecture step on one trainB batch: the weight store is frozen for its duration.
+pub fn arch_step(
+    net: &SearchNetwork,
+    arch: &ArchParams,
+    weights: &mut nn::VarStore,
+    adam: &mut Adam,
+    images: &Tensor,
+    labels: &Tensor,
+) -> StepTiming {
+    let device = images.device();
+    weights.freeze();
+    let start = Instant::now();
+    adam.params().zero_grad();
+    let logits = net.forward_t(images, &arch.weights(), true);
+    let loss = segmentation_loss(&logits, labels);
+    let value = f64::try_from(&loss).expect("scalar loss");
+    let forward = start.elapsed().as_secs_f64();
+    let mut timing = StepTiming { loss: value, forward, backward: 0.0, update: 0.0 };
+    if value.is_finite() {
+        let start = Instant::now();
+        loss.backward();
+        synchronize(device);
+        timing.backward = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        adam.step();
+        synchronize(device);
+        timing.update = start.elapsed().as_secs_f64();
+    }
+    weights.unfreeze();
+    timing
+}
