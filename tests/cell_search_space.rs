@@ -75,12 +75,10 @@ fn op_parameter_counts_follow_the_two_definitions() {
 #[test]
 fn mixed_op_is_the_weighted_sum_of_its_ops_and_ignores_none() {
     let x = input(2, C, 7, 7);
-    tch::manual_seed(7);
     let vs_mixed = nn::VarStore::new(Device::Cpu);
     let mixed = MixedOp::new(&(vs_mixed.root() / "edge"), C);
-    // The same ops built one by one from the same random stream.
-    tch::manual_seed(7);
-    let vs_ops = nn::VarStore::new(Device::Cpu);
+    // The same ops built one by one under the same names, with the same weights.
+    let mut vs_ops = nn::VarStore::new(Device::Cpu);
     let ops: Vec<_> = Primitive::ALL
         .iter()
         .filter_map(|&p| {
@@ -90,6 +88,7 @@ fn mixed_op_is_the_weighted_sum_of_its_ops_and_ignores_none() {
         .collect();
     assert_eq!(ops.len(), 7);
     assert_eq!(trainable_numel(&vs_mixed), trainable_numel(&vs_ops));
+    vs_ops.copy(&vs_mixed).unwrap();
 
     let weights = Tensor::from_slice(&[0.3f32, 0.05, 0.1, 0.15, 0.1, 0.05, 0.2, 0.05]);
     let by_hand = ops
@@ -241,7 +240,6 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
     // Parameter-free ops, so that only the wiring differs between the builds.
     let e = |input, op| CellEdge { input, op };
     let build = |blocks: Vec<[CellEdge; 2]>| {
-        tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
         let config = FixedCellConfig {
             genotype: Genotype::new(blocks).unwrap(),
@@ -254,9 +252,12 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
         (vs, cell)
     };
     use Primitive::*;
-    let (_a, listed) = build(vec![[e(0, MaxPool3x3), e(1, SkipConnect)], [e(2, AvgPool3x3), e(0, SkipConnect)]]);
-    let (_b, swapped) = build(vec![[e(1, SkipConnect), e(0, MaxPool3x3)], [e(0, SkipConnect), e(2, AvgPool3x3)]]);
-    let (_c, rewired) = build(vec![[e(1, MaxPool3x3), e(0, SkipConnect)], [e(2, AvgPool3x3), e(0, SkipConnect)]]);
+    let (a, listed) = build(vec![[e(0, MaxPool3x3), e(1, SkipConnect)], [e(2, AvgPool3x3), e(0, SkipConnect)]]);
+    let (mut b, swapped) = build(vec![[e(1, SkipConnect), e(0, MaxPool3x3)], [e(0, SkipConnect), e(2, AvgPool3x3)]]);
+    let (mut c, rewired) = build(vec![[e(1, MaxPool3x3), e(0, SkipConnect)], [e(2, AvgPool3x3), e(0, SkipConnect)]]);
+    // Only the preprocessing has weights, under the same names in all three: share them.
+    b.copy(&a).unwrap();
+    c.copy(&a).unwrap();
     tch::manual_seed(6);
     let prev_prev = input(1, 6, 7, 7);
     let prev = input(1, 6, 7, 7);

@@ -10,7 +10,14 @@ use trellis::space::{node_exists, transition_valid, Transition};
 use trellis::{normalize_beta, ArchParams, SearchNetworkConfig};
 
 fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
-    SearchNetworkConfig { layers, blocks, filter_multiplier: 2, stem_channels: [4, 4, 8], classes: 5 }
+    SearchNetworkConfig {
+        layers,
+        blocks,
+        filter_multiplier: 2,
+        stem_channels: [4, 4, 8],
+        classes: 5,
+        batched_transitions: true,
+    }
 }
 
 #[test]
@@ -103,4 +110,62 @@ fn every_weight_alpha_and_beta_receive_a_gradient() {
     // The weights' store holds no architecture parameter and vice versa.
     assert!(weights.variables().keys().all(|k| !k.contains("alpha") && !k.contains("beta")));
     assert_eq!(arch_store.trainable_variables().len(), 2);
+}
+
+/// The batched transitions (one cell computation per node, H^(l-2) edges once, shared ReLUs)
+/// compute what one cell call per transition computes: logits, every gradient and every batch
+/// norm's running statistics, to float tolerance. The one intended difference: the batch norms
+/// of the H^(l-2) edges see their batch once per step, where the plain path feeds them the
+/// same batch once per transition (a repeated running-statistics update).
+#[test]
+fn batched_transitions_equal_the_plain_path() {
+    tch::manual_seed(4);
+    let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
+    let reference = nn::VarStore::new(Device::Cpu);
+    let reference_arch = nn::VarStore::new(Device::Cpu);
+    tiny(4, 5).build(&reference.root());
+    ArchParams::new(&reference_arch.root(), 5, 4);
+    let run = |batched: bool| {
+        let mut weights = nn::VarStore::new(Device::Cpu);
+        let mut arch_store = nn::VarStore::new(Device::Cpu);
+        let config = SearchNetworkConfig { batched_transitions: batched, ..tiny(4, 5) };
+        let net = config.build(&weights.root());
+        let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+        weights.copy(&reference).unwrap();
+        arch_store.copy(&reference_arch).unwrap();
+        let logits = net.forward_t(&images, &arch.weights(), true);
+        logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0).backward();
+        let mut values: Vec<(String, Tensor)> = weights
+            .variables()
+            .into_iter()
+            .map(|(name, t)| {
+                let grad = t.grad();
+                // Trainable: the gradient; batch-norm running statistics: the value.
+                (name, if grad.defined() { grad } else { t.detach().copy() })
+            })
+            .collect();
+        values.push(("alpha.grad".into(), arch.alpha.logits().grad()));
+        values.push(("beta.grad".into(), arch.beta.grad()));
+        values.push(("logits".into(), logits.detach()));
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        values
+    };
+    let (plain, batched) = (run(false), run(true));
+    assert_eq!(plain.len(), batched.len());
+    let from_prev_prev = |name: &str| {
+        name.contains("preprocess0") || [0, 2, 5, 9, 14].iter().any(|e| name.contains(&format!(".edge{e}.")))
+    };
+    let mut repeated_updates = 0;
+    for ((name, a), (other, b)) in plain.iter().zip(&batched) {
+        assert_eq!(name, other);
+        let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
+        let diff = f64::try_from((a - b).abs().max()).unwrap();
+        if name.contains("running_") && from_prev_prev(name) && diff > 0.0 {
+            repeated_updates += 1;
+            continue;
+        }
+        assert!(diff <= 1e-4 * scale + 1e-7, "{name}: batched differs by {diff} (scale {scale})");
+    }
+    assert!(repeated_updates > 0, "the H^(l-2) statistics are updated once per step in the batched path");
 }

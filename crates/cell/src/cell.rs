@@ -79,6 +79,21 @@ impl SearchCell {
     /// `prev_prev_channels`); `prev`: H^{l-1} `[N, C_p, H, W]`; `alpha_weights`: softmax(α),
     /// `[edges, 8]`. Returns `[N, B * C, H, W]`.
     pub fn forward_t(&self, prev_prev: Option<&Tensor>, prev: &Tensor, alpha_weights: &Tensor, train: bool) -> Tensor {
+        self.forward_transitions(prev_prev, std::slice::from_ref(prev), alpha_weights, train)
+    }
+
+    /// The cell applied to T inputs H^{l-1} (`prevs`, each `[N, C_p, H, W]`: the resampled
+    /// transitions into one node) with the same H^{l-2}, in one batched computation. Returns
+    /// `[T * N, B * C, H, W]`, transition-major, equal to T calls of [`SearchCell::forward_t`]:
+    /// every batch norm keeps each transition's own statistics, and the edges from H^{l-2},
+    /// identical for every transition, are computed once.
+    pub fn forward_transitions(
+        &self,
+        prev_prev: Option<&Tensor>,
+        prevs: &[Tensor],
+        alpha_weights: &Tensor,
+        train: bool,
+    ) -> Tensor {
         let expected_rows = num_edges(self.config.blocks) as i64;
         assert_eq!(
             alpha_weights.size(),
@@ -86,27 +101,56 @@ impl SearchCell {
             "softmax(α) must be [edges, 8] for a cell of {} blocks",
             self.config.blocks
         );
-        let mut states: Vec<Option<Tensor>> = Vec::with_capacity(2 + self.config.blocks);
-        states.push(match (&self.prev_prev, prev_prev) {
-            (Some(pre), Some(x)) => Some(pre.forward_t(x, train)),
+        let groups = prevs.len() as i64;
+        assert!(groups >= 1, "a cell needs at least one H^(l-1)");
+        let shared = match (&self.prev_prev, prev_prev) {
+            (Some(pre), Some(x)) => Some(State::new(pre.forward_t(x, train), 1)),
             (None, None) => None,
             (Some(_), None) => panic!("cell built with an H^(l-2) input was called without one"),
             (None, Some(_)) => panic!("cell built without an H^(l-2) input was called with one"),
-        });
-        states.push(Some(self.prev.forward_t(prev, train)));
+        };
+        let stacked = if groups == 1 { prevs[0].shallow_clone() } else { Tensor::cat(prevs, 0) };
+        let mut states: Vec<State> = vec![State::new(self.prev.forward_grouped(&stacked, train, groups), groups)];
         for block in 0..self.config.blocks {
-            let output = (0..block_inputs(block))
-                .filter_map(|input| {
-                    let edge = edge_index(block, input);
-                    let op = self.edges[edge].as_ref()?;
-                    let x = states[input].as_ref()?;
-                    Some(op.forward_t(x, &alpha_weights.get(edge as i64), train))
-                })
-                .reduce(|acc, term| acc + term)
+            let edge_out = |input: usize, state: &State| {
+                let edge = edge_index(block, input);
+                let op = self.edges[edge].as_ref().expect("edges of present inputs exist");
+                op.forward_grouped(&state.x, Some(state.relu()), &alpha_weights.get(edge as i64), train, state.groups)
+            };
+            // Edges from H^{l-1} and earlier blocks (one per transition), then the one from
+            // H^{l-2} (shared), broadcast over the transitions.
+            let own = (1..block_inputs(block))
+                .map(|input| edge_out(input, &states[input - 1]))
+                .reduce(|a, b| a + b)
                 .expect("every block has H^(l-1) as an input");
-            states.push(Some(output));
+            let output = match &shared {
+                None => own,
+                Some(state) => {
+                    let common = edge_out(0, state);
+                    let (total, c, h, w) = own.size4().expect("[T * N, C, H, W]");
+                    (own.view([groups, total / groups, c, h, w]) + common.unsqueeze(0)).view([total, c, h, w])
+                }
+            };
+            states.push(State::new(output, groups));
         }
-        let blocks: Vec<Tensor> = states.drain(2..).map(|s| s.expect("blocks are computed")).collect();
+        let blocks: Vec<Tensor> = states.drain(1..).map(|s| s.x).collect();
         Tensor::cat(&blocks, 1)
+    }
+}
+
+/// A cell state and, computed on first use, its ReLU (shared by every edge that reads it).
+struct State {
+    x: Tensor,
+    groups: i64,
+    relu: std::cell::OnceCell<Tensor>,
+}
+
+impl State {
+    fn new(x: Tensor, groups: i64) -> State {
+        State { x, groups, relu: std::cell::OnceCell::new() }
+    }
+
+    fn relu(&self) -> &Tensor {
+        self.relu.get_or_init(|| self.x.relu())
     }
 }

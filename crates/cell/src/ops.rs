@@ -54,11 +54,11 @@ enum Layer {
 }
 
 impl Layer {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool, groups: i64) -> Tensor {
         match self {
             Layer::Relu => xs.relu(),
             Layer::Conv(conv) => xs.apply(conv),
-            Layer::BatchNorm(bn) => xs.apply_t(bn, train),
+            Layer::BatchNorm(bn) => grouped_batch_norm(bn, xs, train, groups),
             Layer::MaxPool { stride } => xs.max_pool2d([3, 3], [*stride, *stride], [1, 1], [1, 1], false),
             Layer::AvgPool { stride } => xs.avg_pool2d([3, 3], [*stride, *stride], [1, 1], false, false, None),
             Layer::HalveBilinear => {
@@ -69,9 +69,42 @@ impl Layer {
     }
 }
 
+/// Momentum of every batch norm's running statistics (PyTorch's default).
+pub const BN_MOMENTUM: f64 = 0.1;
+/// Epsilon of every batch norm (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
+
 /// Batch norm over `channels`, with scale and offset only when `affine`.
 pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
-    nn::batch_norm2d(p, channels, nn::BatchNormConfig { affine, ..Default::default() })
+    let config = nn::BatchNormConfig { affine, momentum: BN_MOMENTUM, eps: BN_EPS, ..Default::default() };
+    nn::batch_norm2d(p, channels, config)
+}
+
+/// Batch norm of `[groups * N, C, H, W]`, the concatenation of `groups` sub-batches of `N`
+/// (transition-major), each normalised with its own batch statistics, exactly as `groups`
+/// separate calls would: the sub-batches are folded into channels (`[N, groups * C, H, W]`)
+/// for one fused call, and the running statistics are updated once per sub-batch, in order.
+/// In evaluation mode (running statistics) and for one group this is plain batch norm.
+pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: i64) -> Tensor {
+    if groups == 1 || !train {
+        return xs.apply_t(bn, train);
+    }
+    let (total, c, h, w) = xs.size4().expect("batch norm input is [N, C, H, W]");
+    let n = total / groups;
+    tch::no_grad(|| {
+        for g in 0..groups {
+            let _ = xs.narrow(0, g * n, n).batch_norm_update_stats(
+                Some(&bn.running_mean),
+                Some(&bn.running_var),
+                BN_MOMENTUM,
+            );
+        }
+    });
+    let folded = xs.view([groups, n, c, h, w]).transpose(0, 1).reshape([n, groups * c, h, w]);
+    let weight = bn.ws.as_ref().map(|t| t.repeat([groups]));
+    let bias = bn.bs.as_ref().map(|t| t.repeat([groups]));
+    let ys = folded.batch_norm(weight.as_ref(), bias.as_ref(), None::<&Tensor>, None, true, BN_MOMENTUM, BN_EPS, true);
+    ys.view([n, groups, c, h, w]).transpose(0, 1).reshape([total, c, h, w])
 }
 
 /// A bias-free 2-D convolution with "same" padding for odd kernels.
@@ -105,9 +138,16 @@ impl ReluConvBn {
     }
 }
 
+impl ReluConvBn {
+    /// Forward pass over `groups` stacked sub-batches (see [`grouped_batch_norm`]).
+    pub fn forward_grouped(&self, xs: &Tensor, train: bool, groups: i64) -> Tensor {
+        grouped_batch_norm(&self.bn, &xs.relu().apply(&self.conv), train, groups)
+    }
+}
+
 impl ModuleT for ReluConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.relu().apply(&self.conv).apply_t(&self.bn, train)
+        self.forward_grouped(xs, train, 1)
     }
 }
 
@@ -201,15 +241,31 @@ impl Op {
     pub fn primitive(&self) -> Primitive {
         self.primitive
     }
+
+    /// Whether the op begins with a ReLU of its input (every convolution op does).
+    pub fn starts_with_relu(&self) -> bool {
+        matches!(self.layers.first(), Some(Layer::Relu))
+    }
+
+    /// Forward pass over `groups` stacked sub-batches (see [`grouped_batch_norm`]). When
+    /// `relu_xs` is given it must be `xs.relu()`: ops that start with a ReLU use it instead
+    /// of computing their own (a mixed op computes it once for its four convolutions).
+    pub fn forward_grouped(&self, xs: &Tensor, relu_xs: Option<&Tensor>, train: bool, groups: i64) -> Tensor {
+        let (input, layers) = match (relu_xs, self.layers.split_first()) {
+            (Some(relu), Some((Layer::Relu, rest))) => (relu, rest),
+            _ => (xs, self.layers.as_slice()),
+        };
+        match layers.split_first() {
+            None => input.shallow_clone(),
+            Some((first, rest)) => rest
+                .iter()
+                .fold(first.forward_t(input, train, groups), |acc, layer| layer.forward_t(&acc, train, groups)),
+        }
+    }
 }
 
 impl ModuleT for Op {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        match self.layers.split_first() {
-            None => xs.shallow_clone(),
-            Some((first, rest)) => {
-                rest.iter().fold(first.forward_t(xs, train), |acc, layer| layer.forward_t(&acc, train))
-            }
-        }
+        self.forward_grouped(xs, None, train, 1)
     }
 }

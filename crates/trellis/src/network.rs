@@ -37,12 +37,22 @@ pub struct SearchNetworkConfig {
     pub stem_channels: [i64; 3],
     /// Output classes.
     pub classes: i64,
+    /// Run the transitions into a node as one batched cell computation (same values as one
+    /// cell call per transition, fewer and larger kernels; see docs/performance.md).
+    pub batched_transitions: bool,
 }
 
 impl Default for SearchNetworkConfig {
     fn default() -> Self {
         // The paper's search (facts §3, §4): L = 12, B = 5, F = 8, 19 classes.
-        SearchNetworkConfig { layers: 12, blocks: 5, filter_multiplier: 8, stem_channels: [64, 64, 128], classes: 19 }
+        SearchNetworkConfig {
+            layers: 12,
+            blocks: 5,
+            filter_multiplier: 8,
+            stem_channels: [64, 64, 128],
+            classes: 19,
+            batched_transitions: true,
+        }
     }
 }
 
@@ -195,21 +205,35 @@ impl SearchNetwork {
             let mut current: [Option<Tensor>; NUM_LEVELS] = [None, None, None, None];
             for node in nodes {
                 let (th, tw) = sizes[node.level];
-                let output = node
+                let resampled: Vec<Tensor> = node
                     .inputs
                     .iter()
                     .map(|input| {
                         let x = prev[input.source].as_ref().expect("sources exist");
-                        let x = match &input.resample {
+                        match &input.resample {
                             Resample::Identity => x.shallow_clone(),
                             Resample::Project(conv) | Resample::Down(conv) => conv.forward_t(x, train),
                             Resample::Up(conv) => conv.forward_t(&resize_bilinear(x, th, tw), train),
-                        };
-                        let y = node.cell.forward_t(prev_prev[node.level].as_ref(), &x, &arch.alpha, train);
-                        y * beta.get(input.source as i64).get(input.transition.index() as i64)
+                        }
                     })
-                    .reduce(|a, b| a + b)
-                    .expect("every node has an input");
+                    .collect();
+                let weights: Vec<Tensor> =
+                    node.inputs.iter().map(|i| beta.get(i.source as i64).get(i.transition.index() as i64)).collect();
+                let prev_prev = prev_prev[node.level].as_ref();
+                let output = if self.config.batched_transitions {
+                    let outputs = node.cell.forward_transitions(prev_prev, &resampled, &arch.alpha, train);
+                    let (total, c, h, w) = outputs.size4().expect("[T * N, C, H, W]");
+                    let t = resampled.len() as i64;
+                    let weights = Tensor::stack(&weights, 0).view([t, 1, 1, 1, 1]);
+                    (outputs.view([t, total / t, c, h, w]) * weights).sum_dim_intlist(0, false, outputs.kind())
+                } else {
+                    resampled
+                        .iter()
+                        .zip(&weights)
+                        .map(|(x, w)| node.cell.forward_t(prev_prev, x, &arch.alpha, train) * w)
+                        .reduce(|a, b| a + b)
+                        .expect("every node has an input")
+                };
                 current[node.level] = Some(output);
             }
             prev_prev = std::mem::replace(&mut prev, current);
