@@ -214,7 +214,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let root = data("ctrlc", 8, (64, 48));
     let run = temp("ctrlc-run");
     let config = repo("configs/tiny-search.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
+    let child = Command::new(env!("CARGO_BIN_EXE_search"))
         .args([
             "--threads",
             "1",

@@ -303,12 +303,11 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         state.epoch += 1;
         state.batch = 0;
         save(&checkpoints, &state, &weights_store, &arch_store, &sgd, &adam, best)?;
-        if crate::interrupt::requested() || options.stop_after_steps.is_some_and(|n| state.global_step >= n) {
-            if state.epoch < config.epochs {
-                let path = checkpoints.latest()?.expect("just saved");
-                info!(checkpoint = %path.display(), "stopped; resume with --resume");
-                return Ok(SearchOutcome::Stopped(path));
-            }
+        let stop = crate::interrupt::requested() || options.stop_after_steps.is_some_and(|n| state.global_step >= n);
+        if stop && state.epoch < config.epochs {
+            let path = checkpoints.latest()?.expect("just saved");
+            info!(checkpoint = %path.display(), "stopped; resume with --resume");
+            return Ok(SearchOutcome::Stopped(path));
         }
     }
 
