@@ -113,8 +113,13 @@ fn search_cell_case(blocks: usize, with_prev_prev: bool, size: i64) {
     let arch = nn::VarStore::new(Device::Cpu);
     let alpha = Alpha::new(&arch.root(), blocks);
     assert_eq!(alpha.logits().size(), [num_edges(blocks) as i64, 8]);
-    let config =
-        SearchCellConfig { blocks, channels: C, prev_prev_channels: with_prev_prev.then_some(6), prev_channels: 10 };
+    let config = SearchCellConfig {
+        blocks,
+        channels: C,
+        prev_prev_channels: with_prev_prev.then_some(6),
+        prev_channels: 10,
+        fused_edges: true,
+    };
     let cell = config.build(&(weights.root() / "cell"));
     let prev_prev = input(2, 6, size, size);
     let prev = input(2, 10, size, size);
@@ -160,7 +165,8 @@ fn search_cell_without_prev_prev_drops_its_edges() {
     // Fewer weights: no preprocessing of H^(l-2) and no mixed ops on its edges.
     let count = |pp| {
         let vs = nn::VarStore::new(Device::Cpu);
-        SearchCellConfig { blocks: 3, channels: C, prev_prev_channels: pp, prev_channels: C }.build(&vs.root());
+        SearchCellConfig { blocks: 3, channels: C, prev_prev_channels: pp, prev_channels: C, fused_edges: true }
+            .build(&vs.root());
         vs.variables().len()
     };
     assert!(count(None) < count(Some(C)));
@@ -264,4 +270,59 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
     let out = listed.forward_t(&prev_prev, &prev, false);
     assert!(max_abs_diff(&out, &swapped.forward_t(&prev_prev, &prev, false)) < 1e-6);
     assert!(max_abs_diff(&out, &rewired.forward_t(&prev_prev, &prev, false)) > 1e-3);
+}
+
+/// Fused edges (one [`cell::EdgeBundle`] per state) compute what one mixed op per edge
+/// computes, with the plain cell's weights copied in: outputs, input gradients and α's
+/// gradient, for one transition and for three batched.
+#[test]
+fn fused_edges_equal_one_mixed_op_per_edge() {
+    for (with_prev_prev, transitions) in [(true, 1), (true, 3), (false, 2)] {
+        let arch = nn::VarStore::new(Device::Cpu);
+        let alpha = Alpha::new(&arch.root(), 4);
+        let plain_store = nn::VarStore::new(Device::Cpu);
+        let mut fused_store = nn::VarStore::new(Device::Cpu);
+        let config = SearchCellConfig {
+            blocks: 4,
+            channels: C,
+            prev_prev_channels: with_prev_prev.then_some(6),
+            prev_channels: 10,
+            fused_edges: false,
+        };
+        let plain = config.build(&plain_store.root());
+        let fused = SearchCellConfig { fused_edges: true, ..config }.build(&fused_store.root());
+        fused.copy_from_plain(&plain, &mut fused_store, &plain_store);
+        let prev_prev = input(2, 6, 9, 9);
+        let prevs: Vec<Tensor> = (0..transitions).map(|_| input(2, 10, 9, 9).set_requires_grad(true)).collect();
+        let run = |cell: &cell::SearchCell| {
+            let out = cell.forward_transitions(with_prev_prev.then_some(&prev_prev), &prevs, &alpha.weights(), true);
+            let numel = out.numel() as i64;
+            let weights = (Tensor::arange(numel, (Kind::Float, Device::Cpu)) * 0.37).sin().view(out.size().as_slice());
+            for p in &prevs {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            let mut a = alpha.logits().grad();
+            if a.defined() {
+                let _ = a.zero_();
+            }
+            (&out * &weights).sum(Kind::Float).backward();
+            (out.detach(), prevs[0].grad().copy(), alpha.logits().grad().copy())
+        };
+        let (a_out, a_grad, a_alpha) = run(&plain);
+        let (b_out, b_grad, b_alpha) = run(&fused);
+        assert_eq!(a_out.size(), b_out.size());
+        for (name, a, b) in
+            [("output", &a_out, &b_out), ("input gradient", &a_grad, &b_grad), ("α gradient", &a_alpha, &b_alpha)]
+        {
+            let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
+            let diff = max_abs_diff(a, b);
+            assert!(
+                diff <= 1e-4 * scale,
+                "{name} differs by {diff} (scale {scale}), prev_prev {with_prev_prev}, T = {transitions}"
+            );
+        }
+    }
 }

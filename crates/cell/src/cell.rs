@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
+use crate::bundle::EdgeBundle;
 use crate::edges::{block_inputs, edge_index, num_edges};
 use crate::mixed::MixedOp;
 use crate::ops::ReluConvBn;
@@ -27,12 +28,22 @@ pub struct SearchCellConfig {
     pub prev_prev_channels: Option<i64>,
     /// Channels of H^{l-1}.
     pub prev_channels: i64,
+    /// Compute all edges that read one state together ([`EdgeBundle`]) instead of one
+    /// [`MixedOp`] per edge: the same values with far fewer kernels.
+    pub fused_edges: bool,
 }
 
 impl Default for SearchCellConfig {
     fn default() -> Self {
-        SearchCellConfig { blocks: 5, channels: 8, prev_prev_channels: Some(40), prev_channels: 40 }
+        SearchCellConfig { blocks: 5, channels: 8, prev_prev_channels: Some(40), prev_channels: 40, fused_edges: true }
     }
+}
+
+/// Number of edges leaving input `input` (DARTS numbering) of a cell of `blocks` blocks, and
+/// the first block they feed.
+pub fn edges_from(input: usize, blocks: usize) -> (usize, usize) {
+    let first = input.saturating_sub(1);
+    (blocks - first, first)
 }
 
 impl SearchCellConfig {
@@ -48,14 +59,24 @@ impl SearchCellConfig {
             self.prev_prev_channels.map(|c| ReluConvBn::new(&(p / "preprocess0"), c, self.channels, 1, 1, false));
         let prev = ReluConvBn::new(&(p / "preprocess1"), self.prev_channels, self.channels, 1, 1, false);
         let mut edges: Vec<Option<MixedOp>> = Vec::with_capacity(num_edges(self.blocks));
-        for block in 0..self.blocks {
-            for input in 0..block_inputs(block) {
+        let mut bundles: Vec<Option<EdgeBundle>> = Vec::new();
+        if self.fused_edges {
+            // One bundle per state that feeds a block: H^{l-2}, H^{l-1}, blocks 0..B-1.
+            for input in 0..=self.blocks {
                 let present = input != 0 || prev_prev.is_some();
-                let edge = edge_index(block, input);
-                edges.push(present.then(|| MixedOp::new(&(p / format!("edge{edge}")), self.channels)));
+                let (count, _) = edges_from(input, self.blocks);
+                bundles.push(present.then(|| EdgeBundle::new(&(p / format!("state{input}")), self.channels, count)));
+            }
+        } else {
+            for block in 0..self.blocks {
+                for input in 0..block_inputs(block) {
+                    let present = input != 0 || prev_prev.is_some();
+                    let edge = edge_index(block, input);
+                    edges.push(present.then(|| MixedOp::new(&(p / format!("edge{edge}")), self.channels)));
+                }
             }
         }
-        SearchCell { config: *self, prev_prev, prev, edges }
+        SearchCell { config: *self, prev_prev, prev, edges, bundles }
     }
 }
 
@@ -65,14 +86,44 @@ pub struct SearchCell {
     config: SearchCellConfig,
     prev_prev: Option<ReluConvBn>,
     prev: ReluConvBn,
-    /// One mixed op per edge in DARTS order; `None` where the input is an absent H^{l-2}.
+    /// One mixed op per edge in DARTS order; `None` where the input is an absent H^{l-2}
+    /// (empty with fused edges).
     edges: Vec<Option<MixedOp>>,
+    /// With fused edges: one bundle per input state (H^{l-2}, H^{l-1}, blocks), `None` for an
+    /// absent H^{l-2}.
+    bundles: Vec<Option<EdgeBundle>>,
 }
 
 impl SearchCell {
     /// The configuration the cell was built from.
     pub fn config(&self) -> &SearchCellConfig {
         &self.config
+    }
+
+    /// Gives this fused cell the weights of `plain`, a cell of the same shape built with
+    /// `fused_edges: false`, so that both compute the same function (for tests).
+    pub fn copy_from_plain(&self, plain: &SearchCell, self_store: &mut nn::VarStore, plain_store: &nn::VarStore) {
+        assert!(self.config.fused_edges && !plain.config.fused_edges, "copy from a plain cell into a fused one");
+        // Preprocessing has the same names in both.
+        let shared: Vec<String> =
+            plain_store.variables().into_keys().filter(|name| name.contains("preprocess")).collect();
+        let source = plain_store.variables();
+        tch::no_grad(|| {
+            for (name, mut target) in self_store.variables() {
+                if shared.contains(&name) {
+                    target.copy_(&source[&name]);
+                }
+            }
+        });
+        for (input, bundle) in self.bundles.iter().enumerate() {
+            if let Some(bundle) = bundle {
+                let (count, first) = edges_from(input, self.config.blocks);
+                let ops: Vec<&MixedOp> = (first..first + count)
+                    .map(|b| plain.edges[edge_index(b, input)].as_ref().expect("present"))
+                    .collect();
+                bundle.copy_from_mixed(&ops);
+            }
+        }
     }
 
     /// `prev_prev`: H^{l-2} `[N, C_pp, H, W]` (required exactly when the cell was built with
@@ -111,22 +162,42 @@ impl SearchCell {
         };
         let stacked = if groups == 1 { prevs[0].shallow_clone() } else { Tensor::cat(prevs, 0) };
         let mut states: Vec<State> = vec![State::new(self.prev.forward_grouped(&stacked, train, groups), groups)];
+        let device = alpha_weights.device();
+        // With fused edges: each state's bundle output [G*N, E, C, H, W], computed on first use.
+        let mut bundle_out: Vec<Option<Tensor>> = (0..=self.config.blocks).map(|_| None).collect();
         for block in 0..self.config.blocks {
-            let edge_out = |input: usize, state: &State| {
-                let edge = edge_index(block, input);
-                let op = self.edges[edge].as_ref().expect("edges of present inputs exist");
-                op.forward_grouped(&state.x, Some(state.relu()), &alpha_weights.get(edge as i64), train, state.groups)
+            let edge_out = |input: usize, state: &State, bundle_out: &mut Vec<Option<Tensor>>| -> Tensor {
+                if self.config.fused_edges {
+                    let (count, first) = edges_from(input, self.config.blocks);
+                    let out = bundle_out[input].get_or_insert_with(|| {
+                        let rows: Vec<i64> = (first..first + count).map(|b| edge_index(b, input) as i64).collect();
+                        let weights = alpha_weights.index_select(0, &Tensor::from_slice(&rows).to_device(device));
+                        let bundle = self.bundles[input].as_ref().expect("bundles of present inputs exist");
+                        bundle.forward(&state.x, state.relu(), &weights, train, state.groups)
+                    });
+                    out.select(1, (block - first) as i64)
+                } else {
+                    let edge = edge_index(block, input);
+                    let op = self.edges[edge].as_ref().expect("edges of present inputs exist");
+                    op.forward_grouped(
+                        &state.x,
+                        Some(state.relu()),
+                        &alpha_weights.get(edge as i64),
+                        train,
+                        state.groups,
+                    )
+                }
             };
             // Edges from H^{l-1} and earlier blocks (one per transition), then the one from
             // H^{l-2} (shared), broadcast over the transitions.
             let own = (1..block_inputs(block))
-                .map(|input| edge_out(input, &states[input - 1]))
+                .map(|input| edge_out(input, &states[input - 1], &mut bundle_out))
                 .reduce(|a, b| a + b)
                 .expect("every block has H^(l-1) as an input");
             let output = match &shared {
                 None => own,
                 Some(state) => {
-                    let common = edge_out(0, state);
+                    let common = edge_out(0, state, &mut bundle_out);
                     let (total, c, h, w) = own.size4().expect("[T * N, C, H, W]");
                     (own.view([groups, total / groups, c, h, w]) + common.unsqueeze(0)).view([total, c, h, w])
                 }

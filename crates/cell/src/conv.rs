@@ -36,6 +36,11 @@ impl Conv2d {
     pub fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, config: nn::ConvConfig) -> Conv2d {
         Conv2d { inner: nn::conv2d(p, c_in, c_out, kernel, config) }
     }
+
+    /// The weight `[C_out, C_in / groups, k, k]` (shares storage with the variable).
+    pub fn weight(&self) -> Tensor {
+        self.inner.ws.shallow_clone()
+    }
 }
 
 impl Module for Conv2d {

@@ -9,6 +9,7 @@
 //! - [`Genotype`]: the decoded cell, and [`FixedCell`], the deployable cell built from it.
 
 pub mod alpha;
+pub mod bundle;
 pub mod cell;
 pub mod conv;
 pub mod edges;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod primitive;
 
 pub use alpha::Alpha;
+pub use bundle::EdgeBundle;
 pub use cell::{SearchCell, SearchCellConfig};
 pub use conv::{count_multiply_adds, Conv2d};
 pub use fixed::{FixedCell, FixedCellConfig};

@@ -26,6 +26,11 @@ impl MixedOp {
         MixedOp { ops }
     }
 
+    /// The op of `primitive` (panics for `none`, which has none).
+    pub fn op(&self, primitive: Primitive) -> &Op {
+        self.ops.iter().find(|op| op.primitive() == primitive).expect("a mixed op has every primitive but none")
+    }
+
     /// `xs`: `[N, C, H, W]`; `weights`: `[8]`, this edge's row of softmax(α) in
     /// [`Primitive`] order. Returns `[N, C, H, W]`.
     pub fn forward_t(&self, xs: &Tensor, weights: &Tensor, train: bool) -> Tensor {

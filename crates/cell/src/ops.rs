@@ -242,6 +242,17 @@ impl Op {
         self.primitive
     }
 
+    /// The weights of its convolutions, in order (e.g. dw1, pw1, dw2, pw2 for a separable op).
+    pub fn conv_weights(&self) -> Vec<Tensor> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Conv(conv) => Some(conv.weight()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether the op begins with a ReLU of its input (every convolution op does).
     pub fn starts_with_relu(&self) -> bool {
         matches!(self.layers.first(), Some(Layer::Relu))

@@ -23,6 +23,10 @@ pub struct BenchConfig {
     pub steps: usize,
     pub warmup: usize,
     pub autocast: bool,
+    /// One cell call per transition instead of the batched node computation.
+    pub plain_transitions: bool,
+    /// One mixed op per edge instead of the fused edge bundles.
+    pub plain_edges: bool,
 }
 
 /// Median and every measurement of one quantity, seconds.
@@ -75,6 +79,8 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         blocks: config.blocks,
         filter_multiplier: config.filter_multiplier,
         classes: config.classes,
+        batched_transitions: !config.plain_transitions,
+        fused_edges: !config.plain_edges,
         ..Default::default()
     };
     let net = network.build(&weights.root());

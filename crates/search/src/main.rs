@@ -88,6 +88,12 @@ struct BenchArgs {
     /// fp16 autocast for the weights' forward (CUDA only).
     #[arg(long)]
     autocast: bool,
+    /// Measure the plain path: one cell call per transition.
+    #[arg(long)]
+    plain_transitions: bool,
+    /// Measure the plain path: one mixed op per edge.
+    #[arg(long)]
+    plain_edges: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -682,6 +688,8 @@ fn bench(args: BenchArgs) -> Result<()> {
         steps: args.steps,
         warmup: args.warmup,
         autocast: args.autocast,
+        plain_transitions: args.plain_transitions,
+        plain_edges: args.plain_edges,
     };
     println!("{}", serde_json::to_string(&search::bench::run(&config, device))?);
     Ok(())

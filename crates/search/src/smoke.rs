@@ -64,6 +64,7 @@ pub fn run(config: &SmokeConfig, device: Device) -> SmokeReport {
         channels: config.channels,
         prev_prev_channels: Some(in_channels),
         prev_channels: in_channels,
+        fused_edges: true,
     }
     .build(&(weights.root() / "cell"));
     let out_channels = cell.config().out_channels();

@@ -40,6 +40,8 @@ pub struct SearchNetworkConfig {
     /// Run the transitions into a node as one batched cell computation (same values as one
     /// cell call per transition, fewer and larger kernels; see docs/performance.md).
     pub batched_transitions: bool,
+    /// Compute the edges leaving one cell state together (same values, fewer kernels).
+    pub fused_edges: bool,
 }
 
 impl Default for SearchNetworkConfig {
@@ -52,6 +54,7 @@ impl Default for SearchNetworkConfig {
             stem_channels: [64, 64, 128],
             classes: 19,
             batched_transitions: true,
+            fused_edges: true,
         }
     }
 }
@@ -93,6 +96,7 @@ impl SearchNetworkConfig {
                         channels: self.block_channels(j),
                         prev_prev_channels: prev_prev[j],
                         prev_channels: channels,
+                        fused_edges: self.fused_edges,
                     }
                     .build(&(&np / "cell"));
                     let inputs = Transition::ALL
