@@ -98,18 +98,19 @@ struct BenchArgs {
     device: DeviceChoice,
 }
 
+/// What `search run` and `search train` share: where the config, data and run folder are.
 #[derive(Args)]
-struct RunArgs {
-    /// Search config (TOML; see configs/cityscapes-search.toml). Not with --resume.
+struct RunFlags {
+    /// Config (TOML; see configs/). Not with --resume.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override a config key, e.g. `--set epochs=10` (repeatable). Not with --resume.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Data set root (overrides `data.root`).
+    /// Data set root (overrides `data.root`). Not with --resume.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Run folder (default: runs/<name>).
+    /// Run folder (default: runs/<name>). Not with --resume.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Where to run.
@@ -121,6 +122,42 @@ struct RunArgs {
     /// Stop with a checkpoint after this many steps in total, as Ctrl-C does (for tests).
     #[arg(long, hide = true)]
     stop_after_steps: Option<usize>,
+}
+
+impl RunFlags {
+    /// The config (the run's own one with --resume), the run folder and whether to resume.
+    /// `name` gives a config's run name, `root` its data root.
+    fn resolve<T: serde::de::DeserializeOwned>(
+        &self,
+        name: impl Fn(&T) -> &str,
+        root: impl Fn(&mut T) -> &mut PathBuf,
+    ) -> Result<(T, PathBuf, bool)> {
+        match &self.resume {
+            Some(dir) => {
+                anyhow::ensure!(
+                    self.config.is_none() && self.overrides.is_empty() && self.data.is_none() && self.out.is_none(),
+                    "--resume continues a run with its own config: drop --config, --set, --data and --out"
+                );
+                let config = config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?;
+                Ok((config, dir.clone(), true))
+            }
+            None => {
+                let mut config: T =
+                    config::load(self.config.as_deref(), &self.overrides).context("loading the config")?;
+                if let Some(data) = &self.data {
+                    *root(&mut config) = data.clone();
+                }
+                let out = self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(name(&config)));
+                Ok((config, out, false))
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 #[derive(Args)]
@@ -253,25 +290,8 @@ struct TrainArgs {
     /// Train the per-pixel baseline (a 1x1 conv) instead of a decoded network.
     #[arg(long, conflicts_with = "arch")]
     baseline: bool,
-    /// Retraining config (TOML; see configs/cityscapes-retrain-s.toml). Not with --resume.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override a config key, e.g. `--set iterations=1000` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
-    /// Data set root (overrides `data.root`).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Run folder (default: runs/<name>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    device: DeviceChoice,
-    /// Continue the run in this folder from its latest checkpoint.
-    #[arg(long)]
-    resume: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    stop_after_steps: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 #[derive(Args)]
@@ -546,29 +566,12 @@ fn decode(args: DecodeArgs) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let device = args.device.resolve()?;
-    let (config, out, resume) = match &args.resume {
-        Some(dir) => {
-            anyhow::ensure!(
-                args.config.is_none() && args.overrides.is_empty() && args.data.is_none() && args.out.is_none(),
-                "--resume continues a run with its own config: drop --config, --set, --data and --out"
-            );
-            let config: search::run_config::SearchRunConfig =
-                config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?;
-            (config, dir.clone(), true)
-        }
-        None => {
-            let mut config: search::run_config::SearchRunConfig =
-                config::load(args.config.as_deref(), &args.overrides).context("loading the search config")?;
-            if let Some(root) = &args.data {
-                config.data.root = root.clone();
-            }
-            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
-            (config, out, false)
-        }
-    };
+    use search::run_config::SearchRunConfig;
+    let device = args.run.device.resolve()?;
+    let (config, out, resume) =
+        args.run.resolve(|c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;
     let options =
-        search::search_run::SearchOptions { config, out, device, resume, stop_after_steps: args.stop_after_steps };
+        search::search_run::SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps };
     match search::search_run::run(options)? {
         search::search_run::SearchOutcome::Finished(architecture) => println!("{}", architecture.to_json()),
         search::search_run::SearchOutcome::Stopped(checkpoint) => {
@@ -580,40 +583,27 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     use search::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
-    let device = args.device.resolve()?;
-    let (config, out, resume, model) = match &args.resume {
-        Some(dir) => {
-            anyhow::ensure!(
-                args.config.is_none() && args.overrides.is_empty() && args.data.is_none() && args.out.is_none() && args.arch.is_none(),
-                "--resume continues a run with its own config and architecture: drop --config, --set, --data, --out and --arch"
-            );
-            let config: search::run_config::RetrainConfig =
-                config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?;
-            let model = if dir.join("arch.json").is_file() {
-                ModelChoice::Deployed(trellis::Architecture::load(&dir.join("arch.json"))?)
-            } else {
-                ModelChoice::PixelBaseline
-            };
-            (config, dir.clone(), true, model)
+    use search::run_config::RetrainConfig;
+    let device = args.run.device.resolve()?;
+    let (config, out, resume) =
+        args.run.resolve(|c: &RetrainConfig| c.name.as_str(), |c: &mut RetrainConfig| &mut c.data.root)?;
+    let model = if resume {
+        anyhow::ensure!(
+            args.arch.is_none() && !args.baseline,
+            "--resume continues a run with its own architecture: drop --arch and --baseline"
+        );
+        match out.join("arch.json") {
+            arch if arch.is_file() => ModelChoice::Deployed(trellis::Architecture::load(&arch)?),
+            _ => ModelChoice::PixelBaseline,
         }
-        None => {
-            let mut config: search::run_config::RetrainConfig =
-                config::load(args.config.as_deref(), &args.overrides).context("loading the retraining config")?;
-            if let Some(root) = &args.data {
-                config.data.root = root.clone();
-            }
-            let model = match (&args.arch, args.baseline) {
-                (_, true) => ModelChoice::PixelBaseline,
-                (Some(spec), false) => {
-                    ModelChoice::Deployed(search::arch_source::resolve(spec).context("reading --arch")?)
-                }
-                (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
-            };
-            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
-            (config, out, false, model)
+    } else {
+        match (&args.arch, args.baseline) {
+            (_, true) => ModelChoice::PixelBaseline,
+            (Some(spec), false) => ModelChoice::Deployed(search::arch_source::resolve(spec).context("reading --arch")?),
+            (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
         }
     };
-    let options = RetrainOptions { config, model, out, device, resume, stop_after_steps: args.stop_after_steps };
+    let options = RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps };
     match search::retrain::train(options)? {
         RetrainOutcome::Finished { val_miou, weights } => {
             println!("val mIoU {:.2} %, weights {}", 100.0 * val_miou, weights.display())
