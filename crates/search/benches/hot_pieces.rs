@@ -45,29 +45,34 @@ fn main() {
         println!("  {primitive}: {ms:.3} ms");
     }
 
-    let vs = nn::VarStore::new(device);
     let arch = nn::VarStore::new(device);
     let alpha = Alpha::new(&arch.root(), 5);
-    let cell =
-        SearchCellConfig { blocks: 5, channels: 8, prev_prev_channels: Some(40), prev_channels: 40, fused_edges: true }
-            .build(&vs.root());
     let pp = Tensor::randn([2, 40, 16, 16], (Kind::Float, device));
     let inputs: Vec<Tensor> = (0..3).map(|_| Tensor::randn([2, 40, 16, 16], (Kind::Float, device))).collect();
-    let ms = median_ms(|| cell.forward_t(Some(&pp), &inputs[0], &alpha.weights(), true).sum(Kind::Float).backward());
-    println!("search cell, B=5, one transition: {ms:.2} ms");
-    let ms =
-        median_ms(|| cell.forward_transitions(Some(&pp), &inputs, &alpha.weights(), true).sum(Kind::Float).backward());
-    println!("search cell, three transitions batched: {ms:.2} ms");
-    let ms = median_ms(|| {
-        let a = alpha.weights();
-        let total = inputs
-            .iter()
-            .map(|i| cell.forward_t(Some(&pp), i, &a, true).sum(Kind::Float))
-            .reduce(|a, b| a + b)
-            .unwrap();
-        total.backward()
-    });
-    println!("search cell, three transitions one call each: {ms:.2} ms");
+    for fused_edges in [false, true] {
+        let vs = nn::VarStore::new(device);
+        let config =
+            SearchCellConfig { blocks: 5, channels: 8, prev_prev_channels: Some(40), prev_channels: 40, fused_edges };
+        let cell = config.build(&vs.root());
+        let edges = if fused_edges { "fused edges" } else { "one mixed op per edge" };
+        let ms =
+            median_ms(|| cell.forward_t(Some(&pp), &inputs[0], &alpha.weights(), true).sum(Kind::Float).backward());
+        println!("search cell, B=5, {edges}, one transition: {ms:.2} ms");
+        let ms = median_ms(|| {
+            cell.forward_transitions(Some(&pp), &inputs, &alpha.weights(), true).sum(Kind::Float).backward()
+        });
+        println!("search cell, B=5, {edges}, three transitions batched: {ms:.2} ms");
+        let ms = median_ms(|| {
+            let a = alpha.weights();
+            let total = inputs
+                .iter()
+                .map(|i| cell.forward_t(Some(&pp), i, &a, true).sum(Kind::Float))
+                .reduce(|a, b| a + b)
+                .unwrap();
+            total.backward()
+        });
+        println!("search cell, B=5, {edges}, three transitions one call each: {ms:.2} ms");
+    }
 
     for batched in [true, false] {
         let vs = nn::VarStore::new(device);
