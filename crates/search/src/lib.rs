@@ -1,6 +1,9 @@
-//! Library side of the `search` binary (Auto-DeepLab, C. Liu et al., CVPR 2019): configuration
-//! loading, device choice, the environment report and the cell smoke pass. `main.rs` holds
-//! the command-line interface.
+//! Library side of the `search` binary (Auto-DeepLab, C. Liu et al., CVPR 2019, §4-§5): the
+//! bilevel search (`search_run`, `step`), retraining (`retrain`), evaluation and prediction
+//! (`evaluate`, `predict`, `trained`), the demo chain (`demo`), our own optimisers (`optim`),
+//! run folders and checkpoints (`rundir`, `checkpoint`), pictures (`plots`), benchmarks
+//! (`bench`, `bench_data`), layered configs (`config`, `run_config`) and the set-up check
+//! (`smoke`). `main.rs` holds the command-line interface.
 
 pub mod arch_source;
 pub mod bench;

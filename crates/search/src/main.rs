@@ -1,10 +1,8 @@
 //! `search`: Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985) from the command line.
 //!
-//! For now: `search env` (what libtorch this build uses and sees), `search demo` (set-up
-//! check: the environment, then a tiny search-cell forward/backward and decode), `search synth`
-//! (the synthetic data set), `search eval --pred` (the Cityscapes metric on a folder of
-//! predictions) and `search bench-data` (loader throughput). The search,
-//! decode, retrain, eval and predict commands arrive with the later issues.
+//! The command-line interface: argument parsing and printing. The work is done in the library
+//! (`search::search_run`, `search::retrain`, `search::evaluate`, `search::predict`,
+//! `search::demo`, …) and in the `cell`, `trellis` and `seg` crates.
 
 use std::path::PathBuf;
 
