@@ -93,11 +93,9 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
     let n = total / groups;
     tch::no_grad(|| {
         for g in 0..groups {
-            let _ = xs.narrow(0, g * n, n).batch_norm_update_stats(
-                Some(&bn.running_mean),
-                Some(&bn.running_var),
-                BN_MOMENTUM,
-            );
+            // Running statistics stay fp32 when the input is fp16 (autocast).
+            let part = xs.narrow(0, g * n, n).to_kind(bn.running_mean.kind());
+            let _ = part.batch_norm_update_stats(Some(&bn.running_mean), Some(&bn.running_var), BN_MOMENTUM);
         }
     });
     let folded = xs.view([groups, n, c, h, w]).transpose(0, 1).reshape([n, groups * c, h, w]);
