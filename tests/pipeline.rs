@@ -161,6 +161,7 @@ fn guard_rails_stop_before_training() {
     let small = data("guard-small", 3, (64, 48));
     let e = err(&tiny_search(&small, &temp("guard-small-run"), &[]));
     assert!(e.contains("trainB") && e.contains("fewer than one batch"), "{e}");
+    assert!(!temp("guard-small-run").exists(), "no run folder is left behind by a rejected run");
 
     let root = data("guard", 8, (64, 48));
     let e = err(&tiny_search(&root, &temp("guard-crop"), &["--set", "data.transform.crop=[65, 65]"]));

@@ -38,9 +38,8 @@ pub fn load_store(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
 }
 
 impl Checkpoints {
-    /// The checkpoints under `dir` (created if missing).
+    /// The checkpoints under `dir` (created by the first save).
     pub fn new(dir: PathBuf, keep_last: usize) -> Result<Checkpoints> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Checkpoints { dir, keep_last: keep_last.max(1) })
     }
 
@@ -80,6 +79,9 @@ impl Checkpoints {
     }
 
     fn steps(&self) -> Result<Vec<usize>> {
+        if !self.dir.exists() {
+            return Ok(Vec::new());
+        }
         let mut steps: Vec<usize> = std::fs::read_dir(&self.dir)
             .with_context(|| format!("listing {}", self.dir.display()))?
             .filter_map(|e| e.ok())

@@ -111,13 +111,6 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .with_context(|| format!("listing the training split of {}", data.root.display()))?;
     check_data(data, &samples)?;
 
-    let dir = if options.resume {
-        RunDir::open(&options.out, device)?
-    } else {
-        RunDir::create(&options.out, config, device)?
-    };
-    let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
-
     tch::manual_seed(config.seed as i64);
     let mut weights_store = nn::VarStore::new(device);
     let mut arch_store = nn::VarStore::new(device);
@@ -136,6 +129,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         train_a: train_a.clone(),
         train_b: train_b.clone(),
     };
+    let checkpoints = Checkpoints::new(options.out.join("checkpoints"), config.checkpoint.keep_last)?;
     if options.resume {
         let checkpoint =
             checkpoints.latest()?.with_context(|| format!("{} has no checkpoint to resume", options.out.display()))?;
@@ -160,6 +154,12 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .context("trainB (the half of the training split that trains α and β)")?;
     let steps_per_epoch =
         config.steps_per_epoch.map_or(loader_a.batches_per_epoch(), |s| s.min(loader_a.batches_per_epoch()));
+    // The run folder is created only once the data and the loaders are known to be usable.
+    let dir = if options.resume {
+        RunDir::open(&options.out, device)?
+    } else {
+        RunDir::create(&options.out, config, device)?
+    };
     let val_samples = if config.eval_every_epochs > 0 {
         Some(list_samples(&data.root, &data.val_split, Annotation::Fine).context("listing the val split")?)
     } else {
