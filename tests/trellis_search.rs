@@ -18,6 +18,7 @@ fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
         classes: 5,
         batched_transitions: true,
         fused_edges: true,
+        recompute: false,
     }
 }
 
@@ -171,4 +172,60 @@ fn batched_transitions_equal_the_plain_path() {
         assert!(diff <= 1e-4 * scale + 1e-7, "{name}: batched differs by {diff} (scale {scale})");
     }
     assert!(repeated_updates > 0, "the H^(l-2) statistics are updated once per step in the batched path");
+}
+
+/// The memory-saving mode (activations recomputed layer by layer in the backward pass) gives
+/// the loss, every gradient (weights, α, β) and every running statistic of the normal path.
+#[test]
+fn recomputed_backward_equals_the_normal_one() {
+    tch::manual_seed(5);
+    let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
+    let reference = nn::VarStore::new(Device::Cpu);
+    let reference_arch = nn::VarStore::new(Device::Cpu);
+    tiny(4, 3).build(&reference.root());
+    ArchParams::new(&reference_arch.root(), 3, 4);
+    let run = |recompute: bool| {
+        let mut weights = nn::VarStore::new(Device::Cpu);
+        let mut arch_store = nn::VarStore::new(Device::Cpu);
+        let config = SearchNetworkConfig { recompute, ..tiny(4, 3) };
+        let net = config.build(&weights.root());
+        let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+        weights.copy(&reference).unwrap();
+        arch_store.copy(&reference_arch).unwrap();
+        let loss = if recompute {
+            net.loss_backward_recomputed(&images, &labels, &|| arch.weights(), &weights)
+        } else {
+            let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
+                &labels,
+                None,
+                Reduction::Mean,
+                255,
+                0.0,
+            );
+            loss.backward();
+            f64::try_from(&loss).unwrap()
+        };
+        let mut values: Vec<(String, Tensor)> = weights
+            .variables()
+            .into_iter()
+            .map(|(name, t)| {
+                let grad = t.grad();
+                (name, if grad.defined() { grad } else { t.detach().copy() })
+            })
+            .collect();
+        values.push(("alpha.grad".into(), arch.alpha.logits().grad()));
+        values.push(("beta.grad".into(), arch.beta.grad()));
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        (loss, values)
+    };
+    let ((loss_a, normal), (loss_b, recomputed)) = (run(false), run(true));
+    assert!((loss_a - loss_b).abs() < 1e-6, "loss {loss_a} vs {loss_b}");
+    assert_eq!(normal.len(), recomputed.len());
+    for ((name, a), (other, b)) in normal.iter().zip(&recomputed) {
+        assert_eq!(name, other);
+        let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
+        let diff = f64::try_from((a - b).abs().max()).unwrap();
+        assert!(diff <= 1e-4 * scale + 1e-7, "{name}: recomputed differs by {diff} (scale {scale})");
+    }
 }

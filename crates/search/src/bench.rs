@@ -27,6 +27,8 @@ pub struct BenchConfig {
     pub plain_transitions: bool,
     /// One mixed op per edge instead of the fused edge bundles.
     pub plain_edges: bool,
+    /// Recompute the layers' activations in the backward pass (memory-saving mode).
+    pub recompute: bool,
 }
 
 /// Median and every measurement of one quantity, seconds.
@@ -81,6 +83,7 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         classes: config.classes,
         batched_transitions: !config.plain_transitions,
         fused_edges: !config.plain_edges,
+        recompute: config.recompute,
         ..Default::default()
     };
     let net = network.build(&weights.root());
@@ -95,7 +98,7 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     for step in 0..config.warmup + config.steps {
         let images = Tensor::randn(shape, (Kind::Float, device));
         let labels = Tensor::randint(config.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
-        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, 5.0, config.autocast);
+        let w = weight_step(&net, &arch, &weights, &mut sgd, &images, &labels, 0.01, 5.0, config.autocast);
         let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels);
         if step >= config.warmup {
             weight_timings.push(w);

@@ -92,6 +92,9 @@ struct BenchArgs {
     /// Measure the plain path: one mixed op per edge.
     #[arg(long)]
     plain_edges: bool,
+    /// Recompute the layers' activations in the backward pass (memory-saving mode).
+    #[arg(long)]
+    recompute: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -678,6 +681,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         autocast: args.autocast,
         plain_transitions: args.plain_transitions,
         plain_edges: args.plain_edges,
+        recompute: args.recompute,
     };
     println!("{}", serde_json::to_string(&search::bench::run(&config, device))?);
     Ok(())

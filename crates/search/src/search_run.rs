@@ -200,6 +200,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
                 let timing = crate::step::weight_step(
                     &net,
                     &arch,
+                    &weights_store,
                     &mut sgd,
                     &images,
                     &labels,

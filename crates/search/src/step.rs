@@ -43,6 +43,7 @@ pub fn segmentation_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
 pub fn weight_step(
     net: &SearchNetwork,
     arch: &ArchParams,
+    store: &nn::VarStore,
     sgd: &mut Sgd,
     images: &Tensor,
     labels: &Tensor,
@@ -53,6 +54,27 @@ pub fn weight_step(
     let device = images.device();
     let start = Instant::now();
     sgd.params().zero_grad();
+    if net.config().recompute {
+        let value = net.loss_backward_recomputed(images, labels, &|| tch::no_grad(|| arch.weights()), store);
+        synchronize(device);
+        let forward_backward = start.elapsed().as_secs_f64();
+        if !value.is_finite() {
+            return StepTiming { loss: value, forward: forward_backward, backward: 0.0, update: 0.0 };
+        }
+        let start = Instant::now();
+        if grad_clip > 0.0 {
+            sgd.params().clip_grad_norm(grad_clip);
+        }
+        sgd.step(lr);
+        synchronize(device);
+        // Forward and backward interleave here; the time is reported as backward.
+        return StepTiming {
+            loss: value,
+            forward: 0.0,
+            backward: forward_backward,
+            update: start.elapsed().as_secs_f64(),
+        };
+    }
     let constants = tch::no_grad(|| arch.weights());
     let logits = tch::autocast(autocast && device.is_cuda(), || net.forward_t(images, &constants, true));
     let loss = segmentation_loss(&logits, labels);
@@ -87,6 +109,19 @@ pub fn arch_step(
     weights.freeze();
     let start = Instant::now();
     adam.params().zero_grad();
+    if net.config().recompute {
+        let value = net.loss_backward_recomputed(images, labels, &|| arch.weights(), weights);
+        synchronize(device);
+        let mut timing = StepTiming { loss: value, forward: 0.0, backward: start.elapsed().as_secs_f64(), update: 0.0 };
+        if value.is_finite() {
+            let start = Instant::now();
+            adam.step();
+            synchronize(device);
+            timing.update = start.elapsed().as_secs_f64();
+        }
+        weights.unfreeze();
+        return timing;
+    }
     let logits = net.forward_t(images, &arch.weights(), true);
     let loss = segmentation_loss(&logits, labels);
     let value = f64::try_from(&loss).expect("scalar loss");

@@ -42,6 +42,9 @@ pub struct SearchNetworkConfig {
     pub batched_transitions: bool,
     /// Compute the edges leaving one cell state together (same values, fewer kernels).
     pub fused_edges: bool,
+    /// Recompute the layers' activations in the backward pass instead of keeping them
+    /// (memory-saving mode, slower; used by the search steps).
+    pub recompute: bool,
 }
 
 impl Default for SearchNetworkConfig {
@@ -55,6 +58,7 @@ impl Default for SearchNetworkConfig {
             classes: 19,
             batched_transitions: true,
             fused_edges: true,
+            recompute: false,
         }
     }
 }
@@ -178,6 +182,9 @@ pub struct SearchNetwork {
     heads: Vec<SearchAspp>,
 }
 
+/// The outputs of one layer at each level (None where the level has no node).
+type Levels = [Option<Tensor>; NUM_LEVELS];
+
 /// Spatial size of each level for an input of `height x width`: ceil-halving from rate 2.
 pub fn level_sizes(height: i64, width: i64) -> [(i64, i64); NUM_LEVELS] {
     let half = |n: i64| (n - 1) / 2 + 1;
@@ -201,48 +208,170 @@ impl SearchNetwork {
     pub fn backbone(&self, images: &Tensor, arch: &ArchWeights, train: bool) -> Vec<Tensor> {
         let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
         let sizes = level_sizes(h, w);
-        let stem = self.stem.convs.iter().fold(images.shallow_clone(), |x, conv| conv.forward_t(&x, train));
-        let mut prev: [Option<Tensor>; NUM_LEVELS] = [Some(stem), None, None, None];
-        let mut prev_prev: [Option<Tensor>; NUM_LEVELS] = [None, None, None, None];
-        for (l, nodes) in self.layers.iter().enumerate() {
-            let beta = arch.beta.get(l as i64);
-            let mut current: [Option<Tensor>; NUM_LEVELS] = [None, None, None, None];
-            for node in nodes {
-                let (th, tw) = sizes[node.level];
-                let resampled: Vec<Tensor> = node
-                    .inputs
-                    .iter()
-                    .map(|input| {
-                        let x = prev[input.source].as_ref().expect("sources exist");
-                        match &input.resample {
-                            Resample::Identity => x.shallow_clone(),
-                            Resample::Project(conv) | Resample::Down(conv) => conv.forward_t(x, train),
-                            Resample::Up(conv) => conv.forward_t(&resize_bilinear(x, th, tw), train),
-                        }
-                    })
-                    .collect();
-                let weights: Vec<Tensor> =
-                    node.inputs.iter().map(|i| beta.get(i.source as i64).get(i.transition.index() as i64)).collect();
-                let prev_prev = prev_prev[node.level].as_ref();
-                let output = if self.config.batched_transitions {
-                    let outputs = node.cell.forward_transitions(prev_prev, &resampled, &arch.alpha, train);
-                    let (total, c, h, w) = outputs.size4().expect("[T * N, C, H, W]");
-                    let t = resampled.len() as i64;
-                    let weights = Tensor::stack(&weights, 0).view([t, 1, 1, 1, 1]);
-                    (outputs.view([t, total / t, c, h, w]) * weights).sum_dim_intlist(0, false, outputs.kind())
-                } else {
-                    resampled
-                        .iter()
-                        .zip(&weights)
-                        .map(|(x, w)| node.cell.forward_t(prev_prev, x, &arch.alpha, train) * w)
-                        .reduce(|a, b| a + b)
-                        .expect("every node has an input")
-                };
-                current[node.level] = Some(output);
-            }
+        let stem = self.stem(images, train);
+        let mut prev: Levels = [Some(stem), None, None, None];
+        let mut prev_prev: Levels = [None, None, None, None];
+        for l in 0..self.layers.len() {
+            let current = self.layer(l, &prev, &prev_prev, arch, &sizes, train);
             prev_prev = std::mem::replace(&mut prev, current);
         }
         prev.into_iter().flatten().collect()
+    }
+
+    fn stem(&self, images: &Tensor, train: bool) -> Tensor {
+        self.stem.convs.iter().fold(images.shallow_clone(), |x, conv| conv.forward_t(&x, train))
+    }
+
+    /// Layer `l` (Eq. 6) from the outputs of the two layers before it.
+    fn layer(
+        &self,
+        l: usize,
+        prev: &Levels,
+        prev_prev: &Levels,
+        arch: &ArchWeights,
+        sizes: &[(i64, i64); NUM_LEVELS],
+        train: bool,
+    ) -> Levels {
+        let beta = arch.beta.get(l as i64);
+        let mut current: Levels = [None, None, None, None];
+        for node in &self.layers[l] {
+            let (th, tw) = sizes[node.level];
+            let resampled: Vec<Tensor> = node
+                .inputs
+                .iter()
+                .map(|input| {
+                    let x = prev[input.source].as_ref().expect("sources exist");
+                    match &input.resample {
+                        Resample::Identity => x.shallow_clone(),
+                        Resample::Project(conv) | Resample::Down(conv) => conv.forward_t(x, train),
+                        Resample::Up(conv) => conv.forward_t(&resize_bilinear(x, th, tw), train),
+                    }
+                })
+                .collect();
+            let weights: Vec<Tensor> =
+                node.inputs.iter().map(|i| beta.get(i.source as i64).get(i.transition.index() as i64)).collect();
+            let prev_prev = prev_prev[node.level].as_ref();
+            let output = if self.config.batched_transitions {
+                let outputs = node.cell.forward_transitions(prev_prev, &resampled, &arch.alpha, train);
+                let (total, c, h, w) = outputs.size4().expect("[T * N, C, H, W]");
+                let t = resampled.len() as i64;
+                let weights = Tensor::stack(&weights, 0).view([t, 1, 1, 1, 1]);
+                (outputs.view([t, total / t, c, h, w]) * weights).sum_dim_intlist(0, false, outputs.kind())
+            } else {
+                resampled
+                    .iter()
+                    .zip(&weights)
+                    .map(|(x, w)| node.cell.forward_t(prev_prev, x, &arch.alpha, train) * w)
+                    .reduce(|a, b| a + b)
+                    .expect("every node has an input")
+            };
+            current[node.level] = Some(output);
+        }
+        current
+    }
+
+    /// Forward, loss and backward in training mode with the layers' activations recomputed in
+    /// the backward pass instead of kept (a memory-saving mode; docs/performance.md): the
+    /// layers run once without gradients, keeping only their outputs; the heads and the loss
+    /// run with gradients; then, from the last layer down, each layer runs again from its kept
+    /// inputs with gradients and is back-propagated with the gradient of its outputs. The
+    /// batch norms' running statistics are updated once, by the first pass. `arch` is called
+    /// for each pass that needs the architecture weights (fresh graphs into α and β, or
+    /// constants). `store` is the weight VarStore the network was built in. Returns the loss.
+    pub fn loss_backward_recomputed(
+        &self,
+        images: &Tensor,
+        labels: &Tensor,
+        arch: &dyn Fn() -> ArchWeights,
+        store: &nn::VarStore,
+    ) -> f64 {
+        let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
+        let sizes = level_sizes(h, w);
+        let stem = self.stem(images, true);
+        // Outputs of every layer (index 0 = the stem), kept without graphs.
+        let mut outputs: Vec<Levels> = vec![[Some(stem.detach()), None, None, None]];
+        tch::no_grad(|| {
+            let weights = arch();
+            for l in 0..self.layers.len() {
+                let none: Levels = [None, None, None, None];
+                let prev_prev = if l == 0 { &none } else { &outputs[l - 1] };
+                let current = self.layer(l, &outputs[l], prev_prev, &weights, &sizes, true);
+                outputs.push(current);
+            }
+        });
+        let leaf = |t: &Option<Tensor>| t.as_ref().map(|t| t.detach().set_requires_grad(true));
+        let features: Levels = std::array::from_fn(|j| leaf(&outputs[self.layers.len()][j]));
+        let logits = features
+            .iter()
+            .flatten()
+            .zip(&self.heads)
+            .map(|(f, head)| resize_bilinear(&head.forward_t(f, true), h, w))
+            .reduce(|a, b| a + b)
+            .expect("at least one level")
+            .to_kind(Kind::Float);
+        let loss = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, 255, 0.0);
+        let value = f64::try_from(&loss).expect("scalar loss");
+        if !value.is_finite() {
+            return value;
+        }
+        loss.backward();
+        // Gradients of every layer's outputs, filled from the top down.
+        let mut grads: Vec<[Option<Tensor>; NUM_LEVELS]> =
+            (0..=self.layers.len()).map(|_| [None, None, None, None]).collect();
+        let add = |slot: &mut Option<Tensor>, g: Tensor| {
+            if g.defined() {
+                *slot = Some(match slot.take() {
+                    Some(acc) => acc + g,
+                    None => g,
+                })
+            }
+        };
+        for (j, f) in features.iter().enumerate() {
+            if let Some(f) = f {
+                add(&mut grads[self.layers.len()][j], f.grad());
+            }
+        }
+        let running: Vec<(String, Tensor)> =
+            store.variables().into_iter().filter(|(name, _)| name.contains("running_")).collect();
+        for l in (0..self.layers.len()).rev() {
+            let prefix = format!("layer{l}.");
+            let saved: Vec<(Tensor, Tensor)> = running
+                .iter()
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .map(|(_, t)| (t.shallow_clone(), t.copy()))
+                .collect();
+            let prev: Levels = std::array::from_fn(|j| leaf(&outputs[l][j]));
+            let none: Levels = [None, None, None, None];
+            let prev_prev: Levels = if l == 0 { none } else { std::array::from_fn(|j| leaf(&outputs[l - 1][j])) };
+            let current = self.layer(l, &prev, &prev_prev, &arch(), &sizes, true);
+            let surrogate = current
+                .iter()
+                .zip(grads[l + 1].iter())
+                .filter_map(|(y, g)| Some((y.as_ref()?, g.as_ref()?)))
+                .map(|(y, g)| (y * g).sum(Kind::Float))
+                .reduce(|a, b| a + b);
+            if let Some(surrogate) = surrogate {
+                surrogate.backward();
+            }
+            // Undo the recompute's running-statistics updates (after the backward pass, whose
+            // batch-norm nodes saved these tensors).
+            tch::no_grad(|| {
+                for (mut live, before) in saved {
+                    live.copy_(&before);
+                }
+            });
+            for j in 0..NUM_LEVELS {
+                if let Some(x) = &prev[j] {
+                    add(&mut grads[l][j], x.grad());
+                }
+                if let (Some(x), true) = (&prev_prev[j], l > 0) {
+                    add(&mut grads[l - 1][j], x.grad());
+                }
+            }
+        }
+        let stem_grad = grads[0][0].take().expect("the stem feeds layer 0");
+        (stem * stem_grad).sum(Kind::Float).backward();
+        value
     }
 
     /// Logits `[N, classes, H, W]`: every level's search head, upsampled to the input size and
