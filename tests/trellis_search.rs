@@ -185,7 +185,7 @@ fn recomputed_backward_equals_the_normal_one() {
     let reference_arch = nn::VarStore::new(Device::Cpu);
     tiny(4, 3).build(&reference.root());
     ArchParams::new(&reference_arch.root(), 3, 4);
-    let run = |recompute: bool| {
+    let run = |recompute: bool, frozen: bool| {
         let mut weights = nn::VarStore::new(Device::Cpu);
         let mut arch_store = nn::VarStore::new(Device::Cpu);
         let config = SearchNetworkConfig { recompute, ..tiny(4, 3) };
@@ -193,6 +193,9 @@ fn recomputed_backward_equals_the_normal_one() {
         let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
         weights.copy(&reference).unwrap();
         arch_store.copy(&reference_arch).unwrap();
+        if frozen {
+            weights.freeze(); // the architecture step
+        }
         let loss = if recompute {
             net.loss_backward_recomputed(&images, &labels, &|| arch.weights(), &weights)
         } else {
@@ -219,13 +222,18 @@ fn recomputed_backward_equals_the_normal_one() {
         values.sort_by(|a, b| a.0.cmp(&b.0));
         (loss, values)
     };
-    let ((loss_a, normal), (loss_b, recomputed)) = (run(false), run(true));
-    assert!((loss_a - loss_b).abs() < 1e-6, "loss {loss_a} vs {loss_b}");
-    assert_eq!(normal.len(), recomputed.len());
-    for ((name, a), (other, b)) in normal.iter().zip(&recomputed) {
-        assert_eq!(name, other);
-        let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
-        let diff = f64::try_from((a - b).abs().max()).unwrap();
-        assert!(diff <= 1e-4 * scale + 1e-7, "{name}: recomputed differs by {diff} (scale {scale})");
+    for frozen in [false, true] {
+        let ((loss_a, normal), (loss_b, recomputed)) = (run(false, frozen), run(true, frozen));
+        assert!((loss_a - loss_b).abs() < 1e-6, "loss {loss_a} vs {loss_b}");
+        assert_eq!(normal.len(), recomputed.len());
+        for ((name, a), (other, b)) in normal.iter().zip(&recomputed) {
+            assert_eq!(name, other);
+            let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
+            let diff = f64::try_from((a - b).abs().max()).unwrap();
+            assert!(
+                diff <= 1e-4 * scale + 1e-7,
+                "{name}: recomputed differs by {diff} (scale {scale}), frozen {frozen}"
+            );
+        }
     }
 }

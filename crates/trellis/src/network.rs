@@ -369,8 +369,11 @@ impl SearchNetwork {
                 }
             }
         }
-        let stem_grad = grads[0][0].take().expect("the stem feeds layer 0");
-        (stem * stem_grad).sum(Kind::Float).backward();
+        // With the weights frozen (the architecture step) nothing below the cells needs a
+        // gradient.
+        if let (true, Some(stem_grad)) = (stem.requires_grad(), grads[0][0].take()) {
+            (stem * stem_grad).sum(Kind::Float).backward();
+        }
         value
     }
 
