@@ -109,6 +109,16 @@ fn a_search_writes_its_run_folder() {
     assert_eq!(cell.matches("-> \"block").count(), 2 * final_arch.cell.num_blocks());
 }
 
+/// `search --threads 1 train --arch paper` with the tiny retraining config on `root` into `out`.
+fn tiny_train(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let config = repo("configs/tiny-retrain.toml");
+    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["--threads", "1", "train", "--arch", "paper", "--config", &config, "--device", "cpu"];
+    args.extend(["--data", root, "--out", out]);
+    args.extend(extra);
+    search(&args)
+}
+
 fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {
     let mut t = tch::Tensor::read_safetensors(path).unwrap();
     t.sort_by(|a, b| a.0.cmp(&b.0));
@@ -173,22 +183,7 @@ fn guard_rails_stop_before_training() {
     assert!(!temp("guard-epochs").join("checkpoints").exists(), "nothing is written before the checks pass");
 
     // An architecture that does not match the configured L.
-    let retrain = repo("configs/tiny-retrain.toml");
-    let e = err(&search(&[
-        "train",
-        "--arch",
-        "paper",
-        "--config",
-        &retrain,
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        temp("guard-arch").to_str().unwrap(),
-        "--set",
-        "model.layers=5",
-        "--device",
-        "cpu",
-    ]));
+    let e = err(&tiny_train(&root, &temp("guard-arch"), &["--set", "model.layers=5"]));
     assert!(e.contains("12 layers, the network expects 5"), "{e}");
 
     // A diverging run stops with the step named, keeping its earlier checkpoints.
@@ -252,23 +247,8 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
 fn train_eval_and_predict_agree() {
     let root = data("train", 6, (64, 48));
     let run = temp("train-run");
-    let retrain = repo("configs/tiny-retrain.toml");
     let (root_s, run_s) = (root.to_str().unwrap(), run.to_str().unwrap());
-    let printed = ok(&search(&[
-        "--threads",
-        "1",
-        "train",
-        "--arch",
-        "paper",
-        "--config",
-        &retrain,
-        "--data",
-        root_s,
-        "--out",
-        run_s,
-        "--device",
-        "cpu",
-    ]));
+    let printed = ok(&tiny_train(&root, &run, &[]));
     assert!(printed.contains("val mIoU"), "{printed}");
     for file in ["config.toml", "env.json", "log.txt", "metrics.jsonl", "arch.json", "weights.safetensors"] {
         assert!(run.join(file).is_file(), "{file} missing");
@@ -374,23 +354,7 @@ fn train_eval_and_predict_agree() {
 
     // Resume of a training continues to the same end.
     let split = temp("train-split");
-    ok(&search(&[
-        "--threads",
-        "1",
-        "train",
-        "--arch",
-        "paper",
-        "--config",
-        &retrain,
-        "--data",
-        root_s,
-        "--out",
-        split.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--stop-after-steps",
-        "3",
-    ]));
+    ok(&tiny_train(&root, &split, &["--stop-after-steps", "3"]));
     ok(&search(&["--threads", "1", "train", "--resume", split.to_str().unwrap(), "--device", "cpu"]));
     for ((na, a), (nb, b)) in
         tensors(&run.join("weights.safetensors")).iter().zip(&tensors(&split.join("weights.safetensors")))

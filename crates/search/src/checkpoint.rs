@@ -26,6 +26,12 @@ pub fn store_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     named.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect()
 }
 
+/// Writes named tensors as a safetensors file.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    Tensor::write_safetensors(&refs, path).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Reads a safetensors file into a map.
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect())
@@ -61,9 +67,7 @@ impl Checkpoints {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         for (file, tensors) in files {
-            let path = tmp.join(format!("{file}.safetensors"));
-            let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            Tensor::write_safetensors(&refs, &path).with_context(|| format!("writing {}", path.display()))?;
+            write_tensors(&tmp.join(format!("{file}.safetensors")), tensors)?;
         }
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)
             .with_context(|| format!("writing {}", tmp.join("state.json").display()))?;

@@ -504,7 +504,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let json =
             serde_json::json!({"images": images, "split": args.split, "scores": scores, "confusion_counts": counts});
-        write_atomic(path, &(serde_json::to_string_pretty(&json)? + "\n"))?;
+        search::rundir::write_atomic(path, (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
     }
     Ok(())
 }
@@ -532,14 +532,6 @@ fn bench_data(args: BenchDataArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
-}
-
-/// Writes `text` to `path` through a temporary file and a rename.
-fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn summary(args: SummaryArgs) -> Result<()> {

@@ -14,11 +14,12 @@ use tch::{nn, Device, Tensor};
 use tracing::{info, info_span, warn};
 use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 
-use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, Checkpoints};
+use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors, Checkpoints};
 use crate::optim::{poly_lr, Params, Sgd};
 use crate::run_config::RetrainConfig;
 use crate::rundir::{peak_rss_mib, RunDir};
-use crate::search_run::{check_data, segmentation_loss};
+use crate::search_run::check_data;
+use crate::step::{has_labels, segmentation_loss};
 
 /// A network that maps normalised images `[N, 3, H, W]` to logits `[N, classes, H, W]`.
 pub trait Segmenter {
@@ -193,7 +194,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         let lr = poly_lr(config.lr, iteration, config.iterations, config.lr_power);
         let progress = iteration as f64 / config.iterations as f64;
         let mut loss_value = f64::NAN;
-        if bool::try_from(labels.ne(255).any())? {
+        if has_labels(&labels) {
             sgd.params().zero_grad();
             let logits = tch::autocast(config.autocast && device.is_cuda(), || model.logits(&images, true, progress));
             let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
@@ -250,10 +251,8 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     dir.metric(&serde_json::json!({"kind": "eval", "iteration": state.iteration, "val_miou": miou, "final": true}))?;
     save(&state, &sgd, &vs, best)?;
     let weights = dir.path("weights.safetensors");
-    let named = store_tensors(&vs);
-    let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let tmp = dir.path("weights.safetensors.tmp");
-    Tensor::write_safetensors(&refs, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    write_tensors(&tmp, &store_tensors(&vs))?;
     std::fs::rename(&tmp, &weights).with_context(|| format!("writing {}", weights.display()))?;
     info!(val_miou = miou, weights = %weights.display(), "training finished");
     Ok(RetrainOutcome::Finished { val_miou: miou, weights })

@@ -21,6 +21,7 @@ use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, Che
 use crate::optim::{cosine_lr, Adam, Params, Sgd};
 use crate::run_config::{DataConfig, SearchRunConfig};
 use crate::rundir::{peak_rss_mib, write_atomic, RunDir};
+use crate::step::has_labels;
 pub use crate::step::segmentation_loss;
 
 /// How `search run` was asked to run.
@@ -56,11 +57,6 @@ struct SearchState {
     /// Indices of the training list in trainA and trainB (stable across resumes).
     train_a: Vec<usize>,
     train_b: Vec<usize>,
-}
-
-/// Whether a batch has any pixel that is not ignored.
-fn has_labels(labels: &Tensor) -> bool {
-    bool::try_from(labels.ne(255).any()).expect("scalar bool")
 }
 
 /// Checks the data against the transform before any training: the train split must exist and

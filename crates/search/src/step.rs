@@ -32,6 +32,11 @@ pub fn synchronize(device: Device) {
     }
 }
 
+/// Whether a batch of labels has any pixel that is not ignored (255).
+pub fn has_labels(labels: &Tensor) -> bool {
+    bool::try_from(labels.ne(255).any()).expect("scalar bool")
+}
+
 /// Cross entropy over the train ids, 255 ignored.
 pub fn segmentation_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, 255, 0.0)

@@ -32,6 +32,9 @@ pub enum DataError {
     /// A label value outside the Cityscapes table.
     #[error("{path}: pixel ({x}, {y}) holds {what} {value}, which is not in the Cityscapes table ({valid})")]
     BadLabel { path: PathBuf, x: u32, y: u32, value: u8, what: &'static str, valid: &'static str },
+    /// Examples of different sizes in one batch (evaluation of images of different sizes).
+    #[error("{id} is {size:?} (width, height) after transforms but its batch is {batch:?}; use batch 1 for images of different sizes")]
+    BatchSizes { id: String, size: (u32, u32), batch: (u32, u32) },
     /// A PNG could not be written.
     #[error("{path}: cannot write image: {message}")]
     Encode { path: PathBuf, message: String },

@@ -19,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::cityscapes::{read_sample, SampleRef};
 use super::error::DataError;
+use super::seed::mix_seed;
 use super::transform::{eval_example, train_example, Example, TransformConfig};
 
 /// How batches are drawn and how many workers prepare them.
@@ -98,12 +99,10 @@ impl Batch {
     fn collate(examples: Vec<Example>) -> Result<Batch, DataError> {
         let (height, width) = (examples[0].height, examples[0].width);
         if let Some(odd) = examples.iter().find(|e| (e.height, e.width) != (height, width)) {
-            return Err(DataError::Decode {
-                path: odd.id.clone().into(),
-                message: format!(
-                    "is {}x{} after transforms but its batch is {width}x{height}; use batch 1 for images of different sizes",
-                    odd.width, odd.height
-                ),
+            return Err(DataError::BatchSizes {
+                id: odd.id.clone(),
+                size: (odd.width, odd.height),
+                batch: (width, height),
             });
         }
         let mut batch = Batch { ids: Vec::new(), height, width, images: Vec::new(), labels: Vec::new() };
@@ -177,7 +176,7 @@ impl Loader {
             .spawn(move || {
                 let mut order: Vec<usize> = (0..samples.len()).collect();
                 if mode == Mode::Train {
-                    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(seed, epoch, u64::MAX)));
+                    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(seed, epoch, u64::MAX)));
                 }
                 // Enough batches at once to keep every worker busy.
                 let group = workers.div_ceil(batch).max(1);
@@ -191,7 +190,7 @@ impl Loader {
                                 let sample = read_sample(&samples[order[pos]])?;
                                 Ok(match mode {
                                     Mode::Train => {
-                                        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, epoch, pos as u64));
+                                        let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, epoch, pos as u64));
                                         train_example(sample, &transform, &mut rng)
                                     }
                                     Mode::Eval => eval_example(sample, &transform),
@@ -213,14 +212,6 @@ impl Loader {
             .expect("spawning the loader thread");
         EpochBatches { rx, producer: Some(producer) }
     }
-}
-
-/// SplitMix64 over (seed, epoch, position): independent streams per sample and epoch.
-fn mix(seed: u64, epoch: u64, position: u64) -> u64 {
-    let mut z = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ position.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The batches of one epoch, in order; an error ends the epoch.

@@ -4,6 +4,7 @@
 pub mod cityscapes;
 pub mod error;
 pub mod loader;
+pub mod seed;
 pub mod split;
 pub mod synthetic;
 pub mod transform;

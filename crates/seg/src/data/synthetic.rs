@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::error::DataError;
+use super::seed::mix_seed;
 use crate::labels::LABEL_TO_TRAIN;
 use crate::palette;
 use crate::png::write_png;
@@ -74,7 +75,7 @@ pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataEr
     jobs.par_iter()
         .map(|&(split, index)| {
             let split_tag = if split == "train" { 1 } else { 2 };
-            let scene = render(config.width, config.height, stream_seed(config.seed, split_tag, index as u64));
+            let scene = render(config.width, config.height, mix_seed(config.seed, split_tag, index as u64));
             let city = CITIES[index % CITIES.len()];
             let stem = format!("{city}_{:06}_{:06}", index / CITIES.len(), 19);
             let image_dir = out.join("leftImg8bit").join(split).join(city);
@@ -94,17 +95,9 @@ pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataEr
         .collect()
 }
 
-/// A seed for one image's stream: SplitMix64 over (seed, split, index).
-fn stream_seed(seed: u64, split: u64, index: u64) -> u64 {
-    let mut z = seed ^ split.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Deterministic per-pixel noise in [0, 1).
 fn hash_noise(seed: u64, x: i64, y: i64) -> f32 {
-    let h = stream_seed(seed, x as u64, y as u64);
+    let h = mix_seed(seed, x as u64, y as u64);
     (h >> 40) as f32 / (1u64 << 24) as f32
 }
 
