@@ -326,3 +326,56 @@ fn fused_edges_equal_one_mixed_op_per_edge() {
         }
     }
 }
+
+/// Grouped batch norm (T sub-batches folded into channels, one fused call) equals T separate
+/// batch norms called in order: outputs, input gradients, affine gradients and the running
+/// statistics after the T momentum updates.
+#[test]
+fn grouped_batch_norm_equals_separate_norms_in_order() {
+    for (groups, affine) in [(2, false), (3, true), (4, false)] {
+        let grouped_store = nn::VarStore::new(Device::Cpu);
+        let separate_store = nn::VarStore::new(Device::Cpu);
+        let grouped = cell::ops::batch_norm(grouped_store.root() / "bn", C, affine);
+        let separate = cell::ops::batch_norm(separate_store.root() / "bn", C, affine);
+        // Non-trivial starting statistics and affine parameters, the same in both.
+        tch::no_grad(|| {
+            for bn in [&grouped, &separate] {
+                bn.running_mean.shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0]));
+                bn.running_var.shallow_clone().copy_(&Tensor::from_slice(&[1.5f32, 0.25, 3.0, 1.0]));
+                if let (Some(w), Some(b)) = (&bn.ws, &bn.bs) {
+                    w.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 2.0, -0.5, 0.3]));
+                    b.shallow_clone().copy_(&Tensor::from_slice(&[0.1f32, 0.0, -0.2, 1.0]));
+                }
+            }
+        });
+        let xs = (input(groups * 2, C, 5, 7) * 3.0 + 1.0).set_requires_grad(true);
+        let probe = (Tensor::arange(xs.numel() as i64, (Kind::Float, Device::Cpu)) * 0.11).cos().view_as(&xs);
+        let a = cell::ops::grouped_batch_norm(&grouped, &xs, true, groups);
+        (&a * &probe).sum(Kind::Float).backward();
+        let a_grad = xs.grad().copy();
+        let _ = xs.grad().zero_();
+        let parts: Vec<Tensor> =
+            (0..groups).map(|g| xs.narrow(0, g * 2, 2).apply_t(&separate, true)).collect::<Vec<_>>();
+        let b = Tensor::cat(&parts, 0);
+        (&b * &probe).sum(Kind::Float).backward();
+        let b_grad = xs.grad();
+        let mut pairs = vec![
+            ("output", a.detach(), b.detach()),
+            ("input gradient", a_grad, b_grad),
+            ("running mean", grouped.running_mean.copy(), separate.running_mean.copy()),
+            ("running var", grouped.running_var.copy(), separate.running_var.copy()),
+        ];
+        if affine {
+            let g = |bn: &nn::BatchNorm| (bn.ws.as_ref().unwrap().grad(), bn.bs.as_ref().unwrap().grad());
+            let ((gw, gb), (sw, sb)) = (g(&grouped), g(&separate));
+            pairs.push(("scale gradient", gw, sw));
+            pairs.push(("offset gradient", gb, sb));
+        }
+        for (name, a, b) in pairs {
+            let diff = max_abs_diff(&a, &b);
+            assert!(diff < 1e-4, "{name} differs by {diff} with {groups} groups (affine {affine})");
+        }
+        // The statistics really moved (the comparison is not between two untouched buffers).
+        assert!(max_abs_diff(&grouped.running_mean, &Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0])) > 1e-3);
+    }
+}

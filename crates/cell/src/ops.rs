@@ -83,7 +83,10 @@ pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
 /// Batch norm of `[groups * N, C, H, W]`, the concatenation of `groups` sub-batches of `N`
 /// (transition-major), each normalised with its own batch statistics, exactly as `groups`
 /// separate calls would: the sub-batches are folded into channels (`[N, groups * C, H, W]`)
-/// for one fused call, and the running statistics are updated once per sub-batch, in order.
+/// for one fused call. The running statistics come out as `groups` updates in order would
+/// leave them: the fused call updates one slot per sub-batch (slot 0 starting from the running
+/// value, the others from zero), and with momentum m the result is
+/// `sum_g (1 - m)^(groups - 1 - g) * slot_g`, so the data is read once, by the norm itself.
 /// In evaluation mode (running statistics) and for one group this is plain batch norm.
 pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: i64) -> Tensor {
     if groups == 1 || !train {
@@ -91,17 +94,32 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
     }
     let (total, c, h, w) = xs.size4().expect("batch norm input is [N, C, H, W]");
     let n = total / groups;
-    tch::no_grad(|| {
-        for g in 0..groups {
-            // Running statistics stay fp32 when the input is fp16 (autocast).
-            let part = xs.narrow(0, g * n, n).to_kind(bn.running_mean.kind());
-            let _ = part.batch_norm_update_stats(Some(&bn.running_mean), Some(&bn.running_var), BN_MOMENTUM);
-        }
+    let (slots_mean, slots_var, decay) = tch::no_grad(|| {
+        let pad = bn.running_mean.zeros_like().repeat([groups - 1]);
+        let decay: Vec<f32> = (0..groups).map(|g| (1.0 - BN_MOMENTUM).powi((groups - 1 - g) as i32) as f32).collect();
+        let decay = Tensor::from_slice(&decay).to_device(xs.device()).view([groups, 1]);
+        (Tensor::cat(&[&bn.running_mean, &pad], 0), Tensor::cat(&[&bn.running_var, &pad], 0), decay)
     });
     let folded = xs.view([groups, n, c, h, w]).transpose(0, 1).reshape([n, groups * c, h, w]);
     let weight = bn.ws.as_ref().map(|t| t.repeat([groups]));
     let bias = bn.bs.as_ref().map(|t| t.repeat([groups]));
-    let ys = folded.batch_norm(weight.as_ref(), bias.as_ref(), None::<&Tensor>, None, true, BN_MOMENTUM, BN_EPS, true);
+    let ys = folded.batch_norm(
+        weight.as_ref(),
+        bias.as_ref(),
+        Some(&slots_mean),
+        Some(&slots_var),
+        true,
+        BN_MOMENTUM,
+        BN_EPS,
+        true,
+    );
+    tch::no_grad(|| {
+        let combine = |slots: &Tensor| (slots.view([groups, c]) * &decay).sum_dim_intlist(0, false, slots.kind());
+        let mut mean = bn.running_mean.shallow_clone();
+        let mut var = bn.running_var.shallow_clone();
+        mean.copy_(&combine(&slots_mean));
+        var.copy_(&combine(&slots_var));
+    });
     ys.view([n, groups, c, h, w]).transpose(0, 1).reshape([total, c, h, w])
 }
 
