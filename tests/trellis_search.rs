@@ -7,7 +7,7 @@ use common::has_useful_gradient;
 use tch::{nn, Device, Kind, Reduction, Tensor};
 use trellis::arch::beta_mask;
 use trellis::space::{node_exists, transition_valid, Transition};
-use trellis::{normalize_beta, ArchParams, SearchNetworkConfig};
+use trellis::{normalize_beta, ArchParams, Recompute, RecomputePlan, SearchNetworkConfig};
 
 /// Every weight's gradient (or, for batch-norm running statistics, its value), and α's and β's
 /// gradients, by name.
@@ -41,7 +41,8 @@ fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
         classes: 5,
         batched_transitions: true,
         fused_edges: true,
-        recompute: false,
+        recompute: Recompute::Never,
+        activation_budget_mib: 4096,
     }
 }
 
@@ -186,7 +187,8 @@ fn batched_transitions_equal_the_plain_path() {
 }
 
 /// The memory-saving mode (activations recomputed layer by layer in the backward pass) gives
-/// the loss, every gradient (weights, α, β) and every running statistic of the normal path.
+/// the loss, every gradient (weights, α, β) and every running statistic of the normal path,
+/// with every layer recomputed and with some layers' activations kept.
 #[test]
 fn recomputed_backward_equals_the_normal_one() {
     tch::manual_seed(5);
@@ -196,10 +198,10 @@ fn recomputed_backward_equals_the_normal_one() {
     let reference_arch = nn::VarStore::new(Device::Cpu);
     tiny(4, 3).build(&reference.root());
     ArchParams::new(&reference_arch.root(), 3, 4);
-    let run = |recompute: bool, frozen: bool| {
+    let run = |plan: Option<RecomputePlan>, frozen: bool| {
         let mut weights = nn::VarStore::new(Device::Cpu);
         let mut arch_store = nn::VarStore::new(Device::Cpu);
-        let config = SearchNetworkConfig { recompute, ..tiny(4, 3) };
+        let config = tiny(4, 3);
         let net = config.build(&weights.root());
         let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
         weights.copy(&reference).unwrap();
@@ -207,8 +209,8 @@ fn recomputed_backward_equals_the_normal_one() {
         if frozen {
             weights.freeze(); // the architecture step
         }
-        let loss = if recompute {
-            net.loss_backward_recomputed(&images, &labels, &|| arch.weights(), &weights)
+        let loss = if let Some(plan) = &plan {
+            net.loss_backward_recomputed(&images, &labels, &|| arch.weights(), &weights, plan)
         } else {
             let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
                 &labels,
@@ -224,8 +226,9 @@ fn recomputed_backward_equals_the_normal_one() {
         values.sort_by(|a, b| a.0.cmp(&b.0));
         (loss, values)
     };
-    for frozen in [false, true] {
-        let ((loss_a, normal), (loss_b, recomputed)) = (run(false, frozen), run(true, frozen));
+    let plans = [RecomputePlan::all(4), RecomputePlan { keep: vec![true, false, true, false] }];
+    for (frozen, plan) in [false, true].into_iter().flat_map(|f| plans.iter().map(move |p| (f, p))) {
+        let ((loss_a, normal), (loss_b, recomputed)) = (run(None, frozen), run(Some(plan.clone()), frozen));
         assert!((loss_a - loss_b).abs() < 1e-6, "loss {loss_a} vs {loss_b}");
         assert_eq!(normal.len(), recomputed.len());
         for ((name, a), (other, b)) in normal.iter().zip(&recomputed) {
@@ -234,8 +237,40 @@ fn recomputed_backward_equals_the_normal_one() {
             let diff = f64::try_from((a - b).abs().max()).unwrap();
             assert!(
                 diff <= 1e-4 * scale + 1e-7,
-                "{name}: recomputed differs by {diff} (scale {scale}), frozen {frozen}"
+                "{name}: recomputed differs by {diff} (scale {scale}), frozen {frozen}, {plan:?}"
             );
         }
     }
+}
+
+/// The `auto` policy recomputes nothing while the estimated activations fit the budget, the
+/// later layers once they do not, and everything with a budget of zero; the estimate grows
+/// with the batch and the crop.
+#[test]
+fn auto_recompute_follows_the_activation_budget() {
+    let weights = nn::VarStore::new(Device::Cpu);
+    let auto = |budget_mib: u64| SearchNetworkConfig { recompute: Recompute::Auto, activation_budget_mib: budget_mib, ..tiny(4, 3) };
+    let net = auto(0).build(&weights.root());
+    let bytes = net.activation_bytes(2, 64, 64);
+    assert_eq!(bytes.len(), 4);
+    assert!(bytes.iter().all(|&b| b > 0.0));
+    let total: f64 = bytes.iter().sum();
+    let doubled: f64 = net.activation_bytes(4, 64, 64).iter().sum();
+    assert!((doubled - 2.0 * total).abs() < 1e-6 * total);
+    assert!(net.activation_bytes(2, 128, 128).iter().sum::<f64>() > 3.0 * total);
+    let total_mib = (total / (1u64 << 20) as f64).ceil() as u64;
+    let with_budget = |mib: u64| auto(mib).build(&nn::VarStore::new(Device::Cpu).root());
+    // Everything fits: the plain backward pass.
+    assert_eq!(with_budget(total_mib + 1).recompute_plan(2, 64, 64), None);
+    // A quarter of the batch's activations fits: the first layers are kept, the later ones
+    // recomputed.
+    let partial = with_budget(total_mib / 4).recompute_plan(2, 64, 64).expect("over budget");
+    assert!(partial.recomputed() > 0 && partial.recomputed() < 4, "{partial:?}");
+    assert!(partial.keep[0] && !partial.keep[3], "{partial:?}");
+    assert_eq!(with_budget(total_mib + 1).recompute_plan(8, 64, 64).map(|p| p.recomputed() > 0), Some(true));
+    let none = with_budget(0).recompute_plan(2, 64, 64).unwrap();
+    let always = SearchNetworkConfig { recompute: Recompute::Always, ..tiny(4, 3) };
+    assert_eq!(always.build(&nn::VarStore::new(Device::Cpu).root()).recompute_plan(1, 33, 33).unwrap().recomputed(), 4);
+    let never = SearchNetworkConfig { recompute: Recompute::Never, ..tiny(4, 3) };
+    assert_eq!(never.build(&nn::VarStore::new(Device::Cpu).root()).recompute_plan(64, 512, 512), None);
 }

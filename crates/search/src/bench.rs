@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
-use trellis::{ArchParams, SearchNetworkConfig};
+use trellis::{ArchParams, Recompute, SearchNetworkConfig};
 
 use crate::env::EnvReport;
 use crate::optim::{Adam, AdamConfig, Params, Sgd, SgdConfig};
@@ -27,8 +27,9 @@ pub struct BenchConfig {
     pub plain_transitions: bool,
     /// One mixed op per edge instead of the fused edge bundles.
     pub plain_edges: bool,
-    /// Recompute the layers' activations in the backward pass (memory-saving mode).
-    pub recompute: bool,
+    /// The recompute policy (memory-saving mode) and its activation budget.
+    pub recompute: Recompute,
+    pub activation_budget_mib: u64,
 }
 
 /// Median and every measurement of one quantity, seconds.
@@ -65,6 +66,11 @@ pub struct BenchReport {
     pub arch_forward: Seconds,
     pub arch_backward: Seconds,
     pub peak_rss_mib: Option<f64>,
+    /// The estimate of the activations a plain backward pass keeps, MiB (what the `auto`
+    /// policy compares with the budget).
+    pub estimated_activation_mib: f64,
+    /// Layers whose activations the steps recompute (0: the plain backward pass).
+    pub recomputed_layers: usize,
     pub weight_parameters: usize,
     pub arch_parameters: usize,
     pub tch_version: String,
@@ -84,6 +90,7 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         batched_transitions: !config.plain_transitions,
         fused_edges: !config.plain_edges,
         recompute: config.recompute,
+        activation_budget_mib: config.activation_budget_mib,
         ..Default::default()
     };
     let net = network.build(&weights.root());
@@ -93,6 +100,9 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     let count = |vs: &nn::VarStore| Params::of(vs).tensors().iter().map(|t| t.numel()).sum::<usize>();
     let (weight_parameters, arch_parameters) = (count(&weights), count(&arch_store));
     let shape = [config.batch, 3, config.crop, config.crop];
+    let estimated: f64 = net.activation_bytes(config.batch, config.crop, config.crop).iter().sum();
+    let recomputed_layers =
+        net.recompute_plan(config.batch, config.crop, config.crop).map_or(0, |plan| plan.recomputed());
     let mut weight_timings: Vec<StepTiming> = Vec::new();
     let mut arch_timings: Vec<StepTiming> = Vec::new();
     for step in 0..config.warmup + config.steps {
@@ -118,6 +128,8 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         arch_forward: of(&arch_timings, |t| t.forward),
         arch_backward: of(&arch_timings, |t| t.backward),
         peak_rss_mib: peak_rss_mib(),
+        estimated_activation_mib: estimated / (1u64 << 20) as f64,
+        recomputed_layers,
         weight_parameters,
         arch_parameters,
         tch_version: env.tch_version,

@@ -128,9 +128,13 @@ struct BenchArgs {
     /// Measure the plain path: one mixed op per edge.
     #[arg(long)]
     plain_edges: bool,
-    /// Recompute the layers' activations in the backward pass (memory-saving mode).
-    #[arg(long)]
-    recompute: bool,
+    /// When to recompute the layers' activations in the backward pass (memory-saving mode):
+    /// auto (when the kept activations would exceed the budget), always or never.
+    #[arg(long, default_value = "auto")]
+    recompute: trellis::Recompute,
+    /// The activation budget of `--recompute auto`, MiB.
+    #[arg(long, default_value_t = 3072)]
+    activation_budget_mib: u64,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -711,6 +715,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         plain_transitions: args.plain_transitions,
         plain_edges: args.plain_edges,
         recompute: args.recompute,
+        activation_budget_mib: args.activation_budget_mib,
     };
     println!("{}", serde_json::to_string(&search::bench::run(&config, device))?);
     Ok(())

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use tch::{nn, Device, Tensor};
-use trellis::{ArchParams, SearchNetwork};
+use trellis::{ArchParams, RecomputePlan, SearchNetwork};
 
 use crate::optim::{Adam, Sgd};
 
@@ -42,6 +42,12 @@ pub fn segmentation_loss(logits: &Tensor, labels: &Tensor) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, 255, 0.0)
 }
 
+/// The network's recompute plan for this batch (`None`: the plain backward pass).
+fn recompute_plan(net: &SearchNetwork, images: &Tensor) -> Option<RecomputePlan> {
+    let (n, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
+    net.recompute_plan(n, h, w)
+}
+
 /// The weight step on one trainA batch. With a non-finite loss nothing is updated (the caller
 /// decides what to do); `grad_clip` 0 disables clipping.
 #[allow(clippy::too_many_arguments)]
@@ -59,8 +65,8 @@ pub fn weight_step(
     let device = images.device();
     let start = Instant::now();
     sgd.params().zero_grad();
-    if net.config().recompute {
-        let value = net.loss_backward_recomputed(images, labels, &|| tch::no_grad(|| arch.weights()), store);
+    if let Some(plan) = recompute_plan(net, images) {
+        let value = net.loss_backward_recomputed(images, labels, &|| tch::no_grad(|| arch.weights()), store, &plan);
         synchronize(device);
         let forward_backward = start.elapsed().as_secs_f64();
         if !value.is_finite() {
@@ -114,8 +120,8 @@ pub fn arch_step(
     weights.freeze();
     let start = Instant::now();
     adam.params().zero_grad();
-    if net.config().recompute {
-        let value = net.loss_backward_recomputed(images, labels, &|| arch.weights(), weights);
+    if let Some(plan) = recompute_plan(net, images) {
+        let value = net.loss_backward_recomputed(images, labels, &|| arch.weights(), weights, &plan);
         synchronize(device);
         let mut timing = StepTiming { loss: value, forward: 0.0, backward: start.elapsed().as_secs_f64(), update: 0.0 };
         if value.is_finite() {

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod decoded;
 pub mod network;
 pub mod path;
+pub mod recompute;
 pub mod space;
 pub mod viterbi;
 
@@ -15,6 +16,7 @@ pub use arch::{normalize_beta, ArchParams, ArchWeights};
 pub use decode::{decode, decode_file, DecodeError, RawParams};
 pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, DropPath, ParameterCount};
 pub use network::{SearchNetwork, SearchNetworkConfig};
+pub use recompute::{Recompute, RecomputePlan};
 pub use space::Transition;
 pub use viterbi::viterbi;
 

@@ -13,6 +13,7 @@
 //! ceil, and upsampling targets the level's size exactly, so any crop works (odd ones such as
 //! 321, and ones such as 96 whose sizes do not halve evenly to rate 32).
 
+use cell::edges::num_edges;
 use cell::{ReluConvBn, SearchCell, SearchCellConfig};
 use seg::conv::resize_bilinear;
 use seg::{SearchAspp, SearchAsppConfig};
@@ -21,6 +22,7 @@ use tch::{nn, nn::ModuleT, Kind, Tensor};
 
 use crate::arch::ArchWeights;
 use crate::path::NUM_LEVELS;
+use crate::recompute::{Recompute, RecomputePlan};
 use crate::space::{downsample, max_level, node_exists, transition_valid, Transition};
 
 /// Shape of the search network.
@@ -42,9 +44,12 @@ pub struct SearchNetworkConfig {
     pub batched_transitions: bool,
     /// Compute the edges leaving one cell state together (same values, fewer kernels).
     pub fused_edges: bool,
-    /// Recompute the layers' activations in the backward pass instead of keeping them
-    /// (memory-saving mode, slower; used by the search steps).
-    pub recompute: bool,
+    /// When the search steps recompute the layers' activations in the backward pass instead
+    /// of keeping them (memory-saving mode, slower; docs/performance.md).
+    pub recompute: Recompute,
+    /// With `recompute = "auto"`: the most memory the kept activations may take, by the
+    /// estimate of [`SearchNetwork::activation_bytes`], MiB.
+    pub activation_budget_mib: u64,
 }
 
 impl Default for SearchNetworkConfig {
@@ -58,7 +63,8 @@ impl Default for SearchNetworkConfig {
             classes: 19,
             batched_transitions: true,
             fused_edges: true,
-            recompute: false,
+            recompute: Recompute::Auto,
+            activation_budget_mib: 3072,
         }
     }
 }
@@ -182,6 +188,11 @@ pub struct SearchNetwork {
     heads: Vec<SearchAspp>,
 }
 
+/// Bytes a plain backward pass keeps per channel, pixel and image of each edge of a fused
+/// bundle (fp32): calibrated against the peak resident memory `search bench` measures with and
+/// without recompute (docs/performance.md).
+pub const ACTIVATION_BYTES_PER_EDGE_ELEMENT: f64 = 96.0;
+
 /// The outputs of one layer at each level (None where the level has no node).
 type Levels = [Option<Tensor>; NUM_LEVELS];
 
@@ -270,36 +281,89 @@ impl SearchNetwork {
         current
     }
 
-    /// Forward, loss and backward in training mode with the layers' activations recomputed in
-    /// the backward pass instead of kept (a memory-saving mode; docs/performance.md): the
-    /// layers run once without gradients, keeping only their outputs; the heads and the loss
-    /// run with gradients; then, from the last layer down, each layer runs again from its kept
-    /// inputs with gradients and is back-propagated with the gradient of its outputs. The
-    /// batch norms' running statistics are updated once, by the first pass. `arch` is called
-    /// for each pass that needs the architecture weights (fresh graphs into α and β, or
-    /// constants). `store` is the weight VarStore the network was built in. Returns the loss.
+    /// Estimated bytes of the activations each layer keeps for a plain backward pass, for a
+    /// batch of `n` images of `h x w` in fp32: every fused edge bundle keeps about
+    /// [`ACTIVATION_BYTES_PER_EDGE_ELEMENT`] bytes per channel, pixel and image of each edge it
+    /// computes (once per transition into the node; the H^{l-2} edges once per node).
+    pub fn activation_bytes(&self, n: i64, h: i64, w: i64) -> Vec<f64> {
+        let sizes = level_sizes(h, w);
+        let blocks = self.config.blocks;
+        let own_edges = (num_edges(blocks) - blocks) as f64;
+        self.layers
+            .iter()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|node| {
+                        let (hj, wj) = sizes[node.level];
+                        let transitions = node.inputs.len() as f64;
+                        let prev_prev_edges = if node.cell.config().prev_prev_channels.is_some() { blocks } else { 0 };
+                        let edges = transitions * own_edges + prev_prev_edges as f64;
+                        let elements = (n * self.config.block_channels(node.level) * hj * wj) as f64;
+                        edges * elements * ACTIVATION_BYTES_PER_EDGE_ELEMENT
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Which layers the search steps recompute for a batch of `n` images of `h x w`, by the
+    /// configured policy: `None` for the plain backward pass.
+    pub fn recompute_plan(&self, n: i64, h: i64, w: i64) -> Option<RecomputePlan> {
+        match self.config.recompute {
+            Recompute::Never => None,
+            Recompute::Always => Some(RecomputePlan::all(self.layers.len())),
+            Recompute::Auto => RecomputePlan::within_budget(
+                &self.activation_bytes(n, h, w),
+                self.config.activation_budget_mib as f64 * (1u64 << 20) as f64,
+            ),
+        }
+    }
+
+    /// Forward, loss and backward in training mode with some layers' activations recomputed in
+    /// the backward pass instead of kept (a memory-saving mode; docs/performance.md). `plan`
+    /// says which layers keep theirs. The recomputed layers run once without gradients,
+    /// keeping only their outputs; the kept ones run with gradients from their inputs as leaves
+    /// (a graph per layer); the heads and the loss run with gradients; then, from the last layer
+    /// down, each recomputed layer runs again from its kept inputs with gradients, and each
+    /// layer is back-propagated with the gradient of its outputs. The batch norms' running
+    /// statistics are updated once, by the first pass. `arch` is called for each pass that
+    /// needs the architecture weights (fresh graphs into α and β, or constants). `store` is the
+    /// weight VarStore the network was built in. Returns the loss.
     pub fn loss_backward_recomputed(
         &self,
         images: &Tensor,
         labels: &Tensor,
         arch: &dyn Fn() -> ArchWeights,
         store: &nn::VarStore,
+        plan: &RecomputePlan,
     ) -> f64 {
+        assert_eq!(plan.keep.len(), self.layers.len(), "a recompute plan has one entry per layer");
         let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
         let sizes = level_sizes(h, w);
         let stem = self.stem(images, true);
-        // Outputs of every layer (index 0 = the stem), kept without graphs.
-        let mut outputs: Vec<Levels> = vec![[Some(stem.detach()), None, None, None]];
-        tch::no_grad(|| {
-            let weights = arch();
-            for l in 0..self.layers.len() {
-                let none: Levels = [None, None, None, None];
-                let prev_prev = if l == 0 { &none } else { &outputs[l - 1] };
-                let current = self.layer(l, &outputs[l], prev_prev, &weights, &sizes, true);
-                outputs.push(current);
-            }
-        });
         let leaf = |t: &Option<Tensor>| t.as_ref().map(|t| t.detach().set_requires_grad(true));
+        let leaves = |levels: &Levels| -> Levels { std::array::from_fn(|j| leaf(&levels[j])) };
+        // Outputs of every layer (index 0 = the stem), kept without graphs; for kept layers
+        // also their outputs with graphs and the leaves they were computed from.
+        let mut outputs: Vec<Levels> = vec![[Some(stem.detach()), None, None, None]];
+        let mut kept: Vec<Option<(Levels, Levels, Levels)>> = (0..self.layers.len()).map(|_| None).collect();
+        let constants = tch::no_grad(arch);
+        for l in 0..self.layers.len() {
+            let none: Levels = [None, None, None, None];
+            let current = if plan.keep[l] {
+                let prev = leaves(&outputs[l]);
+                let prev_prev = if l == 0 { none } else { leaves(&outputs[l - 1]) };
+                let current = self.layer(l, &prev, &prev_prev, &arch(), &sizes, true);
+                let detached = std::array::from_fn(|j| current[j].as_ref().map(Tensor::detach));
+                kept[l] = Some((current, prev, prev_prev));
+                detached
+            } else {
+                let prev_prev = if l == 0 { &none } else { &outputs[l - 1] };
+                tch::no_grad(|| self.layer(l, &outputs[l], prev_prev, &constants, &sizes, true))
+            };
+            outputs.push(current);
+        }
         let features: Levels = std::array::from_fn(|j| leaf(&outputs[self.layers.len()][j]));
         let logits = features
             .iter()
@@ -334,16 +398,21 @@ impl SearchNetwork {
         let running: Vec<(String, Tensor)> =
             store.variables().into_iter().filter(|(name, _)| name.contains("running_")).collect();
         for l in (0..self.layers.len()).rev() {
-            let prefix = format!("layer{l}.");
-            let saved: Vec<(Tensor, Tensor)> = running
-                .iter()
-                .filter(|(name, _)| name.starts_with(&prefix))
-                .map(|(_, t)| (t.shallow_clone(), t.copy()))
-                .collect();
-            let prev: Levels = std::array::from_fn(|j| leaf(&outputs[l][j]));
-            let none: Levels = [None, None, None, None];
-            let prev_prev: Levels = if l == 0 { none } else { std::array::from_fn(|j| leaf(&outputs[l - 1][j])) };
-            let current = self.layer(l, &prev, &prev_prev, &arch(), &sizes, true);
+            let (current, prev, prev_prev, saved) = match kept[l].take() {
+                Some((current, prev, prev_prev)) => (current, prev, prev_prev, Vec::new()),
+                None => {
+                    let prefix = format!("layer{l}.");
+                    let saved: Vec<(Tensor, Tensor)> = running
+                        .iter()
+                        .filter(|(name, _)| name.starts_with(&prefix))
+                        .map(|(_, t)| (t.shallow_clone(), t.copy()))
+                        .collect();
+                    let prev = leaves(&outputs[l]);
+                    let prev_prev = if l == 0 { [None, None, None, None] } else { leaves(&outputs[l - 1]) };
+                    let current = self.layer(l, &prev, &prev_prev, &arch(), &sizes, true);
+                    (current, prev, prev_prev, saved)
+                }
+            };
             let surrogate = current
                 .iter()
                 .zip(grads[l + 1].iter())
