@@ -435,8 +435,21 @@ struct CheckArgs {
     json: bool,
 }
 
+/// oneDNN (libtorch's CPU convolutions) caches 1024 compiled primitives by default; the search
+/// network's convolutions come in more shapes than that (four levels, bundles of 1 to 5 edges,
+/// 1 to 3 batched transitions, forward and two backward passes each), so the default cache
+/// thrashes and primitives are rebuilt every step. 16384 entries cost no measurable memory.
+/// oneDNN reads the variable on its first convolution, after this; a user's setting wins.
+fn size_onednn_primitive_cache() {
+    const VARIABLE: &str = "ONEDNN_PRIMITIVE_CACHE_CAPACITY";
+    if std::env::var_os(VARIABLE).is_none() {
+        std::env::set_var(VARIABLE, "16384");
+    }
+}
+
 fn main() -> Result<()> {
     keep_freed_memory_mapped();
+    size_onednn_primitive_cache();
     search::logging::init();
     search::interrupt::install();
     let cli = Cli::parse();
