@@ -277,7 +277,9 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
 /// gradient, for one transition and for three batched.
 #[test]
 fn fused_edges_equal_one_mixed_op_per_edge() {
-    for (with_prev_prev, transitions) in [(true, 1), (true, 3), (false, 2)] {
+    // 9x9: the three 5x5-sized depthwise convolutions merged; 33x33: separate.
+    for (with_prev_prev, transitions, size) in [(true, 1, 9), (true, 3, 9), (false, 2, 9), (true, 2, 33)] {
+        assert_eq!(size * size <= cell::bundle::MERGED_DEPTHWISE_MAX_PIXELS, size == 9);
         let arch = nn::VarStore::new(Device::Cpu);
         let alpha = Alpha::new(&arch.root(), 4);
         let plain_store = nn::VarStore::new(Device::Cpu);
@@ -292,8 +294,8 @@ fn fused_edges_equal_one_mixed_op_per_edge() {
         let plain = config.build(&plain_store.root());
         let fused = SearchCellConfig { fused_edges: true, ..config }.build(&fused_store.root());
         fused.copy_from_plain(&plain, &mut fused_store, &plain_store);
-        let prev_prev = input(2, 6, 9, 9);
-        let prevs: Vec<Tensor> = (0..transitions).map(|_| input(2, 10, 9, 9).set_requires_grad(true)).collect();
+        let prev_prev = input(2, 6, size, size);
+        let prevs: Vec<Tensor> = (0..transitions).map(|_| input(2, 10, size, size).set_requires_grad(true)).collect();
         let run = |cell: &cell::SearchCell| {
             let out = cell.forward_transitions(with_prev_prev.then_some(&prev_prev), &prevs, &alpha.weights(), true);
             let numel = out.numel() as i64;
@@ -321,7 +323,7 @@ fn fused_edges_equal_one_mixed_op_per_edge() {
             let diff = max_abs_diff(a, b);
             assert!(
                 diff <= 1e-4 * scale,
-                "{name} differs by {diff} (scale {scale}), prev_prev {with_prev_prev}, T = {transitions}"
+                "{name} differs by {diff} (scale {scale}), prev_prev {with_prev_prev}, T = {transitions}, {size}x{size}"
             );
         }
     }

@@ -29,6 +29,7 @@ struct DwPw {
     /// Whether the input is the shared state (`[N, C]`, depthwise with E kernels per channel)
     /// or already per edge (`[N, E * C]`, one kernel per channel).
     from_shared: bool,
+    dilation: i64,
 }
 
 impl DwPw {
@@ -43,23 +44,54 @@ impl DwPw {
             pointwise: Conv2d::new(p / "pw", e * c, e * c, 1, pw),
             bn: batch_norm(p / "bn", e * c, false),
             from_shared,
+            dilation,
         }
     }
 
     /// `xs`: ReLU'd input, `[G*N, C, H, W]` (shared) or `[G*N, E*C, H, W]`; returns
     /// `[G*N, E*C, H, W]`, edge-major.
     fn forward(&self, xs: &Tensor, c: i64, e: i64, train: bool, groups: i64) -> Tensor {
-        let y = tch::nn::Module::forward(&self.depthwise, xs);
+        self.finish(&tch::nn::Module::forward(&self.depthwise, xs), c, e, train, groups)
+    }
+
+    /// Everything after the depthwise convolution: `y`, its output (`[G*N, C*E, H, W]`,
+    /// channel-major when the input is shared, or a view of it as `[G*N, C, E, H, W]`), to
+    /// `[G*N, E*C, H, W]`, edge-major.
+    fn finish(&self, y: &Tensor, c: i64, e: i64, train: bool, groups: i64) -> Tensor {
         let y = if self.from_shared {
             // Depthwise outputs are channel-major (c * E + e); the pointwise groups want edge-major.
-            let (n, _, h, w) = y.size4().expect("[N, C*E, H, W]");
-            y.view([n, c, e, h, w]).transpose(1, 2).reshape([n, e * c, h, w])
+            let y = match y.size4() {
+                Ok((n, _, h, w)) => y.view([n, c, e, h, w]),
+                Err(_) => y.shallow_clone(),
+            };
+            let (n, _, _, h, w) = y.size5().expect("[N, C, E, H, W]");
+            y.transpose(1, 2).reshape([n, e * c, h, w])
         } else {
-            y
+            y.shallow_clone()
         };
         grouped_batch_norm(&self.bn, &tch::nn::Module::forward(&self.pointwise, &y), train, groups)
     }
+
+    /// The depthwise kernel as a 5x5 one with the same output (`[C*E, 1, 5, 5]`): a 3x3 kernel
+    /// zero-padded around, a 3x3 kernel with dilation 2 spread over the 5x5 grid.
+    fn depthwise_as_5x5(&self) -> Tensor {
+        let w = self.depthwise.weight();
+        let (k, _, kh, _) = w.size4().expect("[C*E, 1, k, k]");
+        match (kh, self.dilation) {
+            (5, 1) => w,
+            (3, 1) => w.constant_pad_nd([1, 1, 1, 1]),
+            // Element (i, j) goes to (2i, 2j): interleave zeros, then drop the trailing ones.
+            (3, 2) => w.view([k, 1, 3, 1, 3, 1]).constant_pad_nd([0, 1, 0, 0, 0, 1]).view([k, 1, 6, 6]).narrow(2, 0, 5).narrow(3, 0, 5),
+            other => panic!("no 5x5 form of a {other:?} (kernel, dilation) depthwise convolution"),
+        }
+    }
 }
+
+/// Largest spatial size (H * W) at which the three depthwise convolutions of a bundle that fit
+/// a 5x5 window (separable 3x3 and 5x5, atrous 3x3) run as one convolution with zero-padded
+/// kernels. Below it a convolution's cost is mostly fixed per call, above it the padded taps'
+/// arithmetic outweighs the saved calls (docs/performance.md).
+pub const MERGED_DEPTHWISE_MAX_PIXELS: i64 = 32 * 32;
 
 /// Every edge leaving one cell state, fused. See the module documentation.
 #[derive(Debug)]
@@ -95,6 +127,20 @@ impl EdgeBundle {
     /// `xs`: the state `[G*N, C, H, W]` and `relu_xs` its ReLU; `weights`: softmax(α) rows of
     /// the E edges, `[E, 8]`. Returns `[G*N, E, C, H, W]`: edge e's mixed op in slot e.
     pub fn forward(&self, xs: &Tensor, relu_xs: &Tensor, weights: &Tensor, train: bool, groups: i64) -> Tensor {
+        let (_, _, h, w) = xs.size4().expect("state is [N, C, H, W]");
+        self.forward_with(xs, relu_xs, weights, train, groups, h * w <= MERGED_DEPTHWISE_MAX_PIXELS)
+    }
+
+    /// [`EdgeBundle::forward`], with the 5x5-sized depthwise convolutions merged or not.
+    fn forward_with(
+        &self,
+        xs: &Tensor,
+        relu_xs: &Tensor,
+        weights: &Tensor,
+        train: bool,
+        groups: i64,
+        merge_depthwise: bool,
+    ) -> Tensor {
         let (c, e) = (self.channels, self.edges);
         let (n, _, h, w) = xs.size4().expect("state is [N, C, H, W]");
         // [8, 1, E, 1, 1, 1]: one select per term.
@@ -102,9 +148,26 @@ impl EdgeBundle {
         let weight = |p: Primitive| by_primitive.get(p.index() as i64);
         let per_edge = |y: Tensor| y.view([n, e, c, h, w]);
         let shared = |y: Tensor| y.unsqueeze(1);
-        let sep = |(first, second): &(DwPw, DwPw)| {
+        // The first depthwise convolutions of the separable ops and the atrous 3x3 read the
+        // same input with kernels that fit 5x5: at small sizes one convolution computes all three.
+        let first_depthwise: [Option<Tensor>; 3] = if merge_depthwise {
+            let stages = [&self.sep[0].0, &self.sep[1].0, &self.dil[0]];
+            // [C, 3, E, 5, 5]: per channel, the three ops' E kernels (outputs c * 3E + op * E + e).
+            let kernels: Vec<Tensor> = stages.iter().map(|s| s.depthwise_as_5x5().view([c, 1, e, 5, 5])).collect();
+            let kernel = Tensor::cat(&kernels, 1).view([c * 3 * e, 1, 5, 5]);
+            let y = relu_xs.conv2d(&kernel, None::<&Tensor>, [1, 1], [2, 2], [1, 1], c).view([n, c, 3, e, h, w]);
+            std::array::from_fn(|op| Some(y.select(2, op as i64)))
+        } else {
+            [None, None, None]
+        };
+        let [sep3_dw, sep5_dw, dil3_dw] = first_depthwise;
+        let first_stage = |stage: &DwPw, depthwise: Option<Tensor>| match depthwise {
+            Some(y) => stage.finish(&y, c, e, train, groups),
+            None => stage.forward(relu_xs, c, e, train, groups),
+        };
+        let sep = |(first, second): &(DwPw, DwPw), depthwise: Option<Tensor>| {
             // In place: batch norm's backward needs its input, not its output.
-            let mut y = first.forward(relu_xs, c, e, train, groups);
+            let mut y = first_stage(first, depthwise);
             let _ = y.relu_();
             per_edge(second.forward(&y, c, e, train, groups))
         };
@@ -113,9 +176,9 @@ impl EdgeBundle {
         let avg =
             grouped_batch_norm(&self.avg_bn, &xs.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None), train, groups);
         let terms = [
-            (per_edge(self.dil[0].forward(relu_xs, c, e, train, groups)), Primitive::DilConv3x3),
-            (sep(&self.sep[0]), Primitive::SepConv3x3),
-            (sep(&self.sep[1]), Primitive::SepConv5x5),
+            (per_edge(first_stage(&self.dil[0], dil3_dw)), Primitive::DilConv3x3),
+            (sep(&self.sep[0], sep3_dw), Primitive::SepConv3x3),
+            (sep(&self.sep[1], sep5_dw), Primitive::SepConv5x5),
             (per_edge(self.dil[1].forward(relu_xs, c, e, train, groups)), Primitive::DilConv5x5),
             (shared(max), Primitive::MaxPool3x3),
             (shared(avg), Primitive::AvgPool3x3),
@@ -158,5 +221,45 @@ impl EdgeBundle {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// The merged depthwise convolution gives the separate ones' outputs and every weight's
+    /// gradient (through the zero-padded and dilated 5x5 kernels).
+    #[test]
+    fn merged_depthwise_equals_separate() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bundle = EdgeBundle::new(&vs.root(), 3, 2);
+        let xs = Tensor::randn([4, 3, 7, 6], (Kind::Float, Device::Cpu));
+        let weights = Tensor::randn([2, 8], (Kind::Float, Device::Cpu)).softmax(1, Kind::Float);
+        let probe = Tensor::randn([4, 2, 3, 7, 6], (Kind::Float, Device::Cpu));
+        let run = |merge: bool| {
+            vs.variables().values().for_each(|t| {
+                let mut g = t.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            });
+            let out = bundle.forward_with(&xs, &xs.relu(), &weights, true, 2, merge);
+            (&out * &probe).sum(Kind::Float).backward();
+            let mut grads: Vec<(String, Tensor)> =
+                vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(k, t)| (k, t.grad().copy())).collect();
+            grads.sort_by(|a, b| a.0.cmp(&b.0));
+            (out.detach(), grads)
+        };
+        let ((merged, merged_grads), (separate, separate_grads)) = (run(true), run(false));
+        assert!(f64::try_from((&merged - &separate).abs().max()).unwrap() < 1e-5);
+        assert_eq!(merged_grads.len(), 12, "dw and pw of sep (two stages) x2 and dil x2");
+        for ((name, a), (_, b)) in merged_grads.iter().zip(&separate_grads) {
+            let diff = f64::try_from((a - b).abs().max()).unwrap();
+            assert!(diff < 1e-4, "{name}: {diff}");
+            assert!(f64::try_from(a.abs().max()).unwrap() > 0.0, "{name} has no gradient");
+        }
     }
 }
