@@ -249,7 +249,11 @@ fn recomputed_backward_equals_the_normal_one() {
 #[test]
 fn auto_recompute_follows_the_activation_budget() {
     let weights = nn::VarStore::new(Device::Cpu);
-    let auto = |budget_mib: u64| SearchNetworkConfig { recompute: Recompute::Auto, activation_budget_mib: budget_mib, ..tiny(4, 3) };
+    let auto = |budget_mib: u64| SearchNetworkConfig {
+        recompute: Recompute::Auto,
+        activation_budget_mib: budget_mib,
+        ..tiny(4, 3)
+    };
     let net = auto(0).build(&weights.root());
     let bytes = net.activation_bytes(2, 64, 64);
     assert_eq!(bytes.len(), 4);

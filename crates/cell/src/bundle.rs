@@ -81,7 +81,12 @@ impl DwPw {
             (5, 1) => w,
             (3, 1) => w.constant_pad_nd([1, 1, 1, 1]),
             // Element (i, j) goes to (2i, 2j): interleave zeros, then drop the trailing ones.
-            (3, 2) => w.view([k, 1, 3, 1, 3, 1]).constant_pad_nd([0, 1, 0, 0, 0, 1]).view([k, 1, 6, 6]).narrow(2, 0, 5).narrow(3, 0, 5),
+            (3, 2) => w
+                .view([k, 1, 3, 1, 3, 1])
+                .constant_pad_nd([0, 1, 0, 0, 0, 1])
+                .view([k, 1, 6, 6])
+                .narrow(2, 0, 5)
+                .narrow(3, 0, 5),
             other => panic!("no 5x5 form of a {other:?} (kernel, dilation) depthwise convolution"),
         }
     }
@@ -92,6 +97,15 @@ impl DwPw {
 /// kernels. Below it a convolution's cost is mostly fixed per call, above it the padded taps'
 /// arithmetic outweighs the saved calls (docs/performance.md).
 pub const MERGED_DEPTHWISE_MAX_PIXELS: i64 = 32 * 32;
+
+/// Which depthwise convolutions of a bundle run merged (same values either way).
+#[derive(Debug, Clone, Copy)]
+struct Merge {
+    /// The three first-stage ones whose kernels fit 5x5 (separable 3x3, 5x5, atrous 3x3).
+    first: bool,
+    /// The two second-stage ones of the separable ops.
+    second: bool,
+}
 
 /// Every edge leaving one cell state, fused. See the module documentation.
 #[derive(Debug)]
@@ -128,10 +142,16 @@ impl EdgeBundle {
     /// the E edges, `[E, 8]`. Returns `[G*N, E, C, H, W]`: edge e's mixed op in slot e.
     pub fn forward(&self, xs: &Tensor, relu_xs: &Tensor, weights: &Tensor, train: bool, groups: i64) -> Tensor {
         let (_, _, h, w) = xs.size4().expect("state is [N, C, H, W]");
-        self.forward_with(xs, relu_xs, weights, train, groups, h * w <= MERGED_DEPTHWISE_MAX_PIXELS)
+        let merge = Merge {
+            first: h * w <= MERGED_DEPTHWISE_MAX_PIXELS,
+            // Without weight gradients (the architecture step) the merged second stage is faster
+            // at every size measured; with them its 5x5 weight gradient costs more than it saves.
+            second: !self.sep[0].1.depthwise.weight().requires_grad(),
+        };
+        self.forward_with(xs, relu_xs, weights, train, groups, merge)
     }
 
-    /// [`EdgeBundle::forward`], with the 5x5-sized depthwise convolutions merged or not.
+    /// [`EdgeBundle::forward`], with depthwise convolutions merged as `merge` says.
     fn forward_with(
         &self,
         xs: &Tensor,
@@ -139,7 +159,7 @@ impl EdgeBundle {
         weights: &Tensor,
         train: bool,
         groups: i64,
-        merge_depthwise: bool,
+        merge: Merge,
     ) -> Tensor {
         let (c, e) = (self.channels, self.edges);
         let (n, _, h, w) = xs.size4().expect("state is [N, C, H, W]");
@@ -150,7 +170,7 @@ impl EdgeBundle {
         let shared = |y: Tensor| y.unsqueeze(1);
         // The first depthwise convolutions of the separable ops and the atrous 3x3 read the
         // same input with kernels that fit 5x5: at small sizes one convolution computes all three.
-        let first_depthwise: [Option<Tensor>; 3] = if merge_depthwise {
+        let first_depthwise: [Option<Tensor>; 3] = if merge.first {
             let stages = [&self.sep[0].0, &self.sep[1].0, &self.dil[0]];
             // [C, 3, E, 5, 5]: per channel, the three ops' E kernels (outputs c * 3E + op * E + e).
             let kernels: Vec<Tensor> = stages.iter().map(|s| s.depthwise_as_5x5().view([c, 1, e, 5, 5])).collect();
@@ -165,11 +185,20 @@ impl EdgeBundle {
             Some(y) => stage.finish(&y, c, e, train, groups),
             None => stage.forward(relu_xs, c, e, train, groups),
         };
-        let sep = |(first, second): &(DwPw, DwPw), depthwise: Option<Tensor>| {
-            // In place: batch norm's backward needs its input, not its output.
-            let mut y = first_stage(first, depthwise);
-            let _ = y.relu_();
-            per_edge(second.forward(&y, c, e, train, groups))
+        // In place: batch norm's backward needs its input, not its output.
+        let mut sep3 = first_stage(&self.sep[0].0, sep3_dw);
+        let mut sep5 = first_stage(&self.sep[1].0, sep5_dw);
+        let _ = sep3.relu_();
+        let _ = sep5.relu_();
+        let (second3, second5) = (&self.sep[0].1, &self.sep[1].1);
+        let (sep3, sep5) = if merge.second {
+            // Both second-stage depthwise convolutions (one kernel per channel) as one 5x5.
+            let kernel = Tensor::cat(&[second3.depthwise_as_5x5(), second5.depthwise_as_5x5()], 0);
+            let y = Tensor::cat(&[&sep3, &sep5], 1).conv2d(&kernel, None::<&Tensor>, [1, 1], [2, 2], [1, 1], 2 * e * c);
+            let (a, b) = (y.narrow(1, 0, e * c), y.narrow(1, e * c, e * c));
+            (second3.finish(&a, c, e, train, groups), second5.finish(&b, c, e, train, groups))
+        } else {
+            (second3.forward(&sep3, c, e, train, groups), second5.forward(&sep5, c, e, train, groups))
         };
         let max =
             grouped_batch_norm(&self.max_bn, &xs.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false), train, groups);
@@ -177,8 +206,8 @@ impl EdgeBundle {
             grouped_batch_norm(&self.avg_bn, &xs.avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None), train, groups);
         let terms = [
             (per_edge(first_stage(&self.dil[0], dil3_dw)), Primitive::DilConv3x3),
-            (sep(&self.sep[0], sep3_dw), Primitive::SepConv3x3),
-            (sep(&self.sep[1], sep5_dw), Primitive::SepConv5x5),
+            (per_edge(sep3), Primitive::SepConv3x3),
+            (per_edge(sep5), Primitive::SepConv5x5),
             (per_edge(self.dil[1].forward(relu_xs, c, e, train, groups)), Primitive::DilConv5x5),
             (shared(max), Primitive::MaxPool3x3),
             (shared(avg), Primitive::AvgPool3x3),
@@ -229,8 +258,8 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
-    /// The merged depthwise convolution gives the separate ones' outputs and every weight's
-    /// gradient (through the zero-padded and dilated 5x5 kernels).
+    /// The merged depthwise convolutions give the separate ones' outputs and every weight's
+    /// gradient (through the zero-padded and dilated 5x5 kernels), in every combination.
     #[test]
     fn merged_depthwise_equals_separate() {
         tch::manual_seed(3);
@@ -239,7 +268,7 @@ mod tests {
         let xs = Tensor::randn([4, 3, 7, 6], (Kind::Float, Device::Cpu));
         let weights = Tensor::randn([2, 8], (Kind::Float, Device::Cpu)).softmax(1, Kind::Float);
         let probe = Tensor::randn([4, 2, 3, 7, 6], (Kind::Float, Device::Cpu));
-        let run = |merge: bool| {
+        let run = |merge: Merge| {
             vs.variables().values().for_each(|t| {
                 let mut g = t.grad();
                 if g.defined() {
@@ -248,18 +277,29 @@ mod tests {
             });
             let out = bundle.forward_with(&xs, &xs.relu(), &weights, true, 2, merge);
             (&out * &probe).sum(Kind::Float).backward();
-            let mut grads: Vec<(String, Tensor)> =
-                vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(k, t)| (k, t.grad().copy())).collect();
+            let mut grads: Vec<(String, Tensor)> = vs
+                .variables()
+                .into_iter()
+                .filter(|(_, t)| t.requires_grad())
+                .map(|(k, t)| (k, t.grad().copy()))
+                .collect();
             grads.sort_by(|a, b| a.0.cmp(&b.0));
             (out.detach(), grads)
         };
-        let ((merged, merged_grads), (separate, separate_grads)) = (run(true), run(false));
-        assert!(f64::try_from((&merged - &separate).abs().max()).unwrap() < 1e-5);
-        assert_eq!(merged_grads.len(), 12, "dw and pw of sep (two stages) x2 and dil x2");
-        for ((name, a), (_, b)) in merged_grads.iter().zip(&separate_grads) {
-            let diff = f64::try_from((a - b).abs().max()).unwrap();
-            assert!(diff < 1e-4, "{name}: {diff}");
-            assert!(f64::try_from(a.abs().max()).unwrap() > 0.0, "{name} has no gradient");
+        let (separate, separate_grads) = run(Merge { first: false, second: false });
+        for merge in [
+            Merge { first: true, second: false },
+            Merge { first: false, second: true },
+            Merge { first: true, second: true },
+        ] {
+            let (merged, merged_grads) = run(merge);
+            assert!(f64::try_from((&merged - &separate).abs().max()).unwrap() < 1e-5, "{merge:?}");
+            assert_eq!(merged_grads.len(), 12, "dw and pw of sep (two stages) x2 and dil x2");
+            for ((name, a), (_, b)) in merged_grads.iter().zip(&separate_grads) {
+                let diff = f64::try_from((a - b).abs().max()).unwrap();
+                assert!(diff < 1e-4, "{name}: {diff}, {merge:?}");
+                assert!(f64::try_from(a.abs().max()).unwrap() > 0.0, "{name} has no gradient");
+            }
         }
     }
 }
