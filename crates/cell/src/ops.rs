@@ -94,11 +94,10 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
     }
     let (total, c, h, w) = xs.size4().expect("batch norm input is [N, C, H, W]");
     let n = total / groups;
-    let (slots_mean, slots_var, decay) = tch::no_grad(|| {
-        let pad = bn.running_mean.zeros_like().repeat([groups - 1]);
-        let decay: Vec<f32> = (0..groups).map(|g| (1.0 - BN_MOMENTUM).powi((groups - 1 - g) as i32) as f32).collect();
-        let decay = Tensor::from_slice(&decay).to_device(xs.device()).view([groups, 1]);
-        (Tensor::cat(&[&bn.running_mean, &pad], 0), Tensor::cat(&[&bn.running_var, &pad], 0), decay)
+    // Row 0 the running mean, row 1 the running variance, one slot of C per sub-batch.
+    let slots = tch::no_grad(|| {
+        let running = Tensor::stack(&[&bn.running_mean, &bn.running_var], 0);
+        Tensor::cat(&[running, Tensor::zeros([2, (groups - 1) * c], (bn.running_mean.kind(), xs.device()))], 1)
     });
     let folded = xs.view([groups, n, c, h, w]).transpose(0, 1).reshape([n, groups * c, h, w]);
     let weight = bn.ws.as_ref().map(|t| t.repeat([groups]));
@@ -106,21 +105,40 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
     let ys = folded.batch_norm(
         weight.as_ref(),
         bias.as_ref(),
-        Some(&slots_mean),
-        Some(&slots_var),
+        Some(&slots.get(0)),
+        Some(&slots.get(1)),
         true,
         BN_MOMENTUM,
         BN_EPS,
         true,
     );
     tch::no_grad(|| {
-        let combine = |slots: &Tensor| (slots.view([groups, c]) * &decay).sum_dim_intlist(0, false, slots.kind());
-        let mut mean = bn.running_mean.shallow_clone();
-        let mut var = bn.running_var.shallow_clone();
-        mean.copy_(&combine(&slots_mean));
-        var.copy_(&combine(&slots_var));
+        let combined =
+            (slots.view([2, groups, c]) * decay(groups, xs.device())).sum_dim_intlist(1, false, slots.kind());
+        bn.running_mean.shallow_clone().copy_(&combined.get(0));
+        bn.running_var.shallow_clone().copy_(&combined.get(1));
     });
     ys.view([n, groups, c, h, w]).transpose(0, 1).reshape([total, c, h, w])
+}
+
+/// `[1, groups, 1]`: `(1 - m)^(groups - 1 - g)` for sub-batch g, built once per thread, group
+/// count and device.
+fn decay(groups: i64, device: tch::Device) -> Tensor {
+    thread_local! {
+        static DECAY: std::cell::RefCell<std::collections::HashMap<(i64, tch::Device), Tensor>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    DECAY.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((groups, device))
+            .or_insert_with(|| {
+                let decay: Vec<f32> =
+                    (0..groups).map(|g| (1.0 - BN_MOMENTUM).powi((groups - 1 - g) as i32) as f32).collect();
+                Tensor::from_slice(&decay).to_device(device).view([1, groups, 1])
+            })
+            .shallow_clone()
+    })
 }
 
 /// A bias-free 2-D convolution with "same" padding for odd kernels.
