@@ -22,6 +22,8 @@ fn env_json_reports_the_linked_libtorch() {
     }
     assert!(report["cuda_device_count"].as_i64().unwrap() >= 0);
     assert!(report["threads"].as_i64().unwrap() >= 1);
+    // libtorch's own tensors come from mimalloc, not glibc (docs/performance.md).
+    assert_eq!(report["tensor_allocator"], "mimalloc", "{report}");
     if report["cuda_available"] == true {
         assert!(report["cuda_device_count"].as_i64().unwrap() >= 1);
     }

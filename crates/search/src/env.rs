@@ -23,6 +23,10 @@ pub struct EnvReport {
     pub interop_threads: i32,
     /// Whether libtorch was built with MKL-DNN (oneDNN), the fast CPU convolution path.
     pub mkldnn: bool,
+    /// Which allocator holds libtorch's CPU tensors: "mimalloc" in the `search` binary, whose
+    /// allocator overrides `malloc` for the whole process (docs/performance.md); `None` where
+    /// the caller did not check (the library cannot tell by itself).
+    pub tensor_allocator: Option<String>,
 }
 
 impl EnvReport {
@@ -38,6 +42,7 @@ impl EnvReport {
             threads: tch::get_num_threads(),
             interop_threads: tch::get_num_interop_threads(),
             mkldnn: tch::utils::has_mkldnn(),
+            tensor_allocator: None,
         }
     }
 

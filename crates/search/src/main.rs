@@ -24,6 +24,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 extern "C" {
     fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_is_in_heap_region(p: *const std::ffi::c_void) -> bool;
+}
+
+/// "mimalloc" when a CPU tensor libtorch allocates lies in mimalloc's heap (the override
+/// reaches libtorch), else "system".
+fn tensor_allocator() -> &'static str {
+    let t = tch::Tensor::zeros([4096], (tch::Kind::Float, tch::Device::Cpu));
+    // SAFETY: a query of mimalloc's address ranges; the pointer is only compared, not read.
+    if unsafe { mi_is_in_heap_region(t.data_ptr()) } {
+        "mimalloc"
+    } else {
+        "system"
+    }
 }
 
 /// Keeps freed memory mapped instead of handing it back to the OS: a search step frees and
@@ -459,7 +472,7 @@ fn main() -> Result<()> {
     }
     match cli.command {
         Command::Env { json } => {
-            let report = EnvReport::collect();
+            let report = EnvReport { tensor_allocator: Some(tensor_allocator().to_owned()), ..EnvReport::collect() };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
