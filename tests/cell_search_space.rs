@@ -119,6 +119,7 @@ fn search_cell_case(blocks: usize, with_prev_prev: bool, size: i64) {
         prev_prev_channels: with_prev_prev.then_some(6),
         prev_channels: 10,
         fused_edges: true,
+        partial_channels: 1,
     };
     let cell = config.build(&(weights.root() / "cell"));
     let prev_prev = input(2, 6, size, size);
@@ -165,8 +166,15 @@ fn search_cell_without_prev_prev_drops_its_edges() {
     // Fewer weights: no preprocessing of H^(l-2) and no mixed ops on its edges.
     let count = |pp| {
         let vs = nn::VarStore::new(Device::Cpu);
-        SearchCellConfig { blocks: 3, channels: C, prev_prev_channels: pp, prev_channels: C, fused_edges: true }
-            .build(&vs.root());
+        SearchCellConfig {
+            blocks: 3,
+            channels: C,
+            prev_prev_channels: pp,
+            prev_channels: C,
+            fused_edges: true,
+            partial_channels: 1,
+        }
+        .build(&vs.root());
         vs.variables().len()
     };
     assert!(count(None) < count(Some(C)));
@@ -277,8 +285,11 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
 /// gradient, for one transition and for three batched.
 #[test]
 fn fused_edges_equal_one_mixed_op_per_edge() {
-    // 9x9: the three 5x5-sized depthwise convolutions merged; 33x33: separate.
-    for (with_prev_prev, transitions, size) in [(true, 1, 9), (true, 3, 9), (false, 2, 9), (true, 2, 33)] {
+    // 9x9: the three 5x5-sized depthwise convolutions merged; 33x33: separate; K = 2: partial
+    // channel connections, half of the channels through the ops.
+    for (with_prev_prev, transitions, size, partial_channels) in
+        [(true, 1, 9, 1), (true, 3, 9, 1), (false, 2, 9, 1), (true, 2, 33, 1), (true, 3, 9, 2)]
+    {
         assert_eq!(size * size <= cell::bundle::MERGED_DEPTHWISE_MAX_PIXELS, size == 9);
         let arch = nn::VarStore::new(Device::Cpu);
         let alpha = Alpha::new(&arch.root(), 4);
@@ -290,6 +301,7 @@ fn fused_edges_equal_one_mixed_op_per_edge() {
             prev_prev_channels: with_prev_prev.then_some(6),
             prev_channels: 10,
             fused_edges: false,
+            partial_channels,
         };
         let plain = config.build(&plain_store.root());
         let fused = SearchCellConfig { fused_edges: true, ..config }.build(&fused_store.root());
@@ -323,7 +335,7 @@ fn fused_edges_equal_one_mixed_op_per_edge() {
             let diff = max_abs_diff(a, b);
             assert!(
                 diff <= 1e-4 * scale,
-                "{name} differs by {diff} (scale {scale}), prev_prev {with_prev_prev}, T = {transitions}, {size}x{size}"
+                "{name} differs by {diff} (scale {scale}), prev_prev {with_prev_prev}, T = {transitions}, {size}x{size}, K = {partial_channels}"
             );
         }
     }
@@ -380,4 +392,28 @@ fn grouped_batch_norm_equals_separate_norms_in_order() {
         // The statistics really moved (the comparison is not between two untouched buffers).
         assert!(max_abs_diff(&grouped.running_mean, &Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0])) > 1e-3);
     }
+}
+
+/// Partial channel connections: with K = 2 only half of an edge's input channels go through
+/// its ops (half the op weights of K = 1), the other half reaches the output unweighted, and
+/// the output keeps the cell's shape.
+#[test]
+fn partial_channels_process_one_kth_of_the_channels() {
+    let build = |k: i64| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let op = MixedOp::partial(&vs.root(), C, k);
+        (vs, op)
+    };
+    let ((full_store, _), (half_store, half)) = (build(1), build(2));
+    assert!(trainable_numel(&full_store) as f64 / trainable_numel(&half_store) as f64 > 2.0);
+    let xs = input(2, C, 5, 5);
+    // All weight on skip_connect: the processed half passes through, the other half bypasses;
+    // after the shuffle every input channel is in the output once.
+    let mut weights = vec![0f32; 8];
+    weights[Primitive::SkipConnect.index()] = 1.0;
+    let out = half.forward_t(&xs, &Tensor::from_slice(&weights), true);
+    assert_eq!(out.size(), xs.size());
+    let sorted = |t: &Tensor| t.sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Float).sort(0, false).0;
+    assert!(max_abs_diff(&sorted(&out), &sorted(&xs)) < 1e-4);
+    assert!(max_abs_diff(&out, &xs) > 1e-3, "the channels are shuffled");
 }

@@ -41,6 +41,7 @@ fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
         classes: 5,
         batched_transitions: true,
         fused_edges: true,
+        partial_channels: 1,
         recompute: Recompute::Never,
         activation_budget_mib: 4096,
     }
@@ -101,10 +102,16 @@ fn search_network_shapes_at_several_crops_and_depths() {
 
 #[test]
 fn every_weight_alpha_and_beta_receive_a_gradient() {
+    for partial_channels in [1, 2] {
+        gradients_everywhere(SearchNetworkConfig { partial_channels, ..tiny(4, 5) });
+    }
+}
+
+/// Every weight, α and every valid β entry of `config`'s network gets a gradient.
+fn gradients_everywhere(config: SearchNetworkConfig) {
     tch::manual_seed(2);
     let weights = nn::VarStore::new(Device::Cpu);
     let arch_store = nn::VarStore::new(Device::Cpu);
-    let config = tiny(4, 5);
     let net = config.build(&weights.root());
     let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));

@@ -110,7 +110,10 @@ struct Merge {
 /// Every edge leaving one cell state, fused. See the module documentation.
 #[derive(Debug)]
 pub struct EdgeBundle {
+    /// Channels the ops see: C, or C / K with partial channel connections.
     channels: i64,
+    /// K of partial channel connections ([`crate::partial`]); 1: every channel.
+    partial: i64,
     edges: i64,
     sep: [(DwPw, DwPw); 2],
     dil: [DwPw; 2],
@@ -121,12 +124,19 @@ pub struct EdgeBundle {
 impl EdgeBundle {
     /// The ops of `edges` edges reading a state of `channels` channels, under `p`.
     pub fn new(p: &nn::Path, channels: i64, edges: usize) -> EdgeBundle {
-        let (c, e) = (channels, edges as i64);
+        EdgeBundle::partial(p, channels, edges, 1)
+    }
+
+    /// The same with partial channel connections: the ops see `channels / k` channels
+    /// ([`crate::partial`]).
+    pub fn partial(p: &nn::Path, channels: i64, edges: usize, k: i64) -> EdgeBundle {
+        let (c, e) = (channels / k, edges as i64);
         let sep = |k: i64, name: &str| {
             (DwPw::new(&(p / name / "stage1"), c, e, k, 1, true), DwPw::new(&(p / name / "stage2"), c, e, k, 1, false))
         };
         EdgeBundle {
-            channels,
+            channels: c,
+            partial: k,
             edges: e,
             sep: [sep(3, "sep_conv_3x3"), sep(5, "sep_conv_5x5")],
             dil: [
@@ -141,6 +151,18 @@ impl EdgeBundle {
     /// `xs`: the state `[G*N, C, H, W]` and `relu_xs` its ReLU; `weights`: softmax(α) rows of
     /// the E edges, `[E, 8]`. Returns `[G*N, E, C, H, W]`: edge e's mixed op in slot e.
     pub fn forward(&self, xs: &Tensor, relu_xs: &Tensor, weights: &Tensor, train: bool, groups: i64) -> Tensor {
+        if self.partial > 1 {
+            let k = self.partial;
+            let (part, relu_part) = (crate::partial::processed(xs, k), crate::partial::processed(relu_xs, k));
+            let mixed = self.forward_full(&part, &relu_part, weights, train, groups);
+            return crate::partial::join(&mixed, xs, k, 2);
+        }
+        self.forward_full(xs, relu_xs, weights, train, groups)
+    }
+
+    /// [`EdgeBundle::forward`] over every channel of `xs` (the processed ones with partial
+    /// channel connections).
+    fn forward_full(&self, xs: &Tensor, relu_xs: &Tensor, weights: &Tensor, train: bool, groups: i64) -> Tensor {
         let (_, _, h, w) = xs.size4().expect("state is [N, C, H, W]");
         let merge = Merge {
             first: h * w <= MERGED_DEPTHWISE_MAX_PIXELS,

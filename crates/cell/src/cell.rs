@@ -31,11 +31,26 @@ pub struct SearchCellConfig {
     /// Compute all edges that read one state together ([`EdgeBundle`]) instead of one
     /// [`MixedOp`] per edge: the same values with far fewer kernels.
     pub fused_edges: bool,
+    /// Partial channel connections (PC-DARTS, [`crate::partial`]): only `channels / K` of
+    /// every edge's input channels go through its mixed op; 1 (the default): all of them.
+    #[serde(default = "every_channel")]
+    pub partial_channels: i64,
+}
+
+fn every_channel() -> i64 {
+    1
 }
 
 impl Default for SearchCellConfig {
     fn default() -> Self {
-        SearchCellConfig { blocks: 5, channels: 8, prev_prev_channels: Some(40), prev_channels: 40, fused_edges: true }
+        SearchCellConfig {
+            blocks: 5,
+            channels: 8,
+            prev_prev_channels: Some(40),
+            prev_channels: 40,
+            fused_edges: true,
+            partial_channels: 1,
+        }
     }
 }
 
@@ -55,6 +70,12 @@ impl SearchCellConfig {
     /// Builds the cell's weights under `p` (a path of the weight VarStore).
     pub fn build(&self, p: &nn::Path) -> SearchCell {
         assert!(self.blocks >= 1, "a cell needs at least one block");
+        let k = self.partial_channels;
+        assert!(
+            k >= 1 && self.channels % k == 0,
+            "partial_channels = {k} must be at least 1 and divide the cell's {} channels",
+            self.channels
+        );
         let prev_prev =
             self.prev_prev_channels.map(|c| ReluConvBn::new(&(p / "preprocess0"), c, self.channels, 1, 1, false));
         let prev = ReluConvBn::new(&(p / "preprocess1"), self.prev_channels, self.channels, 1, 1, false);
@@ -65,14 +86,16 @@ impl SearchCellConfig {
             for input in 0..=self.blocks {
                 let present = input != 0 || prev_prev.is_some();
                 let (count, _) = edges_from(input, self.blocks);
-                bundles.push(present.then(|| EdgeBundle::new(&(p / format!("state{input}")), self.channels, count)));
+                bundles.push(
+                    present.then(|| EdgeBundle::partial(&(p / format!("state{input}")), self.channels, count, k)),
+                );
             }
         } else {
             for block in 0..self.blocks {
                 for input in 0..block_inputs(block) {
                     let present = input != 0 || prev_prev.is_some();
                     let edge = edge_index(block, input);
-                    edges.push(present.then(|| MixedOp::new(&(p / format!("edge{edge}")), self.channels)));
+                    edges.push(present.then(|| MixedOp::partial(&(p / format!("edge{edge}")), self.channels, k)));
                 }
             }
         }

@@ -17,6 +17,7 @@ pub mod fixed;
 pub mod genotype;
 pub mod mixed;
 pub mod ops;
+pub mod partial;
 pub mod primitive;
 
 pub use alpha::Alpha;

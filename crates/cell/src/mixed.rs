@@ -12,18 +12,27 @@ use crate::primitive::Primitive;
 #[derive(Debug)]
 pub struct MixedOp {
     ops: Vec<Op>,
+    /// K of partial channel connections ([`crate::partial`]); 1: every channel.
+    partial: i64,
 }
 
 impl MixedOp {
     /// Builds the search-time ops of one edge at `channels` channels, one sub-path per op name.
     pub fn new(p: &nn::Path, channels: i64) -> MixedOp {
+        MixedOp::partial(p, channels, 1)
+    }
+
+    /// The same with partial channel connections: the ops see `channels / k` channels
+    /// ([`crate::partial`]).
+    pub fn partial(p: &nn::Path, channels: i64, k: i64) -> MixedOp {
+        let channels = channels / k;
         let ops = Primitive::ALL
             .iter()
             .filter_map(|&primitive| {
                 OpConfig { primitive, channels, stride: 1, style: OpStyle::Search }.build(&(p / primitive.name()))
             })
             .collect();
-        MixedOp { ops }
+        MixedOp { ops, partial: k }
     }
 
     /// The op of `primitive` (panics for `none`, which has none).
@@ -57,11 +66,19 @@ impl MixedOp {
                 &own_relu
             }
         };
+        let (input, relu_input) = match self.partial {
+            1 => (xs.shallow_clone(), relu_xs.shallow_clone()),
+            k => (crate::partial::processed(xs, k), crate::partial::processed(relu_xs, k)),
+        };
         let mut terms = self.ops.iter().map(|op| {
-            let y = op.forward_grouped(xs, Some(relu_xs), train, groups);
+            let y = op.forward_grouped(&input, Some(&relu_input), train, groups);
             (y, weights.get(op.primitive().index() as i64))
         });
         let (first, w) = terms.next().expect("a mixed op has seven non-zero ops");
-        terms.fold(first * w, |acc, (y, w)| acc.addcmul(&y, &w))
+        let mixed = terms.fold(first * w, |acc, (y, w)| acc.addcmul(&y, &w));
+        match self.partial {
+            1 => mixed,
+            k => crate::partial::join(&mixed, xs, k, 1),
+        }
     }
 }

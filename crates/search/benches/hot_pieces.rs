@@ -51,8 +51,14 @@ fn main() {
     let inputs: Vec<Tensor> = (0..3).map(|_| Tensor::randn([2, 40, 16, 16], (Kind::Float, device))).collect();
     for fused_edges in [false, true] {
         let vs = nn::VarStore::new(device);
-        let config =
-            SearchCellConfig { blocks: 5, channels: 8, prev_prev_channels: Some(40), prev_channels: 40, fused_edges };
+        let config = SearchCellConfig {
+            blocks: 5,
+            channels: 8,
+            prev_prev_channels: Some(40),
+            prev_channels: 40,
+            fused_edges,
+            partial_channels: 1,
+        };
         let cell = config.build(&vs.root());
         let edges = if fused_edges { "fused edges" } else { "one mixed op per edge" };
         let ms =

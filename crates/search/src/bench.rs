@@ -27,6 +27,8 @@ pub struct BenchConfig {
     pub plain_transitions: bool,
     /// One mixed op per edge instead of the fused edge bundles.
     pub plain_edges: bool,
+    /// K of partial channel connections (PC-DARTS); 1: off.
+    pub partial_channels: i64,
     /// The recompute policy (memory-saving mode) and its activation budget.
     pub recompute: Recompute,
     pub activation_budget_mib: u64,
@@ -89,6 +91,7 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         classes: config.classes,
         batched_transitions: !config.plain_transitions,
         fused_edges: !config.plain_edges,
+        partial_channels: config.partial_channels,
         recompute: config.recompute,
         activation_budget_mib: config.activation_budget_mib,
         ..Default::default()

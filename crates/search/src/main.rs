@@ -145,6 +145,9 @@ struct BenchArgs {
     /// auto (when the kept activations would exceed the budget), always or never.
     #[arg(long, default_value = "auto")]
     recompute: trellis::Recompute,
+    /// Partial channel connections (PC-DARTS): 1/K of the channels through the mixed ops.
+    #[arg(long, default_value_t = 1)]
+    partial_channels: i64,
     /// The activation budget of `--recompute auto`, MiB.
     #[arg(long, default_value_t = 3072)]
     activation_budget_mib: u64,
@@ -740,6 +743,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         autocast: args.autocast,
         plain_transitions: args.plain_transitions,
         plain_edges: args.plain_edges,
+        partial_channels: args.partial_channels,
         recompute: args.recompute,
         activation_budget_mib: args.activation_budget_mib,
     };

@@ -65,6 +65,7 @@ pub fn run(config: &SmokeConfig, device: Device) -> SmokeReport {
         prev_prev_channels: Some(in_channels),
         prev_channels: in_channels,
         fused_edges: true,
+        partial_channels: 1,
     }
     .build(&(weights.root() / "cell"));
     let out_channels = cell.config().out_channels();

@@ -44,6 +44,10 @@ pub struct SearchNetworkConfig {
     pub batched_transitions: bool,
     /// Compute the edges leaving one cell state together (same values, fewer kernels).
     pub fused_edges: bool,
+    /// Partial channel connections (PC-DARTS, `cell::partial`): K, with only 1/K of every
+    /// edge's input channels through its mixed op; 1 (the paper's search): all of them. K must
+    /// divide F (every level's block channels are multiples of F).
+    pub partial_channels: i64,
     /// When the search steps recompute the layers' activations in the backward pass instead
     /// of keeping them (memory-saving mode, slower; docs/performance.md).
     pub recompute: Recompute,
@@ -63,6 +67,7 @@ impl Default for SearchNetworkConfig {
             classes: 19,
             batched_transitions: true,
             fused_edges: true,
+            partial_channels: 1,
             recompute: Recompute::Auto,
             activation_budget_mib: 3072,
         }
@@ -107,6 +112,7 @@ impl SearchNetworkConfig {
                         prev_prev_channels: prev_prev[j],
                         prev_channels: channels,
                         fused_edges: self.fused_edges,
+                        partial_channels: self.partial_channels,
                     }
                     .build(&(&np / "cell"));
                     let inputs = Transition::ALL
@@ -300,7 +306,8 @@ impl SearchNetwork {
                         let prev_prev_edges = if node.cell.config().prev_prev_channels.is_some() { blocks } else { 0 };
                         let edges = transitions * own_edges + prev_prev_edges as f64;
                         let elements = (n * self.config.block_channels(node.level) * hj * wj) as f64;
-                        edges * elements * ACTIVATION_BYTES_PER_EDGE_ELEMENT
+                        // With partial channels the ops keep activations of C / K channels.
+                        edges * elements * ACTIVATION_BYTES_PER_EDGE_ELEMENT / self.config.partial_channels as f64
                     })
                     .sum()
             })
