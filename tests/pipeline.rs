@@ -178,6 +178,8 @@ fn guard_rails_stop_before_training() {
     assert!(e.contains("data.transform.crop") && e.contains("larger than the images"), "{e}");
     let e = err(&tiny_search(&root, &temp("guard-epochs"), &["--set", "arch_start_epoch=2"]));
     assert!(e.contains("arch_start_epoch") && e.contains("epochs"), "{e}");
+    let e = err(&tiny_search(&root, &temp("guard-partial"), &["--set", "model.partial_channels=3"]));
+    assert!(e.contains("model.partial_channels") && e.contains("filter_multiplier"), "{e}");
     let e = err(&tiny_search(&root, &temp("guard-key"), &["--set", "model.layer=3"]));
     assert!(e.contains("model.layer"), "{e}");
     assert!(!temp("guard-epochs").join("checkpoints").exists(), "nothing is written before the checks pass");

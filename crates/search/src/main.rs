@@ -730,6 +730,12 @@ fn bench(args: BenchArgs) -> Result<()> {
         args.layers >= 1 && args.blocks >= 1 && args.steps >= 1,
         "--layers, --blocks and --steps must be at least 1"
     );
+    anyhow::ensure!(
+        args.partial_channels >= 1 && args.filter_multiplier % args.partial_channels == 0,
+        "--partial-channels {} must be at least 1 and divide --filter-multiplier {}",
+        args.partial_channels,
+        args.filter_multiplier
+    );
     let device = args.device.resolve()?;
     let config = search::bench::BenchConfig {
         crop: args.crop,

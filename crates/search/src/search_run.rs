@@ -94,6 +94,13 @@ fn guard_config(config: &SearchRunConfig) -> Result<()> {
     if config.model.layers == 0 || config.model.blocks == 0 || config.model.filter_multiplier < 1 {
         bail!("config keys `model.layers`, `model.blocks` and `model.filter_multiplier` must be at least 1");
     }
+    let k = config.model.partial_channels;
+    if k < 1 || config.model.filter_multiplier % k != 0 {
+        bail!(
+            "config key `model.partial_channels` = {k} must be at least 1 and divide `model.filter_multiplier` = {} (the channels of every level are multiples of it)",
+            config.model.filter_multiplier
+        );
+    }
     Ok(())
 }
 

@@ -199,6 +199,11 @@ pub struct SearchNetwork {
 /// without recompute (docs/performance.md).
 pub const ACTIVATION_BYTES_PER_EDGE_ELEMENT: f64 = 96.0;
 
+/// With partial channel connections, bytes kept per channel, pixel and image of each edge for
+/// the channels that bypass the ops (the concatenation and shuffle of the two parts):
+/// calibrated like [`ACTIVATION_BYTES_PER_EDGE_ELEMENT`], with `--partial-channels 4`.
+pub const ACTIVATION_BYTES_PER_BYPASS_ELEMENT: f64 = 14.0;
+
 /// The outputs of one layer at each level (None where the level has no node).
 type Levels = [Option<Tensor>; NUM_LEVELS];
 
@@ -290,7 +295,9 @@ impl SearchNetwork {
     /// Estimated bytes of the activations each layer keeps for a plain backward pass, for a
     /// batch of `n` images of `h x w` in fp32: every fused edge bundle keeps about
     /// [`ACTIVATION_BYTES_PER_EDGE_ELEMENT`] bytes per channel, pixel and image of each edge it
-    /// computes (once per transition into the node; the H^{l-2} edges once per node).
+    /// computes (once per transition into the node; the H^{l-2} edges once per node), divided
+    /// by K with partial channels, plus [`ACTIVATION_BYTES_PER_BYPASS_ELEMENT`] for the
+    /// channels that bypass the ops.
     pub fn activation_bytes(&self, n: i64, h: i64, w: i64) -> Vec<f64> {
         let sizes = level_sizes(h, w);
         let blocks = self.config.blocks;
@@ -306,8 +313,13 @@ impl SearchNetwork {
                         let prev_prev_edges = if node.cell.config().prev_prev_channels.is_some() { blocks } else { 0 };
                         let edges = transitions * own_edges + prev_prev_edges as f64;
                         let elements = (n * self.config.block_channels(node.level) * hj * wj) as f64;
-                        // With partial channels the ops keep activations of C / K channels.
-                        edges * elements * ACTIVATION_BYTES_PER_EDGE_ELEMENT / self.config.partial_channels as f64
+                        // With partial channels the ops keep activations of C / K channels, the
+                        // join of the two parts some of all C.
+                        let k = self.config.partial_channels as f64;
+                        edges
+                            * elements
+                            * (ACTIVATION_BYTES_PER_EDGE_ELEMENT / k
+                                + ACTIVATION_BYTES_PER_BYPASS_ELEMENT * (1.0 - 1.0 / k))
                     })
                     .sum()
             })
