@@ -8,7 +8,9 @@
 //! (per-channel statistics, as E separate norms). Pooling and its non-affine batch norm, and
 //! the identity, give the same tensor for every edge and are computed once. The result,
 //! `[N, E, C, H, W]`, holds every edge's softmax(α)-weighted sum, equal to E [`MixedOp`]s
-//! (tested against them with copied weights).
+//! (tested against them with copied weights). At small sizes the depthwise convolutions whose
+//! kernels fit 5x5 also run as one ([`MERGED_DEPTHWISE_MAX_PIXELS`]), and with partial channel
+//! connections the ops see `C / K` channels ([`crate::partial`]).
 //!
 //! [`MixedOp`]: crate::MixedOp
 
