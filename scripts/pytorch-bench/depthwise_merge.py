@@ -5,13 +5,8 @@
 # Argument: threads (1: the level sizes of crop 64; 2: those of crop 321).
 import torch, time, sys
 import torch.nn.functional as F
+from timing import bench
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-def bench(f, reps=30):
-    for _ in range(3): f()
-    ts=[]
-    for _ in range(reps):
-        t=time.perf_counter(); f(); ts.append(time.perf_counter()-t)
-    ts.sort(); return ts[len(ts)//2]*1e3
 def conv(x,w,k,d,g): return F.conv2d(x,w,padding=d*(k-1)//2,dilation=d,groups=g)
 sizes=[(6,8,5,16),(6,16,5,8),(6,32,5,4),(6,64,5,2)] if len(sys.argv) < 2 or sys.argv[1]=='1' else [(6,8,5,81),(6,16,5,41),(6,32,5,21),(6,64,5,11)]
 for (N,C,E,H) in sizes:
@@ -25,4 +20,4 @@ for (N,C,E,H) in sizes:
     y=torch.randn(N,2*E*C,H,H,requires_grad=True); b3=torch.randn(E*C,1,3,3,requires_grad=wg); b5=torch.randn(E*C,1,5,5,requires_grad=wg); bm=torch.randn(2*E*C,1,5,5,requires_grad=wg)
     sepB=lambda: (conv(y[:, :E*C],b3,3,1,E*C).sum()+conv(y[:, E*C:],b5,5,1,E*C).sum()).backward()
     mB=lambda: conv(y,bm,5,1,2*E*C).sum().backward()
-    print(N,C,E,H,'weights' if wg else 'frozen','A: sep %.3f m5 %.3f m9 %.3f | B: sep %.3f m %.3f'%(bench(sep),bench(m5),bench(m9),bench(sepB),bench(mB)),flush=True)
+    print(N,C,E,H,'weights' if wg else 'frozen','A: sep %.3f m5 %.3f m9 %.3f | B: sep %.3f m %.3f'%(bench(sep, reps=30),bench(m5, reps=30),bench(m9, reps=30),bench(sepB, reps=30),bench(mB, reps=30)),flush=True)

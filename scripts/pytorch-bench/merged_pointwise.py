@@ -4,13 +4,10 @@
 # merged (docs/performance.md, 'Where the time goes'). Argument: threads.
 import torch, time, sys
 import torch.nn.functional as F
+import functools
+import timing
+bench = functools.partial(timing.bench, reps=15)
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-def bench(f, reps=15):
-    for _ in range(2): f()
-    ts=[]
-    for _ in range(reps):
-        t=time.perf_counter(); f(); ts.append(time.perf_counter()-t)
-    ts.sort(); return ts[len(ts)//2]*1e3
 def bn(x): return F.batch_norm(x,None,None,training=True)
 def cur(x, C, E, W):
     N,_,H,Wd=x.shape; r=x.relu()

@@ -4,13 +4,10 @@
 # (docs/performance.md, 'Where the time goes'). Argument: threads.
 import torch, time, sys
 import torch.nn.functional as F
+import functools
+import timing
+bench = functools.partial(timing.bench, reps=30)
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-def bench(f, reps=30):
-    for _ in range(3): f()
-    ts=[]
-    for _ in range(reps):
-        t=time.perf_counter(); f(); ts.append(time.perf_counter()-t)
-    ts.sort(); return ts[len(ts)//2]*1e3
 def dw_mm(x, w, k, d, C, E):
     # x [N,C,H,W]; w [C*E,1,k,k] channel-major (c*E+e) -> y [N, C*E, H, W]
     N,_,H,Wd=x.shape
