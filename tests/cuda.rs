@@ -2,7 +2,8 @@
 //! `cargo test --release --test cuda -- --ignored` on a CUDA machine. Each fails, rather than
 //! passes silently, when CUDA is not usable.
 
-use tch::{nn, Device, Kind, Reduction, Tensor};
+use search::step::segmentation_loss;
+use tch::{nn, Device, Kind, Tensor};
 use trellis::{ArchParams, Architecture, DecodedNetworkConfig, SearchNetworkConfig};
 
 fn cuda() -> Device {
@@ -22,13 +23,7 @@ fn search_step_on_cuda_gives_finite_gradients() {
     let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     let images = Tensor::randn([2, 3, 97, 97], (Kind::Float, device));
     let labels = Tensor::randint(19, [2, 97, 97], (Kind::Int64, device));
-    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
-        &labels,
-        None,
-        Reduction::Mean,
-        255,
-        0.0,
-    );
+    let loss = segmentation_loss(&net.forward_t(&images, &arch.weights(), true), &labels);
     loss.backward();
     assert!(f64::try_from(&loss).unwrap().is_finite());
     for t in weights.trainable_variables().iter().chain(arch_store.trainable_variables().iter()) {

@@ -4,10 +4,11 @@
 mod common;
 
 use common::has_useful_gradient;
-use tch::{nn, Device, Kind, Reduction, Tensor};
+use search::step::segmentation_loss;
+use tch::{nn, Device, Kind, Tensor};
 use trellis::arch::beta_mask;
 use trellis::space::{node_exists, transition_valid, Transition};
-use trellis::{normalize_beta, ArchParams, Recompute, RecomputePlan, SearchNetworkConfig};
+use trellis::{normalize_beta, ArchParams, Recompute, RecomputePlan, SearchNetwork, SearchNetworkConfig};
 
 /// Every weight's gradient (or, for batch-norm running statistics, its value), and α's and β's
 /// gradients, by name.
@@ -45,6 +46,39 @@ fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
         recompute: Recompute::Never,
         activation_budget_mib: 4096,
     }
+}
+
+/// A batch and reference weights and α, β for a tiny L = 4 network of `blocks` blocks, which
+/// the comparison tests copy into each network they build.
+struct Reference {
+    images: Tensor,
+    labels: Tensor,
+    weights: nn::VarStore,
+    arch: nn::VarStore,
+}
+
+fn reference(seed: i64, blocks: usize) -> Reference {
+    tch::manual_seed(seed);
+    let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
+    let (weights, arch) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    tiny(4, blocks).build(&weights.root());
+    ArchParams::new(&arch.root(), blocks, 4);
+    Reference { images, labels, weights, arch }
+}
+
+/// `config`'s network and architecture parameters with the reference's values, and their stores.
+fn copy_of(
+    reference: &Reference,
+    config: &SearchNetworkConfig,
+) -> (nn::VarStore, nn::VarStore, SearchNetwork, ArchParams) {
+    let mut weights = nn::VarStore::new(Device::Cpu);
+    let mut arch_store = nn::VarStore::new(Device::Cpu);
+    let net = config.build(&weights.root());
+    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+    weights.copy(&reference.weights).unwrap();
+    arch_store.copy(&reference.arch).unwrap();
+    (weights, arch_store, net, arch)
 }
 
 #[test]
@@ -116,14 +150,7 @@ fn gradients_everywhere(config: SearchNetworkConfig) {
     let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
-    let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
-        &labels,
-        None,
-        Reduction::Mean,
-        255,
-        0.0,
-    );
-    loss.backward();
+    segmentation_loss(&net.forward_t(&images, &arch.weights(), true), &labels).backward();
     for (name, t) in weights.variables() {
         if t.requires_grad() {
             assert!(has_useful_gradient(&t), "weight {name} got no finite non-zero gradient");
@@ -152,23 +179,12 @@ fn gradients_everywhere(config: SearchNetworkConfig) {
 /// same batch once per transition (a repeated running-statistics update).
 #[test]
 fn batched_transitions_equal_the_plain_path() {
-    tch::manual_seed(4);
-    let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
-    let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
-    let reference = nn::VarStore::new(Device::Cpu);
-    let reference_arch = nn::VarStore::new(Device::Cpu);
-    tiny(4, 5).build(&reference.root());
-    ArchParams::new(&reference_arch.root(), 5, 4);
+    let reference = reference(4, 5);
     let run = |batched: bool| {
-        let mut weights = nn::VarStore::new(Device::Cpu);
-        let mut arch_store = nn::VarStore::new(Device::Cpu);
         let config = SearchNetworkConfig { batched_transitions: batched, ..tiny(4, 5) };
-        let net = config.build(&weights.root());
-        let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
-        weights.copy(&reference).unwrap();
-        arch_store.copy(&reference_arch).unwrap();
-        let logits = net.forward_t(&images, &arch.weights(), true);
-        logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, 255, 0.0).backward();
+        let (weights, _arch_store, net, arch) = copy_of(&reference, &config);
+        let logits = net.forward_t(&reference.images, &arch.weights(), true);
+        segmentation_loss(&logits, &reference.labels).backward();
         let mut values = gradients_and_statistics(&weights, &arch);
         values.push(("logits".into(), logits.detach()));
         values.sort_by(|a, b| a.0.cmp(&b.0));
@@ -198,34 +214,17 @@ fn batched_transitions_equal_the_plain_path() {
 /// with every layer recomputed and with some layers' activations kept.
 #[test]
 fn recomputed_backward_equals_the_normal_one() {
-    tch::manual_seed(5);
-    let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
-    let labels = Tensor::randint(5, [2, 33, 33], (Kind::Int64, Device::Cpu));
-    let reference = nn::VarStore::new(Device::Cpu);
-    let reference_arch = nn::VarStore::new(Device::Cpu);
-    tiny(4, 3).build(&reference.root());
-    ArchParams::new(&reference_arch.root(), 3, 4);
+    let reference = reference(5, 3);
+    let (images, labels) = (&reference.images, &reference.labels);
     let run = |plan: Option<RecomputePlan>, frozen: bool| {
-        let mut weights = nn::VarStore::new(Device::Cpu);
-        let mut arch_store = nn::VarStore::new(Device::Cpu);
-        let config = tiny(4, 3);
-        let net = config.build(&weights.root());
-        let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
-        weights.copy(&reference).unwrap();
-        arch_store.copy(&reference_arch).unwrap();
+        let (mut weights, _arch_store, net, arch) = copy_of(&reference, &tiny(4, 3));
         if frozen {
             weights.freeze(); // the architecture step
         }
         let loss = if let Some(plan) = &plan {
-            net.loss_backward_recomputed(&images, &labels, &|| arch.weights(), &weights, plan)
+            net.loss_backward_recomputed(images, labels, &|| arch.weights(), &weights, plan)
         } else {
-            let loss = net.forward_t(&images, &arch.weights(), true).cross_entropy_loss::<Tensor>(
-                &labels,
-                None,
-                Reduction::Mean,
-                255,
-                0.0,
-            );
+            let loss = segmentation_loss(&net.forward_t(images, &arch.weights(), true), labels);
             loss.backward();
             f64::try_from(&loss).unwrap()
         };
