@@ -4,7 +4,10 @@
 mod common;
 
 use cell::edges::{edge_index, num_edges};
-use cell::{Alpha, CellEdge, FixedCellConfig, Genotype, MixedOp, OpConfig, OpStyle, Primitive, SearchCellConfig};
+use cell::{
+    Alpha, CellEdge, FixedCellConfig, Genotype, MixedOp, OpConfig, OpStyle, Primitive, ReferenceMixedOp,
+    SearchCellConfig,
+};
 use common::{has_useful_gradient, max_abs_diff, trainable_numel};
 use tch::nn::ModuleT;
 use tch::{nn, Device, Kind, Reduction, Tensor};
@@ -72,23 +75,19 @@ fn op_parameter_counts_follow_the_two_definitions() {
     assert_eq!(count(Primitive::SkipConnect, OpStyle::Deployed), 0);
 }
 
+/// The mixed op (built from the op registry) computes the softmax(α)-weighted sum of its ops:
+/// the per-edge reference's ops, with the same weights, summed by hand.
 #[test]
 fn mixed_op_is_the_weighted_sum_of_its_ops_and_ignores_none() {
     let x = input(2, C, 7, 7);
     let vs_mixed = nn::VarStore::new(Device::Cpu);
-    let mixed = MixedOp::new(&(vs_mixed.root() / "edge"), C);
-    // The same ops built one by one under the same names, with the same weights.
-    let mut vs_ops = nn::VarStore::new(Device::Cpu);
-    let ops: Vec<_> = Primitive::ALL
-        .iter()
-        .filter_map(|&p| {
-            OpConfig { primitive: p, channels: C, stride: 1, style: OpStyle::Search }
-                .build(&(vs_ops.root() / "edge" / p.name()))
-        })
-        .collect();
+    let mixed = MixedOp::new(&(vs_mixed.root() / "edge"), C, 1, 1);
+    let vs_reference = nn::VarStore::new(Device::Cpu);
+    let reference = ReferenceMixedOp::new(&(vs_reference.root() / "edge"), C, 1);
+    assert_eq!(trainable_numel(&vs_mixed), trainable_numel(&vs_reference));
+    mixed.copy_from_reference(&[&reference]);
+    let ops: Vec<_> = Primitive::ALL.iter().skip(1).map(|&p| reference.op(p)).collect();
     assert_eq!(ops.len(), 7);
-    assert_eq!(trainable_numel(&vs_mixed), trainable_numel(&vs_ops));
-    vs_ops.copy(&vs_mixed).unwrap();
 
     let weights = Tensor::from_slice(&[0.3f32, 0.05, 0.1, 0.15, 0.1, 0.05, 0.2, 0.05]);
     let by_hand = ops
@@ -118,7 +117,6 @@ fn search_cell_case(blocks: usize, with_prev_prev: bool, size: i64) {
         channels: C,
         prev_prev_channels: with_prev_prev.then_some(6),
         prev_channels: 10,
-        fused_edges: true,
         partial_channels: 1,
     };
     let cell = config.build(&(weights.root() / "cell"));
@@ -166,15 +164,8 @@ fn search_cell_without_prev_prev_drops_its_edges() {
     // Fewer weights: no preprocessing of H^(l-2) and no mixed ops on its edges.
     let count = |pp| {
         let vs = nn::VarStore::new(Device::Cpu);
-        SearchCellConfig {
-            blocks: 3,
-            channels: C,
-            prev_prev_channels: pp,
-            prev_channels: C,
-            fused_edges: true,
-            partial_channels: 1,
-        }
-        .build(&vs.root());
+        SearchCellConfig { blocks: 3, channels: C, prev_prev_channels: pp, prev_channels: C, partial_channels: 1 }
+            .build(&vs.root());
         vs.variables().len()
     };
     assert!(count(None) < count(Some(C)));
@@ -280,36 +271,38 @@ fn fixed_cell_applies_each_op_to_its_own_input_whatever_the_order() {
     assert!(max_abs_diff(&out, &rewired.forward_t(&prev_prev, &prev, false)) > 1e-3);
 }
 
-/// Fused edges (one [`cell::EdgeBundle`] per state) compute what one mixed op per edge
-/// computes, with the plain cell's weights copied in: outputs, input gradients and α's
-/// gradient, for one transition and for three batched.
+/// A cell's forward over transitions: (H^(l-2), the H^(l-1) of each transition, softmax(α)).
+type CellForward<'a> = dyn Fn(Option<&Tensor>, &[Tensor], &Tensor) -> Tensor + 'a;
+
+/// The search cell (one [`MixedOp`] per state for all the edges leaving it) computes what the
+/// per-edge reference (one mixed op per edge, one transition at a time) computes, with the
+/// reference's weights copied in: outputs, input gradients and α's gradient, for one
+/// transition and for three batched.
 #[test]
-fn fused_edges_equal_one_mixed_op_per_edge() {
-    // 9x9: the three 5x5-sized depthwise convolutions merged; 33x33: separate; K = 2: partial
-    // channel connections, half of the channels through the ops.
+fn search_cell_equals_the_per_edge_reference() {
+    // 9x9: the 5x5-sized first-stage depthwise convolutions merged; 33x33: separate; K = 2:
+    // partial channel connections, half of the channels through the ops.
     for (with_prev_prev, transitions, size, partial_channels) in
         [(true, 1, 9, 1), (true, 3, 9, 1), (false, 2, 9, 1), (true, 2, 33, 1), (true, 3, 9, 2)]
     {
-        assert_eq!(size * size <= cell::bundle::MERGED_DEPTHWISE_MAX_PIXELS, size == 9);
+        assert_eq!(size * size <= cell::mixed::MERGED_DEPTHWISE_MAX_PIXELS, size == 9);
         let arch = nn::VarStore::new(Device::Cpu);
         let alpha = Alpha::new(&arch.root(), 4);
-        let plain_store = nn::VarStore::new(Device::Cpu);
-        let mut fused_store = nn::VarStore::new(Device::Cpu);
+        let (reference_store, store) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
         let config = SearchCellConfig {
             blocks: 4,
             channels: C,
             prev_prev_channels: with_prev_prev.then_some(6),
             prev_channels: 10,
-            fused_edges: false,
             partial_channels,
         };
-        let plain = config.build(&plain_store.root());
-        let fused = SearchCellConfig { fused_edges: true, ..config }.build(&fused_store.root());
-        fused.copy_from_plain(&plain, &mut fused_store, &plain_store);
+        let reference = config.build_reference(&reference_store.root());
+        let cell = config.build(&store.root());
+        cell.copy_from_reference(&reference);
         let prev_prev = input(2, 6, size, size);
         let prevs: Vec<Tensor> = (0..transitions).map(|_| input(2, 10, size, size).set_requires_grad(true)).collect();
-        let run = |cell: &cell::SearchCell| {
-            let out = cell.forward_transitions(with_prev_prev.then_some(&prev_prev), &prevs, &alpha.weights(), true);
+        let run = |forward: &CellForward| {
+            let out = forward(with_prev_prev.then_some(&prev_prev), &prevs, &alpha.weights());
             let numel = out.numel() as i64;
             let weights = (Tensor::arange(numel, (Kind::Float, Device::Cpu)) * 0.37).sin().view(out.size().as_slice());
             for p in &prevs {
@@ -325,8 +318,8 @@ fn fused_edges_equal_one_mixed_op_per_edge() {
             (&out * &weights).sum(Kind::Float).backward();
             (out.detach(), prevs[0].grad().copy(), alpha.logits().grad().copy())
         };
-        let (a_out, a_grad, a_alpha) = run(&plain);
-        let (b_out, b_grad, b_alpha) = run(&fused);
+        let (a_out, a_grad, a_alpha) = run(&|pp, prevs, a| reference.forward_transitions(pp, prevs, a, true));
+        let (b_out, b_grad, b_alpha) = run(&|pp, prevs, a| cell.forward_transitions(pp, prevs, a, true));
         assert_eq!(a_out.size(), b_out.size());
         for (name, a, b) in
             [("output", &a_out, &b_out), ("input gradient", &a_grad, &b_grad), ("α gradient", &a_alpha, &b_alpha)]
@@ -401,7 +394,7 @@ fn grouped_batch_norm_equals_separate_norms_in_order() {
 fn partial_channels_process_one_kth_of_the_channels() {
     let build = |k: i64| {
         let vs = nn::VarStore::new(Device::Cpu);
-        let op = MixedOp::partial(&vs.root(), C, k);
+        let op = MixedOp::new(&vs.root(), C, 1, k);
         (vs, op)
     };
     let ((full_store, _), (half_store, half)) = (build(1), build(2));

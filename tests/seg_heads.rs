@@ -10,8 +10,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 #[test]
 fn search_heads_per_level_at_batch_one_and_two() {
-    for (downsample, rate) in [(4, 24), (8, 12), (16, 6), (32, 3)] {
-        let config = SearchAsppConfig::for_level(5, 2, downsample, 19);
+    for (level, (downsample, rate)) in [(4, 24), (8, 12), (16, 6), (32, 3)].into_iter().enumerate() {
+        let config = SearchAsppConfig::for_level(cell::Widths::new(2, 5), level, 19);
         assert_eq!(config.rate, rate);
         assert_eq!(config.channels, 5 * 2 * downsample / 4);
         let vs = nn::VarStore::new(Device::Cpu);

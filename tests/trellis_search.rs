@@ -8,7 +8,7 @@ use search::step::segmentation_loss;
 use tch::{nn, Device, Kind, Tensor};
 use trellis::arch::beta_mask;
 use trellis::space::{node_exists, transition_valid, Transition};
-use trellis::{normalize_beta, ArchParams, Recompute, RecomputePlan, SearchNetwork, SearchNetworkConfig};
+use trellis::{normalize_beta, ArchParams, Execution, Recompute, RecomputePlan, SearchNetwork, SearchNetworkConfig};
 
 /// Every weight's gradient (or, for batch-norm running statistics, its value), and α's and β's
 /// gradients, by name.
@@ -40,12 +40,15 @@ fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
         filter_multiplier: 2,
         stem_channels: [4, 4, 8],
         classes: 5,
-        batched_transitions: true,
-        fused_edges: true,
         partial_channels: 1,
-        recompute: Recompute::Never,
-        activation_budget_mib: 4096,
     }
+}
+
+/// `tiny`'s network built in `weights`, run as `execution` says.
+fn build(config: &SearchNetworkConfig, weights: &nn::VarStore, execution: Execution) -> SearchNetwork {
+    let mut net = config.build(&weights.root());
+    net.set_execution(execution);
+    net
 }
 
 /// A batch and reference weights and α, β for a tiny L = 4 network of `blocks` blocks, which
@@ -126,7 +129,7 @@ fn search_network_shapes_at_several_crops_and_depths() {
         let features = net.backbone(&images, &arch.weights(), true);
         assert_eq!(features.len(), layers.min(3) + 1, "L = {layers}: levels of the last layer");
         for (j, f) in features.iter().enumerate() {
-            assert_eq!(f.size()[1], config.node_channels(j), "channels at level {j}");
+            assert_eq!(f.size()[1], config.widths().cell(j), "channels at level {j}");
         }
         let logits = net.forward_t(&images, &arch.weights(), true);
         assert_eq!(logits.size(), [2, 5, h, w], "L = {layers} at {h}x{w}");
@@ -181,8 +184,8 @@ fn gradients_everywhere(config: SearchNetworkConfig) {
 fn batched_transitions_equal_the_plain_path() {
     let reference = reference(4, 5);
     let run = |batched: bool| {
-        let config = SearchNetworkConfig { batched_transitions: batched, ..tiny(4, 5) };
-        let (weights, _arch_store, net, arch) = copy_of(&reference, &config);
+        let (weights, _arch_store, mut net, arch) = copy_of(&reference, &tiny(4, 5));
+        net.set_execution(Execution { batched_transitions: batched, ..Execution::default() });
         let logits = net.forward_t(&reference.images, &arch.weights(), true);
         segmentation_loss(&logits, &reference.labels).backward();
         let mut values = gradients_and_statistics(&weights, &arch);
@@ -192,11 +195,7 @@ fn batched_transitions_equal_the_plain_path() {
     };
     let (plain, batched) = (run(false), run(true));
     assert_eq!(plain.len(), batched.len());
-    let from_prev_prev = |name: &str| {
-        name.contains("preprocess0")
-            || name.contains(".state0.")
-            || [0, 2, 5, 9, 14].iter().any(|e| name.contains(&format!(".edge{e}.")))
-    };
+    let from_prev_prev = |name: &str| name.contains("preprocess0") || name.contains(".state0.");
     let mut repeated_updates = 0;
     for ((name, a), (other, b)) in plain.iter().zip(&batched) {
         assert_eq!(name, other);
@@ -221,8 +220,9 @@ fn recomputed_backward_equals_the_normal_one() {
         if frozen {
             weights.freeze(); // the architecture step
         }
+        let loss_of = |logits: &Tensor| segmentation_loss(logits, labels);
         let loss = if let Some(plan) = &plan {
-            net.loss_backward_recomputed(images, labels, &|| arch.weights(), &weights, plan)
+            search::backward::recomputed(&net, images, &|| arch.weights(), &loss_of, plan)
         } else {
             let loss = segmentation_loss(&net.forward_t(images, &arch.weights(), true), labels);
             loss.backward();
@@ -254,13 +254,13 @@ fn recomputed_backward_equals_the_normal_one() {
 /// with the batch and the crop.
 #[test]
 fn auto_recompute_follows_the_activation_budget() {
-    let weights = nn::VarStore::new(Device::Cpu);
-    let auto = |budget_mib: u64| SearchNetworkConfig {
+    let auto = |budget_mib: u64| Execution {
         recompute: Recompute::Auto,
         activation_budget_mib: budget_mib,
-        ..tiny(4, 3)
+        ..Execution::default()
     };
-    let net = auto(0).build(&weights.root());
+    let with = |execution: Execution| build(&tiny(4, 3), &nn::VarStore::new(Device::Cpu), execution);
+    let net = with(auto(0));
     let bytes = net.activation_bytes(2, 64, 64);
     assert_eq!(bytes.len(), 4);
     assert!(bytes.iter().all(|&b| b > 0.0));
@@ -269,7 +269,7 @@ fn auto_recompute_follows_the_activation_budget() {
     assert!((doubled - 2.0 * total).abs() < 1e-6 * total);
     assert!(net.activation_bytes(2, 128, 128).iter().sum::<f64>() > 3.0 * total);
     let total_mib = (total / (1u64 << 20) as f64).ceil() as u64;
-    let with_budget = |mib: u64| auto(mib).build(&nn::VarStore::new(Device::Cpu).root());
+    let with_budget = |mib: u64| with(auto(mib));
     // Everything fits: the plain backward pass.
     assert_eq!(with_budget(total_mib + 1).recompute_plan(2, 64, 64), None);
     // A quarter of the batch's activations fits: the first layers are kept, the later ones
@@ -280,8 +280,8 @@ fn auto_recompute_follows_the_activation_budget() {
     assert_eq!(with_budget(total_mib + 1).recompute_plan(8, 64, 64).map(|p| p.recomputed() > 0), Some(true));
     // Nothing fits a budget of zero: every layer is recomputed.
     assert_eq!(with_budget(0).recompute_plan(2, 64, 64).unwrap().recomputed(), 4);
-    let always = SearchNetworkConfig { recompute: Recompute::Always, ..tiny(4, 3) };
-    assert_eq!(always.build(&nn::VarStore::new(Device::Cpu).root()).recompute_plan(1, 33, 33).unwrap().recomputed(), 4);
-    let never = SearchNetworkConfig { recompute: Recompute::Never, ..tiny(4, 3) };
-    assert_eq!(never.build(&nn::VarStore::new(Device::Cpu).root()).recompute_plan(64, 512, 512), None);
+    let always = with(Execution { recompute: Recompute::Always, ..Execution::default() });
+    assert_eq!(always.recompute_plan(1, 33, 33).unwrap().recomputed(), 4);
+    let never = with(Execution { recompute: Recompute::Never, ..Execution::default() });
+    assert_eq!(never.recompute_plan(64, 512, 512), None);
 }

@@ -10,11 +10,11 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
-use crate::bundle::EdgeBundle;
 use crate::edges::{block_inputs, edge_index, num_edges};
 use crate::mixed::MixedOp;
 use crate::ops::ReluConvBn;
 use crate::primitive::Primitive;
+use crate::reference::ReferenceCell;
 
 /// Shape of one search cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,9 +28,6 @@ pub struct SearchCellConfig {
     pub prev_prev_channels: Option<i64>,
     /// Channels of H^{l-1}.
     pub prev_channels: i64,
-    /// Compute all edges that read one state together ([`EdgeBundle`]) instead of one
-    /// [`MixedOp`] per edge: the same values with far fewer kernels.
-    pub fused_edges: bool,
     /// Partial channel connections (PC-DARTS, [`crate::partial`]): only `channels / K` of
     /// every edge's input channels go through its mixed op; 1 (the default): all of them.
     #[serde(default = "every_channel")]
@@ -48,7 +45,6 @@ impl Default for SearchCellConfig {
             channels: 8,
             prev_prev_channels: Some(40),
             prev_channels: 40,
-            fused_edges: true,
             partial_channels: 1,
         }
     }
@@ -67,7 +63,10 @@ impl SearchCellConfig {
         self.blocks as i64 * self.channels
     }
 
-    /// Builds the cell's weights under `p` (a path of the weight VarStore).
+    /// Builds the cell's weights under `p` (a path of the weight VarStore): the two
+    /// preprocessing blocks and one [`MixedOp`] per state that feeds a block (H^{l-2},
+    /// H^{l-1}, blocks 0..B-1), under `state<j>`. Panics on a shape a validated config cannot
+    /// have (no block, or K not dividing C).
     pub fn build(&self, p: &nn::Path) -> SearchCell {
         assert!(self.blocks >= 1, "a cell needs at least one block");
         let k = self.partial_channels;
@@ -79,27 +78,19 @@ impl SearchCellConfig {
         let prev_prev =
             self.prev_prev_channels.map(|c| ReluConvBn::new(&(p / "preprocess0"), c, self.channels, 1, 1, false));
         let prev = ReluConvBn::new(&(p / "preprocess1"), self.prev_channels, self.channels, 1, 1, false);
-        let mut edges: Vec<Option<MixedOp>> = Vec::with_capacity(num_edges(self.blocks));
-        let mut bundles: Vec<Option<EdgeBundle>> = Vec::new();
-        if self.fused_edges {
-            // One bundle per state that feeds a block: H^{l-2}, H^{l-1}, blocks 0..B-1.
-            for input in 0..=self.blocks {
+        let mixed = (0..=self.blocks)
+            .map(|input| {
                 let present = input != 0 || prev_prev.is_some();
                 let (count, _) = edges_from(input, self.blocks);
-                bundles.push(
-                    present.then(|| EdgeBundle::partial(&(p / format!("state{input}")), self.channels, count, k)),
-                );
-            }
-        } else {
-            for block in 0..self.blocks {
-                for input in 0..block_inputs(block) {
-                    let present = input != 0 || prev_prev.is_some();
-                    let edge = edge_index(block, input);
-                    edges.push(present.then(|| MixedOp::partial(&(p / format!("edge{edge}")), self.channels, k)));
-                }
-            }
-        }
-        SearchCell { config: *self, prev_prev, prev, edges, bundles }
+                present.then(|| MixedOp::new(&(p / format!("state{input}")), self.channels, count, k))
+            })
+            .collect();
+        SearchCell { config: *self, prev_prev, prev, mixed }
+    }
+
+    /// The per-edge reference form of this cell ([`crate::reference`]), for tests.
+    pub fn build_reference(&self, p: &nn::Path) -> ReferenceCell {
+        ReferenceCell::new(self, p)
     }
 }
 
@@ -109,12 +100,9 @@ pub struct SearchCell {
     config: SearchCellConfig,
     prev_prev: Option<ReluConvBn>,
     prev: ReluConvBn,
-    /// One mixed op per edge in DARTS order; `None` where the input is an absent H^{l-2}
-    /// (empty with fused edges).
-    edges: Vec<Option<MixedOp>>,
-    /// With fused edges: one bundle per input state (H^{l-2}, H^{l-1}, blocks), `None` for an
-    /// absent H^{l-2}.
-    bundles: Vec<Option<EdgeBundle>>,
+    /// One mixed op per input state (H^{l-2}, H^{l-1}, blocks) for all the edges leaving it,
+    /// `None` for an absent H^{l-2}.
+    mixed: Vec<Option<MixedOp>>,
 }
 
 impl SearchCell {
@@ -123,28 +111,21 @@ impl SearchCell {
         &self.config
     }
 
-    /// Gives this fused cell the weights of `plain`, a cell of the same shape built with
-    /// `fused_edges: false`, so that both compute the same function (for tests).
-    pub fn copy_from_plain(&self, plain: &SearchCell, self_store: &mut nn::VarStore, plain_store: &nn::VarStore) {
-        assert!(self.config.fused_edges && !plain.config.fused_edges, "copy from a plain cell into a fused one");
-        // Preprocessing has the same names in both.
-        let shared: Vec<String> =
-            plain_store.variables().into_keys().filter(|name| name.contains("preprocess")).collect();
-        let source = plain_store.variables();
-        tch::no_grad(|| {
-            for (name, mut target) in self_store.variables() {
-                if shared.contains(&name) {
-                    target.copy_(&source[&name]);
-                }
-            }
-        });
-        for (input, bundle) in self.bundles.iter().enumerate() {
-            if let Some(bundle) = bundle {
+    /// Gives this cell the weights of `reference`, the per-edge form of the same shape, so
+    /// that both compute the same function (for tests).
+    pub fn copy_from_reference(&self, reference: &ReferenceCell) {
+        assert_eq!(self.config, reference.config, "copy from the reference of the same cell");
+        if let (Some(a), Some(b)) = (&self.prev_prev, &reference.prev_prev) {
+            a.copy_from(b);
+        }
+        self.prev.copy_from(&reference.prev);
+        for (input, mixed) in self.mixed.iter().enumerate() {
+            if let Some(mixed) = mixed {
                 let (count, first) = edges_from(input, self.config.blocks);
-                let ops: Vec<&MixedOp> = (first..first + count)
-                    .map(|b| plain.edges[edge_index(b, input)].as_ref().expect("present"))
+                let ops: Vec<_> = (first..first + count)
+                    .map(|b| reference.edges[edge_index(b, input)].as_ref().expect("present"))
                     .collect();
-                bundle.copy_from_mixed(&ops);
+                mixed.copy_from_reference(&ops);
             }
         }
     }
@@ -186,41 +167,29 @@ impl SearchCell {
         let stacked = if groups == 1 { prevs[0].shallow_clone() } else { Tensor::cat(prevs, 0) };
         let mut states: Vec<State> = vec![State::new(self.prev.forward_grouped(&stacked, train, groups), groups)];
         let device = alpha_weights.device();
-        // With fused edges: each state's bundle output [G*N, E, C, H, W], computed on first use.
-        let mut bundle_out: Vec<Option<Tensor>> = (0..=self.config.blocks).map(|_| None).collect();
+        // Each state's mixed-op output [G*N, E, C, H, W], computed on first use.
+        let mut mixed_out: Vec<Option<Tensor>> = (0..=self.config.blocks).map(|_| None).collect();
         for block in 0..self.config.blocks {
-            let edge_out = |input: usize, state: &State, bundle_out: &mut Vec<Option<Tensor>>| -> Tensor {
-                if self.config.fused_edges {
-                    let (count, first) = edges_from(input, self.config.blocks);
-                    let out = bundle_out[input].get_or_insert_with(|| {
-                        let rows: Vec<i64> = (first..first + count).map(|b| edge_index(b, input) as i64).collect();
-                        let weights = alpha_weights.index_select(0, &Tensor::from_slice(&rows).to_device(device));
-                        let bundle = self.bundles[input].as_ref().expect("bundles of present inputs exist");
-                        bundle.forward(&state.x, state.relu(), &weights, train, state.groups)
-                    });
-                    out.select(1, (block - first) as i64)
-                } else {
-                    let edge = edge_index(block, input);
-                    let op = self.edges[edge].as_ref().expect("edges of present inputs exist");
-                    op.forward_grouped(
-                        &state.x,
-                        Some(state.relu()),
-                        &alpha_weights.get(edge as i64),
-                        train,
-                        state.groups,
-                    )
-                }
+            let edge_out = |input: usize, state: &State, mixed_out: &mut Vec<Option<Tensor>>| -> Tensor {
+                let (count, first) = edges_from(input, self.config.blocks);
+                let out = mixed_out[input].get_or_insert_with(|| {
+                    let rows: Vec<i64> = (first..first + count).map(|b| edge_index(b, input) as i64).collect();
+                    let weights = alpha_weights.index_select(0, &Tensor::from_slice(&rows).to_device(device));
+                    let mixed = self.mixed[input].as_ref().expect("mixed ops of present inputs exist");
+                    mixed.forward(&state.x, state.relu(), &weights, train, state.groups)
+                });
+                out.select(1, (block - first) as i64)
             };
             // Edges from H^{l-1} and earlier blocks (one per transition), then the one from
             // H^{l-2} (shared), broadcast over the transitions.
             let own = (1..block_inputs(block))
-                .map(|input| edge_out(input, &states[input - 1], &mut bundle_out))
+                .map(|input| edge_out(input, &states[input - 1], &mut mixed_out))
                 .reduce(|a, b| a + b)
                 .expect("every block has H^(l-1) as an input");
             let output = match &shared {
                 None => own,
                 Some(state) => {
-                    let common = edge_out(0, state, &mut bundle_out);
+                    let common = edge_out(0, state, &mut mixed_out);
                     let (total, c, h, w) = own.size4().expect("[T * N, C, H, W]");
                     (own.view([groups, total / groups, c, h, w]) + common.unsqueeze(0)).view([total, c, h, w])
                 }

@@ -18,7 +18,7 @@ use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::conv::Conv2d;
 
-use crate::primitive::Primitive;
+use crate::primitive::{Pooling, Primitive, SearchOp};
 
 /// Which definition of the ops to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,26 @@ pub const BN_MOMENTUM: f64 = 0.1;
 /// Epsilon of every batch norm (PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
 
+thread_local! {
+    static RUNNING_STATS_FROZEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the running statistics of every batch norm in [`grouped_batch_norm`] left as
+/// they are: training-mode norms still normalise by their batch's statistics, but do not
+/// update the running ones. A recomputed forward pass (a backward strategy that runs layers
+/// twice) uses this so that each step updates the statistics once, without knowing where the
+/// norms are.
+pub fn with_running_stats_frozen<R>(f: impl FnOnce() -> R) -> R {
+    let before = RUNNING_STATS_FROZEN.with(|c| c.replace(true));
+    let result = f();
+    RUNNING_STATS_FROZEN.with(|c| c.set(before));
+    result
+}
+
+fn running_stats_frozen() -> bool {
+    RUNNING_STATS_FROZEN.with(|c| c.get())
+}
+
 /// Batch norm over `channels`, with scale and offset only when `affine`.
 pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
     let config = nn::BatchNormConfig { affine, momentum: BN_MOMENTUM, eps: BN_EPS, ..Default::default() };
@@ -89,8 +109,22 @@ pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
 /// `sum_g (1 - m)^(groups - 1 - g) * slot_g`, so the data is read once, by the norm itself.
 /// In evaluation mode (running statistics) and for one group this is plain batch norm.
 pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: i64) -> Tensor {
-    if groups == 1 || !train {
+    let frozen = running_stats_frozen();
+    if !train || (groups == 1 && !frozen) {
         return xs.apply_t(bn, train);
+    }
+    if groups == 1 {
+        // Momentum 0: the running statistics stay exactly as they are.
+        return xs.batch_norm(
+            bn.ws.as_ref(),
+            bn.bs.as_ref(),
+            Some(&bn.running_mean),
+            Some(&bn.running_var),
+            true,
+            0.0,
+            BN_EPS,
+            true,
+        );
     }
     let (total, c, h, w) = xs.size4().expect("batch norm input is [N, C, H, W]");
     let n = total / groups;
@@ -112,6 +146,9 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
         BN_EPS,
         true,
     );
+    if frozen {
+        return ys.view([n, groups, c, h, w]).transpose(0, 1).reshape([total, c, h, w]);
+    }
     tch::no_grad(|| {
         let combined =
             (slots.view([2, groups, c]) * decay(groups, xs.device())).sum_dim_intlist(1, false, slots.kind());
@@ -119,6 +156,20 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
         bn.running_var.shallow_clone().copy_(&combined.get(1));
     });
     ys.view([n, groups, c, h, w]).transpose(0, 1).reshape([total, c, h, w])
+}
+
+/// Copies the parameters and running statistics of `source` into `target` (same channels).
+pub fn copy_batch_norm(target: &nn::BatchNorm, source: &nn::BatchNorm) {
+    tch::no_grad(|| {
+        target.running_mean.shallow_clone().copy_(&source.running_mean);
+        target.running_var.shallow_clone().copy_(&source.running_var);
+        if let (Some(t), Some(s)) = (&target.ws, &source.ws) {
+            t.shallow_clone().copy_(s);
+        }
+        if let (Some(t), Some(s)) = (&target.bs, &source.bs) {
+            t.shallow_clone().copy_(s);
+        }
+    });
 }
 
 /// `[1, groups, 1]`: `(1 - m)^(groups - 1 - g)` for sub-batch g, built once per thread, group
@@ -173,6 +224,13 @@ impl ReluConvBn {
 }
 
 impl ReluConvBn {
+    /// Copies `other`'s weights and batch-norm statistics into this block (same shape): how
+    /// the equivalence tests give two implementations the same function.
+    pub fn copy_from(&self, other: &ReluConvBn) {
+        copy_batch_norm(&self.bn, &other.bn);
+        tch::no_grad(|| self.conv.weight().copy_(&other.conv.weight()));
+    }
+
     /// Forward pass over `groups` stacked sub-batches (see [`grouped_batch_norm`]).
     pub fn forward_grouped(&self, xs: &Tensor, train: bool, groups: i64) -> Tensor {
         grouped_batch_norm(&self.bn, &xs.relu().apply(&self.conv), train, groups)
@@ -203,62 +261,71 @@ impl OpConfig {
     /// Builds the op under `p`; `None` for [`Primitive::None`], which computes nothing.
     pub fn build(&self, p: &nn::Path) -> Option<Op> {
         assert!(self.stride == 1 || self.stride == 2, "op stride must be 1 or 2, got {}", self.stride);
-        let c = self.channels;
-        let s = self.stride;
-        let affine = self.style.affine();
+        let layers = match self.style {
+            OpStyle::Search => self.search_layers(p)?,
+            OpStyle::Deployed => self.deployed_layers(p)?,
+        };
+        Some(Op { primitive: self.primitive, layers })
+    }
+
+    /// The search-time definition, from the op registry ([`Primitive::search_op`]); the
+    /// stages' variables are `dw{i}`, `pw{i}`, `bn{i}` from 1.
+    fn search_layers(&self, p: &nn::Path) -> Option<Vec<Layer>> {
+        let (c, s) = (self.channels, self.stride);
+        let bn = |name: String| Layer::BatchNorm(batch_norm(p / name, c, false));
+        Some(match self.primitive.search_op() {
+            SearchOp::Zero => return None,
+            SearchOp::Identity => Vec::new(),
+            SearchOp::Pool(Pooling::Max) => vec![Layer::MaxPool { stride: s }, bn("bn".into())],
+            SearchOp::Pool(Pooling::Average) => vec![Layer::AvgPool { stride: s }, bn("bn".into())],
+            SearchOp::Convolution(stages) => stages
+                .iter()
+                .enumerate()
+                .flat_map(|(i, stage)| {
+                    let (i, stride) = (i + 1, if i == 0 { s } else { 1 });
+                    [
+                        Layer::Relu,
+                        Layer::Conv(conv(p / format!("dw{i}"), c, c, stage.kernel, stride, stage.dilation, c)),
+                        Layer::Conv(conv(p / format!("pw{i}"), c, c, 1, 1, 1, 1)),
+                        bn(format!("bn{i}")),
+                    ]
+                })
+                .collect(),
+        })
+    }
+
+    /// The deployed definition (TF `nas_cell.py`; see the module documentation).
+    fn deployed_layers(&self, p: &nn::Path) -> Option<Vec<Layer>> {
+        let (c, s) = (self.channels, self.stride);
+        let bn = || Layer::BatchNorm(batch_norm(p / "bn", c, true));
         let sep = |k: i64| -> Vec<Layer> {
             let mut layers = Vec::with_capacity(8);
             for (i, stride) in [(1, s), (2, 1)] {
                 layers.push(Layer::Relu);
                 layers.push(Layer::Conv(conv(p / format!("dw{i}"), c, c, k, stride, 1, c)));
                 layers.push(Layer::Conv(conv(p / format!("pw{i}"), c, c, 1, 1, 1, 1)));
-                layers.push(Layer::BatchNorm(batch_norm(p / format!("bn{i}"), c, affine)));
+                layers.push(Layer::BatchNorm(batch_norm(p / format!("bn{i}"), c, true)));
             }
             layers
         };
         let atrous = |k: i64| -> Vec<Layer> {
-            match (self.style, s) {
-                (OpStyle::Search, _) => vec![
-                    Layer::Relu,
-                    Layer::Conv(conv(p / "dw", c, c, k, s, 2, c)),
-                    Layer::Conv(conv(p / "pw", c, c, 1, 1, 1, 1)),
-                    Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
-                ],
-                (OpStyle::Deployed, 1) => vec![
-                    Layer::Relu,
-                    Layer::Conv(conv(p / "conv", c, c, k, 1, 2, 1)),
-                    Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
-                ],
-                (OpStyle::Deployed, _) => vec![
-                    Layer::Relu,
-                    Layer::HalveBilinear,
-                    Layer::Conv(conv(p / "conv", c, c, k, 1, 1, 1)),
-                    Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
-                ],
+            if s == 1 {
+                vec![Layer::Relu, Layer::Conv(conv(p / "conv", c, c, k, 1, 2, 1)), bn()]
+            } else {
+                vec![Layer::Relu, Layer::HalveBilinear, Layer::Conv(conv(p / "conv", c, c, k, 1, 1, 1)), bn()]
             }
         };
-        let pool = |layer: Layer| -> Vec<Layer> {
-            match self.style {
-                OpStyle::Search => vec![layer, Layer::BatchNorm(batch_norm(p / "bn", c, affine))],
-                OpStyle::Deployed => vec![layer],
-            }
-        };
-        let layers = match self.primitive {
+        Some(match self.primitive {
             Primitive::None => return None,
-            Primitive::MaxPool3x3 => pool(Layer::MaxPool { stride: s }),
-            Primitive::AvgPool3x3 => pool(Layer::AvgPool { stride: s }),
+            Primitive::MaxPool3x3 => vec![Layer::MaxPool { stride: s }],
+            Primitive::AvgPool3x3 => vec![Layer::AvgPool { stride: s }],
             Primitive::SkipConnect if s == 1 => Vec::new(),
-            Primitive::SkipConnect => vec![
-                Layer::Relu,
-                Layer::Conv(conv(p / "conv", c, c, 1, s, 1, 1)),
-                Layer::BatchNorm(batch_norm(p / "bn", c, affine)),
-            ],
+            Primitive::SkipConnect => vec![Layer::Relu, Layer::Conv(conv(p / "conv", c, c, 1, s, 1, 1)), bn()],
             Primitive::SepConv3x3 => sep(3),
             Primitive::SepConv5x5 => sep(5),
             Primitive::DilConv3x3 => atrous(3),
             Primitive::DilConv5x5 => atrous(5),
-        };
-        Some(Op { primitive: self.primitive, layers })
+        })
     }
 }
 

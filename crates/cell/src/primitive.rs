@@ -2,6 +2,12 @@
 //!
 //! Their order is fixed: it is the column order of α (`[edges, 8]`) in every tensor and every
 //! file, and their names are the ones every file format uses.
+//!
+//! [`Primitive::search_op`] is the op registry of the search network: what each primitive
+//! computes, as data. The mixed op ([`crate::MixedOp`]) and the per-edge reference it is tested
+//! against ([`crate::reference`]) are both built from it, so adding a primitive means adding a
+//! variant here, its name, and its entry in the registry (and, for the deployed network, its
+//! TF definition in [`crate::ops`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -38,7 +44,62 @@ pub struct UnknownPrimitive {
     pub name: String,
 }
 
+/// A depthwise stage of a search-time convolution op: ReLU, depthwise `kernel x kernel` with
+/// `dilation`, pointwise 1x1, BN without affine parameters (DARTS `operations.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthwiseStage {
+    pub kernel: i64,
+    pub dilation: i64,
+}
+
+impl DepthwiseStage {
+    /// Side of the window the kernel covers: `dilation * (kernel - 1) + 1`.
+    pub fn span(self) -> i64 {
+        self.dilation * (self.kernel - 1) + 1
+    }
+}
+
+/// Which pooling a pooling op applies (3x3, stride 1, padding 1; average without the padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Max,
+    Average,
+}
+
+/// What a primitive computes in the search network: the op registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchOp {
+    /// Contributes nothing; never built nor computed.
+    Zero,
+    /// The input itself.
+    Identity,
+    /// Pooling, then BN without affine parameters.
+    Pool(Pooling),
+    /// One or more depthwise stages in sequence.
+    Convolution(&'static [DepthwiseStage]),
+}
+
+const SEP3: [DepthwiseStage; 2] = [DepthwiseStage { kernel: 3, dilation: 1 }; 2];
+const SEP5: [DepthwiseStage; 2] = [DepthwiseStage { kernel: 5, dilation: 1 }; 2];
+const DIL3: [DepthwiseStage; 1] = [DepthwiseStage { kernel: 3, dilation: 2 }];
+const DIL5: [DepthwiseStage; 1] = [DepthwiseStage { kernel: 5, dilation: 2 }];
+
 impl Primitive {
+    /// The search-time definition of this primitive (facts §2): separable convolutions are two
+    /// depthwise stages, atrous ones a single dilated stage.
+    pub fn search_op(self) -> SearchOp {
+        match self {
+            Primitive::None => SearchOp::Zero,
+            Primitive::MaxPool3x3 => SearchOp::Pool(Pooling::Max),
+            Primitive::AvgPool3x3 => SearchOp::Pool(Pooling::Average),
+            Primitive::SkipConnect => SearchOp::Identity,
+            Primitive::SepConv3x3 => SearchOp::Convolution(&SEP3),
+            Primitive::SepConv5x5 => SearchOp::Convolution(&SEP5),
+            Primitive::DilConv3x3 => SearchOp::Convolution(&DIL3),
+            Primitive::DilConv5x5 => SearchOp::Convolution(&DIL5),
+        }
+    }
+
     /// Number of primitives, the width of α.
     pub const COUNT: usize = 8;
 

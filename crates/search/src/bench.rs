@@ -1,37 +1,45 @@
 //! `search bench`: the time and memory of search steps on random data, without the loader
 //! (performance issue; docs/performance.md). A weight step is forward + loss + backward + SGD,
 //! an architecture step the same with Adam on α and β, as in the public port's measurements.
+//! The network, its execution and the optimisers come from a search config, as `search run`
+//! reads it.
 
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
-use trellis::{ArchParams, Recompute, SearchNetworkConfig};
+use trellis::{ArchParams, Execution, SearchNetworkConfig};
 
 use crate::env::EnvReport;
-use crate::optim::{Adam, AdamConfig, Params, Sgd, SgdConfig};
+use crate::optim::{Adam, Params, Sgd};
+use crate::run_config::SearchRunConfig;
 use crate::rundir::peak_rss_mib;
 use crate::step::{arch_step, weight_step, StepTiming};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchConfig {
+    /// Square crop.
     pub crop: i64,
     pub batch: i64,
-    pub filter_multiplier: i64,
-    pub layers: usize,
-    pub blocks: usize,
-    pub classes: i64,
     pub steps: usize,
     pub warmup: usize,
     pub autocast: bool,
-    /// One cell call per transition instead of the batched node computation.
-    pub plain_transitions: bool,
-    /// One mixed op per edge instead of the fused edge bundles.
-    pub plain_edges: bool,
-    /// K of partial channel connections (PC-DARTS); 1: off.
-    pub partial_channels: i64,
-    /// The recompute policy (memory-saving mode) and its activation budget.
-    pub recompute: Recompute,
-    pub activation_budget_mib: u64,
+    pub model: SearchNetworkConfig,
+    pub execution: Execution,
+}
+
+impl BenchConfig {
+    /// The steps of `search`'s config: its model, execution, crop (the larger side) and batch.
+    pub fn of(search: &SearchRunConfig, steps: usize, warmup: usize) -> BenchConfig {
+        BenchConfig {
+            crop: search.data.transform.crop.into_iter().max().unwrap_or(1) as i64,
+            batch: search.data.loader.batch as i64,
+            steps,
+            warmup,
+            autocast: search.autocast,
+            model: search.model.clone(),
+            execution: search.execution.clone(),
+        }
+    }
 }
 
 /// Median and every measurement of one quantity, seconds.
@@ -84,22 +92,13 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     tch::manual_seed(0);
     let mut weights = nn::VarStore::new(device);
     let arch_store = nn::VarStore::new(device);
-    let network = SearchNetworkConfig {
-        layers: config.layers,
-        blocks: config.blocks,
-        filter_multiplier: config.filter_multiplier,
-        classes: config.classes,
-        batched_transitions: !config.plain_transitions,
-        fused_edges: !config.plain_edges,
-        partial_channels: config.partial_channels,
-        recompute: config.recompute,
-        activation_budget_mib: config.activation_budget_mib,
-        ..Default::default()
-    };
-    let net = network.build(&weights.root());
-    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
-    let mut sgd = Sgd::new(Params::of(&weights), SgdConfig::default());
-    let mut adam = Adam::new(Params::of(&arch_store), AdamConfig::default());
+    let model = &config.model;
+    let mut net = model.build(&weights.root());
+    net.set_execution(config.execution.clone());
+    let arch = ArchParams::new(&arch_store.root(), model.blocks, model.layers);
+    let search = SearchRunConfig::default();
+    let mut sgd = Sgd::new(Params::of(&weights), search.weights.sgd());
+    let mut adam = Adam::new(Params::of(&arch_store), search.arch.clone());
     let count = |vs: &nn::VarStore| Params::of(vs).tensors().iter().map(|t| t.numel()).sum::<usize>();
     let (weight_parameters, arch_parameters) = (count(&weights), count(&arch_store));
     let shape = [config.batch, 3, config.crop, config.crop];
@@ -110,8 +109,8 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     let mut arch_timings: Vec<StepTiming> = Vec::new();
     for step in 0..config.warmup + config.steps {
         let images = Tensor::randn(shape, (Kind::Float, device));
-        let labels = Tensor::randint(config.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
-        let w = weight_step(&net, &arch, &weights, &mut sgd, &images, &labels, 0.01, 5.0, config.autocast);
+        let labels = Tensor::randint(model.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
+        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, search.weights.grad_clip, config.autocast);
         let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels);
         if step >= config.warmup {
             weight_timings.push(w);

@@ -11,8 +11,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tch::{nn, Device, Tensor};
 
-use crate::rundir::write_atomic;
-
 /// The checkpoints of one run.
 pub struct Checkpoints {
     dir: PathBuf,
@@ -26,10 +24,11 @@ pub fn store_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     named.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect()
 }
 
-/// Writes named tensors as a safetensors file.
+/// Writes named tensors as a safetensors file, atomically.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    Tensor::write_safetensors(&refs, path).with_context(|| format!("writing {}", path.display()))
+    seg::atomic::write_atomic_with(path, |tmp| Tensor::write_safetensors(&refs, tmp).map_err(std::io::Error::other))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads a safetensors file into a map.
@@ -63,20 +62,20 @@ impl Checkpoints {
         best: bool,
     ) -> Result<PathBuf> {
         let target = self.dir.join(Self::name(step));
-        let tmp = self.dir.join(format!("{}.tmp", Self::name(step)));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        for (file, tensors) in files {
-            write_tensors(&tmp.join(format!("{file}.safetensors")), tensors)?;
-        }
-        std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)
-            .with_context(|| format!("writing {}", tmp.join("state.json").display()))?;
-        if target.exists() {
-            std::fs::remove_dir_all(&target).with_context(|| format!("replacing {}", target.display()))?;
-        }
-        std::fs::rename(&tmp, &target).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        let state = serde_json::to_string_pretty(state)?;
+        seg::atomic::write_atomic_with(&target, |tmp| -> Result<()> {
+            std::fs::create_dir(tmp)?;
+            for (file, tensors) in files {
+                write_tensors(&tmp.join(format!("{file}.safetensors")), tensors)?;
+            }
+            Ok(std::fs::write(tmp.join("state.json"), &state)?)
+        })
+        .with_context(|| format!("writing checkpoint {}", target.display()))?;
         if best {
-            write_atomic(&self.dir.join("best"), Self::name(step).as_bytes())?;
+            let best = self.dir.join("best");
+            seg::atomic::write_atomic(&best, Self::name(step).as_bytes())
+                .with_context(|| format!("writing {}", best.display()))?;
         }
         self.prune()?;
         Ok(target)

@@ -1,9 +1,12 @@
-//! Layered configuration: built-in defaults, then a TOML file, then `--set key=value`
-//! overrides from the command line (as in mmsegmentation's and burn's layered configs).
+//! Layered configuration: built-in defaults, then a TOML file (itself over the files it names
+//! as `base`, as mmsegmentation's `_base_`), then `--set key=value` overrides from the command
+//! line.
 //!
 //! Config structs are serde structs with `#[serde(deny_unknown_fields, default)]`, so a file
 //! only names what it changes, and an unknown key or a bad value is an error that names the
-//! key (`cell.blocks`) and where it came from (the file, or the override).
+//! key (`cell.blocks`) and where it came from (the file, or the override). Every config also
+//! checks its values on load ([`Validate`]), before anything is built or written, so that no
+//! `assert!` or libtorch error is reachable from a file or a flag.
 
 use std::path::{Path, PathBuf};
 
@@ -24,45 +27,126 @@ pub enum ConfigError {
     /// A `--set` argument that is not `key=value` with a dotted key.
     #[error("--set {arg}: {reason}")]
     BadOverride { arg: String, reason: String },
+    /// A `base` that is not a file name, or that names itself through a chain of bases.
+    #[error("config file {path}: key `base`: {message}")]
+    Base { path: PathBuf, message: String },
 }
 
-/// Loads a `T` from its defaults, the TOML file `file` (if any) and `overrides` of the form
-/// `dotted.key=value` (the value read as a TOML value, else as a string), in that order.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError> {
+/// A value that is out of range: the dotted key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl Invalid {
+    /// `message` about `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid { key: key.into(), message: message.into() }
+    }
+
+    /// The same error for the key under table `table` (`model` + `layers` = `model.layers`).
+    pub fn within(self, table: &str) -> Invalid {
+        Invalid { key: format!("{table}.{}", self.key), ..self }
+    }
+}
+
+impl From<(&'static str, String)> for Invalid {
+    fn from((key, message): (&'static str, String)) -> Invalid {
+        Invalid::new(key, message)
+    }
+}
+
+/// A config that checks its values once it is read.
+pub trait Validate {
+    fn validate(&self) -> Result<(), Invalid>;
+}
+
+/// Loads a `T` from its defaults, the TOML file `file` (if any, over its bases) and
+/// `overrides` of the form `dotted.key=value` (the value read as a TOML value, else as a
+/// string), in that order, and validates it.
+pub fn load<T: DeserializeOwned + Validate>(file: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError> {
     match file {
         None => load_table(toml::Table::new(), None, overrides),
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-            load_text(&text, path, overrides)
+        Some(path) => load_table(read_with_bases(path, &mut Vec::new())?, Some(path), overrides),
+    }
+}
+
+/// Like [`load`], from TOML text; `origin` names it in errors (a file name), and a `base` in it
+/// is read relative to `origin`'s folder.
+pub fn load_text<T: DeserializeOwned + Validate>(
+    text: &str,
+    origin: &Path,
+    overrides: &[String],
+) -> Result<T, ConfigError> {
+    let table = with_bases(parse(text, origin)?, origin, &mut Vec::new())?;
+    load_table(table, Some(origin), overrides)
+}
+
+fn parse(text: &str, origin: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: origin.to_owned(), message: e.to_string() })
+}
+
+/// The table of the file at `path` merged over the files its `base` key names (a path relative
+/// to the file's folder), recursively; `chain` holds the files being read, to refuse cycles.
+fn read_with_bases(path: &Path, chain: &mut Vec<PathBuf>) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    with_bases(parse(&text, path)?, path, chain)
+}
+
+fn with_bases(mut table: toml::Table, path: &Path, chain: &mut Vec<PathBuf>) -> Result<toml::Table, ConfigError> {
+    let Some(base) = table.remove("base") else { return Ok(table) };
+    let bad = |message: String| ConfigError::Base { path: path.to_owned(), message };
+    let base = base.as_str().ok_or_else(|| bad(format!("expected a file name, got {base}")))?;
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+    let key = std::fs::canonicalize(&base_path).unwrap_or_else(|_| base_path.clone());
+    if chain.contains(&key) || chain.len() >= 16 {
+        return Err(bad(format!("`{base}` leads back to a file already being read: {chain:?}")));
+    }
+    chain.push(key);
+    let mut merged = read_with_bases(&base_path, chain)?;
+    chain.pop();
+    merge(&mut merged, table);
+    Ok(merged)
+}
+
+/// Sets every key of `top` in `bottom`; tables merge key by key, other values replace.
+fn merge(bottom: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (bottom.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => merge(below, above),
+            (_, value) => {
+                bottom.insert(key, value);
+            }
         }
     }
 }
 
-/// Like [`load`], from TOML text; `origin` names it in errors (a file name).
-pub fn load_text<T: DeserializeOwned>(text: &str, origin: &Path, overrides: &[String]) -> Result<T, ConfigError> {
-    let table = text
-        .parse::<toml::Table>()
-        .map_err(|e| ConfigError::Syntax { path: origin.to_owned(), message: e.to_string() })?;
-    load_table(table, Some(origin), overrides)
-}
-
-fn load_table<T: DeserializeOwned>(
+fn load_table<T: DeserializeOwned + Validate>(
     mut table: toml::Table,
     origin: Option<&Path>,
     overrides: &[String],
 ) -> Result<T, ConfigError> {
-    if let Some(path) = origin {
+    let file_origin = origin.map(|p| p.display().to_string());
+    if let Some(origin) = &file_origin {
         // Check the file on its own first, so that its errors name the file.
-        deserialize::<T>(&table, &path.display().to_string())?;
+        deserialize::<T>(&table, origin)?;
     }
-    if overrides.is_empty() {
-        return deserialize(&table, "defaults");
-    }
-    for arg in overrides {
-        apply_override(&mut table, arg)?;
-    }
-    deserialize(&table, &format!("--set {}", overrides.join(" --set ")))
+    let origin = if overrides.is_empty() {
+        file_origin.unwrap_or_else(|| "defaults".to_owned())
+    } else {
+        for arg in overrides {
+            apply_override(&mut table, arg)?;
+        }
+        let sets = format!("--set {}", overrides.join(" --set "));
+        match file_origin {
+            Some(file) => format!("{file} with {sets}"),
+            None => sets,
+        }
+    };
+    let config: T = deserialize(&table, &origin)?;
+    config.validate().map_err(|Invalid { key, message }| ConfigError::Invalid { origin, key, message })?;
+    Ok(config)
 }
 
 fn deserialize<T: DeserializeOwned>(table: &toml::Table, origin: &str) -> Result<T, ConfigError> {

@@ -92,6 +92,15 @@ impl Sgd {
         &self.params
     }
 
+    /// Clips the gradients' total norm to `grad_clip` (0: no clipping, as DARTS clips at 5),
+    /// then takes a step: the update of every training step, search and retraining alike.
+    pub fn update(&mut self, lr: f64, grad_clip: f64) {
+        if grad_clip > 0.0 {
+            self.params().clip_grad_norm(grad_clip);
+        }
+        self.step(lr);
+    }
+
     /// One update with learning rate `lr` from the current gradients.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {

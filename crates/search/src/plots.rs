@@ -7,13 +7,13 @@ use cell::Primitive;
 use plotters::prelude::*;
 use trellis::Architecture;
 
-use crate::rundir::{write_atomic, RunDir};
+use crate::rundir::{write_file, RunDir};
 
 /// Writes every picture of a finished search.
 pub fn write_search_pictures(dir: &RunDir, architecture: &Architecture) -> Result<()> {
-    write_atomic(&dir.path("arch/cell.dot"), cell_dot(architecture).as_bytes())?;
-    write_atomic(&dir.path("arch/cell.svg"), cell_svg(architecture).as_bytes())?;
-    write_atomic(&dir.path("arch/path.svg"), path_svg(architecture).as_bytes())?;
+    write_file(&dir.path("arch/cell.dot"), cell_dot(architecture).as_bytes())?;
+    write_file(&dir.path("arch/cell.svg"), cell_svg(architecture).as_bytes())?;
+    write_file(&dir.path("arch/path.svg"), path_svg(architecture).as_bytes())?;
     let history = crate::search_run::read_history(dir.root())?;
     let alpha: Vec<Vec<f64>> = history
         .iter()
@@ -173,11 +173,8 @@ fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec
     let (n_rows, n_cols) = (rows.len().max(1), columns.len().max(1));
     let height = (12 * n_rows + 80) as u32;
     let width = (260 + 24 * n_cols).max(420) as u32;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let root = SVGBackend::new(&tmp, (width, height)).into_drawing_area();
+    seg::atomic::write_atomic_with(path, |tmp| -> Result<()> {
+        let root = SVGBackend::new(tmp, (width, height)).into_drawing_area();
         root.fill(&WHITE).context("drawing")?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 14))
@@ -213,6 +210,7 @@ fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec
             }))
             .context("drawing")?;
         root.present().context("writing the picture")?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }

@@ -1,25 +1,26 @@
 //! `search train`: retraining a decoded network from scratch (paper §5.2): SGD with momentum and
 //! DeepLab's poly learning rate, random crops, scheduled drop path, evaluation on the val split
-//! every `eval_every` iterations. The same loop trains the demo's per-pixel baseline.
+//! every `eval_every` iterations, gradient clipping as in the search. The steps run in the one
+//! training loop ([`crate::train_loop`]). The same task trains the demo's per-pixel baseline.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cell::Conv2d;
-use seg::data::{list_samples, Annotation, Loader, Mode};
-use serde::{Deserialize, Serialize};
+use seg::data::loader::EpochBatches;
+use seg::data::{list_samples, Annotation, Loader, Mode, SampleRef};
 use tch::nn::Module;
 use tch::{nn, Device, Tensor};
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 
-use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors, Checkpoints};
+use crate::checkpoint::{load_store, read_tensors, store_tensors, write_tensors, Checkpoints};
 use crate::optim::{poly_lr, Params, Sgd};
 use crate::run_config::RetrainConfig;
-use crate::rundir::{peak_rss_mib, RunDir};
+use crate::rundir::RunDir;
 use crate::search_run::check_data;
 use crate::step::{has_labels, segmentation_loss};
+use crate::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, StepRecord, Task};
 
 /// A network that maps normalised images `[N, 3, H, W]` to logits `[N, classes, H, W]`.
 pub trait Segmenter {
@@ -83,14 +84,6 @@ pub enum RetrainOutcome {
     Stopped(PathBuf),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RetrainState {
-    iteration: usize,
-    epoch: usize,
-    batch: usize,
-    best_val_miou: Option<f64>,
-}
-
 /// Builds the model of `choice` in `vs`.
 pub fn build_model(choice: &ModelChoice, config: &RetrainConfig, vs: &nn::VarStore) -> Box<dyn Segmenter> {
     match choice {
@@ -107,13 +100,8 @@ pub fn build_model(choice: &ModelChoice, config: &RetrainConfig, vs: &nn::VarSto
     }
 }
 
-fn guard(config: &RetrainConfig, model: &ModelChoice) -> Result<()> {
-    if config.iterations == 0 {
-        bail!("config key `iterations` must be at least 1");
-    }
-    if !(config.model.drop_path_keep_prob > 0.0 && config.model.drop_path_keep_prob <= 1.0) {
-        bail!("config key `model.drop_path_keep_prob` must be in (0, 1], got {}", config.model.drop_path_keep_prob);
-    }
+/// Checks that the architecture fits the config's `model.blocks` / `model.layers`.
+fn check_architecture(config: &RetrainConfig, model: &ModelChoice) -> Result<()> {
     if let ModelChoice::Deployed(architecture) = model {
         let layers = architecture.path.num_layers();
         let blocks = architecture.cell.num_blocks();
@@ -124,10 +112,88 @@ fn guard(config: &RetrainConfig, model: &ModelChoice) -> Result<()> {
     Ok(())
 }
 
+/// Retraining as a [`Task`] of the training loop.
+struct Retrain<'a> {
+    config: &'a RetrainConfig,
+    device: Device,
+    vs: nn::VarStore,
+    model: Box<dyn Segmenter>,
+    sgd: Sgd,
+    loader: Loader,
+    val: Vec<SampleRef>,
+    batches: Option<EpochBatches>,
+}
+
+impl Task for Retrain<'_> {
+    fn checkpoint_files(&self) -> Vec<(&'static str, Vec<(String, Tensor)>)> {
+        let optim = self.sgd.state().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+        vec![("weights", store_tensors(&self.vs)), ("optim", optim)]
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn restore(&mut self, checkpoint: &Path, _state: &serde_json::Value) -> Result<()> {
+        load_store(&mut self.vs, &checkpoint.join("weights.safetensors"))?;
+        self.sgd.load_state(&read_tensors(&checkpoint.join("optim.safetensors"))?);
+        Ok(())
+    }
+
+    fn begin_epoch(&mut self, epoch: usize, batch: usize) -> Result<()> {
+        self.batches = Some(self.loader.epoch_from(self.config.seed, epoch as u64, batch));
+        Ok(())
+    }
+
+    fn step(&mut self, at: Position) -> Result<StepRecord> {
+        let c = self.config;
+        let iteration = at.global_step;
+        let batch = self.batches.as_mut().expect("begun").next().context("the training split ended early")??;
+        let (images, labels) = batch.to_tensors(self.device);
+        let lr = poly_lr(c.lr, iteration, c.iterations, c.lr_power);
+        let progress = iteration as f64 / c.iterations as f64;
+        let mut loss_value = f64::NAN;
+        if has_labels(&labels) {
+            self.sgd.params().zero_grad();
+            let logits =
+                tch::autocast(c.autocast && self.device.is_cuda(), || self.model.logits(&images, true, progress));
+            let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
+            loss_value = f64::try_from(&loss)?;
+            if !loss_value.is_finite() {
+                bail!("non-finite loss {loss_value} at iteration {iteration}; the last good checkpoint is kept");
+            }
+            loss.backward();
+            self.sgd.update(lr, c.grad_clip);
+        } else {
+            warn!(iteration, "batch has only ignored pixels: step skipped");
+        }
+        let fields = serde_json::json!({"iteration": iteration + 1, "lr": lr});
+        Ok(StepRecord { loss: loss_value, images: batch.len(), fields: fields.as_object().expect("object").clone() })
+    }
+
+    fn end_epoch(&mut self, _epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
+        Ok(serde_json::Map::new())
+    }
+
+    fn evaluate(&mut self) -> Result<f64> {
+        let data = &self.config.data;
+        let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
+        let matrix = crate::evaluate::evaluate(
+            &self.val,
+            &data.transform,
+            data.eval_window,
+            self.device,
+            data.loader.workers,
+            &forward,
+        )?;
+        Ok(matrix.scores().miou)
+    }
+}
+
 /// Runs (or resumes) a retraining.
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
-    guard(config, &options.model)?;
+    check_architecture(config, &options.model)?;
     let device = options.device;
     let data = &config.data;
     let samples = list_samples(&data.root, &data.train_split, Annotation::Fine)
@@ -147,113 +213,30 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     }
     let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
     tch::manual_seed(config.seed as i64);
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let model = build_model(&options.model, config, &vs);
-    let mut sgd = Sgd::new(Params::of(&vs), config.sgd());
-    let mut state = RetrainState { iteration: 0, epoch: 0, batch: 0, best_val_miou: None };
-    if options.resume {
-        let checkpoint =
-            checkpoints.latest()?.with_context(|| format!("{} has no checkpoint to resume", options.out.display()))?;
-        load_store(&mut vs, &checkpoint.join("weights.safetensors"))?;
-        sgd.load_state(&read_tensors(&checkpoint.join("optim.safetensors"))?);
-        state = read_state(&checkpoint)?;
-        info!(checkpoint = %checkpoint.display(), iteration = state.iteration, "resuming");
-    }
+    let sgd = Sgd::new(Params::of(&vs), config.sgd());
     let parameters: usize = Params::of(&vs).tensors().iter().map(|t| t.numel()).sum();
-    info!(parameters, iterations = config.iterations, batches_per_epoch = loader.batches_per_epoch(), "train");
-
-    let evaluate = |model: &dyn Segmenter| -> Result<f64> {
-        let forward = |x: &Tensor| model.logits(x, false, 1.0);
-        let matrix =
-            crate::evaluate::evaluate(&val, &data.transform, data.eval_window, device, data.loader.workers, &forward)?;
-        Ok(matrix.scores().miou)
+    let steps_per_epoch = loader.batches_per_epoch();
+    info!(parameters, iterations = config.iterations, batches_per_epoch = steps_per_epoch, "train");
+    let mut task = Retrain { config, device, vs, model, sgd, loader, val, batches: None };
+    let loop_config = LoopConfig {
+        seed: config.seed,
+        total_steps: config.iterations,
+        steps_per_epoch,
+        log_every_steps: config.log_every_steps,
+        eval: EvalSchedule::EverySteps(config.eval_every),
+        eval_at_end: true,
+        checkpoint: config.checkpoint.clone(),
+        checkpoint_every_epoch: false,
+        stop_after_steps: options.stop_after_steps,
     };
-    let save = |state: &RetrainState, sgd: &Sgd, vs: &nn::VarStore, best: bool| -> Result<PathBuf> {
-        let optim = sgd.state().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
-        checkpoints.save(state.iteration, &[("weights", store_tensors(vs)), ("optim", optim)], state, best)
+    let val_miou = match crate::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
+        LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),
+        LoopOutcome::Finished { val_miou } => val_miou.expect("the loop evaluates at the end"),
     };
-
-    let bar = crate::logging::progress(config.iterations as u64, "train");
-    bar.set_position(state.iteration as u64);
-    let mut batches = loader.epoch_from(config.seed, state.epoch as u64, state.batch);
-    let mut window = (Instant::now(), 0usize);
-    while state.iteration < config.iterations {
-        let iteration = state.iteration;
-        let _span = info_span!("iteration", iteration).entered();
-        let batch = match batches.next() {
-            Some(batch) => batch?,
-            None => {
-                state.epoch += 1;
-                state.batch = 0;
-                batches = loader.epoch(config.seed, state.epoch as u64);
-                continue;
-            }
-        };
-        let (images, labels) = batch.to_tensors(device);
-        tch::manual_seed((config.seed as i64) ^ (iteration as i64));
-        let lr = poly_lr(config.lr, iteration, config.iterations, config.lr_power);
-        let progress = iteration as f64 / config.iterations as f64;
-        let mut loss_value = f64::NAN;
-        if has_labels(&labels) {
-            sgd.params().zero_grad();
-            let logits = tch::autocast(config.autocast && device.is_cuda(), || model.logits(&images, true, progress));
-            let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
-            loss_value = f64::try_from(&loss)?;
-            if !loss_value.is_finite() {
-                bail!("non-finite loss {loss_value} at iteration {iteration}; the last good checkpoint is kept");
-            }
-            loss.backward();
-            sgd.step(lr);
-        } else {
-            warn!(iteration, "batch has only ignored pixels: step skipped");
-        }
-        state.iteration += 1;
-        state.batch += 1;
-        window.1 += batch.len();
-        bar.inc(1);
-        if config.log_every_steps > 0 && state.iteration % config.log_every_steps == 0 {
-            let seconds = window.0.elapsed().as_secs_f64();
-            dir.metric(&serde_json::json!({
-                "kind": "step", "iteration": state.iteration, "loss": loss_value, "lr": lr,
-                "images_per_second": window.1 as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
-            }))?;
-            info!(iteration = state.iteration, loss = loss_value, lr, "step");
-            window = (Instant::now(), 0);
-        }
-        let last = state.iteration == config.iterations;
-        if config.eval_every > 0 && state.iteration % config.eval_every == 0 && !last {
-            let miou = evaluate(model.as_ref())?;
-            let best = state.best_val_miou.is_none_or(|b| miou > b);
-            if best {
-                state.best_val_miou = Some(miou);
-            }
-            dir.metric(&serde_json::json!({"kind": "eval", "iteration": state.iteration, "val_miou": miou}))?;
-            info!(iteration = state.iteration, val_miou = miou, "evaluated");
-            save(&state, &sgd, &vs, best)?;
-        }
-        let stop = crate::interrupt::requested() || options.stop_after_steps.is_some_and(|n| state.iteration >= n);
-        let periodic = config.checkpoint.every_steps > 0 && state.iteration % config.checkpoint.every_steps == 0;
-        if (stop || periodic) && !last {
-            let path = save(&state, &sgd, &vs, false)?;
-            if stop {
-                crate::logging::finish_progress();
-                info!(checkpoint = %path.display(), "stopped; resume with --resume");
-                return Ok(RetrainOutcome::Stopped(path));
-            }
-        }
-    }
-    crate::logging::finish_progress();
-    let miou = evaluate(model.as_ref())?;
-    let best = state.best_val_miou.is_none_or(|b| miou >= b);
-    if best {
-        state.best_val_miou = Some(miou);
-    }
-    dir.metric(&serde_json::json!({"kind": "eval", "iteration": state.iteration, "val_miou": miou, "final": true}))?;
-    save(&state, &sgd, &vs, best)?;
     let weights = dir.path("weights.safetensors");
-    let tmp = dir.path("weights.safetensors.tmp");
-    write_tensors(&tmp, &store_tensors(&vs))?;
-    std::fs::rename(&tmp, &weights).with_context(|| format!("writing {}", weights.display()))?;
-    info!(val_miou = miou, weights = %weights.display(), "training finished");
-    Ok(RetrainOutcome::Finished { val_miou: miou, weights })
+    write_tensors(&weights, &store_tensors(&task.vs))?;
+    info!(val_miou, weights = %weights.display(), "training finished");
+    Ok(RetrainOutcome::Finished { val_miou, weights })
 }

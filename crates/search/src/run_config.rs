@@ -1,15 +1,27 @@
 //! The configurations of `search run` (the bilevel search, paper §4.2) and `search train` (the
-//! retraining, §5.2), in layers as in mmsegmentation: data, model, schedule, optimisers,
-//! checkpoints. Every struct rejects unknown keys and defaults what a file leaves out; the
-//! defaults are the paper's settings (see configs/cityscapes-*.toml).
+//! retraining, §5.2), in layers as in mmsegmentation: data, model (what is searched or
+//! trained), execution (how it runs: never a result or a file format), schedule, optimisers,
+//! checkpoints. Every struct rejects unknown keys, defaults what a file leaves out and
+//! validates its values on load ([`Validate`]); the defaults are the paper's settings (see
+//! configs/cityscapes-*.toml).
 
 use std::path::PathBuf;
 
 use seg::data::{LoaderConfig, TransformConfig};
 use serde::{Deserialize, Serialize};
-use trellis::SearchNetworkConfig;
+use trellis::{Execution, SearchNetworkConfig};
 
+use crate::config::{Invalid, Validate};
 use crate::optim::{AdamConfig, SgdConfig};
+
+/// `Err` naming `key` unless `ok`.
+fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(key, message()))
+    }
+}
 
 /// Where the data is and how it is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +52,26 @@ impl Default for DataConfig {
             loader: LoaderConfig::default(),
             eval_window: None,
         }
+    }
+}
+
+impl Validate for DataConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        let t = &self.transform;
+        check(t.crop.iter().all(|&c| c >= 1), "transform.crop", || format!("must be at least 1, got {:?}", t.crop))?;
+        check(t.base_scale > 0.0, "transform.base_scale", || format!("must be positive, got {}", t.base_scale))?;
+        check(t.scale_range[0] > 0.0 && t.scale_range[0] <= t.scale_range[1], "transform.scale_range", || {
+            format!("must be [low, high] with 0 < low <= high, got {:?}", t.scale_range)
+        })?;
+        check(t.std.iter().all(|&s| s > 0.0), "transform.std", || format!("must be positive, got {:?}", t.std))?;
+        let l = &self.loader;
+        check(l.batch >= 1, "loader.batch", || format!("must be at least 1, got {}", l.batch))?;
+        check(l.workers >= 1, "loader.workers", || format!("must be at least 1, got {}", l.workers))?;
+        check(l.prefetch >= 1, "loader.prefetch", || format!("must be at least 1, got {}", l.prefetch))?;
+        if let Some(window) = self.eval_window {
+            check(window.iter().all(|&c| c >= 1), "eval_window", || format!("must be at least 1, got {window:?}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -102,6 +134,8 @@ pub struct SearchRunConfig {
     pub steps_per_epoch: Option<usize>,
     pub weights: WeightOptimConfig,
     pub arch: AdamConfig,
+    /// How the search runs (never what it computes).
+    pub execution: Execution,
     /// Evaluate the search network on the val split every this many epochs (0: never).
     pub eval_every_epochs: usize,
     /// Log a metrics line every this many steps.
@@ -123,11 +157,34 @@ impl Default for SearchRunConfig {
             steps_per_epoch: None,
             weights: WeightOptimConfig::default(),
             arch: AdamConfig::default(),
+            execution: Execution::default(),
             eval_every_epochs: 1,
             log_every_steps: 20,
             checkpoint: CheckpointConfig::default(),
             autocast: false,
         }
+    }
+}
+
+impl Validate for SearchRunConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        self.data.validate().map_err(|e| e.within("data"))?;
+        self.model.validate().map_err(|e| Invalid::from(e).within("model"))?;
+        self.execution.validate().map_err(|e| Invalid::from(e).within("execution"))?;
+        check(self.epochs >= 1, "epochs", || "must be at least 1".into())?;
+        check(self.arch_start_epoch < self.epochs, "arch_start_epoch", || {
+            format!(
+                "{} but `epochs` = {}: no epoch would update α and β (epochs are 0-based)",
+                self.arch_start_epoch, self.epochs
+            )
+        })?;
+        check(self.steps_per_epoch != Some(0), "steps_per_epoch", || "must be at least 1 when set".into())?;
+        check(self.weights.lr_max > 0.0 && self.weights.lr_min >= 0.0, "weights.lr_max", || {
+            format!("learning rates must be positive, got {} -> {}", self.weights.lr_max, self.weights.lr_min)
+        })?;
+        check(self.weights.grad_clip >= 0.0, "weights.grad_clip", || "must be >= 0 (0: off)".into())?;
+        check(self.arch.lr > 0.0, "arch.lr", || format!("must be positive, got {}", self.arch.lr))?;
+        Ok(())
     }
 }
 
@@ -169,6 +226,8 @@ pub struct RetrainConfig {
     pub lr_power: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Clip the weights' gradient norm to this, as the search does; 0 disables.
+    pub grad_clip: f64,
     /// Evaluate on the val split every this many iterations (0: only at the end).
     pub eval_every: usize,
     pub log_every_steps: usize,
@@ -188,6 +247,7 @@ impl Default for RetrainConfig {
             lr_power: 0.9,
             momentum: 0.9,
             weight_decay: 4e-5,
+            grad_clip: 5.0,
             eval_every: 50_000,
             log_every_steps: 100,
             checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3 },
@@ -200,5 +260,25 @@ impl RetrainConfig {
     /// The SGD settings.
     pub fn sgd(&self) -> SgdConfig {
         SgdConfig { momentum: self.momentum, weight_decay: self.weight_decay }
+    }
+}
+
+impl Validate for RetrainConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        self.data.validate().map_err(|e| e.within("data"))?;
+        let m = &self.model;
+        check(m.filter_multiplier >= 1, "model.filter_multiplier", || {
+            format!("must be at least 1, got {}", m.filter_multiplier)
+        })?;
+        check(m.classes >= 2, "model.classes", || format!("must be at least 2, got {}", m.classes))?;
+        check(m.layers != Some(0), "model.layers", || "must be at least 1 when set".into())?;
+        check(m.blocks != Some(0), "model.blocks", || "must be at least 1 when set".into())?;
+        check(m.drop_path_keep_prob > 0.0 && m.drop_path_keep_prob <= 1.0, "model.drop_path_keep_prob", || {
+            format!("must be in (0, 1], got {}", m.drop_path_keep_prob)
+        })?;
+        check(self.iterations >= 1, "iterations", || "must be at least 1".into())?;
+        check(self.lr > 0.0, "lr", || format!("must be positive, got {}", self.lr))?;
+        check(self.grad_clip >= 0.0, "grad_clip", || "must be >= 0 (0: off)".into())?;
+        Ok(())
     }
 }

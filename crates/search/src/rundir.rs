@@ -14,12 +14,9 @@ pub struct RunDir {
     root: PathBuf,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+/// Writes `bytes` to `path` atomically ([`seg::atomic`]), with the path in the error.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    seg::atomic::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The environment record of a run.
@@ -51,7 +48,7 @@ impl RunDir {
         }
         let dir = RunDir { root: root.to_owned() };
         let toml = toml::to_string_pretty(config).context("serialising the resolved config")?;
-        write_atomic(&dir.path("config.toml"), toml.as_bytes())?;
+        write_file(&dir.path("config.toml"), toml.as_bytes())?;
         dir.write_env(device)?;
         crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
         Ok(dir)
@@ -76,7 +73,7 @@ impl RunDir {
             command: std::env::args().collect(),
             started: format!("{:?}", std::time::SystemTime::now()),
         };
-        write_atomic(&self.path("env.json"), serde_json::to_string_pretty(&record)?.as_bytes())
+        write_file(&self.path("env.json"), serde_json::to_string_pretty(&record)?.as_bytes())
     }
 
     /// The folder.

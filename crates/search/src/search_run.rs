@@ -8,21 +8,21 @@
 //! architecture (`arch/epoch_NNN.json`); at the end it writes `arch/final.json` and pictures.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use seg::data::loader::EpochBatches;
 use seg::data::{list_samples, split_halves, Annotation, Batch, Loader, Mode, SampleRef};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
-use tracing::{info, info_span, warn};
-use trellis::{ArchParams, Architecture};
+use tracing::{info, warn};
+use trellis::{ArchParams, Architecture, SearchNetwork};
 
-use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, Checkpoints};
+use crate::checkpoint::{load_store, read_tensors, store_tensors, Checkpoints};
 use crate::optim::{cosine_lr, Adam, Params, Sgd};
 use crate::run_config::{DataConfig, SearchRunConfig};
-use crate::rundir::{peak_rss_mib, write_atomic, RunDir};
+use crate::rundir::RunDir;
 use crate::step::has_labels;
-pub use crate::step::segmentation_loss;
+use crate::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, StepRecord, Task};
 
 /// How `search run` was asked to run.
 pub struct SearchOptions {
@@ -45,15 +45,10 @@ pub enum SearchOutcome {
     Stopped(PathBuf),
 }
 
-/// Position and bookkeeping saved in every checkpoint.
+/// The search's own part of a checkpoint's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SearchState {
-    /// Epoch to continue in, and the first batch of it not yet done.
-    epoch: usize,
-    batch: usize,
-    global_step: usize,
     arch_steps: i64,
-    best_val_miou: Option<f64>,
     /// Indices of the training list in trainA and trainB (stable across resumes).
     train_a: Vec<usize>,
     train_b: Vec<usize>,
@@ -80,34 +75,166 @@ pub fn check_data(data: &DataConfig, samples: &[SampleRef]) -> Result<()> {
     Ok(())
 }
 
-fn guard_config(config: &SearchRunConfig) -> Result<()> {
-    if config.epochs == 0 {
-        bail!("config key `epochs` must be at least 1");
+/// The bilevel search as a [`Task`] of the training loop.
+struct Search<'a> {
+    config: &'a SearchRunConfig,
+    device: Device,
+    dir: &'a RunDir,
+    net: SearchNetwork,
+    weights: nn::VarStore,
+    arch_store: nn::VarStore,
+    arch: ArchParams,
+    sgd: Sgd,
+    adam: Adam,
+    state: SearchState,
+    loader_a: Loader,
+    loader_b: Loader,
+    val: Option<Vec<SampleRef>>,
+    batches_a: Option<EpochBatches>,
+    /// trainB is read in step with trainA (step s uses its batch s, cycling through trainB
+    /// when it is shorter): the cycle and its stream.
+    batches_b: Option<(usize, EpochBatches)>,
+    lr: f64,
+}
+
+impl Search<'_> {
+    fn seed_b(&self) -> u64 {
+        self.config.seed ^ 0xB0B0_B0B0
     }
-    if config.arch_start_epoch >= config.epochs {
-        bail!(
-            "config key `arch_start_epoch` = {} but `epochs` = {}: no epoch would update α and β (epochs are 0-based)",
-            config.arch_start_epoch,
-            config.epochs
-        );
+}
+
+impl Task for Search<'_> {
+    fn checkpoint_files(&self) -> Vec<(&'static str, Vec<(String, Tensor)>)> {
+        let mut optim = self.sgd.state();
+        optim.extend(self.adam.state());
+        let optim = optim.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+        vec![("weights", store_tensors(&self.weights)), ("arch", store_tensors(&self.arch_store)), ("optim", optim)]
     }
-    if config.model.layers == 0 || config.model.blocks == 0 || config.model.filter_multiplier < 1 {
-        bail!("config keys `model.layers`, `model.blocks` and `model.filter_multiplier` must be at least 1");
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state).expect("the search state serialises")
     }
-    let k = config.model.partial_channels;
-    if k < 1 || config.model.filter_multiplier % k != 0 {
-        bail!(
-            "config key `model.partial_channels` = {k} must be at least 1 and divide `model.filter_multiplier` = {} (the channels of every level are multiples of it)",
-            config.model.filter_multiplier
-        );
+
+    fn restore(&mut self, checkpoint: &Path, state: &serde_json::Value) -> Result<()> {
+        load_store(&mut self.weights, &checkpoint.join("weights.safetensors"))?;
+        load_store(&mut self.arch_store, &checkpoint.join("arch.safetensors"))?;
+        let state: SearchState = serde_json::from_value(state.clone()).context("the search's state")?;
+        let optim = read_tensors(&checkpoint.join("optim.safetensors"))?;
+        self.sgd.load_state(&optim);
+        self.adam.load_state(&optim, state.arch_steps);
+        if (&state.train_a, &state.train_b) != (&self.state.train_a, &self.state.train_b) {
+            bail!("the trainA/trainB split differs from this data set's; was the data changed?");
+        }
+        self.state = state;
+        Ok(())
     }
-    Ok(())
+
+    fn begin_epoch(&mut self, epoch: usize, batch: usize) -> Result<()> {
+        let c = self.config;
+        self.lr = cosine_lr(c.weights.lr_max, c.weights.lr_min, epoch, c.epochs);
+        self.batches_a = Some(self.loader_a.epoch_from(c.seed, epoch as u64, batch));
+        self.batches_b = None;
+        Ok(())
+    }
+
+    fn step(&mut self, at: Position) -> Result<StepRecord> {
+        let c = self.config;
+        let (epoch, step) = (at.epoch, at.batch);
+        let batch_a: Batch = self.batches_a.as_mut().expect("begun").next().context("trainA ended early")??;
+        let (images, labels) = batch_a.to_tensors(self.device);
+        let mut loss_weights = f64::NAN;
+        if has_labels(&labels) {
+            let timing = crate::step::weight_step(
+                &self.net,
+                &self.arch,
+                &mut self.sgd,
+                &images,
+                &labels,
+                self.lr,
+                c.weights.grad_clip,
+                c.autocast,
+            );
+            loss_weights = timing.loss;
+            if !loss_weights.is_finite() {
+                bail!("non-finite weight loss {loss_weights} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
+            }
+        } else {
+            warn!(epoch, step, "trainA batch has only ignored pixels: weight step skipped");
+        }
+        let arch_active = epoch >= c.arch_start_epoch;
+        let mut loss_arch = None;
+        if arch_active {
+            let b_per_epoch = self.loader_b.batches_per_epoch();
+            let cycle = step / b_per_epoch;
+            if self.batches_b.as_ref().map(|(c, _)| *c) != Some(cycle) {
+                let stream = self.loader_b.epoch_from(self.seed_b(), (epoch * 1000 + cycle) as u64, step % b_per_epoch);
+                self.batches_b = Some((cycle, stream));
+            }
+            let (_, stream) = self.batches_b.as_mut().expect("the trainB stream was just set");
+            let batch_b = stream.next().context("trainB ended early")??;
+            let (images_b, labels_b) = batch_b.to_tensors(self.device);
+            if has_labels(&labels_b) {
+                let timing = crate::step::arch_step(
+                    &self.net,
+                    &self.arch,
+                    &mut self.weights,
+                    &mut self.adam,
+                    &images_b,
+                    &labels_b,
+                );
+                if !timing.loss.is_finite() {
+                    bail!("non-finite architecture loss {} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", timing.loss, at.global_step);
+                }
+                loss_arch = Some(timing.loss);
+            }
+        }
+        self.state.arch_steps = self.adam.steps();
+        let fields = serde_json::json!({
+            "loss_weights": loss_weights, "loss_arch": loss_arch, "lr_weights": self.lr,
+            "lr_arch": if arch_active { Some(c.arch.lr) } else { None },
+        });
+        Ok(StepRecord {
+            loss: loss_weights,
+            images: batch_a.len(),
+            fields: fields.as_object().expect("an object").clone(),
+        })
+    }
+
+    fn end_epoch(&mut self, epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let decoded =
+            tch::no_grad(|| trellis::decode(self.arch.alpha.logits(), &self.arch.beta, &self.dir.path("arch")))?;
+        let mut record = decoded.clone();
+        record.extra.insert("epoch".into(), serde_json::json!(epoch));
+        record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
+        append_history(self.dir, epoch, &self.arch)?;
+        info!(epoch, path = ?decoded.path.levels(), "decoded");
+        let fields = serde_json::json!({
+            "lr_weights": self.lr, "arch_active": epoch >= self.config.arch_start_epoch,
+            "cell": decoded.cell, "path": decoded.path,
+        });
+        Ok(fields.as_object().expect("an object").clone())
+    }
+
+    fn evaluate(&mut self) -> Result<f64> {
+        let val = self.val.as_ref().context("no val split was listed")?;
+        let data = &self.config.data;
+        let weights = tch::no_grad(|| self.arch.weights());
+        let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
+        let matrix = crate::evaluate::evaluate(
+            val,
+            &data.transform,
+            data.eval_window,
+            self.device,
+            data.loader.workers,
+            &forward,
+        )?;
+        Ok(matrix.scores().miou)
+    }
 }
 
 /// Runs (or resumes) a search.
 pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let config = &options.config;
-    guard_config(config)?;
     let device = options.device;
     let data = &config.data;
     let samples = list_samples(&data.root, &data.train_split, Annotation::Fine)
@@ -115,231 +242,80 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     check_data(data, &samples)?;
 
     tch::manual_seed(config.seed as i64);
-    let mut weights_store = nn::VarStore::new(device);
-    let mut arch_store = nn::VarStore::new(device);
-    let net = config.model.build(&weights_store.root());
+    let weights = nn::VarStore::new(device);
+    let arch_store = nn::VarStore::new(device);
+    let mut net = config.model.build(&weights.root());
+    net.set_execution(config.execution.clone());
     let arch = ArchParams::new(&arch_store.root(), config.model.blocks, config.model.layers);
-    let mut sgd = Sgd::new(Params::of(&weights_store), config.weights.sgd());
-    let mut adam = Adam::new(Params::of(&arch_store), config.arch.clone());
+    let sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
+    let adam = Adam::new(Params::of(&arch_store), config.arch.clone());
 
     let (train_a, train_b) = split_halves(samples.len(), config.seed);
-    let mut state = SearchState {
-        epoch: 0,
-        batch: 0,
-        global_step: 0,
-        arch_steps: 0,
-        best_val_miou: None,
-        train_a: train_a.clone(),
-        train_b: train_b.clone(),
-    };
-    let checkpoints = Checkpoints::new(options.out.join("checkpoints"), config.checkpoint.keep_last)?;
-    if options.resume {
-        let checkpoint =
-            checkpoints.latest()?.with_context(|| format!("{} has no checkpoint to resume", options.out.display()))?;
-        load_store(&mut weights_store, &checkpoint.join("weights.safetensors"))?;
-        load_store(&mut arch_store, &checkpoint.join("arch.safetensors"))?;
-        state = read_state(&checkpoint)?;
-        let optim = read_tensors(&checkpoint.join("optim.safetensors"))?;
-        sgd.load_state(&optim);
-        adam.load_state(&optim, state.arch_steps);
-        if (state.train_a.clone(), state.train_b.clone()) != (train_a, train_b) {
-            bail!(
-                "{}: the trainA/trainB split differs from this data set's; was the data changed?",
-                checkpoint.display()
-            );
-        }
-        info!(checkpoint = %checkpoint.display(), epoch = state.epoch, batch = state.batch, "resuming");
-    }
     let pick = |indices: &[usize]| -> Vec<SampleRef> { indices.iter().map(|&i| samples[i].clone()).collect() };
-    let loader_a = Loader::new(pick(&state.train_a), data.transform.clone(), data.loader.clone(), Mode::Train)
+    let loader_a = Loader::new(pick(&train_a), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainA (the half of the training split that trains the weights)")?;
-    let loader_b = Loader::new(pick(&state.train_b), data.transform.clone(), data.loader.clone(), Mode::Train)
+    let loader_b = Loader::new(pick(&train_b), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainB (the half of the training split that trains α and β)")?;
     let steps_per_epoch =
         config.steps_per_epoch.map_or(loader_a.batches_per_epoch(), |s| s.min(loader_a.batches_per_epoch()));
+    let val = if config.eval_every_epochs > 0 {
+        Some(list_samples(&data.root, &data.val_split, Annotation::Fine).context("listing the val split")?)
+    } else {
+        None
+    };
     // The run folder is created only once the data and the loaders are known to be usable.
     let dir = if options.resume {
         RunDir::open(&options.out, device)?
     } else {
         RunDir::create(&options.out, config, device)?
     };
-    let val_samples = if config.eval_every_epochs > 0 {
-        Some(list_samples(&data.root, &data.val_split, Annotation::Fine).context("listing the val split")?)
-    } else {
-        None
-    };
+    let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
     info!(
-        train_a = state.train_a.len(),
-        train_b = state.train_b.len(),
+        train_a = train_a.len(),
+        train_b = train_b.len(),
         steps_per_epoch,
         epochs = config.epochs,
-        weights = Params::of(&weights_store).tensors().iter().map(|t| t.numel()).sum::<usize>(),
+        weights = Params::of(&weights).tensors().iter().map(|t| t.numel()).sum::<usize>(),
         "search"
     );
-
-    let seed_b = config.seed ^ 0xB0B0_B0B0;
-    while state.epoch < config.epochs {
-        let epoch = state.epoch;
-        let _span = info_span!("epoch", epoch).entered();
-        let lr = cosine_lr(config.weights.lr_max, config.weights.lr_min, epoch, config.epochs);
-        let arch_active = epoch >= config.arch_start_epoch;
-        let mut batches_a = loader_a.epoch_from(config.seed, epoch as u64, state.batch);
-        // trainB is read in step with trainA (step s uses its batch s, cycling through trainB
-        // when it is shorter), and only while α and β are trained.
-        let b_per_epoch = loader_b.batches_per_epoch();
-        let mut batches_b: Option<(usize, seg::data::loader::EpochBatches)> = None;
-        let bar = crate::logging::progress(steps_per_epoch as u64, format!("epoch {epoch}"));
-        bar.set_position(state.batch as u64);
-        let mut window = (Instant::now(), 0usize);
-        let mut epoch_loss = (0.0, 0usize);
-        while state.batch < steps_per_epoch {
-            let step = state.batch;
-            let _step_span = info_span!("step", step).entered();
-            let batch_a: Batch = batches_a.next().context("trainA ended early")??;
-            let (images, labels) = batch_a.to_tensors(device);
-            tch::manual_seed((config.seed as i64) ^ (state.global_step as i64));
-            let mut loss_weights = f64::NAN;
-            if has_labels(&labels) {
-                let timing = crate::step::weight_step(
-                    &net,
-                    &arch,
-                    &weights_store,
-                    &mut sgd,
-                    &images,
-                    &labels,
-                    lr,
-                    config.weights.grad_clip,
-                    config.autocast,
-                );
-                loss_weights = timing.loss;
-                if !loss_weights.is_finite() {
-                    bail!("non-finite weight loss {loss_weights} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", state.global_step);
-                }
-            } else {
-                warn!(epoch, step, "trainA batch has only ignored pixels: weight step skipped");
-            }
-            let mut loss_arch = None;
-            if arch_active {
-                let cycle = step / b_per_epoch;
-                if batches_b.as_ref().map(|(c, _)| *c) != Some(cycle) {
-                    let stream = loader_b.epoch_from(seed_b, (epoch * 1000 + cycle) as u64, step % b_per_epoch);
-                    batches_b = Some((cycle, stream));
-                }
-                let (_, stream) = batches_b.as_mut().expect("the trainB stream was just set");
-                let batch_b = stream.next().context("trainB ended early")??;
-                let (images_b, labels_b) = batch_b.to_tensors(device);
-                if has_labels(&labels_b) {
-                    let timing =
-                        crate::step::arch_step(&net, &arch, &mut weights_store, &mut adam, &images_b, &labels_b);
-                    let value = timing.loss;
-                    if !value.is_finite() {
-                        bail!("non-finite architecture loss {value} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", state.global_step);
-                    }
-                    loss_arch = Some(value);
-                }
-            }
-            state.batch += 1;
-            state.global_step += 1;
-            state.arch_steps = adam.steps();
-            if loss_weights.is_finite() {
-                epoch_loss = (epoch_loss.0 + loss_weights, epoch_loss.1 + 1);
-            }
-            window.1 += batch_a.len();
-            bar.inc(1);
-            if config.log_every_steps > 0 && state.global_step % config.log_every_steps == 0 {
-                let seconds = window.0.elapsed().as_secs_f64();
-                dir.metric(&serde_json::json!({
-                    "kind": "step", "epoch": epoch, "step": step, "global_step": state.global_step,
-                    "loss_weights": loss_weights, "loss_arch": loss_arch, "lr_weights": lr,
-                    "lr_arch": if arch_active { Some(config.arch.lr) } else { None },
-                    "images_per_second": window.1 as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
-                }))?;
-                info!(global_step = state.global_step, loss_weights, ?loss_arch, lr, "step");
-                window = (Instant::now(), 0);
-            }
-            let stop =
-                crate::interrupt::requested() || options.stop_after_steps.is_some_and(|n| state.global_step >= n);
-            let periodic = config.checkpoint.every_steps > 0 && state.global_step % config.checkpoint.every_steps == 0;
-            if (stop || periodic) && state.batch < steps_per_epoch {
-                let path = save(&checkpoints, &state, &weights_store, &arch_store, &sgd, &adam, false)?;
-                if stop {
-                    crate::logging::finish_progress();
-                    info!(checkpoint = %path.display(), "stopped; resume with --resume");
-                    return Ok(SearchOutcome::Stopped(path));
-                }
-            }
-        }
-        crate::logging::finish_progress();
-
-        // End of epoch: decode, evaluate, checkpoint.
-        let decoded = tch::no_grad(|| trellis::decode(arch.alpha.logits(), &arch.beta, &dir.path("arch")))?;
-        let mut record = decoded.clone();
-        record.extra.insert("epoch".into(), serde_json::json!(epoch));
-        record.save(&dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
-        append_history(&dir, epoch, &arch)?;
-        let val_miou = match &val_samples {
-            Some(val) if (epoch + 1) % config.eval_every_epochs == 0 => {
-                let weights = tch::no_grad(|| arch.weights());
-                let forward = |x: &Tensor| net.forward_t(x, &weights, false);
-                let matrix = crate::evaluate::evaluate(
-                    val,
-                    &data.transform,
-                    data.eval_window,
-                    device,
-                    data.loader.workers,
-                    &forward,
-                )?;
-                Some(matrix.scores().miou)
-            }
-            _ => None,
-        };
-        let best = val_miou.is_some_and(|m| state.best_val_miou.is_none_or(|b| m > b));
-        if best {
-            state.best_val_miou = val_miou;
-        }
-        let train_loss = epoch_loss.0 / epoch_loss.1.max(1) as f64;
-        dir.metric(&serde_json::json!({
-            "kind": "epoch", "epoch": epoch, "train_loss": train_loss, "val_miou": val_miou,
-            "lr_weights": lr, "arch_active": arch_active, "peak_rss_mib": peak_rss_mib(),
-            "cell": decoded.cell, "path": decoded.path,
-        }))?;
-        info!(epoch, train_loss, ?val_miou, path = ?decoded.path.levels(), "epoch done");
-        state.epoch += 1;
-        state.batch = 0;
-        save(&checkpoints, &state, &weights_store, &arch_store, &sgd, &adam, best)?;
-        let stop = crate::interrupt::requested() || options.stop_after_steps.is_some_and(|n| state.global_step >= n);
-        if stop && state.epoch < config.epochs {
-            let path = checkpoints.latest()?.expect("just saved");
-            info!(checkpoint = %path.display(), "stopped; resume with --resume");
-            return Ok(SearchOutcome::Stopped(path));
-        }
+    let mut task = Search {
+        config,
+        device,
+        dir: &dir,
+        net,
+        weights,
+        arch_store,
+        arch,
+        sgd,
+        adam,
+        state: SearchState { arch_steps: 0, train_a, train_b },
+        loader_a,
+        loader_b,
+        val,
+        batches_a: None,
+        batches_b: None,
+        lr: config.weights.lr_max,
+    };
+    let loop_config = LoopConfig {
+        seed: config.seed,
+        total_steps: config.epochs * steps_per_epoch,
+        steps_per_epoch,
+        log_every_steps: config.log_every_steps,
+        eval: EvalSchedule::EveryEpochs(config.eval_every_epochs),
+        eval_at_end: false,
+        checkpoint: config.checkpoint.clone(),
+        checkpoint_every_epoch: true,
+        stop_after_steps: options.stop_after_steps,
+    };
+    match crate::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
+        LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),
+        LoopOutcome::Finished { .. } => {}
     }
-
-    let decoded = tch::no_grad(|| trellis::decode(arch.alpha.logits(), &arch.beta, &dir.path("arch")))?;
+    let decoded = tch::no_grad(|| trellis::decode(task.arch.alpha.logits(), &task.arch.beta, &dir.path("arch")))?;
     decoded.save(&dir.path("arch/final.json"))?;
     crate::plots::write_search_pictures(&dir, &decoded)?;
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
     Ok(SearchOutcome::Finished(decoded))
-}
-
-fn save(
-    checkpoints: &Checkpoints,
-    state: &SearchState,
-    weights: &nn::VarStore,
-    arch: &nn::VarStore,
-    sgd: &Sgd,
-    adam: &Adam,
-    best: bool,
-) -> Result<PathBuf> {
-    let mut optim = sgd.state();
-    optim.extend(adam.state());
-    let optim = optim.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
-    checkpoints.save(
-        state.global_step,
-        &[("weights", store_tensors(weights)), ("arch", store_tensors(arch)), ("optim", optim)],
-        state,
-        best,
-    )
 }
 
 /// One line per epoch in `arch/history.jsonl`: softmax(α) and normalised β, for the pictures.
@@ -364,7 +340,7 @@ fn append_history(dir: &RunDir, epoch: usize, arch: &ArchParams) -> Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     text.push_str(&format!("{line}\n"));
-    write_atomic(&path, text.as_bytes())
+    seg::atomic::write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads `arch/history.jsonl` of a run folder.

@@ -34,6 +34,22 @@ impl Default for SmokeConfig {
     }
 }
 
+impl crate::config::Validate for SmokeConfig {
+    fn validate(&self) -> Result<(), crate::config::Invalid> {
+        let at_least_one =
+            [("blocks", self.blocks as i64), ("batch", self.batch), ("size", self.size), ("channels", self.channels)];
+        for (key, value) in at_least_one {
+            if value < 1 {
+                return Err(crate::config::Invalid::new(key, format!("must be at least 1, got {value}")));
+            }
+        }
+        if self.classes < 2 {
+            return Err(crate::config::Invalid::new("classes", format!("must be at least 2, got {}", self.classes)));
+        }
+        Ok(())
+    }
+}
+
 /// What the smoke pass measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct SmokeReport {
@@ -64,7 +80,6 @@ pub fn run(config: &SmokeConfig, device: Device) -> SmokeReport {
         channels: config.channels,
         prev_prev_channels: Some(in_channels),
         prev_channels: in_channels,
-        fused_edges: true,
         partial_channels: 1,
     }
     .build(&(weights.root() / "cell"));

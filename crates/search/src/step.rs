@@ -1,11 +1,13 @@
 //! One bilevel search step (paper §4.2, first-order DARTS), shared by `search run` and
 //! `search bench`: the weight step (SGD on trainA, α and β held constant) and the architecture
-//! step (Adam on trainB, the weights frozen so that no weight gradient is computed).
+//! step (Adam on trainB, the weights frozen so that no weight gradient is computed). The step
+//! owns the loss (pixel-wise cross entropy, 255 ignored) and hands it to the backward strategy
+//! the execution settings choose ([`crate::backward`]); the network only computes logits.
 
 use std::time::Instant;
 
 use tch::{nn, Device, Tensor};
-use trellis::{ArchParams, RecomputePlan, SearchNetwork};
+use trellis::{ArchParams, ArchWeights, RecomputePlan, SearchNetwork};
 
 use crate::optim::{Adam, Sgd};
 
@@ -48,13 +50,35 @@ fn recompute_plan(net: &SearchNetwork, images: &Tensor) -> Option<RecomputePlan>
     net.recompute_plan(n, h, w)
 }
 
-/// The weight step on one trainA batch. With a non-finite loss nothing is updated (the caller
-/// decides what to do); `grad_clip` 0 disables clipping.
+/// Forward, loss and backward of one search step by the network's backward strategy; `arch`
+/// gives the architecture weights (constants for the weight step). Returns the loss value and
+/// the seconds of (forward, backward); a recomputed step interleaves the two and reports all
+/// as backward.
+fn loss_and_backward(
+    net: &SearchNetwork,
+    images: &Tensor,
+    labels: &Tensor,
+    arch: &dyn Fn() -> ArchWeights,
+    autocast: bool,
+) -> (f64, f64, f64) {
+    let device = images.device();
+    let start = Instant::now();
+    let loss = |logits: &Tensor| segmentation_loss(&logits.to_kind(tch::Kind::Float), labels);
+    let (value, forward) = match recompute_plan(net, images) {
+        Some(plan) => (crate::backward::recomputed(net, images, arch, &loss, &plan), 0.0),
+        None => crate::backward::plain(net, images, &arch(), &loss, autocast),
+    };
+    synchronize(device);
+    (value, forward, start.elapsed().as_secs_f64() - forward)
+}
+
+/// The weight step on one trainA batch (α and β held constant, so no gradient is computed for
+/// them). With a non-finite loss nothing is updated (the caller decides what to do);
+/// `grad_clip` 0 disables clipping.
 #[allow(clippy::too_many_arguments)]
 pub fn weight_step(
     net: &SearchNetwork,
     arch: &ArchParams,
-    store: &nn::VarStore,
     sgd: &mut Sgd,
     images: &Tensor,
     labels: &Tensor,
@@ -62,52 +86,21 @@ pub fn weight_step(
     grad_clip: f64,
     autocast: bool,
 ) -> StepTiming {
-    let device = images.device();
-    let start = Instant::now();
     sgd.params().zero_grad();
-    if let Some(plan) = recompute_plan(net, images) {
-        let value = net.loss_backward_recomputed(images, labels, &|| tch::no_grad(|| arch.weights()), store, &plan);
-        synchronize(device);
-        let forward_backward = start.elapsed().as_secs_f64();
-        if !value.is_finite() {
-            return StepTiming { loss: value, forward: forward_backward, backward: 0.0, update: 0.0 };
-        }
+    let (loss, forward, backward) =
+        loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), autocast);
+    let mut timing = StepTiming { loss, forward, backward, update: 0.0 };
+    if loss.is_finite() {
         let start = Instant::now();
-        if grad_clip > 0.0 {
-            sgd.params().clip_grad_norm(grad_clip);
-        }
-        sgd.step(lr);
-        synchronize(device);
-        // Forward and backward interleave here; the time is reported as backward.
-        return StepTiming {
-            loss: value,
-            forward: 0.0,
-            backward: forward_backward,
-            update: start.elapsed().as_secs_f64(),
-        };
+        sgd.update(lr, grad_clip);
+        synchronize(images.device());
+        timing.update = start.elapsed().as_secs_f64();
     }
-    let constants = tch::no_grad(|| arch.weights());
-    let logits = tch::autocast(autocast && device.is_cuda(), || net.forward_t(images, &constants, true));
-    let loss = segmentation_loss(&logits, labels);
-    let value = f64::try_from(&loss).expect("scalar loss");
-    let forward = start.elapsed().as_secs_f64();
-    if !value.is_finite() {
-        return StepTiming { loss: value, forward, backward: 0.0, update: 0.0 };
-    }
-    let start = Instant::now();
-    loss.backward();
-    synchronize(device);
-    let backward = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    if grad_clip > 0.0 {
-        sgd.params().clip_grad_norm(grad_clip);
-    }
-    sgd.step(lr);
-    synchronize(device);
-    StepTiming { loss: value, forward, backward, update: start.elapsed().as_secs_f64() }
+    timing
 }
 
-/// The architecture step on one trainB batch: the weight store is frozen for its duration.
+/// The architecture step on one trainB batch: the weight store is frozen for its duration, so
+/// no weight gradient is computed.
 pub fn arch_step(
     net: &SearchNetwork,
     arch: &ArchParams,
@@ -116,36 +109,14 @@ pub fn arch_step(
     images: &Tensor,
     labels: &Tensor,
 ) -> StepTiming {
-    let device = images.device();
     weights.freeze();
-    let start = Instant::now();
     adam.params().zero_grad();
-    if let Some(plan) = recompute_plan(net, images) {
-        let value = net.loss_backward_recomputed(images, labels, &|| arch.weights(), weights, &plan);
-        synchronize(device);
-        let mut timing = StepTiming { loss: value, forward: 0.0, backward: start.elapsed().as_secs_f64(), update: 0.0 };
-        if value.is_finite() {
-            let start = Instant::now();
-            adam.step();
-            synchronize(device);
-            timing.update = start.elapsed().as_secs_f64();
-        }
-        weights.unfreeze();
-        return timing;
-    }
-    let logits = net.forward_t(images, &arch.weights(), true);
-    let loss = segmentation_loss(&logits, labels);
-    let value = f64::try_from(&loss).expect("scalar loss");
-    let forward = start.elapsed().as_secs_f64();
-    let mut timing = StepTiming { loss: value, forward, backward: 0.0, update: 0.0 };
-    if value.is_finite() {
-        let start = Instant::now();
-        loss.backward();
-        synchronize(device);
-        timing.backward = start.elapsed().as_secs_f64();
+    let (loss, forward, backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    let mut timing = StepTiming { loss, forward, backward, update: 0.0 };
+    if loss.is_finite() {
         let start = Instant::now();
         adam.step();
-        synchronize(device);
+        synchronize(images.device());
         timing.update = start.elapsed().as_secs_f64();
     }
     weights.unfreeze();

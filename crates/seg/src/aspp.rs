@@ -12,7 +12,7 @@
 //! uses its running statistics instead of the batch's; with more than one image it trains as
 //! usual.
 
-use cell::Conv2d;
+use cell::{Conv2d, Widths};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
@@ -49,11 +49,11 @@ pub struct SearchAsppConfig {
 }
 
 impl SearchAsppConfig {
-    /// The head of the level at downsample rate `downsample` (s), for cells of `blocks` blocks and
-    /// filter multiplier F: `in_channels` = `channels` = B*F*s/4, rate 96/s.
-    pub fn for_level(blocks: i64, filter_multiplier: i64, downsample: i64, classes: i64) -> SearchAsppConfig {
-        let channels = blocks * filter_multiplier * downsample / 4;
-        SearchAsppConfig { in_channels: channels, channels, rate: 96 / downsample, classes }
+    /// The head of `level` (downsample rate s) for cells of `widths`: `in_channels` =
+    /// `channels` = B*F*s/4, rate 96/s.
+    pub fn for_level(widths: Widths, level: usize, classes: i64) -> SearchAsppConfig {
+        let channels = widths.cell(level);
+        SearchAsppConfig { in_channels: channels, channels, rate: 96 / Widths::rate(level), classes }
     }
 
     /// Builds the head under `p`.

@@ -4,6 +4,7 @@
 //! the palette for writing predictions.
 
 pub mod aspp;
+pub mod atomic;
 pub mod conv;
 pub mod data;
 pub mod decoder;

@@ -70,12 +70,8 @@ impl Architecture {
 
     /// Writes the architecture atomically: to a temporary file beside `path`, then renamed.
     pub fn save(&self, path: &Path) -> Result<(), ArchitectureError> {
-        let io = |source| ArchitectureError::Io { path: path.to_owned(), source };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, self.to_json() + "\n").map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        seg::atomic::write_atomic(path, (self.to_json() + "\n").as_bytes())
+            .map_err(|source| ArchitectureError::Io { path: path.to_owned(), source })
     }
 
     /// Errors unless the architecture fits a network of `blocks` blocks per cell and `layers`

@@ -16,7 +16,7 @@
 //! Level sizes follow [`crate::network::level_sizes`], which equal DeepLab's `scale_dimension`
 //! sizes for crops of the form 2^k * n + 1 and stay consistent for any other size.
 
-use cell::{FixedCell, FixedCellConfig};
+use cell::{FixedCell, FixedCellConfig, Widths};
 use seg::conv::{resize_bilinear, ConvBn};
 use seg::{Aspp, AsppConfig, Decoder, DecoderConfig};
 use serde::{Deserialize, Serialize};
@@ -57,8 +57,7 @@ impl DecodedNetworkConfig {
     /// Builds the network under `p`, with sub-paths `backbone`, `aspp` and `decoder`.
     pub fn build(&self, p: &nn::Path) -> DecodedNetwork {
         let genotype = &self.architecture.cell;
-        let blocks = genotype.num_blocks() as i64;
-        let f = self.filter_multiplier;
+        let widths = Widths::new(self.filter_multiplier, genotype.num_blocks());
         let bp = p / "backbone";
         let stem = [
             ConvBn::new(&(&bp / "stem0"), 3, 64, 3, 2, 1),
@@ -74,7 +73,7 @@ impl DecodedNetworkConfig {
             .enumerate()
             .map(|(l, &level)| {
                 let stride = if level == previous_level + 1 { 2 } else { 1 };
-                let channels = f << level;
+                let channels = widths.block(level as usize);
                 let cell = FixedCellConfig {
                     genotype: genotype.clone(),
                     channels,
@@ -83,17 +82,17 @@ impl DecodedNetworkConfig {
                     stride,
                 }
                 .build(&(&bp / format!("cell{l}")));
-                (prev_prev, prev) = (prev, blocks * channels);
+                (prev_prev, prev) = (prev, widths.cell(level as usize));
                 previous_level = level;
                 cell
             })
             .collect();
         let last_level = *levels.last().expect("a path has layers") as usize;
         let low_level_channels = match self.low_level_cell() {
-            Some(_) => blocks * f,
+            Some(_) => widths.cell(0),
             None => 128,
         };
-        let aspp = AsppConfig::deeplab(blocks * (f << last_level), downsample(last_level)).build(&(p / "aspp"));
+        let aspp = AsppConfig::deeplab(widths.cell(last_level), downsample(last_level)).build(&(p / "aspp"));
         let decoder = DecoderConfig::deeplab(low_level_channels, self.classes).build(&(p / "decoder"));
         DecodedNetwork { config: self.clone(), stem, cells, aspp, decoder }
     }

@@ -14,18 +14,20 @@
 //! 321, and ones such as 96 whose sizes do not halve evenly to rate 32).
 
 use cell::edges::num_edges;
-use cell::{ReluConvBn, SearchCell, SearchCellConfig};
+use cell::{ReluConvBn, SearchCell, SearchCellConfig, Widths};
 use seg::conv::resize_bilinear;
 use seg::{SearchAspp, SearchAsppConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Kind, Tensor};
 
 use crate::arch::ArchWeights;
+use crate::execution::Execution;
 use crate::path::NUM_LEVELS;
 use crate::recompute::{Recompute, RecomputePlan};
-use crate::space::{downsample, max_level, node_exists, transition_valid, Transition};
+use crate::space::{max_level, node_exists, transition_valid, Transition};
 
-/// Shape of the search network.
+/// Shape of the search network: what is searched. How it is executed (batched transitions,
+/// recompute) is [`Execution`], which never changes the values, the variables or their names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchNetworkConfig {
@@ -39,21 +41,10 @@ pub struct SearchNetworkConfig {
     pub stem_channels: [i64; 3],
     /// Output classes.
     pub classes: i64,
-    /// Run the transitions into a node as one batched cell computation (same values as one
-    /// cell call per transition, fewer and larger kernels; see docs/performance.md).
-    pub batched_transitions: bool,
-    /// Compute the edges leaving one cell state together (same values, fewer kernels).
-    pub fused_edges: bool,
     /// Partial channel connections (PC-DARTS, `cell::partial`): K, with only 1/K of every
     /// edge's input channels through its mixed op; 1 (the paper's search): all of them. K must
     /// divide F (every level's block channels are multiples of F).
     pub partial_channels: i64,
-    /// When the search steps recompute the layers' activations in the backward pass instead
-    /// of keeping them (memory-saving mode, slower; docs/performance.md).
-    pub recompute: Recompute,
-    /// With `recompute = "auto"`: the most memory the kept activations may take, by the
-    /// estimate of [`SearchNetwork::activation_bytes`], MiB.
-    pub activation_budget_mib: u64,
 }
 
 impl Default for SearchNetworkConfig {
@@ -65,29 +56,55 @@ impl Default for SearchNetworkConfig {
             filter_multiplier: 8,
             stem_channels: [64, 64, 128],
             classes: 19,
-            batched_transitions: true,
-            fused_edges: true,
             partial_channels: 1,
-            recompute: Recompute::Auto,
-            activation_budget_mib: 3072,
         }
     }
 }
 
 impl SearchNetworkConfig {
-    /// Channels of one block at `level`: F * s / 4.
-    pub fn block_channels(&self, level: usize) -> i64 {
-        self.filter_multiplier * downsample(level) / 4
+    /// The channel counts of this network's cells.
+    pub fn widths(&self) -> Widths {
+        Widths::new(self.filter_multiplier, self.blocks)
     }
 
-    /// Channels of a node's output at `level`: B * F * s / 4.
-    pub fn node_channels(&self, level: usize) -> i64 {
-        self.blocks as i64 * self.block_channels(level)
+    /// Checks the values a file or flag can get wrong; `Err((key, message))` names the key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let at_least_one = [
+            ("layers", self.layers as i64),
+            ("blocks", self.blocks as i64),
+            ("filter_multiplier", self.filter_multiplier),
+            ("partial_channels", self.partial_channels),
+        ];
+        for (key, value) in at_least_one {
+            if value < 1 {
+                return Err((key, format!("must be at least 1, got {value}")));
+            }
+        }
+        if self.stem_channels.iter().any(|&c| c < 1) {
+            return Err(("stem_channels", format!("every entry must be at least 1, got {:?}", self.stem_channels)));
+        }
+        if self.classes < 2 {
+            return Err(("classes", format!("must be at least 2, got {}", self.classes)));
+        }
+        if self.filter_multiplier % self.partial_channels != 0 {
+            return Err((
+                "partial_channels",
+                format!(
+                    "{} must divide filter_multiplier = {} (the channels of every level are multiples of it)",
+                    self.partial_channels, self.filter_multiplier
+                ),
+            ));
+        }
+        Ok(())
     }
 
-    /// Builds the network's weights under `p` (a path of the weight VarStore).
+    /// Builds the network's weights under `p` (a path of the weight VarStore), with the
+    /// default [`Execution`]. Panics on a config that [`SearchNetworkConfig::validate`] rejects.
     pub fn build(&self, p: &nn::Path) -> SearchNetwork {
-        assert!(self.layers >= 1 && self.blocks >= 1, "the search network needs L >= 1 and B >= 1");
+        if let Err((key, message)) = self.validate() {
+            panic!("search network config key `{key}`: {message}");
+        }
+        let widths = self.widths();
         let [c0, c1, c2] = self.stem_channels;
         let stem = Stem {
             convs: [
@@ -105,13 +122,12 @@ impl SearchNetworkConfig {
             let nodes = (0..=max_level(l))
                 .map(|j| {
                     let np = &lp / format!("level{j}");
-                    let channels = self.node_channels(j);
+                    let channels = widths.cell(j);
                     let cell = SearchCellConfig {
                         blocks: self.blocks,
-                        channels: self.block_channels(j),
+                        channels: widths.block(j),
                         prev_prev_channels: prev_prev[j],
                         prev_channels: channels,
-                        fused_edges: self.fused_edges,
                         partial_channels: self.partial_channels,
                     }
                     .build(&(&np / "cell"));
@@ -142,16 +158,13 @@ impl SearchNetworkConfig {
                 .collect();
             layers.push(nodes);
             prev_prev = prev;
-            prev = [0, 1, 2, 3].map(|j| node_exists(Some(l), j).then(|| self.node_channels(j)));
+            prev = [0, 1, 2, 3].map(|j| node_exists(Some(l), j).then(|| widths.cell(j)));
         }
         let heads = (0..NUM_LEVELS)
             .filter(|&j| node_exists(Some(self.layers - 1), j))
-            .map(|j| {
-                SearchAsppConfig::for_level(self.blocks as i64, self.filter_multiplier, downsample(j), self.classes)
-                    .build(&(p / format!("aspp{j}")))
-            })
+            .map(|j| SearchAsppConfig::for_level(widths, j, self.classes).build(&(p / format!("aspp{j}"))))
             .collect();
-        SearchNetwork { config: self.clone(), stem, layers, heads }
+        SearchNetwork { config: self.clone(), execution: Execution::default(), stem, layers, heads }
     }
 }
 
@@ -189,6 +202,7 @@ struct Node {
 #[derive(Debug)]
 pub struct SearchNetwork {
     config: SearchNetworkConfig,
+    execution: Execution,
     stem: Stem,
     layers: Vec<Vec<Node>>,
     heads: Vec<SearchAspp>,
@@ -205,7 +219,7 @@ pub const ACTIVATION_BYTES_PER_EDGE_ELEMENT: f64 = 96.0;
 pub const ACTIVATION_BYTES_PER_BYPASS_ELEMENT: f64 = 14.0;
 
 /// The outputs of one layer at each level (None where the level has no node).
-type Levels = [Option<Tensor>; NUM_LEVELS];
+pub type Levels = [Option<Tensor>; NUM_LEVELS];
 
 /// Spatial size of each level for an input of `height x width`: ceil-halving from rate 2.
 pub fn level_sizes(height: i64, width: i64) -> [(i64, i64); NUM_LEVELS] {
@@ -225,6 +239,21 @@ impl SearchNetwork {
         &self.config
     }
 
+    /// How it runs.
+    pub fn execution(&self) -> &Execution {
+        &self.execution
+    }
+
+    /// Changes how it runs; values, variables and names stay the same.
+    pub fn set_execution(&mut self, execution: Execution) {
+        self.execution = execution;
+    }
+
+    /// Layers L.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
     /// The backbone: `images` `[N, 3, H, W]` to the last layer's features at every level it
     /// has (`[N, B*F*s/4, H_s, W_s]`, level order).
     pub fn backbone(&self, images: &Tensor, arch: &ArchWeights, train: bool) -> Vec<Tensor> {
@@ -240,12 +269,14 @@ impl SearchNetwork {
         prev.into_iter().flatten().collect()
     }
 
-    fn stem(&self, images: &Tensor, train: bool) -> Tensor {
+    /// The stem: `[N, 3, H, W]` to `[N, C, ceil(H/4), ceil(W/4)]`, layer 0's H^{l-1} at level 0.
+    pub fn stem(&self, images: &Tensor, train: bool) -> Tensor {
         self.stem.convs.iter().fold(images.shallow_clone(), |x, conv| conv.forward_t(&x, train))
     }
 
-    /// Layer `l` (Eq. 6) from the outputs of the two layers before it.
-    fn layer(
+    /// Layer `l` (Eq. 6) from the outputs of the two layers before it (the stem is layer 0's
+    /// `prev` at level 0); `sizes` from [`level_sizes`] of the input.
+    pub fn layer(
         &self,
         l: usize,
         prev: &Levels,
@@ -273,7 +304,7 @@ impl SearchNetwork {
             let weights: Vec<Tensor> =
                 node.inputs.iter().map(|i| beta.get(i.source as i64).get(i.transition.index() as i64)).collect();
             let prev_prev = prev_prev[node.level].as_ref();
-            let output = if self.config.batched_transitions {
+            let output = if self.execution.batched_transitions {
                 let outputs = node.cell.forward_transitions(prev_prev, &resampled, &arch.alpha, train);
                 let (total, c, h, w) = outputs.size4().expect("[T * N, C, H, W]");
                 let t = resampled.len() as i64;
@@ -312,7 +343,7 @@ impl SearchNetwork {
                         let transitions = node.inputs.len() as f64;
                         let prev_prev_edges = if node.cell.config().prev_prev_channels.is_some() { blocks } else { 0 };
                         let edges = transitions * own_edges + prev_prev_edges as f64;
-                        let elements = (n * self.config.block_channels(node.level) * hj * wj) as f64;
+                        let elements = (n * self.config.widths().block(node.level) * hj * wj) as f64;
                         // With partial channels the ops keep activations of C / K channels, the
                         // join of the two parts some of all C.
                         let k = self.config.partial_channels as f64;
@@ -329,147 +360,27 @@ impl SearchNetwork {
     /// Which layers the search steps recompute for a batch of `n` images of `h x w`, by the
     /// configured policy: `None` for the plain backward pass.
     pub fn recompute_plan(&self, n: i64, h: i64, w: i64) -> Option<RecomputePlan> {
-        match self.config.recompute {
+        match self.execution.recompute {
             Recompute::Never => None,
             Recompute::Always => Some(RecomputePlan::all(self.layers.len())),
             Recompute::Auto => RecomputePlan::within_budget(
                 &self.activation_bytes(n, h, w),
-                self.config.activation_budget_mib as f64 * (1u64 << 20) as f64,
+                self.execution.activation_budget_mib as f64 * (1u64 << 20) as f64,
             ),
         }
-    }
-
-    /// Forward, loss and backward in training mode with some layers' activations recomputed in
-    /// the backward pass instead of kept (a memory-saving mode; docs/performance.md). `plan`
-    /// says which layers keep theirs. The recomputed layers run once without gradients,
-    /// keeping only their outputs; the kept ones run with gradients from their inputs as leaves
-    /// (a graph per layer); the heads and the loss run with gradients; then, from the last layer
-    /// down, each recomputed layer runs again from its kept inputs with gradients, and each
-    /// layer is back-propagated with the gradient of its outputs. The batch norms' running
-    /// statistics are updated once, by the first pass. `arch` is called for each pass that
-    /// needs the architecture weights (fresh graphs into α and β, or constants). `store` is the
-    /// weight VarStore the network was built in. Returns the loss.
-    pub fn loss_backward_recomputed(
-        &self,
-        images: &Tensor,
-        labels: &Tensor,
-        arch: &dyn Fn() -> ArchWeights,
-        store: &nn::VarStore,
-        plan: &RecomputePlan,
-    ) -> f64 {
-        assert_eq!(plan.keep.len(), self.layers.len(), "a recompute plan has one entry per layer");
-        let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
-        let sizes = level_sizes(h, w);
-        let stem = self.stem(images, true);
-        let leaf = |t: &Option<Tensor>| t.as_ref().map(|t| t.detach().set_requires_grad(true));
-        let leaves = |levels: &Levels| -> Levels { std::array::from_fn(|j| leaf(&levels[j])) };
-        // Outputs of every layer (index 0 = the stem), kept without graphs; for kept layers
-        // also their outputs with graphs and the leaves they were computed from.
-        let mut outputs: Vec<Levels> = vec![[Some(stem.detach()), None, None, None]];
-        let mut kept: Vec<Option<(Levels, Levels, Levels)>> = (0..self.layers.len()).map(|_| None).collect();
-        let constants = tch::no_grad(arch);
-        for l in 0..self.layers.len() {
-            let none: Levels = [None, None, None, None];
-            let current = if plan.keep[l] {
-                let prev = leaves(&outputs[l]);
-                let prev_prev = if l == 0 { none } else { leaves(&outputs[l - 1]) };
-                let current = self.layer(l, &prev, &prev_prev, &arch(), &sizes, true);
-                let detached = std::array::from_fn(|j| current[j].as_ref().map(Tensor::detach));
-                kept[l] = Some((current, prev, prev_prev));
-                detached
-            } else {
-                let prev_prev = if l == 0 { &none } else { &outputs[l - 1] };
-                tch::no_grad(|| self.layer(l, &outputs[l], prev_prev, &constants, &sizes, true))
-            };
-            outputs.push(current);
-        }
-        let features: Levels = std::array::from_fn(|j| leaf(&outputs[self.layers.len()][j]));
-        let logits = features
-            .iter()
-            .flatten()
-            .zip(&self.heads)
-            .map(|(f, head)| resize_bilinear(&head.forward_t(f, true), h, w))
-            .reduce(|a, b| a + b)
-            .expect("at least one level")
-            .to_kind(Kind::Float);
-        let loss = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, 255, 0.0);
-        let value = f64::try_from(&loss).expect("scalar loss");
-        if !value.is_finite() {
-            return value;
-        }
-        loss.backward();
-        // Gradients of every layer's outputs, filled from the top down.
-        let mut grads: Vec<[Option<Tensor>; NUM_LEVELS]> =
-            (0..=self.layers.len()).map(|_| [None, None, None, None]).collect();
-        let add = |slot: &mut Option<Tensor>, g: Tensor| {
-            if g.defined() {
-                *slot = Some(match slot.take() {
-                    Some(acc) => acc + g,
-                    None => g,
-                })
-            }
-        };
-        for (j, f) in features.iter().enumerate() {
-            if let Some(f) = f {
-                add(&mut grads[self.layers.len()][j], f.grad());
-            }
-        }
-        let running: Vec<(String, Tensor)> =
-            store.variables().into_iter().filter(|(name, _)| name.contains("running_")).collect();
-        for l in (0..self.layers.len()).rev() {
-            let (current, prev, prev_prev, saved) = match kept[l].take() {
-                Some((current, prev, prev_prev)) => (current, prev, prev_prev, Vec::new()),
-                None => {
-                    let prefix = format!("layer{l}.");
-                    let saved: Vec<(Tensor, Tensor)> = running
-                        .iter()
-                        .filter(|(name, _)| name.starts_with(&prefix))
-                        .map(|(_, t)| (t.shallow_clone(), t.copy()))
-                        .collect();
-                    let prev = leaves(&outputs[l]);
-                    let prev_prev = if l == 0 { [None, None, None, None] } else { leaves(&outputs[l - 1]) };
-                    let current = self.layer(l, &prev, &prev_prev, &arch(), &sizes, true);
-                    (current, prev, prev_prev, saved)
-                }
-            };
-            let surrogate = current
-                .iter()
-                .zip(grads[l + 1].iter())
-                .filter_map(|(y, g)| Some((y.as_ref()?, g.as_ref()?)))
-                .map(|(y, g)| (y * g).sum(Kind::Float))
-                .reduce(|a, b| a + b);
-            if let Some(surrogate) = surrogate {
-                surrogate.backward();
-            }
-            // Undo the recompute's running-statistics updates (after the backward pass, whose
-            // batch-norm nodes saved these tensors).
-            tch::no_grad(|| {
-                for (mut live, before) in saved {
-                    live.copy_(&before);
-                }
-            });
-            for j in 0..NUM_LEVELS {
-                if let Some(x) = &prev[j] {
-                    add(&mut grads[l][j], x.grad());
-                }
-                if let (Some(x), true) = (&prev_prev[j], l > 0) {
-                    add(&mut grads[l - 1][j], x.grad());
-                }
-            }
-        }
-        // With the weights frozen (the architecture step) nothing below the cells needs a
-        // gradient.
-        if let (true, Some(stem_grad)) = (stem.requires_grad(), grads[0][0].take()) {
-            (stem * stem_grad).sum(Kind::Float).backward();
-        }
-        value
     }
 
     /// Logits `[N, classes, H, W]`: every level's search head, upsampled to the input size and
     /// summed.
     pub fn forward_t(&self, images: &Tensor, arch: &ArchWeights, train: bool) -> Tensor {
         let (_, _, h, w) = images.size4().expect("images are [N, 3, H, W]");
-        let features = self.backbone(images, arch, train);
+        self.heads_logits(&self.backbone(images, arch, train), h, w, train)
+    }
+
+    /// The search heads on the last layer's `features` (level order, as [`Self::backbone`]
+    /// gives them): each level's logits upsampled to `h x w` and summed, `[N, classes, h, w]`
+    /// in fp32.
+    pub fn heads_logits(&self, features: &[Tensor], h: i64, w: i64, train: bool) -> Tensor {
         features
             .iter()
             .zip(&self.heads)

@@ -47,7 +47,7 @@ impl Transition {
 
 /// Downsample rate of `level`: 4, 8, 16, 32.
 pub fn downsample(level: usize) -> i64 {
-    4 << level
+    cell::Widths::rate(level)
 }
 
 /// Highest level of layer `layer` (0-based): min(layer + 1, 3).

@@ -1,0 +1,212 @@
+//! The commands of `search`, one module each (`Args` and `exec`), and the flags they share.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use search::config::{self, Validate};
+use search::device::DeviceChoice;
+
+mod bench;
+mod bench_data;
+mod check;
+mod decode;
+mod demo;
+mod env;
+mod eval;
+mod predict;
+mod run;
+mod summary;
+mod synth;
+mod train;
+
+#[derive(Parser)]
+#[command(name = "search", version, about = "Auto-DeepLab: hierarchical architecture search for semantic segmentation")]
+pub struct Cli {
+    /// Torch intra-op threads (default: the config's `execution.threads`, else libtorch's
+    /// choice, one per core).
+    #[arg(long, global = true)]
+    threads: Option<i32>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the tch and libtorch versions, CUDA/cuDNN availability, device count and threads.
+    Env(env::Args),
+    /// Check a fresh set-up: print the environment, then run a tiny search cell forward and
+    /// backward and decode its α.
+    Check(check::Args),
+    /// The whole chain on built-in synthetic data, on the CPU in minutes: synth, search,
+    /// decode, retrain, eval, predict, and a per-pixel baseline to compare with.
+    Demo(demo::Args),
+    /// Retrain a decoded network (poly learning rate, SGD), evaluating on val.
+    Train(train::Args),
+    /// Segment images with a trained network.
+    Predict(predict::Args),
+    /// Generate the synthetic street-scene data set in the Cityscapes layout and encoding.
+    Synth(synth::Args),
+    /// Evaluate predictions with the Cityscapes pixel-level metric (per-class IoU, mIoU).
+    Eval(eval::Args),
+    /// Measure the data loader's images/s on 2048x1024 PNGs at half resolution.
+    BenchData(bench_data::Args),
+    /// Parameters and multiply-adds of the deployable network of an architecture.
+    Summary(summary::Args),
+    /// Decode α and β into an architecture: the cell (top-2 inputs, argmax op without `none`)
+    /// and the network path (Viterbi over β).
+    Decode(decode::Args),
+    /// The bilevel architecture search: weights on trainA (SGD), α and β on trainB (Adam).
+    Run(run::Args),
+    /// Time search steps (weight step and architecture step) on random data; one JSON line.
+    Bench(bench::Args),
+}
+
+impl Cli {
+    /// Applies `--threads` and runs the command.
+    pub fn exec(self) -> Result<()> {
+        search::runtime::set_threads(self.threads, None)?;
+        let threads = self.threads;
+        match self.command {
+            Command::Env(args) => env::exec(args),
+            Command::Check(args) => check::exec(args),
+            Command::Demo(args) => demo::exec(args),
+            Command::Train(args) => train::exec(args),
+            Command::Predict(args) => predict::exec(args),
+            Command::Synth(args) => synth::exec(args),
+            Command::Eval(args) => eval::exec(args),
+            Command::BenchData(args) => bench_data::exec(args),
+            Command::Summary(args) => summary::exec(args),
+            Command::Decode(args) => decode::exec(args),
+            Command::Run(args) => run::exec(args, threads),
+            Command::Bench(args) => bench::exec(args, threads),
+        }
+    }
+}
+
+/// A config file and `--set` overrides, as every configurable command takes them.
+#[derive(Args)]
+pub struct ConfigFlags {
+    /// Config (TOML; see configs/).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set epochs=10` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfigFlags {
+    /// The config: defaults, the file, the overrides, validated.
+    pub fn load<T: serde::de::DeserializeOwned + Validate>(&self) -> Result<T> {
+        config::load(self.config.as_deref(), &self.overrides).context("loading the config")
+    }
+}
+
+/// What `search run` and `search train` share: where the config, data and run folder are.
+#[derive(Args)]
+pub struct RunFlags {
+    #[command(flatten)]
+    pub config: ConfigFlags,
+    /// Data set root (overrides `data.root`). Not with --resume.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run folder (default: runs/<name>). Not with --resume.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Continue the run in this folder from its latest checkpoint, with its own config (only
+    /// `--set execution.*` may change how it runs).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop with a checkpoint after this many steps in total, as Ctrl-C does (for tests).
+    #[arg(long, hide = true)]
+    pub stop_after_steps: Option<usize>,
+}
+
+impl RunFlags {
+    /// The config (the run's own one with --resume), the run folder and whether to resume.
+    /// `name` gives a config's run name, `root` its data root.
+    pub fn resolve<T: serde::de::DeserializeOwned + Validate>(
+        &self,
+        name: impl Fn(&T) -> &str,
+        root: impl Fn(&mut T) -> &mut PathBuf,
+    ) -> Result<(T, PathBuf, bool)> {
+        match &self.resume {
+            Some(dir) => {
+                let execution_only = self.config.overrides.iter().all(|o| o.trim_start().starts_with("execution."));
+                anyhow::ensure!(
+                    self.config.config.is_none() && execution_only && self.data.is_none() && self.out.is_none(),
+                    "--resume continues a run with its own config: drop --config, --data, --out and every --set \
+                     but `--set execution.*` (how it runs, which never changes its results)"
+                );
+                let config = config::load(Some(&dir.join("config.toml")), &self.config.overrides)
+                    .context("reading the run's config")?;
+                Ok((config, dir.clone(), true))
+            }
+            None => {
+                let mut config: T = self.config.load()?;
+                if let Some(data) = &self.data {
+                    *root(&mut config) = data.clone();
+                }
+                let out = self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(name(&config)));
+                Ok((config, out, false))
+            }
+        }
+    }
+}
+
+/// Which trained network to use.
+#[derive(Args, Clone)]
+pub struct ModelFlags {
+    /// Trained weights: a `search train` run folder, one of its checkpoints, or a safetensors
+    /// file (then --arch and --filter-multiplier say which network it is).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Architecture JSON file or `paper` (default: the run's arch.json).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Filter multiplier F (default: the run's; 20 for a bare file).
+    #[arg(long)]
+    pub filter_multiplier: Option<i64>,
+    /// Output classes (default: the run's; 19).
+    #[arg(long)]
+    pub classes: Option<i64>,
+    /// Resize factor of the input images (default: the run's data.transform.base_scale; 1).
+    #[arg(long)]
+    pub base_scale: Option<f32>,
+    /// Sliding window HEIGHTxWIDTH on the resized image (default: the run's; whole images).
+    #[arg(long, value_parser = parse_window)]
+    pub window: Option<[u32; 2]>,
+}
+
+impl ModelFlags {
+    pub fn resolve(&self) -> Result<search::trained::ModelArgs> {
+        let weights = self.weights.clone().context("--weights is required")?;
+        Ok(search::trained::ModelArgs {
+            arch: self.arch.clone(),
+            weights,
+            filter_multiplier: self.filter_multiplier,
+            classes: self.classes,
+            base_scale: self.base_scale,
+            window: self.window,
+        })
+    }
+}
+
+fn parse_window(text: &str) -> Result<[u32; 2], String> {
+    let (w, h) = parse_size(text)?;
+    Ok([w, h])
+}
+
+/// `WIDTHxHEIGHT` with positive numbers.
+pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((w, h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(format!("`{text}` is not WIDTHxHEIGHT with positive numbers, e.g. 2048x1024")),
+    }
+}
