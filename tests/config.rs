@@ -65,3 +65,56 @@ fn unknown_keys_and_bad_values_name_the_key_and_where_it_came_from() {
     let err = load::<SmokeConfig>(None, &["blocks".into()]).unwrap_err();
     assert!(matches!(err, ConfigError::BadOverride { .. }), "{err}");
 }
+
+/// The M and L retraining configs are the S config with another width, through `base`.
+#[test]
+fn configs_compose_through_base() {
+    use search::run_config::RetrainConfig;
+    let s: RetrainConfig = load(Some(&repo_file("configs/cityscapes-retrain-s.toml")), &[]).unwrap();
+    for (file, f) in [("configs/cityscapes-retrain-m.toml", 32), ("configs/cityscapes-retrain-l.toml", 48)] {
+        let c: RetrainConfig = load(Some(&repo_file(file)), &[]).unwrap();
+        assert_eq!(c.model.filter_multiplier, f);
+        let as_s = RetrainConfig {
+            name: s.name.clone(),
+            model: search::run_config::RetrainModelConfig { filter_multiplier: 20, ..c.model.clone() },
+            ..c
+        };
+        assert_eq!(as_s, s, "{file} differs from the S config in more than name and width");
+    }
+    // Bases nest, tables merge key by key, and overrides apply last.
+    let base = temp_toml("base.toml", "batch = 3\nsize = 9\n");
+    let middle = temp_toml("middle.toml", "base = \"base.toml\"\nsize = 11\n");
+    let top = temp_toml("top.toml", "base = \"middle.toml\"\nchannels = 7\n");
+    let c: SmokeConfig = load(Some(&top), &["seed=4".into()]).unwrap();
+    assert_eq!((c.batch, c.size, c.channels, c.seed), (3, 11, 7, 4));
+    assert!(base.exists());
+    // A cycle and a missing base are errors naming the file.
+    let a = temp_toml("cycle-a.toml", "base = \"cycle-b.toml\"\n");
+    temp_toml("cycle-b.toml", "base = \"cycle-a.toml\"\n");
+    let err = load::<SmokeConfig>(Some(&a), &[]).unwrap_err().to_string();
+    assert!(err.contains("base") && err.contains("leads back"), "{err}");
+    let lost = temp_toml("lost.toml", "base = \"nowhere.toml\"\n");
+    let err = load::<SmokeConfig>(Some(&lost), &[]).unwrap_err().to_string();
+    assert!(err.contains("nowhere.toml"), "{err}");
+}
+
+/// Values of the right type but out of range are errors naming the key and its source.
+#[test]
+fn values_are_validated_on_load() {
+    use search::run_config::{RetrainConfig, SearchRunConfig};
+    let err = load::<RetrainConfig>(None, &["model.filter_multiplier=0".into()]).unwrap_err().to_string();
+    assert!(err.contains("--set model.filter_multiplier=0") && err.contains("key `model.filter_multiplier`"), "{err}");
+    let file = temp_toml("zero-blocks.toml", "blocks = 0\n");
+    let err = load::<SmokeConfig>(Some(&file), &[]).unwrap_err().to_string();
+    assert!(err.contains("zero-blocks.toml") && err.contains("key `blocks`"), "{err}");
+    for (set, key) in [
+        ("model.partial_channels=3", "model.partial_channels"),
+        ("model.classes=1", "model.classes"),
+        ("execution.threads=0", "execution.threads"),
+        ("data.transform.crop=[0, 5]", "data.transform.crop"),
+        ("steps_per_epoch=0", "steps_per_epoch"),
+    ] {
+        let err = load::<SearchRunConfig>(None, &[set.into()]).unwrap_err().to_string();
+        assert!(err.contains(&format!("key `{key}`")), "{set}: {err}");
+    }
+}

@@ -166,6 +166,43 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     );
 }
 
+/// Execution settings never change a variable or its name: a search written with one-call-
+/// per-transition cells and no recompute resumes with batched transitions and every layer
+/// recomputed, and ends where an uninterrupted run ends (to float tolerance: the two execution
+/// paths add in different orders). One documented difference is left out: one cell call per
+/// transition updates the running statistics of the H^(l-2) edges once per transition, the
+/// batched path once per step (`batched_transitions_equal_the_plain_path`).
+#[test]
+fn a_search_resumes_under_other_execution_settings() {
+    let root = data("execution", 8, (64, 48));
+    let (straight, split) = (temp("execution-straight"), temp("execution-split"));
+    let plain = ["--set", "execution.batched_transitions=false", "--set", "execution.recompute=never"];
+    ok(&tiny_search(&root, &straight, &plain));
+    // Two epochs of two steps: stopped in the middle of epoch 1, with α and β training.
+    let stopped = ok(&tiny_search(&root, &split, &[&plain[..], &["--stop-after-steps", "3"]].concat()));
+    assert!(stopped.contains("stopped at checkpoint"), "{stopped}");
+    let split_arg = split.to_str().unwrap();
+    let other = ["--set", "execution.batched_transitions=true", "--set", "execution.recompute=always"];
+    ok(&search(&[&["--threads", "1", "run", "--resume", split_arg, "--device", "cpu"][..], &other[..]].concat()));
+    for file in ["weights", "arch"] {
+        let a = tensors(&straight.join(format!("checkpoints/step_00000004/{file}.safetensors")));
+        let b = tensors(&split.join(format!("checkpoints/step_00000004/{file}.safetensors")));
+        assert_eq!(a.len(), b.len());
+        for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb, "the same variables under the same names");
+            if na.contains("running_") && (na.contains("preprocess0") || na.contains(".state0.")) {
+                continue;
+            }
+            let scale = f64::try_from(ta.abs().max()).unwrap();
+            let diff = f64::try_from((ta - tb).abs().max()).unwrap();
+            assert!(diff <= 1e-3 * scale + 1e-6, "{file}: {na} differs by {diff} (scale {scale})");
+        }
+    }
+    // Only execution keys may change on resume.
+    let e = err(&search(&["run", "--resume", split_arg, "--set", "model.layers=2"]));
+    assert!(e.contains("--resume continues") && e.contains("execution"), "{e}");
+}
+
 #[test]
 fn guard_rails_stop_before_training() {
     let small = data("guard-small", 3, (64, 48));
@@ -183,6 +220,13 @@ fn guard_rails_stop_before_training() {
     let e = err(&tiny_search(&root, &temp("guard-key"), &["--set", "model.layer=3"]));
     assert!(e.contains("model.layer"), "{e}");
     assert!(!temp("guard-epochs").join("checkpoints").exists(), "nothing is written before the checks pass");
+
+    // Values out of range are rejected on load, naming the key, before libtorch sees them.
+    let e = err(&tiny_train(&root, &temp("guard-width"), &["--set", "model.filter_multiplier=0"]));
+    assert!(e.contains("model.filter_multiplier") && e.contains("at least 1"), "{e}");
+    let e = err(&tiny_search(&root, &temp("guard-batch"), &["--set", "data.loader.batch=0"]));
+    assert!(e.contains("data.loader.batch"), "{e}");
+    assert!(!temp("guard-width").exists() && !temp("guard-batch").exists());
 
     // An architecture that does not match the configured L.
     let e = err(&tiny_train(&root, &temp("guard-arch"), &["--set", "model.layers=5"]));

@@ -282,6 +282,24 @@ mod tests {
         }
     }
 
+    /// The update of every training step clips the gradients' norm before stepping (both the
+    /// search and the retraining go through it), and leaves them alone with a clip of 0.
+    #[test]
+    fn update_clips_the_gradient_norm() {
+        for (clip, expected) in [(0.5, [1.0 - 0.15, -2.0 + 0.2]), (0.0, [1.0 - 1.5, -2.0 + 2.0])] {
+            // grad = (3, -4), norm 5; lr 0.5, no momentum or decay.
+            let (vs, x) = quadratic_store(&[1.0, -2.0]);
+            let mut sgd = Sgd::new(Params::of(&vs), SgdConfig { momentum: 0.0, weight_decay: 0.0 });
+            sgd.params().zero_grad();
+            (&x * Tensor::from_slice(&[3.0f32, -4.0])).sum(Kind::Float).backward();
+            sgd.update(0.5, clip);
+            let got = Vec::<f32>::try_from(&x).unwrap();
+            for i in 0..2 {
+                assert!((got[i] as f64 - expected[i]).abs() < 1e-5, "clip {clip}: {got:?} vs {expected:?}");
+            }
+        }
+    }
+
     #[test]
     fn adam_matches_pytorch_by_hand_and_resumes_exactly() {
         let config = AdamConfig { lr: 0.01, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.001 };
