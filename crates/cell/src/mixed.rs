@@ -108,14 +108,20 @@ impl Stage {
         let DepthwiseStage { kernel: k, dilation: d } = self.shape;
         let (span, rows) = (self.shape.span(), w.size()[0]);
         let offset = (MERGED_SPAN - span) / 2;
-        // Interleave d - 1 zeros after every tap, then drop the trailing ones.
-        let spread = w
-            .view([rows, 1, k, 1, k, 1])
-            .constant_pad_nd([0, d - 1, 0, 0, 0, d - 1])
-            .view([rows, 1, k * d, k * d])
-            .narrow(2, 0, span)
-            .narrow(3, 0, span);
-        spread.constant_pad_nd([offset, offset, offset, offset])
+        let spread = if d == 1 {
+            w
+        } else {
+            // Interleave d - 1 zeros after every tap, then drop the trailing ones.
+            w.view([rows, 1, k, 1, k, 1])
+                .constant_pad_nd([0, d - 1, 0, 0, 0, d - 1])
+                .view([rows, 1, k * d, k * d])
+                .narrow(2, 0, span)
+                .narrow(3, 0, span)
+        };
+        match offset {
+            0 => spread,
+            o => spread.constant_pad_nd([o, o, o, o]),
+        }
     }
 }
 

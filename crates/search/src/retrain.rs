@@ -176,17 +176,8 @@ impl Task for Retrain<'_> {
     }
 
     fn evaluate(&mut self) -> Result<f64> {
-        let data = &self.config.data;
         let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
-        let matrix = crate::evaluate::evaluate(
-            &self.val,
-            &data.transform,
-            data.eval_window,
-            self.device,
-            data.loader.workers,
-            &forward,
-        )?;
-        Ok(matrix.scores().miou)
+        crate::evaluate::val_miou(&self.val, &self.config.data, self.device, &forward)
     }
 }
 

@@ -217,18 +217,9 @@ impl Task for Search<'_> {
 
     fn evaluate(&mut self) -> Result<f64> {
         let val = self.val.as_ref().context("no val split was listed")?;
-        let data = &self.config.data;
         let weights = tch::no_grad(|| self.arch.weights());
         let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
-        let matrix = crate::evaluate::evaluate(
-            val,
-            &data.transform,
-            data.eval_window,
-            self.device,
-            data.loader.workers,
-            &forward,
-        )?;
-        Ok(matrix.scores().miou)
+        crate::evaluate::val_miou(val, &self.config.data, self.device, &forward)
     }
 }
 
