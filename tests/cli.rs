@@ -72,3 +72,28 @@ fn demo_names_a_bad_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/demo.toml"));
 }
+
+/// `search random` writes N architecture files of the space's shape, the same ones for the same
+/// seed, that `search train` accepts (their B and L match the space).
+#[test]
+fn random_draws_architecture_files_of_the_space() {
+    let dir = std::env::temp_dir().join(format!("adl-cli-random-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let space = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/demo-search.toml");
+    for out in ["a", "b"] {
+        let status = search()
+            .args(["random", "--space", space, "--n", "3", "--seed", "5", "--out"])
+            .arg(dir.join(out))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for i in 0..3 {
+        let name = format!("random_{i:03}.json");
+        let a = trellis::Architecture::load(&dir.join("a").join(&name)).unwrap();
+        a.check_shape(5, 4, &name).unwrap();
+        assert_eq!(a, trellis::Architecture::load(&dir.join("b").join(&name)).unwrap(), "same seed, same draws");
+    }
+    let out = search().args(["random", "--space", space, "--n", "0", "--out"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--n"));
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rand::{Rng, SeedableRng};
-use seg::data::{generate, list_samples, read_sample, Annotation, SynthConfig};
+use seg::data::{generate, list_samples, read_sample, Annotation, SynthConfig, SynthTask};
 use seg::eval::evaluate_folder;
 use seg::palette::to_label_ids;
 use seg::png::write_png;
@@ -20,7 +20,8 @@ fn agrees_with_the_official_cityscapes_evaluation() {
     let dir = std::env::temp_dir().join(format!("adl-official-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (root, preds) = (dir.join("data"), dir.join("preds"));
-    generate(&root, &SynthConfig { seed: 7, train: 1, val: 4, width: 128, height: 64 }).unwrap();
+    generate(&root, &SynthConfig { seed: 7, train: 1, val: 4, width: 128, height: 64, task: SynthTask::Street })
+        .unwrap();
     std::fs::create_dir_all(&preds).unwrap();
     // Predictions with structured and random errors, including label ids that are not
     // evaluated (they count as false negatives only).

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use seg::data::{generate, SynthConfig};
+use seg::data::{generate, SynthConfig, SynthTask};
 
 fn repo(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
@@ -18,7 +18,8 @@ fn temp(name: &str) -> PathBuf {
 
 fn data(name: &str, train: usize, size: (u32, u32)) -> PathBuf {
     let root = temp(name);
-    generate(&root, &SynthConfig { seed: 1, train, val: 2, width: size.0, height: size.1 }).unwrap();
+    generate(&root, &SynthConfig { seed: 1, train, val: 2, width: size.0, height: size.1, task: SynthTask::Street })
+        .unwrap();
     root
 }
 

@@ -7,7 +7,7 @@ use seg::data::cityscapes::{read_sample, LabelEncoding};
 use seg::data::synthetic::DRAWN_LABEL_IDS;
 use seg::data::transform::{eval_example, train_example};
 use seg::data::{
-    generate, list_samples, Annotation, DataError, Loader, LoaderConfig, LoaderError, Mode, SynthConfig,
+    generate, list_samples, Annotation, DataError, Loader, LoaderConfig, LoaderError, Mode, SynthConfig, SynthTask,
     TransformConfig,
 };
 use seg::labels::{IGNORE, LABEL_TO_TRAIN};
@@ -152,7 +152,7 @@ fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn synthetic_data_is_deterministic_and_a_real_segmentation_problem() {
-    let config = SynthConfig { seed: 3, train: 6, val: 2, width: 160, height: 80 };
+    let config = SynthConfig { seed: 3, train: 6, val: 2, width: 160, height: 80, task: SynthTask::Street };
     let (a, b, c) = (temp_dir("synth-a"), temp_dir("synth-b"), temp_dir("synth-c"));
     generate(&a, &config).unwrap();
     generate(&b, &config).unwrap();
@@ -276,7 +276,8 @@ fn transforms_keep_image_and_label_aligned() {
 #[test]
 fn loader_batches_depend_on_the_seed_not_on_the_worker_count() {
     let root = temp_dir("loader");
-    generate(&root, &SynthConfig { seed: 9, train: 7, val: 3, width: 96, height: 48 }).unwrap();
+    generate(&root, &SynthConfig { seed: 9, train: 7, val: 3, width: 96, height: 48, task: SynthTask::Street })
+        .unwrap();
     let samples = list_samples(&root, "train", Annotation::Fine).unwrap();
     let transform =
         TransformConfig { base_scale: 1.0, scale_range: [0.75, 1.25], crop: [33, 33], ..TransformConfig::default() };
@@ -332,4 +333,51 @@ fn loader_batches_depend_on_the_seed_not_on_the_worker_count() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("`crop`"), "{err}");
+}
+
+/// The context task: the same seed writes the same bytes; it draws terrain, three region
+/// classes (car, building, wall) and two thin classes (pole, traffic sign); region insides carry
+/// no class information (the three classes' inner pixels have the same colour statistics), so
+/// that telling them apart takes the context of their frames; poles and sign wires are one
+/// pixel wide.
+#[test]
+fn context_task_needs_context_and_fine_resolution() {
+    let config = SynthConfig { seed: 5, train: 24, val: 2, width: 160, height: 80, task: SynthTask::Context };
+    let (a, b) = (temp_dir("context-a"), temp_dir("context-b"));
+    generate(&a, &config).unwrap();
+    generate(&b, &config).unwrap();
+    assert!(all_files(&a) == all_files(&b), "same seed, same bytes");
+    let mut present = std::collections::BTreeSet::new();
+    // Per region class: mean grey of pixels at least 3 pixels inside the region (no frame).
+    let mut inner: std::collections::BTreeMap<u8, (f64, u64)> = Default::default();
+    let mut thin_columns = 0;
+    for sample in list_samples(&a, "train", Annotation::Fine).unwrap() {
+        let s = read_sample(&sample).unwrap();
+        let (w, h) = (s.width as usize, s.height as usize);
+        let at = |x: usize, y: usize| s.label[y * w + x];
+        for y in 3..h - 3 {
+            for x in 3..w - 3 {
+                let l = at(x, y);
+                present.insert(l);
+                let deep = (x - 3..=x + 3).all(|u| (y - 3..=y + 3).all(|v| at(u, v) == l));
+                if [2, 3, 13].contains(&l) && deep {
+                    let px = &s.image[(y * w + x) * 3..(y * w + x) * 3 + 3];
+                    let e = inner.entry(l).or_default();
+                    e.0 += px.iter().map(|&c| c as f64).sum::<f64>() / 3.0;
+                    e.1 += 1;
+                }
+                // A pole pixel whose left and right neighbours are not poles: one pixel wide.
+                if l == 5 && at(x - 1, y) != 5 && at(x + 1, y) != 5 {
+                    thin_columns += 1;
+                }
+            }
+        }
+    }
+    // Train ids: building, wall, pole, traffic sign, terrain, car.
+    assert_eq!(present.into_iter().collect::<Vec<_>>(), [2, 3, 5, 7, 9, 13], "terrain, regions and thin classes");
+    let means: Vec<f64> = inner.values().map(|(sum, n)| sum / *n as f64).collect();
+    assert_eq!(means.len(), 3);
+    let spread = means.iter().cloned().fold(f64::MIN, f64::max) - means.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 12.0, "region insides look alike whatever the class: mean greys {means:?}");
+    assert!(thin_columns > 100, "poles are one pixel wide ({thin_columns} such pixels)");
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use seg::data::{generate, list_samples, read_sample, Annotation, SynthConfig};
+use seg::data::{generate, list_samples, read_sample, Annotation, SynthConfig, SynthTask};
 use seg::eval::{evaluate_folder, EvalError};
 use seg::palette::to_label_ids;
 use seg::png::write_png;
@@ -39,7 +39,8 @@ fn write_predictions(root: &Path, out: &Path, change: impl Fn(&mut Vec<u8>)) -> 
 #[test]
 fn perfect_and_damaged_predictions() {
     let root = temp_dir("data");
-    generate(&root, &SynthConfig { seed: 2, train: 1, val: 3, width: 64, height: 32 }).unwrap();
+    generate(&root, &SynthConfig { seed: 2, train: 1, val: 3, width: 64, height: 32, task: SynthTask::Street })
+        .unwrap();
 
     let perfect = temp_dir("perfect");
     write_predictions(&root, &perfect, |_| {});
@@ -66,7 +67,8 @@ fn perfect_and_damaged_predictions() {
 #[test]
 fn bad_prediction_folders_are_named() {
     let root = temp_dir("bad-data");
-    generate(&root, &SynthConfig { seed: 2, train: 1, val: 2, width: 32, height: 16 }).unwrap();
+    generate(&root, &SynthConfig { seed: 2, train: 1, val: 2, width: 32, height: 16, task: SynthTask::Street })
+        .unwrap();
     let preds = temp_dir("bad-preds");
     write_predictions(&root, &preds, |_| {});
     let files: Vec<PathBuf> = std::fs::read_dir(preds.join("nested")).unwrap().map(|e| e.unwrap().path()).collect();

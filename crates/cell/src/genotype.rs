@@ -101,6 +101,23 @@ impl Genotype {
         Ok(Genotype { blocks })
     }
 
+    /// A cell of `blocks` blocks drawn uniformly from the search space: for each block two
+    /// distinct inputs among its predecessors (every pair equally likely) and, on each, one of
+    /// the seven ops other than `none` (every op equally likely). The random-architecture
+    /// baseline a search is compared with.
+    pub fn random(blocks: usize, rng: &mut impl rand::Rng) -> Genotype {
+        let ops = &Primitive::ALL[1..];
+        let blocks = (0..blocks.max(1))
+            .map(|block| {
+                let inputs = rand::seq::index::sample(rng, block_inputs(block), 2);
+                let mut inputs = [inputs.index(0), inputs.index(1)];
+                inputs.sort_unstable();
+                inputs.map(|input| CellEdge { input, op: ops[rng.random_range(0..ops.len())] })
+            })
+            .collect();
+        Genotype::new(blocks).expect("drawn inside the search space")
+    }
+
     /// The cell found by Auto-DeepLab on Cityscapes (paper Fig. 3; facts §6), DARTS numbering.
     pub fn paper() -> Genotype {
         use Primitive::*;

@@ -1,12 +1,14 @@
 //! `search demo`: the whole chain on the built-in synthetic data, on the CPU in minutes —
-//! synth, search, decode, retrain, eval, predict — and a per-pixel baseline (a 1x1 conv
-//! trained with the same settings) to show that the searched network learned more than colours.
+//! synth, search, decode, retrain, eval, predict — and the baselines it is judged against:
+//! architectures drawn at random from the same search space (`search random`), retrained with
+//! the identical recipe and seeds (does the search pick better than chance?), and a per-pixel
+//! 1x1 conv trained the same way (did the network learn more than colours?).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use seg::data::{list_samples, Annotation, SynthConfig};
+use seg::data::{list_samples, Annotation, SynthConfig, SynthTask};
 use seg::palette::PredictionFormat;
 use serde::Serialize;
 use tch::Device;
@@ -22,9 +24,26 @@ pub const SEARCH_CONFIG: &str = include_str!("../../../configs/demo-search.toml"
 /// The demo's retraining settings (configs/demo-retrain.toml, built in).
 pub const RETRAIN_CONFIG: &str = include_str!("../../../configs/demo-retrain.toml");
 
-/// The synthetic data of the demo.
-pub fn demo_data() -> SynthConfig {
-    SynthConfig { seed: 0, train: 64, val: 16, width: 160, height: 80 }
+/// The synthetic data of the demo drawn from `seed`: the context task, on which the choice of
+/// ops and path shows in the val mIoU.
+pub fn demo_data(seed: u64) -> SynthConfig {
+    SynthConfig { seed, train: 64, val: 16, width: 160, height: 80, task: SynthTask::Context }
+}
+
+/// How the demo was asked to run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The run folder (must not exist yet).
+    pub out: PathBuf,
+    pub device: Device,
+    /// Seed of the data, the search, the retrainings and the random draws.
+    pub seed: u64,
+    /// Random architectures to retrain beside the searched one.
+    pub random: usize,
+    /// Overrides of the built-in search config.
+    pub search_overrides: Vec<String>,
+    /// Overrides of the built-in retraining config (applied to every retraining alike).
+    pub retrain_overrides: Vec<String>,
 }
 
 /// What the demo measured.
@@ -36,20 +55,29 @@ pub struct DemoReport {
     pub searched_miou: f64,
     /// Val mIoU of its label-id predictions through `search eval --pred`.
     pub predicted_files_miou: f64,
+    /// Val mIoU of each random architecture, retrained with the same recipe and seeds.
+    pub random_mious: Vec<f64>,
+    /// Their mean and sample standard deviation.
+    pub random_mean: f64,
+    pub random_std: f64,
+    /// Rank of the searched network among the searched and the random ones (1: best).
+    pub rank: usize,
+    /// Normalised entropy of the searched softmax(α) (mean over edges) and β (mean over
+    /// nodes) at the end of the search: 1 = uniform, 0 = decided.
+    pub alpha_entropy: f64,
+    pub beta_entropy: f64,
     /// Val mIoU of the per-pixel baseline.
     pub baseline_miou: f64,
     /// Seconds per stage.
     pub seconds: Vec<(String, f64)>,
 }
 
-/// Runs the demo into `out` (which must not exist yet) with `overrides` applied to both
-/// configs (e.g. `iterations=…` for the retraining).
-pub fn run(
-    out: &Path,
-    device: Device,
-    search_overrides: &[String],
-    retrain_overrides: &[String],
-) -> Result<DemoReport> {
+/// Runs the demo as `options` say.
+pub fn run(options: &DemoOptions) -> Result<DemoReport> {
+    let (out, device) = (options.out.as_path(), options.device);
+    let seed_override = format!("seed={}", options.seed);
+    let search_overrides = [&[seed_override.clone()][..], &options.search_overrides].concat();
+    let retrain_overrides = [&[seed_override][..], &options.retrain_overrides].concat();
     if out.exists() {
         bail!("{} exists already; the demo writes a fresh folder (use --out)", out.display());
     }
@@ -61,12 +89,14 @@ pub fn run(
     };
 
     let data = out.join("data");
-    seg::data::generate(&data, &demo_data()).context("generating the synthetic data")?;
+    seg::data::generate(&data, &demo_data(options.seed)).context("generating the synthetic data")?;
     lap("synth", &mut seconds);
 
-    let mut search: SearchRunConfig =
-        crate::config::load_text(SEARCH_CONFIG, Path::new("configs/demo-search.toml"), search_overrides)?;
-    search.data.root = data.clone();
+    let search: SearchRunConfig =
+        crate::config::load_text(SEARCH_CONFIG, Path::new("configs/demo-search.toml"), &search_overrides)?;
+    let space = search.model.clone();
+    let search =
+        SearchRunConfig { data: crate::run_config::DataConfig { root: data.clone(), ..search.data }, ..search };
     let architecture = match crate::search_run::run(SearchOptions {
         config: search,
         out: out.join("search"),
@@ -89,9 +119,10 @@ pub fn run(
         bail!("decoding {} gave {decoded:?}, the search ended with {architecture:?}", latest.display());
     }
     info!(cell = %serde_json::to_string(&architecture.cell)?, path = ?architecture.path.levels(), "decoded");
+    let (alpha_entropy, beta_entropy) = final_entropies(&out.join("search"))?;
 
     let mut retrain: RetrainConfig =
-        crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), retrain_overrides)?;
+        crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), &retrain_overrides)?;
     retrain.data.root = data.clone();
     let train = |model: ModelChoice, folder: &str, config: &RetrainConfig| -> Result<f64> {
         match crate::retrain::train(RetrainOptions {
@@ -133,7 +164,49 @@ pub fn run(
     )?;
     lap("predict", &mut seconds);
 
+    let drawn = crate::random::draw(&space, options.random, options.seed);
+    crate::random::write(&out.join("random"), &drawn)?;
+    let mut random_mious = Vec::with_capacity(drawn.len());
+    for (i, architecture) in drawn.into_iter().enumerate() {
+        let miou = train(ModelChoice::Deployed(architecture), &format!("random/{i:03}"), &retrain)?;
+        info!(draw = i, val_miou = miou, "random architecture retrained");
+        random_mious.push(miou);
+    }
+    let (random_mean, random_std) = crate::random::mean_std(&random_mious);
+    let rank = 1 + random_mious.iter().filter(|&&m| m > searched_miou).count();
+    lap("random", &mut seconds);
+
     let baseline_miou = train(ModelChoice::PixelBaseline, "baseline", &retrain)?;
     lap("baseline", &mut seconds);
-    Ok(DemoReport { out: out.to_owned(), architecture, searched_miou, predicted_files_miou, baseline_miou, seconds })
+    Ok(DemoReport {
+        out: out.to_owned(),
+        architecture,
+        searched_miou,
+        predicted_files_miou,
+        random_mious,
+        random_mean,
+        random_std,
+        rank,
+        alpha_entropy,
+        beta_entropy,
+        baseline_miou,
+        seconds,
+    })
+}
+
+/// The mean normalised entropies of α and β in the last line of a search's history.
+fn final_entropies(search: &Path) -> Result<(f64, f64)> {
+    let history = crate::search_run::read_history(search)?;
+    let last = history.last().context("the search wrote no history")?;
+    let mean = |key: &str| {
+        let values: Vec<f64> = last[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]))
+            .filter_map(|v| v.as_f64())
+            .collect();
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    };
+    Ok((mean("alpha_entropy"), mean("beta_entropy")))
 }

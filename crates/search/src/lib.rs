@@ -22,6 +22,7 @@ pub mod logging;
 pub mod optim;
 pub mod plots;
 pub mod predict;
+pub mod random;
 pub mod retrain;
 pub mod run_config;
 pub mod rundir;

@@ -1,6 +1,8 @@
 //! Pictures of a search, written at its end into `arch/`: the decoded cell (`cell.dot`,
 //! `cell.svg`), the network path on the trellis (`path.svg`), and softmax(α) and normalised β
-//! over the epochs as heat maps (`alpha.svg`, `beta.svg`).
+//! over the epochs as heat maps (`alpha.svg`, `beta.svg`), and how far each edge's softmax(α)
+//! and each node's β are from uniform over the epochs (`entropy.svg`: normalised entropy, 1 =
+//! uniform, 0 = decided).
 
 use anyhow::{Context, Result};
 use cell::Primitive;
@@ -53,7 +55,29 @@ pub fn write_search_pictures(dir: &RunDir, architecture: &Architecture) -> Resul
             (0..4).flat_map(move |i| ["finer", "same", "coarser"].map(move |d| format!("layer {l} level {i} {d}")))
         })
         .collect();
-    heat_map(&dir.path("arch/beta.svg"), "normalised β per move over the epochs", &beta_rows, &beta)
+    heat_map(&dir.path("arch/beta.svg"), "normalised β per move over the epochs", &beta_rows, &beta)?;
+    // Entropies: the edges' rows, then every existing node's (null where a node is absent).
+    fn numbers(v: &serde_json::Value) -> Vec<Option<f64>> {
+        match v {
+            serde_json::Value::Array(items) => items.iter().flat_map(numbers).collect(),
+            other => vec![other.as_f64()],
+        }
+    }
+    let columns: Vec<Vec<Option<f64>>> =
+        history.iter().map(|h| [numbers(&h["alpha_entropy"]), numbers(&h["beta_entropy"])].concat()).collect();
+    let edges = history.first().and_then(|h| h["alpha_entropy"].as_array()).map_or(0, |a| a.len());
+    let present: Vec<usize> =
+        (0..columns.first().map_or(0, |c| c.len())).filter(|&r| columns[0][r].is_some()).collect();
+    let rows: Vec<String> = present
+        .iter()
+        .map(|&r| match r.checked_sub(edges) {
+            None => format!("α edge {r}"),
+            Some(node) => format!("β layer {} level {}", node / 4, node % 4),
+        })
+        .collect();
+    let values: Vec<Vec<f64>> =
+        columns.iter().map(|c| present.iter().map(|&r| c.get(r).copied().flatten().unwrap_or(0.0)).collect()).collect();
+    heat_map(&dir.path("arch/entropy.svg"), "entropy / max per edge (α) and node (β) over the epochs", &rows, &values)
 }
 
 fn input_name(input: usize) -> String {

@@ -207,10 +207,14 @@ impl Task for Search<'_> {
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
         record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
         append_history(self.dir, epoch, &self.arch)?;
-        info!(epoch, path = ?decoded.path.levels(), "decoded");
+        let entropies = tch::no_grad(|| self.arch.weights()).entropies();
+        let (alpha_entropy, beta_entropy) = (entropies.alpha_mean(), entropies.beta_mean());
+        info!(epoch, path = ?decoded.path.levels(), alpha_entropy, beta_entropy, "decoded");
         let fields = serde_json::json!({
             "lr_weights": self.lr, "arch_active": epoch >= self.config.arch_start_epoch,
             "cell": decoded.cell, "path": decoded.path,
+            "alpha_entropy": alpha_entropy, "beta_entropy": beta_entropy,
+            "alpha_entropy_per_edge": entropies.alpha, "beta_entropy_per_node": entropies.beta,
         });
         Ok(fields.as_object().expect("an object").clone())
     }
@@ -315,8 +319,11 @@ fn append_history(dir: &RunDir, epoch: usize, arch: &ArchParams) -> Result<()> {
     let to_vec = |t: &Tensor| {
         Vec::<f64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1)).expect("doubles")
     };
+    let entropies = weights.entropies();
     let line = serde_json::json!({
         "epoch": epoch,
+        "alpha_entropy": entropies.alpha,
+        "beta_entropy": entropies.beta,
         "alpha": to_vec(&weights.alpha).chunks(8).map(|c| c.to_vec()).collect::<Vec<_>>(),
         "beta": to_vec(&weights.beta).chunks(12).map(|l| l.chunks(3).map(|c| c.to_vec()).collect::<Vec<_>>()).collect::<Vec<_>>(),
     });

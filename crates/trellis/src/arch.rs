@@ -71,3 +71,80 @@ pub struct ArchWeights {
     /// Normalised β, `[L, 4, 3]` (0 for invalid transitions).
     pub beta: Tensor,
 }
+
+/// How far the architecture weights are from uniform: the entropy of each distribution
+/// divided by its maximum (1 = uniform, 0 = one choice). A search that learns drives these
+/// down; α and β that stay near 1 decode to a near coin toss.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Entropies {
+    /// Per edge: entropy of softmax(α) over the 8 ops / ln 8.
+    pub alpha: Vec<f64>,
+    /// Per layer and source level: entropy of the node's outgoing β / ln(valid moves); `None`
+    /// where the node does not exist.
+    pub beta: Vec<[Option<f64>; NUM_LEVELS]>,
+}
+
+impl Entropies {
+    /// Mean over the edges.
+    pub fn alpha_mean(&self) -> f64 {
+        self.alpha.iter().sum::<f64>() / self.alpha.len().max(1) as f64
+    }
+
+    /// Mean over the existing nodes.
+    pub fn beta_mean(&self) -> f64 {
+        let values: Vec<f64> = self.beta.iter().flatten().flatten().copied().collect();
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    }
+}
+
+impl ArchWeights {
+    /// The normalised entropies of these weights.
+    pub fn entropies(&self) -> Entropies {
+        let entropy = |p: &[f64]| -> f64 {
+            let valid = p.iter().filter(|&&x| x > 0.0).count();
+            if valid < 2 {
+                return 0.0;
+            }
+            -p.iter().filter(|&&x| x > 0.0).map(|&x| x * x.ln()).sum::<f64>() / (valid as f64).ln()
+        };
+        let to_vec = |t: &Tensor| -> Vec<f64> {
+            Vec::<f64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1)).expect("doubles")
+        };
+        let alpha: Vec<f64> = to_vec(&self.alpha).chunks(cell::Primitive::COUNT).map(entropy).collect();
+        let beta = to_vec(&self.beta)
+            .chunks(NUM_LEVELS * 3)
+            .enumerate()
+            .map(|(l, layer)| {
+                std::array::from_fn(|i| {
+                    let moves = &layer[i * 3..i * 3 + 3];
+                    crate::space::node_exists(l.checked_sub(1), i).then(|| entropy(moves))
+                })
+            })
+            .collect();
+        Entropies { alpha, beta }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropies_are_one_when_uniform_and_zero_when_decided() {
+        let alpha = Tensor::stack(
+            &[
+                Tensor::full([8], 0.125, (Kind::Float, Device::Cpu)),
+                Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0., 0., 0.]),
+            ],
+            0,
+        );
+        let beta = normalize_beta(&Tensor::zeros([2, 4, 3], (Kind::Float, Device::Cpu)));
+        let e = ArchWeights { alpha, beta }.entropies();
+        assert!((e.alpha[0] - 1.0).abs() < 1e-6 && e.alpha[1].abs() < 1e-12, "{e:?}");
+        // Layer 0: only the stem (level 0) exists, with two moves; layer 1: levels 0 and 1.
+        assert_eq!(e.beta[0][1], None);
+        assert!((e.beta[0][0].unwrap() - 1.0).abs() < 1e-6);
+        assert!((e.beta[1][1].unwrap() - 1.0).abs() < 1e-6 && e.beta[1][2].is_none());
+        assert!((e.beta_mean() - 1.0).abs() < 1e-6);
+    }
+}

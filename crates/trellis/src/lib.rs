@@ -13,7 +13,7 @@ pub mod recompute;
 pub mod space;
 pub mod viterbi;
 
-pub use arch::{normalize_beta, ArchParams, ArchWeights};
+pub use arch::{normalize_beta, ArchParams, ArchWeights, Entropies};
 pub use decode::{decode, decode_file, DecodeError, RawParams};
 pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, DropPath, ParameterCount};
 pub use execution::Execution;

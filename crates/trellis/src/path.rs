@@ -51,6 +51,49 @@ impl NetworkPath {
         Ok(NetworkPath { levels })
     }
 
+    /// A path of `layers` layers drawn uniformly from all valid paths (every path equally
+    /// likely, not every move): the number of valid continuations of each node is counted from
+    /// the last layer back, and each level is drawn in proportion to it.
+    pub fn random(layers: usize, rng: &mut impl rand::Rng) -> NetworkPath {
+        let layers = layers.max(1);
+        // ways[l][j]: valid paths from node (l, j) to the last layer.
+        let mut ways = vec![[0f64; NUM_LEVELS]; layers];
+        ways[layers - 1] = [1.0; NUM_LEVELS];
+        for l in (0..layers - 1).rev() {
+            for j in 0..NUM_LEVELS {
+                ways[l][j] = (j.saturating_sub(1)..=(j + 1).min(NUM_LEVELS - 1)).map(|k| ways[l + 1][k]).sum();
+            }
+        }
+        let mut levels = Vec::with_capacity(layers);
+        let mut from = 0usize;
+        for row in &ways {
+            let choices: Vec<usize> = (from.saturating_sub(1)..=(from + 1).min(NUM_LEVELS - 1)).collect();
+            let total: f64 = choices.iter().map(|&k| row[k]).sum();
+            let mut pick = rng.random_range(0.0..total);
+            let mut level = *choices.last().expect("at least one move");
+            for &k in &choices {
+                if pick < row[k] {
+                    level = k;
+                    break;
+                }
+                pick -= row[k];
+            }
+            levels.push(level as u8);
+            from = level;
+        }
+        NetworkPath::new(levels).expect("drawn inside the trellis")
+    }
+
+    /// The number of valid paths of `layers` layers: 75025 for L = 12 (the paper's "2.9e4",
+    /// §3.2, is 28657, the count for one move fewer; docs/trellis.md).
+    pub fn count(layers: usize) -> f64 {
+        let mut ways = [1f64; NUM_LEVELS];
+        for _ in 0..layers {
+            ways = std::array::from_fn(|j| (j.saturating_sub(1)..=(j + 1).min(NUM_LEVELS - 1)).map(|k| ways[k]).sum());
+        }
+        ways[0]
+    }
+
     /// The path found by Auto-DeepLab on Cityscapes (paper Fig. 3; facts §6).
     pub fn paper() -> NetworkPath {
         NetworkPath::new(vec![0, 0, 0, 1, 2, 1, 2, 2, 3, 3, 2, 1]).expect("the paper's path is valid")

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use seg::data::{SynthConfig, TransformConfig};
+use seg::data::{SynthConfig, SynthTask, TransformConfig};
 use tracing::info;
 
 #[derive(clap::Args)]
@@ -46,7 +46,7 @@ pub fn exec(args: Args) -> Result<()> {
         None => {
             let temp = std::env::temp_dir().join(format!("adl-bench-data-{}", std::process::id()));
             let (width, height) = args.size;
-            let config = SynthConfig { seed: 0, train: args.images, val: 0, width, height };
+            let config = SynthConfig { seed: 0, train: args.images, val: 0, width, height, task: SynthTask::Street };
             info!(images = args.images, width, height, "generating benchmark images");
             seg::data::generate(&temp, &config).context("generating benchmark images")?;
             temp

@@ -17,6 +17,12 @@ pub struct Args {
     /// Override a key of the built-in retraining config (configs/demo-retrain.toml).
     #[arg(long = "set-retrain", value_name = "KEY=VALUE")]
     retrain_overrides: Vec<String>,
+    /// Seed of the data, the search, the retrainings and the random architectures.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Random architectures from the same space to retrain beside the searched one.
+    #[arg(long, default_value_t = 4)]
+    random: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Also print the report as JSON.
@@ -32,7 +38,15 @@ pub fn exec(args: Args) -> Result<()> {
     });
     let start = std::time::Instant::now();
     print!("{}", EnvReport::collect().to_text());
-    let report = search::demo::run(&out, device, &args.search_overrides, &args.retrain_overrides)?;
+    let options = search::demo::DemoOptions {
+        out: out.clone(),
+        device,
+        seed: args.seed,
+        random: args.random,
+        search_overrides: args.search_overrides,
+        retrain_overrides: args.retrain_overrides,
+    };
+    let report = search::demo::run(&options)?;
     let total = start.elapsed().as_secs_f64();
     println!("decoded cell: {}", serde_json::to_string(&report.architecture.cell)?);
     println!("decoded path: {:?}", report.architecture.path.levels());
@@ -44,12 +58,31 @@ pub fn exec(args: Args) -> Result<()> {
         100.0 * report.searched_miou,
         100.0 * report.predicted_files_miou
     );
-    println!("per-pixel baseline (1x1 conv): val mIoU {:5.2} %", 100.0 * report.baseline_miou);
     println!(
-        "margin {:+.2} points; {total:.0} s in all; everything is in {}",
-        100.0 * (report.searched_miou - report.baseline_miou),
-        out.display()
+        "search ended with α entropy {:.3}, β entropy {:.3} (1 = uniform, 0 = decided)",
+        report.alpha_entropy, report.beta_entropy
     );
+    if !report.random_mious.is_empty() {
+        let list: Vec<String> = report.random_mious.iter().map(|m| format!("{:.2}", 100.0 * m)).collect();
+        println!(
+            "{} random architectures, same recipe: val mIoU {:5.2} ± {:.2} %  ({})",
+            report.random_mious.len(),
+            100.0 * report.random_mean,
+            100.0 * report.random_std,
+            list.join(", ")
+        );
+        let margin = (report.searched_miou - report.random_mean) / report.random_std.max(1e-9);
+        println!(
+            "searched network ranks {} of {}; {:+.2} points from the random mean ({:+.2} standard deviations): target (>= +1 sd) {}",
+            report.rank,
+            report.random_mious.len() + 1,
+            100.0 * (report.searched_miou - report.random_mean),
+            margin,
+            if margin >= 1.0 { "met" } else { "missed" }
+        );
+    }
+    println!("per-pixel baseline (1x1 conv): val mIoU {:5.2} %", 100.0 * report.baseline_miou);
+    println!("{total:.0} s in all; everything is in {}", out.display());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

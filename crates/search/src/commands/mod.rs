@@ -15,6 +15,7 @@ mod demo;
 mod env;
 mod eval;
 mod predict;
+mod random;
 mod run;
 mod summary;
 mod synth;
@@ -60,6 +61,8 @@ enum Command {
     Run(run::Args),
     /// Time search steps (weight step and architecture step) on random data; one JSON line.
     Bench(bench::Args),
+    /// Draw architectures uniformly from a search space: the baseline a search must beat.
+    Random(random::Args),
 }
 
 impl Cli {
@@ -80,6 +83,7 @@ impl Cli {
             Command::Decode(args) => decode::exec(args),
             Command::Run(args) => run::exec(args, threads),
             Command::Bench(args) => bench::exec(args, threads),
+            Command::Random(args) => random::exec(args),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use seg::data::SynthConfig;
+use seg::data::{SynthConfig, SynthTask};
 use tracing::info;
 
 #[derive(clap::Args)]
@@ -20,14 +20,28 @@ pub struct Args {
     /// Number of validation images.
     #[arg(long, default_value_t = 16)]
     val: usize,
+    /// Which scenes: street scenes (12 classes), or the context task (regions told apart only
+    /// by wide context, thin structures; the demo's).
+    #[arg(long, value_enum, default_value_t = TaskArg::Street)]
+    task: TaskArg,
     /// Image size as WIDTHxHEIGHT.
     #[arg(long, default_value = "256x128", value_parser = super::parse_size)]
     size: (u32, u32),
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TaskArg {
+    Street,
+    Context,
+}
+
 pub fn exec(args: Args) -> Result<()> {
     let (width, height) = args.size;
-    let config = SynthConfig { seed: args.seed, train: args.train, val: args.val, width, height };
+    let task = match args.task {
+        TaskArg::Street => SynthTask::Street,
+        TaskArg::Context => SynthTask::Context,
+    };
+    let config = SynthConfig { seed: args.seed, train: args.train, val: args.val, width, height, task };
     let start = std::time::Instant::now();
     let written = seg::data::generate(&args.out, &config)
         .with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;

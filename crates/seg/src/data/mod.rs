@@ -13,5 +13,5 @@ pub use cityscapes::{list_images, list_samples, read_sample, Annotation, LabelEn
 pub use error::DataError;
 pub use loader::{Batch, Loader, LoaderConfig, LoaderError, Mode};
 pub use split::split_halves;
-pub use synthetic::{generate, SynthConfig};
+pub use synthetic::{generate, SynthConfig, SynthTask};
 pub use transform::{TransformConfig, TransformError};

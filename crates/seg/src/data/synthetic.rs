@@ -8,6 +8,14 @@
 //! (grey road, sidewalk, buildings, walls, poles, cars and overcast sky; green vegetation and
 //! terrain; red cars and clothing), so that a per-pixel colour classifier cannot solve it.
 //! Same seed, same bytes: every image has its own ChaCha8 stream derived from the seed.
+//!
+//! A second task, [`SynthTask::Context`], is built so that the architecture matters (the demo
+//! compares a searched network with random ones on it): rectangular regions whose insides are
+//! drawn from one texture for every class and whose class (car, building, wall) shows only in a
+//! coloured frame along their border, so that most of a region's pixels can only be told apart
+//! with context wider than their neighbourhood (up to half the region, 10 to 25 pixels at the
+//! demo's size); one-pixel-wide poles and sign wires that need fine resolution; and a textured
+//! background (terrain).
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +48,18 @@ mod id {
     pub const CAR: u8 = 26;
 }
 
+/// Which scenes to draw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynthTask {
+    /// Street scenes with 12 classes (the default).
+    #[default]
+    Street,
+    /// Regions told apart only by wide context, and thin structures (see the module
+    /// documentation).
+    Context,
+}
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynthConfig {
@@ -48,6 +68,7 @@ pub struct SynthConfig {
     pub val: usize,
     pub width: u32,
     pub height: u32,
+    pub task: SynthTask,
 }
 
 /// The classes (label ids) the generator draws, for tests and docs.
@@ -75,7 +96,11 @@ pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataEr
     jobs.par_iter()
         .map(|&(split, index)| {
             let split_tag = if split == "train" { 1 } else { 2 };
-            let scene = render(config.width, config.height, mix_seed(config.seed, split_tag, index as u64));
+            let seed = mix_seed(config.seed, split_tag, index as u64);
+            let scene = match config.task {
+                SynthTask::Street => render(config.width, config.height, seed),
+                SynthTask::Context => render_context(config.width, config.height, seed),
+            };
             let city = CITIES[index % CITIES.len()];
             let stem = format!("{city}_{:06}_{:06}", index / CITIES.len(), 19);
             let image_dir = out.join("leftImg8bit").join(split).join(city);
@@ -141,6 +166,22 @@ impl Canvas {
                 }
             }
         }
+    }
+
+    /// The scene: a lighting gradient and sensor noise over the colours, rounded to bytes.
+    fn finish(self, rng: &mut ChaCha8Rng) -> Scene {
+        let light = rng.random_range(0.8..1.15);
+        let noise_seed = rng.random::<u64>();
+        let mut rgb = Vec::with_capacity(self.rgb.len() * 3);
+        for (i, px) in self.rgb.iter().enumerate() {
+            let (x, y) = (i as i64 % self.w, i as i64 / self.w);
+            let gain = light * (1.0 - 0.15 * x as f32 / self.w as f32);
+            for (ch, v) in px.iter().enumerate() {
+                let n = (hash_noise(noise_seed ^ ch as u64, x, y) - 0.5) * 24.0;
+                rgb.push((v * gain + n).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+        Scene { rgb, label: self.label }
     }
 
     /// Fills rows `y0..y1` between `left(y)` and `right(y)`.
@@ -366,17 +407,53 @@ pub fn render(w: u32, h: u32, seed: u64) -> Scene {
         c.ellipse(px, py - tall * 0.88, tall * 0.08, tall * 0.1, id::PERSON, |_, _| [205.0, 160.0, 130.0]);
     }
 
-    // Lighting gradient and sensor noise over everything.
-    let light = rng.random_range(0.8..1.15);
-    let noise_seed = rng.random::<u64>();
-    let mut rgb = Vec::with_capacity(c.rgb.len() * 3);
-    for (i, px) in c.rgb.iter().enumerate() {
-        let (x, y) = (i as i64 % wi, i as i64 / wi);
-        let gain = light * (1.0 - 0.15 * x as f32 / wf);
-        for (ch, v) in px.iter().enumerate() {
-            let n = (hash_noise(noise_seed ^ ch as u64, x, y) - 0.5) * 24.0;
-            rgb.push((v * gain + n).round().clamp(0.0, 255.0) as u8);
-        }
+    c.finish(&mut rng)
+}
+
+/// Renders one scene of the context task (see the module documentation) of `w x h` from `seed`.
+pub fn render_context(w: u32, h: u32, seed: u64) -> Scene {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (wi, hi) = (w as i64, h as i64);
+    let (wf, hf) = (w as f32, h as f32);
+    let mut c =
+        Canvas { w: wi, h: hi, rgb: vec![[0.0; 3]; (w * h) as usize], label: vec![id::TERRAIN; (w * h) as usize] };
+    let tex = rng.random::<u64>();
+    // Background: green-brown terrain with a coarse texture.
+    let terrain = [rng.random_range(70.0..110.0), rng.random_range(105.0..140.0), rng.random_range(50.0..80.0)];
+    c.rect(0, 0, wi, hi, id::TERRAIN, |px, py| shade(terrain, 0.8 + 0.4 * hash_noise(tex ^ 1, px / 2, py / 2)));
+    // Regions: the same grey texture inside whatever the class; the frame's colour is the class.
+    let frame = (0.012 * wf).round().max(1.0) as i64;
+    for _ in 0..rng.random_range(3..7) {
+        let (rw, rh) = ((wf * rng.random_range(0.12..0.3)) as i64, (hf * rng.random_range(0.2..0.55)) as i64);
+        let (x0, y0) = (rng.random_range(-rw / 4..wi - rw / 2), rng.random_range(-rh / 4..hi - rh / 2));
+        let (x1, y1) = (x0 + rw, y0 + rh);
+        let (label, rim) = match rng.random_range(0..3) {
+            0 => (id::CAR, [200.0, 45.0, 40.0]),
+            1 => (id::BUILDING, [45.0, 70.0, 200.0]),
+            _ => (id::WALL, [210.0, 190.0, 45.0]),
+        };
+        let inside = shared_gray(&mut rng);
+        let grain = rng.random::<u64>();
+        c.rect(x0, y0, x1, y1, label, |px, py| {
+            let border = px < x0 + frame || px >= x1 - frame || py < y0 + frame || py >= y1 - frame;
+            if border {
+                rim
+            } else {
+                shade(inside, 0.75 + 0.5 * hash_noise(grain, px, py))
+            }
+        });
     }
-    Scene { rgb, label: c.label }
+    // Thin structures on top: one-pixel poles (vertical) and sign wires (horizontal).
+    for _ in 0..rng.random_range(2..6) {
+        let (x, len) = (rng.random_range(0..wi), (hf * rng.random_range(0.3..0.9)) as i64);
+        let y0 = rng.random_range(0..(hi - len).max(1));
+        let pole = gray(rng.random_range(185.0..225.0));
+        c.rect(x, y0, x + 1, y0 + len, id::POLE, |_, _| pole);
+    }
+    for _ in 0..rng.random_range(1..4) {
+        let (y, len) = (rng.random_range(0..hi), (wf * rng.random_range(0.2..0.6)) as i64);
+        let x0 = rng.random_range(0..(wi - len).max(1));
+        c.rect(x0, y, x0 + len, y + 1, id::TRAFFIC_SIGN, |_, _| [225.0, 215.0, 60.0]);
+    }
+    c.finish(&mut rng)
 }
