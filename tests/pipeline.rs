@@ -69,6 +69,7 @@ fn a_search_writes_its_run_folder() {
         "arch/cell.svg",
         "arch/path.svg",
         "arch/alpha.svg",
+        "arch/entropy.svg",
         "arch/beta.svg",
     ] {
         assert!(run.join(file).is_file(), "{file} missing");
@@ -90,6 +91,14 @@ fn a_search_writes_its_run_folder() {
     assert!(steps.iter().any(|m| m["loss_arch"].is_f64()), "epoch 1 updates α and β");
     assert!(steps.iter().any(|m| m["loss_arch"].is_null()), "epoch 0 does not");
     assert!(epochs.iter().all(|m| m["val_miou"].as_f64().is_some() && m["peak_rss_mib"].as_f64().unwrap() > 0.0));
+    // How far α and β are from uniform, per epoch: normalised entropies in (0, 1], one per edge
+    // of the B = 2 cell (5 edges) and per node of the L = 3 trellis.
+    for m in &epochs {
+        let (a, b) = (m["alpha_entropy"].as_f64().unwrap(), m["beta_entropy"].as_f64().unwrap());
+        assert!(a > 0.0 && a <= 1.0 + 1e-9 && b > 0.0 && b <= 1.0 + 1e-9, "{m}");
+        assert_eq!(m["alpha_entropy_per_edge"].as_array().unwrap().len(), 5);
+        assert_eq!(m["beta_entropy_per_node"].as_array().unwrap().len(), 3);
+    }
     // The final architecture is printed, written, and decodable from the last checkpoint.
     let final_arch = trellis::Architecture::load(&run.join("arch/final.json")).unwrap();
     assert_eq!(trellis::Architecture::from_json(&printed, "stdout").unwrap(), final_arch);

@@ -57,13 +57,9 @@ impl Default for DataConfig {
 
 impl Validate for DataConfig {
     fn validate(&self) -> Result<(), Invalid> {
-        let t = &self.transform;
-        check(t.crop.iter().all(|&c| c >= 1), "transform.crop", || format!("must be at least 1, got {:?}", t.crop))?;
-        check(t.base_scale > 0.0, "transform.base_scale", || format!("must be positive, got {}", t.base_scale))?;
-        check(t.scale_range[0] > 0.0 && t.scale_range[0] <= t.scale_range[1], "transform.scale_range", || {
-            format!("must be [low, high] with 0 < low <= high, got {:?}", t.scale_range)
+        self.transform.validate().map_err(|e| match e {
+            seg::data::TransformError::Invalid { key, message } => Invalid::new(format!("transform.{key}"), message),
         })?;
-        check(t.std.iter().all(|&s| s > 0.0), "transform.std", || format!("must be positive, got {:?}", t.std))?;
         let l = &self.loader;
         check(l.batch >= 1, "loader.batch", || format!("must be at least 1, got {}", l.batch))?;
         check(l.workers >= 1, "loader.workers", || format!("must be at least 1, got {}", l.workers))?;
@@ -266,19 +262,26 @@ impl RetrainConfig {
 impl Validate for RetrainConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.data.validate().map_err(|e| e.within("data"))?;
-        let m = &self.model;
-        check(m.filter_multiplier >= 1, "model.filter_multiplier", || {
-            format!("must be at least 1, got {}", m.filter_multiplier)
-        })?;
-        check(m.classes >= 2, "model.classes", || format!("must be at least 2, got {}", m.classes))?;
-        check(m.layers != Some(0), "model.layers", || "must be at least 1 when set".into())?;
-        check(m.blocks != Some(0), "model.blocks", || "must be at least 1 when set".into())?;
-        check(m.drop_path_keep_prob > 0.0 && m.drop_path_keep_prob <= 1.0, "model.drop_path_keep_prob", || {
-            format!("must be in (0, 1], got {}", m.drop_path_keep_prob)
-        })?;
+        self.model.validate().map_err(|e| e.within("model"))?;
         check(self.iterations >= 1, "iterations", || "must be at least 1".into())?;
         check(self.lr > 0.0, "lr", || format!("must be positive, got {}", self.lr))?;
         check(self.grad_clip >= 0.0, "grad_clip", || "must be >= 0 (0: off)".into())?;
+        Ok(())
+    }
+}
+
+impl Validate for RetrainModelConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        let m = self;
+        check(m.filter_multiplier >= 1, "filter_multiplier", || {
+            format!("must be at least 1, got {}", m.filter_multiplier)
+        })?;
+        check(m.classes >= 2, "classes", || format!("must be at least 2, got {}", m.classes))?;
+        check(m.layers != Some(0), "layers", || "must be at least 1 when set".into())?;
+        check(m.blocks != Some(0), "blocks", || "must be at least 1 when set".into())?;
+        check(m.drop_path_keep_prob > 0.0 && m.drop_path_keep_prob <= 1.0, "drop_path_keep_prob", || {
+            format!("must be in (0, 1], got {}", m.drop_path_keep_prob)
+        })?;
         Ok(())
     }
 }

@@ -71,6 +71,9 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
     if let Some(c) = args.classes {
         config.model.classes = c;
     }
+    crate::config::Validate::validate(&config.model).map_err(|e| {
+        anyhow::anyhow!("model.{}: {} (--filter-multiplier, --classes or the run's config)", e.key, e.message)
+    })?;
     let mut transform = run_config
         .as_ref()
         .map(|c| c.data.transform.clone())
