@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use seg::data::{generate, SynthConfig, SynthTask};
 use tch::{Kind, Tensor};
 
 /// Whether `t` has a gradient that is finite everywhere and not all zero.
@@ -17,4 +21,66 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// Total number of elements of the trainable variables of a store.
 pub fn trainable_numel(vs: &tch::nn::VarStore) -> i64 {
     vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+// The `search` binary on tiny configs, for the end-to-end tests.
+
+pub fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
+}
+
+pub fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("adl-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+pub fn data(name: &str, train: usize, size: (u32, u32)) -> PathBuf {
+    let root = temp(name);
+    generate(&root, &SynthConfig { seed: 1, train, val: 2, width: size.0, height: size.1, task: SynthTask::Street })
+        .unwrap();
+    root
+}
+
+pub fn search(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_search")).args(args).output().unwrap()
+}
+
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn tiny_search(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let config = repo("configs/tiny-search.toml");
+    let mut args = vec!["--threads", "1", "run", "--config", &config, "--device", "cpu"];
+    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--data", root, "--out", out]);
+    args.extend(extra);
+    search(&args)
+}
+
+pub fn tiny_train(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let config = repo("configs/tiny-retrain.toml");
+    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["--threads", "1", "train", "--arch", "paper", "--config", &config, "--device", "cpu"];
+    args.extend(["--data", root, "--out", out]);
+    args.extend(extra);
+    search(&args)
+}
+
+pub fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut t = tch::Tensor::read_safetensors(path).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
 }

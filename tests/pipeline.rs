@@ -1,55 +1,12 @@
 //! The `search` pipeline end to end on tiny configs on the CPU: run folder contents, exact
 //! resume, guard rails, Ctrl-C, and train / eval / predict round trips (search issue).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use seg::data::{generate, SynthConfig, SynthTask};
+use std::path::Path;
+use std::process::Command;
 
-fn repo(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel).display().to_string()
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("adl-pipeline-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn data(name: &str, train: usize, size: (u32, u32)) -> PathBuf {
-    let root = temp(name);
-    generate(&root, &SynthConfig { seed: 1, train, val: 2, width: size.0, height: size.1, task: SynthTask::Street })
-        .unwrap();
-    root
-}
-
-fn search(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_search")).args(args).output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn tiny_search(root: &Path, out: &Path, extra: &[&str]) -> Output {
-    let config = repo("configs/tiny-search.toml");
-    let mut args = vec!["--threads", "1", "run", "--config", &config, "--device", "cpu"];
-    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
-    args.extend(["--data", root, "--out", out]);
-    args.extend(extra);
-    search(&args)
-}
+use common::{data, err, ok, repo, search, temp, tensors, tiny_search, tiny_train};
 
 #[test]
 fn a_search_writes_its_run_folder() {
@@ -120,21 +77,6 @@ fn a_search_writes_its_run_folder() {
 }
 
 /// `search --threads 1 train --arch paper` with the tiny retraining config on `root` into `out`.
-fn tiny_train(root: &Path, out: &Path, extra: &[&str]) -> Output {
-    let config = repo("configs/tiny-retrain.toml");
-    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
-    let mut args = vec!["--threads", "1", "train", "--arch", "paper", "--config", &config, "--device", "cpu"];
-    args.extend(["--data", root, "--out", out]);
-    args.extend(extra);
-    search(&args)
-}
-
-fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {
-    let mut t = tch::Tensor::read_safetensors(path).unwrap();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
-}
-
 #[test]
 fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     let root = data("resume", 8, (64, 48));
@@ -293,7 +235,9 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     }
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
-    let stdout = ok(&out);
+    // An interrupted stop exits with 130, so that `search run … && search train …` stops too.
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stopped at checkpoint"), "{stdout}");
     let checkpoint = stdout.trim().rsplit(' ').next().unwrap();
     assert!(Path::new(checkpoint).join("weights.safetensors").is_file());

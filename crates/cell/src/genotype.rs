@@ -20,6 +20,9 @@ pub enum GenotypeError {
     /// A genotype without blocks.
     #[error("a cell genotype needs at least one block, got none")]
     NoBlocks,
+    /// More blocks than [`MAX_BLOCKS`].
+    #[error("a cell genotype of {found} blocks has more than the {MAX_BLOCKS} allowed")]
+    TooManyBlocks { found: usize },
     /// The genotype has a different number of blocks than the network it is used for.
     #[error("the cell genotype has {found} blocks, the network expects {expected}")]
     WrongBlockCount { expected: usize, found: usize },
@@ -36,6 +39,9 @@ pub enum GenotypeError {
     #[error("α must have {edges} rows of 8 values for a cell of {blocks} blocks, got {rows} rows of {cols}")]
     AlphaShape { blocks: usize, edges: usize, rows: usize, cols: usize },
 }
+
+/// The most blocks a cell may have (the paper's B is 5): a bound on what a file can ask for.
+pub const MAX_BLOCKS: usize = 64;
 
 /// One kept edge of a decoded block: the input it reads and the op it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,6 +92,9 @@ impl Genotype {
     pub fn new(blocks: Vec<[CellEdge; 2]>) -> Result<Genotype, GenotypeError> {
         if blocks.is_empty() {
             return Err(GenotypeError::NoBlocks);
+        }
+        if blocks.len() > MAX_BLOCKS {
+            return Err(GenotypeError::TooManyBlocks { found: blocks.len() });
         }
         for (block, edges) in blocks.iter().enumerate() {
             for (slot, edge) in edges.iter().enumerate() {

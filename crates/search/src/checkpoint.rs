@@ -1,7 +1,10 @@
-//! Checkpoints: `checkpoints/step_NNNNNNNN/` folders holding named tensor files (safetensors)
-//! and `state.json`. A checkpoint is written into a temporary folder and renamed into place, so
-//! a crash never leaves a half-written one; the last `keep_last` are kept, and the best one
-//! (named in `checkpoints/best`) is never removed.
+//! Checkpoints: `checkpoints/step_NNNNNNNN/` folders holding named tensor files (safetensors),
+//! `state.json` and `checksums.json` (the CRC-32 and size of every other file). A checkpoint is
+//! written into a temporary folder and renamed into place, so a crash never leaves a
+//! half-written one; the last `keep_last` are kept, and the best one (named in
+//! `checkpoints/best`) is never removed. Before a checkpoint is resumed its checksums are
+//! verified ([`Checkpoints::latest_verified`]): a damaged one is reported by name and the one
+//! before it is used.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,10 +69,18 @@ impl Checkpoints {
         let state = serde_json::to_string_pretty(state)?;
         seg::atomic::write_atomic_with(&target, |tmp| -> Result<()> {
             std::fs::create_dir(tmp)?;
+            let mut names = vec!["state.json".to_owned()];
             for (file, tensors) in files {
-                write_tensors(&tmp.join(format!("{file}.safetensors")), tensors)?;
+                let name = format!("{file}.safetensors");
+                write_tensors(&tmp.join(&name), tensors)?;
+                names.push(name);
             }
-            Ok(std::fs::write(tmp.join("state.json"), &state)?)
+            std::fs::write(tmp.join("state.json"), &state)?;
+            let sums: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .map(|name| Ok((name.clone(), serde_json::to_value(FileSum::of(&tmp.join(name))?)?)))
+                .collect::<Result<_>>()?;
+            Ok(std::fs::write(tmp.join(CHECKSUMS), serde_json::to_string_pretty(&sums)?)?)
         })
         .with_context(|| format!("writing checkpoint {}", target.display()))?;
         if best {
@@ -106,6 +117,23 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// The most recent checkpoint whose files match their checksums. A damaged one is named in a
+    /// warning and skipped for the one before it; an error when none is intact.
+    pub fn latest_verified(&self) -> Result<Option<PathBuf>> {
+        let steps = self.steps()?;
+        for (i, &step) in steps.iter().enumerate().rev() {
+            let path = self.dir.join(Self::name(step));
+            match verify(&path) {
+                Ok(()) => return Ok(Some(path)),
+                Err(e) if i > 0 => {
+                    tracing::warn!(checkpoint = %path.display(), "damaged checkpoint ({e:#}); falling back to the one before it")
+                }
+                Err(e) => return Err(e.context(format!("no intact checkpoint in {}", self.dir.display()))),
+            }
+        }
+        Ok(None)
+    }
+
     /// The most recent checkpoint, if any.
     pub fn latest(&self) -> Result<Option<PathBuf>> {
         Ok(self.steps()?.last().map(|&s| self.dir.join(Self::name(s))))
@@ -117,6 +145,46 @@ impl Checkpoints {
         let path = self.dir.join(name.trim());
         path.is_dir().then_some(path)
     }
+}
+
+/// The file of a checkpoint that holds the checksums of the others.
+pub const CHECKSUMS: &str = "checksums.json";
+
+/// The CRC-32 and size of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct FileSum {
+    crc32: u32,
+    bytes: u64,
+}
+
+impl FileSum {
+    fn of(path: &Path) -> Result<FileSum> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(FileSum { crc32: crc32fast::hash(&data), bytes: data.len() as u64 })
+    }
+}
+
+/// Checks every file of `checkpoint` against its `checksums.json`.
+pub fn verify(checkpoint: &Path) -> Result<()> {
+    let path = checkpoint.join(CHECKSUMS);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sums: HashMap<String, FileSum> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(!sums.is_empty(), "{} lists no file", path.display());
+    for (name, expected) in sums {
+        let file = checkpoint.join(&name);
+        let found = FileSum::of(&file)?;
+        anyhow::ensure!(
+            found == expected,
+            "{} does not match its checksum (crc32 {:08x} of {} bytes, expected {:08x} of {})",
+            file.display(),
+            found.crc32,
+            found.bytes,
+            expected.crc32,
+            expected.bytes
+        );
+    }
+    Ok(())
 }
 
 /// Reads `state.json` of a checkpoint.

@@ -90,7 +90,7 @@ fn parse(text: &str, origin: &Path) -> Result<toml::Table, ConfigError> {
 /// The table of the file at `path` merged over the files its `base` key names (a path relative
 /// to the file's folder), recursively; `chain` holds the files being read, to refuse cycles.
 fn read_with_bases(path: &Path, chain: &mut Vec<PathBuf>) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = seg::limits::read_text(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     with_bases(parse(&text, path)?, path, chain)
 }
 

@@ -12,9 +12,19 @@ mod commands;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+/// Exit status: 0 when the command finished, 130 when it stopped on an interrupt (after saving
+/// its checkpoint), 1 on any error. Errors print as their chain of causes, never with a
+/// backtrace (whatever `RUST_BACKTRACE` says): they are messages for the user, not crashes.
+fn main() -> std::process::ExitCode {
     search::runtime::tune();
     search::logging::init();
     search::interrupt::install();
-    commands::Cli::parse().exec()
+    match commands::Cli::parse().exec() {
+        Ok(()) if search::interrupt::requested() => std::process::ExitCode::from(search::interrupt::EXIT_INTERRUPTED),
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -13,9 +13,10 @@ use tch::{Device, Tensor};
 use crate::evaluate::predict_labels;
 use crate::trained::TrainedModel;
 
-/// Image files under `input` (a file, or a folder searched recursively), sorted, with their
-/// path relative to `input`.
-pub fn list_inputs(input: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+/// Image files under `input` (a file, or a folder searched recursively, symlinked folders once
+/// each), sorted, with their path relative to `input`; `out` (where predictions go) is skipped
+/// when it lies inside `input`.
+pub fn list_inputs(input: &Path, out: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     if input.is_file() {
         let name = input.file_name().context("input file has a name")?;
         return Ok(vec![(input.to_owned(), PathBuf::from(name))]);
@@ -23,28 +24,32 @@ pub fn list_inputs(input: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     if !input.is_dir() {
         bail!("--input {} does not exist", input.display());
     }
-    let mut found = Vec::new();
-    let mut stack = vec![input.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
-            {
-                let relative = path.strip_prefix(input).expect("under input").to_owned();
-                found.push((path, relative));
-            }
-        }
-    }
-    found.sort();
+    let image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+    };
+    let found: Vec<(PathBuf, PathBuf)> = seg::walk::files(input, Some(out), image)?
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(input).map(Path::to_owned).unwrap_or_else(|_| path.clone());
+            (path, relative)
+        })
+        .collect();
     if found.is_empty() {
         bail!("--input {} holds no PNG or JPEG images", input.display());
     }
     Ok(found)
+}
+
+/// The most pixels an image is given to the network whole: a Cityscapes frame (2048x1024).
+/// Beyond it the activations of a deployed network outgrow a typical machine.
+pub const MAX_WHOLE_IMAGE_PIXELS: u64 = 2048 * 1024;
+
+/// The sliding window for an image of `h x w` at inference resolution when none was asked for:
+/// none up to [`MAX_WHOLE_IMAGE_PIXELS`], else windows of 1025x1025 (DeepLab's 2^k n + 1 form).
+pub fn automatic_window(h: u32, w: u32) -> Option<[u32; 2]> {
+    (h as u64 * w as u64 > MAX_WHOLE_IMAGE_PIXELS).then_some([1025.min(h), 1025.min(w)])
 }
 
 /// Predicts every image under `input` and writes `<out>/<relative path>.png` in `format`.
@@ -55,14 +60,18 @@ pub fn predict(
     format: PredictionFormat,
     device: Device,
 ) -> Result<usize> {
-    let inputs = list_inputs(input)?;
+    let inputs = list_inputs(input, out)?;
     let bar = crate::logging::progress(inputs.len() as u64, "predict");
     for (path, relative) in &inputs {
         let (width, height, rgb) = read_rgb(path)?;
         let (image, h, w) = inference_image(width, height, rgb.clone(), &model.transform);
         let image = Tensor::from_slice(&image).view([1, 3, h as i64, w as i64]).to_device(device);
         let forward = |x: &Tensor| model.forward(x);
-        let labels = tch::no_grad(|| predict_labels(&forward, &image, model.window, height as i64, width as i64));
+        let window = model.window.or_else(|| automatic_window(h, w));
+        if window != model.window {
+            tracing::info!(image = %path.display(), ?window, "a large image: predicted in sliding windows (set --window to choose)");
+        }
+        let labels = tch::no_grad(|| predict_labels(&forward, &image, window, height as i64, width as i64));
         let labels: Vec<u8> =
             Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?.into_iter().map(|v| v as u8).collect();
         let target = out.join(relative).with_extension("png");
@@ -74,4 +83,16 @@ pub fn predict(
     }
     crate::logging::finish_progress();
     Ok(inputs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_images_get_a_sliding_window() {
+        assert_eq!(automatic_window(1024, 2048), None, "a Cityscapes frame runs whole");
+        assert_eq!(automatic_window(4096, 4096), Some([1025, 1025]));
+        assert_eq!(automatic_window(600, 8000), Some([600, 1025]), "never larger than the image");
+    }
 }

@@ -14,6 +14,31 @@ use trellis::{Execution, SearchNetworkConfig};
 use crate::config::{Invalid, Validate};
 use crate::optim::{AdamConfig, SgdConfig};
 
+/// `Err` naming `key` unless `value` is finite and in `[low, high)` (`high` open) or
+/// `[low, high]` (`high_closed`).
+fn check_range(value: f64, key: &str, low: f64, high: f64, high_closed: bool) -> Result<(), Invalid> {
+    let ok = value.is_finite() && value >= low && if high_closed { value <= high } else { value < high };
+    let bracket = if high_closed { "]" } else { ")" };
+    check(ok, key, || format!("must be a finite number in [{low}, {high}{bracket}, got {value}"))
+}
+
+/// `Err` naming `key` unless `value` is finite and positive.
+fn check_positive(value: f64, key: &str) -> Result<(), Invalid> {
+    check(value.is_finite() && value > 0.0, key, || format!("must be a finite number > 0, got {value}"))
+}
+
+/// `Err` naming `key` unless `value` is finite and at least 0 (0: off, for clipping and decay).
+fn check_non_negative(value: f64, key: &str) -> Result<(), Invalid> {
+    check(value.is_finite() && value >= 0.0, key, || format!("must be a finite number >= 0, got {value}"))
+}
+
+/// The settings every SGD in a config shares.
+fn check_sgd(momentum: f64, weight_decay: f64, grad_clip: f64, prefix: &str) -> Result<(), Invalid> {
+    check_range(momentum, &format!("{prefix}momentum"), 0.0, 1.0, false)?;
+    check_non_negative(weight_decay, &format!("{prefix}weight_decay"))?;
+    check_non_negative(grad_clip, &format!("{prefix}grad_clip"))
+}
+
 /// `Err` naming `key` unless `ok`.
 fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Invalid> {
     if ok {
@@ -175,11 +200,18 @@ impl Validate for SearchRunConfig {
             )
         })?;
         check(self.steps_per_epoch != Some(0), "steps_per_epoch", || "must be at least 1 when set".into())?;
-        check(self.weights.lr_max > 0.0 && self.weights.lr_min >= 0.0, "weights.lr_max", || {
-            format!("learning rates must be positive, got {} -> {}", self.weights.lr_max, self.weights.lr_min)
-        })?;
-        check(self.weights.grad_clip >= 0.0, "weights.grad_clip", || "must be >= 0 (0: off)".into())?;
-        check(self.arch.lr > 0.0, "arch.lr", || format!("must be positive, got {}", self.arch.lr))?;
+        let w = &self.weights;
+        check_positive(w.lr_max, "weights.lr_max")?;
+        check_range(w.lr_min, "weights.lr_min", 0.0, w.lr_max, true)?;
+        check_sgd(w.momentum, w.weight_decay, w.grad_clip, "weights.")?;
+        let a = &self.arch;
+        check_positive(a.lr, "arch.lr")?;
+        check_positive(a.eps, "arch.eps")?;
+        check_non_negative(a.weight_decay, "arch.weight_decay")?;
+        for beta in a.betas {
+            check_range(beta, "arch.betas", 0.0, 1.0, false)?;
+        }
+        check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", || "must be at least 1".into())?;
         Ok(())
     }
 }
@@ -264,8 +296,10 @@ impl Validate for RetrainConfig {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.model.validate().map_err(|e| e.within("model"))?;
         check(self.iterations >= 1, "iterations", || "must be at least 1".into())?;
-        check(self.lr > 0.0, "lr", || format!("must be positive, got {}", self.lr))?;
-        check(self.grad_clip >= 0.0, "grad_clip", || "must be >= 0 (0: off)".into())?;
+        check_positive(self.lr, "lr")?;
+        check_positive(self.lr_power, "lr_power")?;
+        check_sgd(self.momentum, self.weight_decay, self.grad_clip, "")?;
+        check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", || "must be at least 1".into())?;
         Ok(())
     }
 }

@@ -9,9 +9,73 @@ use serde::Serialize;
 
 use crate::env::EnvReport;
 
-/// An open run folder.
+/// An open run folder, locked for this process while it is open.
 pub struct RunDir {
     root: PathBuf,
+    _lock: RunLock,
+}
+
+/// `run.lock` in a run folder: the pid and host of the process that has the folder open, so
+/// that two processes never write one run at once. Removed when the process lets go of the
+/// folder; a lock left by a dead process on this host (killed, crashed) is taken over.
+struct RunLock {
+    path: PathBuf,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()))
+}
+
+impl RunLock {
+    fn acquire(root: &Path) -> Result<RunLock> {
+        let path = root.join("run.lock");
+        let me = format!("{} {}", std::process::id(), host_name());
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    file.write_all(me.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let (pid, host) = holder.trim().split_once(' ').unwrap_or((holder.trim(), ""));
+                    let alive = host != host_name() || Path::new("/proc").join(pid).exists();
+                    if alive && !pid.is_empty() {
+                        anyhow::bail!(
+                            "{} is in use by process {pid} on host {host} (its run.lock); wait for it to finish, \
+                             or remove run.lock if that process is gone",
+                            root.display()
+                        );
+                    }
+                    tracing::warn!(lock = %path.display(), holder = %holder.trim(), "taking over the lock of a process that is gone");
+                    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        anyhow::bail!("{}: could not take the run lock", root.display())
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a run writes into its folder (a run that stopped before its first checkpoint is
+/// restarted by removing these).
+const RUN_FILES: [&str; 8] =
+    ["config.toml", "env.json", "log.txt", "metrics.jsonl", "arch", "arch.json", "checkpoints", "weights.safetensors"];
+
+/// Whether `root/checkpoints` holds a finished checkpoint (a half-written `.tmp` one does not
+/// count).
+fn has_checkpoint(root: &Path) -> bool {
+    crate::checkpoint::Checkpoints::new(root.join("checkpoints"), 1)
+        .and_then(|c| c.latest())
+        .is_ok_and(|latest| latest.is_some())
 }
 
 /// Writes `bytes` to `path` atomically ([`seg::atomic`]), with the path in the error.
@@ -38,15 +102,31 @@ fn git_commit() -> Option<String> {
 impl RunDir {
     /// Creates a new run folder at `root` (which must not hold a run yet), writes the resolved
     /// config (`config.toml`) and the environment record (`env.json`), and starts the log.
+    /// A folder that holds a run which stopped before its first checkpoint is started again in
+    /// place.
     pub fn create(root: &Path, config: &impl Serialize, device: tch::Device) -> Result<RunDir> {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let lock = RunLock::acquire(root)?;
         if root.join("config.toml").exists() {
-            anyhow::bail!("{} already holds a run; choose another --out or name, or --resume it", root.display());
+            if has_checkpoint(root) {
+                anyhow::bail!("{} already holds a run; choose another --out or name, or --resume it", root.display());
+            }
+            tracing::warn!(run = %root.display(), "the run in this folder stopped before its first checkpoint: starting it again");
+            for name in RUN_FILES {
+                let path = root.join(name);
+                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                if let Err(e) = removed {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(e).with_context(|| format!("removing {}", path.display()));
+                    }
+                }
+            }
         }
-        for sub in ["", "arch", "checkpoints"] {
+        for sub in ["arch", "checkpoints"] {
             std::fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating {}", root.join(sub).display()))?;
         }
-        let dir = RunDir { root: root.to_owned() };
+        let dir = RunDir { root: root.to_owned(), _lock: lock };
         let toml = toml::to_string_pretty(config).context("serialising the resolved config")?;
         write_file(&dir.path("config.toml"), toml.as_bytes())?;
         dir.write_env(device)?;
@@ -59,7 +139,7 @@ impl RunDir {
         if !root.join("config.toml").is_file() {
             anyhow::bail!("{} is not a run folder (no config.toml)", root.display());
         }
-        let dir = RunDir { root: root.to_owned() };
+        let dir = RunDir { root: root.to_owned(), _lock: RunLock::acquire(root)? };
         dir.write_env(device)?;
         crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
         Ok(dir)
@@ -84,6 +164,26 @@ impl RunDir {
     /// A path inside the folder.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
+    }
+
+    /// Drops the lines of `metrics.jsonl` that a resumed run will write again: those of steps
+    /// after `global_step` and of epochs from `epoch` on (the checkpoint's position).
+    pub fn forget_metrics_after(&self, global_step: usize, epoch: usize) -> Result<()> {
+        let path = self.path("metrics.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { return false };
+                match (v["kind"].as_str(), v["global_step"].as_u64(), v["epoch"].as_u64()) {
+                    (Some("epoch"), _, Some(e)) => (e as usize) < epoch,
+                    (_, Some(step), _) => step as usize <= global_step,
+                    _ => true,
+                }
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        write_file(&path, kept.as_bytes())
     }
 
     /// Appends one JSON object to `metrics.jsonl`.

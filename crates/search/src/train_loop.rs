@@ -100,6 +100,10 @@ struct Progress {
     batch: usize,
     global_step: usize,
     best_val_miou: Option<f64>,
+    /// Torch's intra-op threads when the checkpoint was written (CPU results are bit-exact only
+    /// at the same count).
+    #[serde(default)]
+    threads: i32,
     task: Value,
 }
 
@@ -123,14 +127,30 @@ pub fn run(
 ) -> Result<LoopOutcome> {
     let mut p = Progress::default();
     if resume {
-        let checkpoint =
-            checkpoints.latest()?.with_context(|| format!("{} has no checkpoint to resume", dir.root().display()))?;
+        let checkpoint = checkpoints.latest_verified()?.with_context(|| {
+            format!(
+                "{} has no checkpoint to resume: the run stopped before its first one; start it again with the \
+                 same --out and its config",
+                dir.root().display()
+            )
+        })?;
         p = read_state(&checkpoint)?;
+        if p.threads != tch::get_num_threads() {
+            tracing::warn!(
+                saved = p.threads,
+                now = tch::get_num_threads(),
+                "resuming with another thread count than the run used: the result will not be bit-exact \
+                 (pass --threads {} for that)",
+                p.threads
+            );
+        }
+        dir.forget_metrics_after(p.global_step, p.epoch)?;
         task.restore(&checkpoint, &p.task).with_context(|| format!("restoring {}", checkpoint.display()))?;
         info!(checkpoint = %checkpoint.display(), epoch = p.epoch, batch = p.batch, step = p.global_step, "resuming");
     }
     let save = |p: &mut Progress, task: &dyn Task, best: bool| -> Result<PathBuf> {
         p.task = task.state();
+        p.threads = tch::get_num_threads();
         checkpoints.save(p.global_step, &task.checkpoint_files(), &*p, best)
     };
     let mut last_eval = None;

@@ -50,6 +50,9 @@ fn run_folder(weights: &Path) -> Option<PathBuf> {
 
 /// Loads the network `args` describe onto `device`.
 pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
+    if !args.weights.exists() {
+        anyhow::bail!("--weights {}: no such file or folder", args.weights.display());
+    }
     let run = if args.weights.is_dir() { run_folder(&args.weights) } else { None };
     let run_config: Option<RetrainConfig> = match &run {
         Some(dir) => {

@@ -103,17 +103,6 @@ pub fn evaluate_folder(
 }
 
 fn collect_pngs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(DataError::io(dir))?
-        .map(|e| e.map(|e| e.path()).map_err(DataError::io(dir)))
-        .collect::<Result<_, _>>()?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect_pngs(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "png") {
-            out.push(path);
-        }
-    }
+    out.extend(crate::walk::files(dir, None, |p| p.extension().is_some_and(|e| e == "png"))?);
     Ok(())
 }

@@ -10,9 +10,11 @@ pub mod data;
 pub mod decoder;
 pub mod eval;
 pub mod labels;
+pub mod limits;
 pub mod metrics;
 pub mod palette;
 pub mod png;
+pub mod walk;
 
 pub use aspp::{Aspp, AsppConfig, SearchAspp, SearchAsppConfig};
 pub use decoder::{Decoder, DecoderConfig};

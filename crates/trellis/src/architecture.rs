@@ -59,7 +59,7 @@ impl Architecture {
     /// Reads an architecture file.
     pub fn load(path: &Path) -> Result<Architecture, ArchitectureError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ArchitectureError::Io { path: path.to_owned(), source })?;
+            seg::limits::read_text(path).map_err(|source| ArchitectureError::Io { path: path.to_owned(), source })?;
         Architecture::from_json(&text, &path.display().to_string())
     }
 

@@ -80,7 +80,7 @@ pub fn decode_file(path: &Path) -> Result<Architecture, DecodeError> {
     let read = |message: String| DecodeError::Read { path: path.to_owned(), message };
     let file = if path.is_dir() { path.join("arch.safetensors") } else { path.to_owned() };
     if file.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(&file).map_err(|e| read(e.to_string()))?;
+        let text = seg::limits::read_text(&file).map_err(|e| read(e.to_string()))?;
         let raw: RawParams = serde_json::from_str(&text).map_err(|e| read(e.to_string()))?;
         let alpha: Vec<f64> = raw.alpha.iter().flatten().copied().collect();
         let beta: Vec<f64> = raw.beta.iter().flatten().flatten().copied().collect();

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Number of levels (downsample rates 4, 8, 16, 32).
 pub const NUM_LEVELS: usize = 4;
 
+/// The most layers a path may have (the paper's L is 12): a bound on what a file can ask for.
+pub const MAX_LAYERS: usize = 1024;
+
 /// Why a path was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -20,6 +23,9 @@ pub enum PathError {
     /// A move of more than one level between consecutive layers (or from the stem, at level 0).
     #[error("layer {layer}: moves from level {from} to level {to}; a layer moves at most one level (the stem is at level 0)")]
     Jump { layer: usize, from: u8, to: u8 },
+    /// More layers than [`MAX_LAYERS`].
+    #[error("a network path of {found} layers is longer than the {MAX_LAYERS} allowed")]
+    TooLong { found: usize },
     /// The path has a different number of layers than the network.
     #[error("the network path has {found} layers, the network expects {expected}")]
     WrongLength { expected: usize, found: usize },
@@ -37,6 +43,9 @@ impl NetworkPath {
     pub fn new(levels: Vec<u8>) -> Result<NetworkPath, PathError> {
         if levels.is_empty() {
             return Err(PathError::Empty);
+        }
+        if levels.len() > MAX_LAYERS {
+            return Err(PathError::TooLong { found: levels.len() });
         }
         let mut from = 0u8;
         for (layer, &to) in levels.iter().enumerate() {

@@ -42,6 +42,12 @@ pub fn exec(args: Args) -> Result<()> {
         TaskArg::Context => SynthTask::Context,
     };
     let config = SynthConfig { seed: args.seed, train: args.train, val: args.val, width, height, task };
+    let occupied = std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    anyhow::ensure!(
+        !occupied,
+        "--out {} is not empty: writing a data set over another would mix the two; choose an empty or new folder",
+        args.out.display()
+    );
     let start = std::time::Instant::now();
     let written = seg::data::generate(&args.out, &config)
         .with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;

@@ -105,9 +105,15 @@ pub fn list_samples(root: &Path, split: &str, annotation: Annotation) -> Result<
             let gt = annotation.folder();
             let label_ids = dir.join(format!("{id}_{gt}_labelIds.png"));
             let train_ids = dir.join(format!("{id}_{gt}_labelTrainIds.png"));
-            let label = if label_ids.is_file() {
+            // A label folder that cannot be read is an I/O error, not a missing label.
+            let present = |path: &Path| match std::fs::metadata(path) {
+                Ok(meta) => Ok(meta.is_file()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(DataError::Io { path: path.to_owned(), source: e }),
+            };
+            let label = if present(&label_ids)? {
                 (label_ids, LabelEncoding::LabelIds)
-            } else if train_ids.is_file() {
+            } else if present(&train_ids)? {
                 (train_ids, LabelEncoding::TrainIds)
             } else {
                 return Err(DataError::MissingLabel { image, expected: label_ids });

@@ -1,0 +1,313 @@
+//! The fault suite (docs/reliability.md): bad configs and flags, damaged checkpoints, a run
+//! folder in use, kills at several points followed by exact resumes, a full disk, huge files,
+//! errors without backtraces. Each test keeps one promise of the tool.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{data, err, ok, repo, search, temp, tensors, tiny_search, tiny_train};
+
+/// Every bad value exits non-zero, names its key, and leaves no run folder behind.
+#[test]
+fn bad_configs_and_flags_are_refused_before_anything_is_written() {
+    let root = data("faults-bad", 8, (64, 48));
+    let search_cases: [(&str, &str); 12] = [
+        ("weights.lr_max=-0.1", "weights.lr_max"),
+        ("weights.lr_max=nan", "weights.lr_max"),
+        ("weights.momentum=1.5", "weights.momentum"),
+        ("weights.grad_clip=-1", "weights.grad_clip"),
+        ("arch.lr=inf", "arch.lr"),
+        ("arch.betas=[0.9, 1.0]", "arch.betas"),
+        ("model.stem_channels=[0, 0, 0]", "model.stem_channels"),
+        ("model.classes=0", "model.classes"),
+        ("data.eval_window=[0, 0]", "data.eval_window"),
+        ("execution.threads=0", "execution.threads"),
+        ("epochs=0", "epochs"),
+        ("checkpoint.keep_last=0", "checkpoint.keep_last"),
+    ];
+    for (i, (set, key)) in search_cases.iter().enumerate() {
+        let out = temp(&format!("faults-bad-search-{i}"));
+        let e = err(&tiny_search(&root, &out, &["--set", set]));
+        assert!(e.contains(key), "--set {set}: the error does not name `{key}`:\n{e}");
+        assert!(!out.exists(), "--set {set} left {} behind", out.display());
+    }
+    let train_cases: [(&str, &str); 7] = [
+        ("model.filter_multiplier=0", "model.filter_multiplier"),
+        ("model.classes=0", "model.classes"),
+        ("lr=-0.05", "lr"),
+        ("lr=inf", "lr"),
+        ("momentum=1", "momentum"),
+        ("grad_clip=-2", "grad_clip"),
+        ("data.transform.crop=[0, 33]", "data.transform.crop"),
+    ];
+    for (i, (set, key)) in train_cases.iter().enumerate() {
+        let out = temp(&format!("faults-bad-train-{i}"));
+        let e = err(&tiny_train(&root, &out, &["--set", set]));
+        assert!(e.contains(&format!("`{key}`")), "--set {set}: the error does not name `{key}`:\n{e}");
+        assert!(!out.exists(), "--set {set} left {} behind", out.display());
+    }
+    // A missing val split fails before the run folder exists.
+    let out = temp("faults-no-val");
+    let e = err(&tiny_train(&root, &out, &["--set", "data.val_split=nowhere"]));
+    assert!(e.contains("nowhere"), "{e}");
+    assert!(!out.exists());
+    // Flags of the other commands.
+    let e = err(&search(&["summary", "--arch", "paper", "--filter-multiplier", "0"]));
+    assert!(e.contains("--filter-multiplier"), "{e}");
+    let missing = temp("faults-no-weights");
+    let e = err(&search(&["predict", "--weights", missing.to_str().unwrap(), "--input", ".", "--out", "/tmp/x"]));
+    assert!(e.lines().next().unwrap_or_default().contains("no such file"), "the first line names the cause:\n{e}");
+}
+
+/// Errors are messages, not crashes: no backtrace even with `RUST_BACKTRACE=1`, exit status 1.
+#[test]
+fn errors_print_their_causes_without_a_backtrace() {
+    let out = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["summary", "--arch", "/nonexistent/arch.json"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("/nonexistent/arch.json") && !stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+/// Flipped bytes inside a checkpoint's tensors are caught by its checksums: the resume names the
+/// damaged checkpoint, falls back to the one before it, and still ends exactly where an
+/// uninterrupted run ends.
+#[test]
+fn a_damaged_checkpoint_is_detected_and_the_one_before_it_used() {
+    let root = data("faults-damaged", 8, (64, 48));
+    let (straight, split) = (temp("faults-damaged-straight"), temp("faults-damaged-split"));
+    ok(&tiny_search(&root, &straight, &[]));
+    // Epochs of 2 steps: checkpoints after step 2 (epoch end) and step 3 (the stop).
+    ok(&tiny_search(&root, &split, &["--stop-after-steps", "3"]));
+    let damaged = split.join("checkpoints/step_00000003/weights.safetensors");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x55;
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = search(&["--threads", "1", "run", "--resume", split.to_str().unwrap(), "--device", "cpu"]);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("damaged checkpoint") && log.contains("step_00000003"), "{log}");
+    for file in ["weights", "arch", "optim"] {
+        let a = tensors(&straight.join(format!("checkpoints/step_00000004/{file}.safetensors")));
+        let b = tensors(&split.join(format!("checkpoints/step_00000004/{file}.safetensors")));
+        for ((na, ta), (_, tb)) in a.iter().zip(&b) {
+            assert!(ta.equal(tb), "{file}: {na} differs after resuming from the checkpoint before the damaged one");
+        }
+    }
+}
+
+/// A run folder in use by a live process is refused, naming the holder; a lock left by a dead
+/// process is taken over.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let root = data("faults-lock", 8, (64, 48));
+    let run = temp("faults-lock-run");
+    ok(&tiny_search(&root, &run, &["--stop-after-steps", "1"]));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // This test process is alive: its pid holds the lock.
+    std::fs::write(run.join("run.lock"), format!("{} {}", std::process::id(), host.trim())).unwrap();
+    let e = err(&search(&["--threads", "1", "run", "--resume", run.to_str().unwrap(), "--device", "cpu"]));
+    assert!(e.contains("in use by process") && e.contains(&std::process::id().to_string()), "{e}");
+    // A pid that does not exist: the lock is stale and taken over.
+    std::fs::write(run.join("run.lock"), format!("4000000000 {}", host.trim())).unwrap();
+    ok(&search(&["--threads", "1", "run", "--resume", run.to_str().unwrap(), "--device", "cpu"]));
+    assert!(!run.join("run.lock").exists(), "the lock is released at the end");
+    // metrics.jsonl holds each step once, however often the run was resumed.
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["kind"] == "step")
+        .map(|m| m["global_step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4], "each step once");
+}
+
+/// Starts `args`, waits until `metrics.jsonl` in `run` has `lines` lines (or the process ends),
+/// then kills it with SIGKILL.
+fn kill_after(args: &[&str], run: &Path, lines: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < lines {
+        if child.try_wait().unwrap().is_some() || start.elapsed().as_secs() > 120 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Kill -9 at several points of a search and of a retraining, then resume (or restart a run that
+/// had no checkpoint yet, in place, with the same command): the result is bit-exact.
+#[test]
+fn killed_runs_resume_exactly() {
+    let root = data("faults-kill", 8, (64, 48));
+    let straight = temp("faults-kill-straight");
+    ok(&tiny_search(&root, &straight, &[]));
+    let straight_train = temp("faults-kill-train-straight");
+    ok(&tiny_train(&root, &straight_train, &[]));
+    let config = repo("configs/tiny-search.toml");
+    let train_config = repo("configs/tiny-retrain.toml");
+    for lines in [0, 2, 5] {
+        let run = temp(&format!("faults-kill-search-{lines}"));
+        let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
+        let start = ["--threads", "1", "run", "--config", &config, "--device", "cpu", "--data", r, "--out", o];
+        kill_after(&start, &run, lines);
+        finish(&start, &run, &["--threads", "1", "run", "--resume", o, "--device", "cpu"]);
+        for file in ["weights", "arch", "optim"] {
+            let a = tensors(&straight.join(format!("checkpoints/step_00000004/{file}.safetensors")));
+            let b = tensors(&run.join(format!("checkpoints/step_00000004/{file}.safetensors")));
+            assert!(a.iter().zip(&b).all(|((_, x), (_, y))| x.equal(y)), "search killed after {lines} lines: {file}");
+        }
+    }
+    for lines in [1, 3] {
+        let run = temp(&format!("faults-kill-train-{lines}"));
+        let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
+        let start = [
+            "--threads",
+            "1",
+            "train",
+            "--arch",
+            "paper",
+            "--config",
+            &train_config,
+            "--device",
+            "cpu",
+            "--data",
+            r,
+            "--out",
+            o,
+        ];
+        kill_after(&start, &run, lines);
+        finish(&start, &run, &["--threads", "1", "train", "--resume", o, "--device", "cpu"]);
+        let (a, b) = (tensors(&straight_train.join("weights.safetensors")), tensors(&run.join("weights.safetensors")));
+        assert!(a.iter().zip(&b).all(|((_, x), (_, y))| x.equal(y)), "retraining killed after {lines} lines");
+    }
+}
+
+/// Completes a killed run: resumes it when it has a checkpoint, else starts it again in place.
+fn finish(start: &[&str], run: &Path, resume: &[&str]) {
+    let has_checkpoint = std::fs::read_dir(run.join("checkpoints"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("step_").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            })
+        })
+        .unwrap_or(false);
+    if run.join("weights.safetensors").exists() || run.join("arch/final.json").exists() {
+        return; // it had finished before the kill
+    }
+    if has_checkpoint {
+        ok(&search(resume));
+    } else {
+        if run.join("config.toml").exists() {
+            let e = err(&search(resume));
+            assert!(e.contains("start it again with the same --out"), "{e}");
+        }
+        ok(&search(start));
+    }
+}
+
+/// A full disk fails the write with the system's error, keeps the previous file and leaves no
+/// temporary file (`/dev/full` answers every write with ENOSPC).
+#[test]
+fn a_full_disk_keeps_the_previous_file() {
+    if !Path::new("/dev/full").exists() {
+        println!("skipped: this platform has no /dev/full to simulate a full disk");
+        return;
+    }
+    let dir = temp("faults-full");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.json");
+    seg::atomic::write_atomic(&file, b"previous").unwrap();
+    let result = seg::atomic::write_atomic_with(&file, |tmp| -> std::io::Result<()> {
+        std::fs::write(tmp, b"partial")?;
+        let mut full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
+        std::io::Write::write_all(&mut full, &[0u8; 4096])?;
+        std::io::Write::flush(&mut full)
+    });
+    let e = result.unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC: {e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"previous");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file is left");
+}
+
+/// Sizes read from files are bounded: a huge file is refused before it is read, a path of more
+/// layers than allowed is refused when parsed.
+#[test]
+fn huge_architecture_files_are_refused_quickly() {
+    let dir = temp("faults-huge");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = std::time::Instant::now();
+    let huge = dir.join("huge.json");
+    let levels = vec!["0"; 10_000_000].join(",");
+    std::fs::write(
+        &huge,
+        format!("{{\"cell\": [[[0, \"skip_connect\"], [1, \"skip_connect\"]]], \"path\": [{levels}]}}"),
+    )
+    .unwrap();
+    let e = err(&search(&["summary", "--arch", huge.to_str().unwrap()]));
+    assert!(e.contains("refused"), "{e}");
+    let long = dir.join("long.json");
+    let levels = vec!["0"; 5000].join(",");
+    std::fs::write(
+        &long,
+        format!("{{\"cell\": [[[0, \"skip_connect\"], [1, \"skip_connect\"]]], \"path\": [{levels}]}}"),
+    )
+    .unwrap();
+    let e = err(&search(&["summary", "--arch", long.to_str().unwrap()]));
+    assert!(e.contains("longer than the 1024 allowed"), "{e}");
+    assert!(start.elapsed().as_secs() < 30, "refused quickly");
+}
+
+/// `search synth` never writes over another data set.
+#[test]
+fn synth_refuses_a_folder_that_is_not_empty() {
+    let root = data("faults-synth", 2, (32, 16));
+    let e = err(&search(&["synth", "--out", root.to_str().unwrap(), "--train", "1", "--val", "1"]));
+    assert!(e.contains("not empty"), "{e}");
+}
+
+/// A second interrupt exits at once with 130 (no crash from exit handlers racing libtorch);
+/// SIGTERM stops like Ctrl-C, with a checkpoint and 130.
+#[test]
+fn interrupts_exit_with_130_and_never_crash() {
+    let root = data("faults-signals", 8, (64, 48));
+    let config = repo("configs/tiny-search.toml");
+    for (signals, name) in [(["-INT", "-INT"].as_slice(), "twice"), (["-TERM"].as_slice(), "term")] {
+        let run = temp(&format!("faults-signal-{name}"));
+        let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
+            .args(["--threads", "1", "run", "--config", &config, "--device", "cpu", "--data", r, "--out", o])
+            .args(["--set", "epochs=50", "--set", "steps_per_epoch=2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 1 {
+            assert!(start.elapsed().as_secs() < 120, "the run did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for signal in signals {
+            assert!(Command::new("kill").args([*signal, &child.id().to_string()]).status().unwrap().success());
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{name}: {status:?}");
+    }
+}
