@@ -204,22 +204,23 @@ pub fn run(
                 info!(global_step = p.global_step, loss = record.loss, "step");
                 window = (Instant::now(), 0);
             }
+            // A checkpoint that is due is written before an evaluation, so that a failing
+            // evaluation never costs it; a new best is marked by saving the same step again.
             let last = p.global_step == total;
-            let mut saved = false;
-            if let (EvalSchedule::EverySteps(n), false) = (config.eval, last) {
-                if n > 0 && p.global_step % n == 0 {
-                    let (miou, best) = evaluate(&mut p, task, false)?;
-                    dir.metric(&json!({"kind": "eval", "global_step": p.global_step, "val_miou": miou}))?;
-                    info!(global_step = p.global_step, val_miou = miou, "evaluated");
-                    save(&mut p, task, best)?;
-                    saved = true;
-                }
-            }
+            let eval_due = matches!(config.eval, EvalSchedule::EverySteps(n) if n > 0 && p.global_step % n == 0);
             let epoch_end = p.batch == config.steps_per_epoch;
             let periodic = config.checkpoint.every_steps > 0 && p.global_step % config.checkpoint.every_steps == 0;
             let at_epoch_save = epoch_end && config.checkpoint_every_epoch;
-            if (stopping(&p) || periodic) && !saved && !last && !at_epoch_save {
+            if (eval_due || stopping(&p) || periodic) && !last && !at_epoch_save {
                 let path = save(&mut p, task, false)?;
+                if eval_due {
+                    let (miou, best) = evaluate(&mut p, task, false)?;
+                    dir.metric(&json!({"kind": "eval", "global_step": p.global_step, "val_miou": miou}))?;
+                    info!(global_step = p.global_step, val_miou = miou, "evaluated");
+                    if best {
+                        save(&mut p, task, true)?;
+                    }
+                }
                 if stopping(&p) {
                     crate::logging::finish_progress();
                     info!(checkpoint = %path.display(), "stopped; resume with --resume");
@@ -233,11 +234,15 @@ pub fn run(
         }
 
         let mut line = task.end_epoch(epoch)?;
-        let mut best = false;
+        p.epoch += 1;
+        p.batch = 0;
+        let checkpoint = if config.checkpoint_every_epoch { Some(save(&mut p, task, false)?) } else { None };
         let val_miou = match config.eval {
             EvalSchedule::EveryEpochs(k) if k > 0 && (epoch + 1) % k == 0 => {
-                let (miou, is_best) = evaluate(&mut p, task, false)?;
-                best = is_best;
+                let (miou, best) = evaluate(&mut p, task, false)?;
+                if best && checkpoint.is_some() {
+                    save(&mut p, task, true)?;
+                }
                 Some(miou)
             }
             _ => None,
@@ -250,20 +255,18 @@ pub fn run(
         line.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
         dir.metric(&Value::Object(line))?;
         info!(epoch, train_loss, val_miou, "epoch done");
-        p.epoch += 1;
-        p.batch = 0;
-        if config.checkpoint_every_epoch {
-            let path = save(&mut p, task, best)?;
-            if stopping(&p) && p.global_step < total {
-                info!(checkpoint = %path.display(), "stopped; resume with --resume");
-                return Ok(LoopOutcome::Stopped(path));
-            }
+        if let (Some(path), true) = (checkpoint, stopping(&p) && p.global_step < total) {
+            info!(checkpoint = %path.display(), "stopped; resume with --resume");
+            return Ok(LoopOutcome::Stopped(path));
         }
     }
     if config.eval_at_end {
+        save(&mut p, task, false)?;
         let (miou, best) = evaluate(&mut p, task, true)?;
         dir.metric(&json!({"kind": "eval", "global_step": p.global_step, "val_miou": miou, "final": true}))?;
-        save(&mut p, task, best)?;
+        if best {
+            save(&mut p, task, true)?;
+        }
     }
     Ok(LoopOutcome::Finished { val_miou: last_eval })
 }
