@@ -44,6 +44,10 @@ fn perfect_and_damaged_predictions() {
 
     let perfect = temp_dir("perfect");
     write_predictions(&root, &perfect, |_| {});
+    // Links back to the folder itself and to a folder inside it must not make the listing spin
+    // or count an image twice.
+    std::os::unix::fs::symlink(&perfect, perfect.join("loop")).unwrap();
+    std::os::unix::fs::symlink(perfect.join("nested"), perfect.join("again")).unwrap();
     let result = evaluate_folder(&perfect, &root, "val", Annotation::Fine).unwrap();
     assert_eq!(result.images, 3);
     assert_eq!(result.scores.miou, 1.0);
