@@ -256,7 +256,7 @@ fn recomputed_backward_equals_the_normal_one() {
 fn auto_recompute_follows_the_activation_budget() {
     let auto = |budget_mib: u64| Execution {
         recompute: Recompute::Auto,
-        activation_budget_mib: budget_mib,
+        activation_budget_mib: Some(budget_mib),
         ..Execution::default()
     };
     let with = |execution: Execution| build(&tiny(4, 3), &nn::VarStore::new(Device::Cpu), execution);

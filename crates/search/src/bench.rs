@@ -76,6 +76,13 @@ pub struct BenchReport {
     pub arch_forward: Seconds,
     pub arch_backward: Seconds,
     pub peak_rss_mib: Option<f64>,
+    /// Peak GPU memory of this process (NVML, `search::gpu`), MiB; absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_gpu_mib: Option<f64>,
+    /// Images per second of a weight step plus an architecture step (each on one batch).
+    pub images_per_second: f64,
+    /// The recompute budget in force, MiB (sized by the device when the config leaves it unset).
+    pub activation_budget_mib: u64,
     /// The estimate of the activations a plain backward pass keeps, MiB (what the `auto`
     /// policy compares with the budget).
     pub estimated_activation_mib: f64,
@@ -94,7 +101,10 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     let arch_store = nn::VarStore::new(device);
     let model = &config.model;
     let mut net = model.build(&weights.root());
-    net.set_execution(config.execution.clone());
+    let execution = crate::gpu::sized_for(&config.execution, device);
+    crate::gpu::tune(device);
+    net.set_execution(execution);
+    let mut gpu = crate::gpu::GpuMonitor::for_device(device);
     let arch = ArchParams::new(&arch_store.root(), model.blocks, model.layers);
     let search = SearchRunConfig::default();
     let mut sgd = Sgd::new(Params::of(&weights), search.weights.sgd());
@@ -112,6 +122,9 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         let labels = Tensor::randint(model.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
         let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, search.weights.grad_clip, config.autocast);
         let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels);
+        if let Some(gpu) = gpu.as_mut() {
+            gpu.sample();
+        }
         if step >= config.warmup {
             weight_timings.push(w);
             arch_timings.push(a);
@@ -119,17 +132,21 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     }
     let of = |timings: &[StepTiming], f: fn(&StepTiming) -> f64| Seconds::of(timings.iter().map(f).collect());
     let env = EnvReport::collect();
+    let (weight_step, arch_step) = (of(&weight_timings, StepTiming::total), of(&arch_timings, StepTiming::total));
     BenchReport {
+        images_per_second: config.batch as f64 / (weight_step.median + arch_step.median),
         config: config.clone(),
         device: format!("{device:?}"),
         threads: tch::get_num_threads(),
-        weight_step: of(&weight_timings, StepTiming::total),
+        weight_step,
         weight_forward: of(&weight_timings, |t| t.forward),
         weight_backward: of(&weight_timings, |t| t.backward),
-        arch_step: of(&arch_timings, StepTiming::total),
+        arch_step,
         arch_forward: of(&arch_timings, |t| t.forward),
         arch_backward: of(&arch_timings, |t| t.backward),
         peak_rss_mib: peak_rss_mib(),
+        peak_gpu_mib: gpu.as_ref().map(|g| g.peak_mib()),
+        activation_budget_mib: net.execution().budget_mib(),
         estimated_activation_mib: estimated / (1u64 << 20) as f64,
         recomputed_layers,
         weight_parameters,

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod device;
 pub mod env;
 pub mod evaluate;
+pub mod gpu;
 pub mod interrupt;
 pub mod logging;
 pub mod optim;

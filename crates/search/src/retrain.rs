@@ -204,6 +204,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     }
     let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
     tch::manual_seed(config.seed as i64);
+    crate::gpu::tune(device);
     let vs = nn::VarStore::new(device);
     let model = build_model(&options.model, config, &vs);
     let sgd = Sgd::new(Params::of(&vs), config.sgd());
@@ -221,6 +222,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         checkpoint: config.checkpoint.clone(),
         checkpoint_every_epoch: false,
         stop_after_steps: options.stop_after_steps,
+        device,
     };
     let val_miou = match crate::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
         LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),

@@ -240,7 +240,10 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let weights = nn::VarStore::new(device);
     let arch_store = nn::VarStore::new(device);
     let mut net = config.model.build(&weights.root());
-    net.set_execution(config.execution.clone());
+    let execution = crate::gpu::sized_for(&config.execution, device);
+    crate::gpu::tune(device);
+    info!(activation_budget_mib = execution.budget_mib(), recompute = ?execution.recompute, "execution");
+    net.set_execution(execution);
     let arch = ArchParams::new(&arch_store.root(), config.model.blocks, config.model.layers);
     let sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
     let adam = Adam::new(Params::of(&arch_store), config.arch.clone());
@@ -301,6 +304,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         checkpoint: config.checkpoint.clone(),
         checkpoint_every_epoch: true,
         stop_after_steps: options.stop_after_steps,
+        device,
     };
     match crate::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
         LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),

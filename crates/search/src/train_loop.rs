@@ -50,6 +50,8 @@ pub struct LoopConfig {
     pub checkpoint_every_epoch: bool,
     /// Stop (with a checkpoint, as on Ctrl-C) once this many steps are done in total.
     pub stop_after_steps: Option<usize>,
+    /// Where the run computes: on CUDA the metrics lines carry the peak GPU memory.
+    pub device: tch::Device,
 }
 
 /// Where a step is.
@@ -165,6 +167,7 @@ pub fn run(
         Ok((miou, best))
     };
     let total = config.total_steps;
+    let mut gpu = crate::gpu::GpuMonitor::for_device(config.device);
     let stopping =
         |p: &Progress| crate::interrupt::requested() || config.stop_after_steps.is_some_and(|n| p.global_step >= n);
 
@@ -186,6 +189,9 @@ pub fn run(
             };
             p.batch += 1;
             p.global_step += 1;
+            if let Some(gpu) = gpu.as_mut() {
+                gpu.sample();
+            }
             if record.loss.is_finite() {
                 epoch_loss = (epoch_loss.0 + record.loss, epoch_loss.1 + 1);
             }
@@ -200,6 +206,9 @@ pub fn run(
                 line.as_object_mut().expect("an object").extend(record.fields.clone());
                 line["images_per_second"] = json!(window.1 as f64 / seconds);
                 line["peak_rss_mib"] = json!(peak_rss_mib());
+                if let Some(gpu) = &gpu {
+                    line["peak_gpu_mib"] = json!(gpu.peak_mib());
+                }
                 dir.metric(&line)?;
                 info!(global_step = p.global_step, loss = record.loss, "step");
                 window = (Instant::now(), 0);
@@ -253,6 +262,9 @@ pub fn run(
         line.insert("train_loss".into(), json!(train_loss));
         line.insert("val_miou".into(), json!(val_miou));
         line.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
+        if let Some(gpu) = &gpu {
+            line.insert("peak_gpu_mib".into(), json!(gpu.peak_mib()));
+        }
         dir.metric(&Value::Object(line))?;
         info!(epoch, train_loss, val_miou, "epoch done");
         if let (Some(path), true) = (checkpoint, stopping(&p) && p.global_step < total) {

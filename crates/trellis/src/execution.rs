@@ -18,19 +18,29 @@ pub struct Execution {
     /// of keeping them (memory-saving mode, slower).
     pub recompute: Recompute,
     /// With `recompute = "auto"`: the most memory the kept activations may take, by the
-    /// network's estimate (`SearchNetwork::activation_bytes`), MiB.
-    pub activation_budget_mib: u64,
+    /// network's estimate (`SearchNetwork::activation_bytes`), MiB. Unset: sized by the device
+    /// when the run starts (3072 on the CPU; on CUDA from its free memory,
+    /// `search::gpu::sized_budget_mib`).
+    pub activation_budget_mib: Option<u64>,
     /// Torch intra-op threads (None: libtorch's choice, one per core); `--threads` overrides.
     pub threads: Option<i32>,
 }
 
 impl Default for Execution {
     fn default() -> Self {
-        Execution { batched_transitions: true, recompute: Recompute::Auto, activation_budget_mib: 3072, threads: None }
+        Execution { batched_transitions: true, recompute: Recompute::Auto, activation_budget_mib: None, threads: None }
     }
 }
 
+/// The activation budget when neither the config nor the device says otherwise, MiB.
+pub const DEFAULT_ACTIVATION_BUDGET_MIB: u64 = 3072;
+
 impl Execution {
+    /// The activation budget in force, MiB.
+    pub fn budget_mib(&self) -> u64 {
+        self.activation_budget_mib.unwrap_or(DEFAULT_ACTIVATION_BUDGET_MIB)
+    }
+
     /// Checks the values a file or flag can get wrong; `Err((key, message))` names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         match self.threads {

@@ -365,7 +365,7 @@ impl SearchNetwork {
             Recompute::Always => Some(RecomputePlan::all(self.layers.len())),
             Recompute::Auto => RecomputePlan::within_budget(
                 &self.activation_bytes(n, h, w),
-                self.execution.activation_budget_mib as f64 * (1u64 << 20) as f64,
+                self.execution.budget_mib() as f64 * (1u64 << 20) as f64,
             ),
         }
     }

@@ -36,7 +36,10 @@ pub struct LoaderConfig {
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch: 2, workers: 2, prefetch: 4 }
+        // Workers follow the cores (up to 8: decoding and augmenting a batch is cheap next to a
+        // GPU step beyond that), never more than the machine has.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        LoaderConfig { batch: 2, workers: cores.clamp(1, 8), prefetch: 4 }
     }
 }
 

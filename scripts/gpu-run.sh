@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# `.gpu/run.sh`: the one prepared pass on a GPU host (built by scripts/gpu-bundle.sh; see
+# docs/setup.md). Needs python3 with torch (the libtorch the bundle was built for) and OUT, the
+# folder that receives the log and summary.json.
+#
+#   OUT=<folder> .gpu/run.sh [--device cuda|cpu] [--quick]
+#
+# Prints `search env`, runs the CUDA tests, times the search steps at the paper's settings (crop
+# 321, F = 8, L = 12) at batch 2 and 8 (weight step, architecture step, images/s, peak GPU memory),
+# then retraining steps of the paper's network (F = 20, crop 769, batch 8) without and with fp16
+# autocast. `--device cpu` runs the same chain at tiny sizes (how it is tested without a GPU);
+# `--quick` takes fewer steps. Every stage has a time limit; the whole pass stays under 8 minutes.
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+device=cuda
+quick=false
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --device) device="$2"; shift 2 ;;
+    --quick) quick=true; shift ;;
+    *) echo "run.sh: unknown argument '$1' (usage: OUT=<folder> run.sh [--device cuda|cpu] [--quick])" >&2; exit 2 ;;
+  esac
+done
+[[ -n "${OUT:-}" ]] || { echo "run.sh: set OUT to the folder that receives the results" >&2; exit 2; }
+[[ "$device" == cuda || "$device" == cpu ]] || { echo "run.sh: --device cuda or cpu, not '$device'" >&2; exit 2; }
+mkdir -p "$OUT"
+log="$OUT/run.log"
+exec > >(tee -a "$log") 2>&1
+
+torch_lib="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" || {
+  echo "run.sh: python3 cannot import torch; this bundle needs the host's PyTorch" >&2; exit 1; }
+export LD_LIBRARY_PATH="$torch_lib:${LD_LIBRARY_PATH:-}"
+search="$here/bin/search"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "== bundle"; cat "$here/BUILD"
+echo "== search env"
+"$search" env --json > "$OUT/env.json" && cat "$OUT/env.json"
+
+status=()
+stage() { # name, time limit (s), command...
+  local name="$1" limit="$2"; shift 2
+  echo "== $name"
+  local start=$SECONDS
+  timeout "$limit" "$@"
+  local rc=$?
+  status+=("{\"stage\": \"$name\", \"exit\": $rc, \"seconds\": $((SECONDS - start))}")
+  return 0
+}
+
+if [[ "$device" == cuda ]]; then
+  stage "cuda tests" 120 "$here/bin/cuda-tests" --ignored --test-threads 1
+fi
+if [[ "$device" == cuda ]]; then
+  crop=321; layers=12; steps=5; batches="2 8"; retrain_crop=769; retrain_f=20; size=2048x1024; iterations=8
+  $quick && steps=3 && iterations=4
+else
+  crop=33; layers=3; steps=2; batches="2 4"; retrain_crop=33; retrain_f=4; size=96x48; iterations=3
+fi
+for batch in $batches; do
+  stage "search steps, batch $batch" 150 bash -c "'$search' bench --config '$here/configs/cityscapes-search.toml' \
+    --crop $crop --batch $batch --steps $steps --warmup 1 --set model.layers=$layers --device $device \
+    > '$OUT/bench-batch$batch.json'"
+done
+stage "synthetic data" 60 "$search" synth --out "$work/data" --train 16 --val 2 --size "$size"
+for autocast in false true; do
+  [[ "$device" == cpu && "$autocast" == true ]] && continue  # autocast is CUDA-only
+  stage "retraining steps, autocast $autocast" 150 "$search" train --arch paper \
+    --config "$here/configs/cityscapes-retrain-s.toml" --data "$work/data" --out "$work/train-$autocast" --device "$device" \
+    --set iterations=$iterations --set eval_every=0 --set log_every_steps=1 --set checkpoint.every_steps=0 \
+    --set model.filter_multiplier=$retrain_f --set "data.transform.crop=[$retrain_crop, $retrain_crop]" \
+    --set data.loader.batch=8 --set autocast=$autocast
+  [[ -f "$work/train-$autocast/metrics.jsonl" ]] && cp "$work/train-$autocast/metrics.jsonl" "$OUT/retrain-autocast-$autocast.jsonl"
+done
+
+printf '%s\n' "${status[@]}" > "$OUT/stages.jsonl"
+python3 - "$OUT" "$device" <<'PY'
+import json, os, statistics, sys
+out, device = sys.argv[1], sys.argv[2]
+def load(name):
+    path = os.path.join(out, name)
+    return json.load(open(path)) if os.path.exists(path) else None
+summary = {"device": device, "env": load("env.json"),
+           "stages": [json.loads(l) for l in open(os.path.join(out, "stages.jsonl"))], "search": [], "retrain": []}
+for name in sorted(os.listdir(out)):
+    if name.startswith("bench-batch"):
+        try:
+            b = json.load(open(os.path.join(out, name)))
+        except ValueError:
+            continue
+        summary["search"].append({k: b.get(k) for k in ["batch", "crop", "weight_step", "arch_step", "images_per_second",
+                                                        "peak_gpu_mib", "peak_rss_mib", "recomputed_layers",
+                                                        "activation_budget_mib"]})
+    if name.startswith("retrain-autocast-"):
+        steps = [json.loads(l) for l in open(os.path.join(out, name)) if '"kind":"step"' in l]
+        ips = [s["images_per_second"] for s in steps[1:]] or [s["images_per_second"] for s in steps]
+        summary["retrain"].append({"autocast": name.endswith("true.jsonl"), "steps": len(steps),
+                                   "images_per_second_median": statistics.median(ips) if ips else None,
+                                   "peak_gpu_mib": max((s.get("peak_gpu_mib") or 0 for s in steps), default=None) or None})
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+print(json.dumps(summary, indent=2))
+PY
