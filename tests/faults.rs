@@ -253,23 +253,17 @@ fn huge_architecture_files_are_refused_quickly() {
     let dir = temp("faults-huge");
     std::fs::create_dir_all(&dir).unwrap();
     let start = std::time::Instant::now();
-    let huge = dir.join("huge.json");
-    let levels = vec!["0"; 10_000_000].join(",");
-    std::fs::write(
-        &huge,
-        format!("{{\"cell\": [[[0, \"skip_connect\"], [1, \"skip_connect\"]]], \"path\": [{levels}]}}"),
-    )
-    .unwrap();
-    let e = err(&search(&["summary", "--arch", huge.to_str().unwrap()]));
+    // A one-block cell and a path of `layers` layers at level 0.
+    let write = |name: &str, layers: usize| {
+        let path = dir.join(name);
+        let levels = vec!["0"; layers].join(",");
+        let cell = r#"[[[0, "skip_connect"], [1, "skip_connect"]]]"#;
+        std::fs::write(&path, format!("{{\"cell\": {cell}, \"path\": [{levels}]}}")).unwrap();
+        path
+    };
+    let e = err(&search(&["summary", "--arch", write("huge.json", 10_000_000).to_str().unwrap()]));
     assert!(e.contains("refused"), "{e}");
-    let long = dir.join("long.json");
-    let levels = vec!["0"; 5000].join(",");
-    std::fs::write(
-        &long,
-        format!("{{\"cell\": [[[0, \"skip_connect\"], [1, \"skip_connect\"]]], \"path\": [{levels}]}}"),
-    )
-    .unwrap();
-    let e = err(&search(&["summary", "--arch", long.to_str().unwrap()]));
+    let e = err(&search(&["summary", "--arch", write("long.json", 5000).to_str().unwrap()]));
     assert!(e.contains("longer than the 1024 allowed"), "{e}");
     assert!(start.elapsed().as_secs() < 30, "refused quickly");
 }
@@ -310,4 +304,40 @@ fn interrupts_exit_with_130_and_never_crash() {
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(130), "{name}: {status:?}");
     }
+}
+
+/// A label folder that cannot be read is reported as the I/O error it is, naming the file, not
+/// as a missing label. Root reads everything, so as root the check runs the binary as `nobody`
+/// (skipped with a reason where that is not possible).
+#[test]
+fn an_unreadable_label_folder_is_an_io_error() {
+    let root = data("faults-perm", 8, (64, 48));
+    let labels = root.join("gtFine/train/synthberg");
+    let out = temp("faults-perm-run");
+    let as_root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let can_drop =
+        Command::new("su").args(["-s", "/bin/sh", "nobody", "-c", "true"]).status().is_ok_and(|s| s.success());
+    if as_root && !can_drop {
+        println!("skipped: running as root without `su nobody`, and root can read an unreadable folder");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&labels, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let config = repo("configs/tiny-search.toml");
+    let args = format!(
+        "{} --threads 1 run --config {config} --device cpu --data {} --out {}",
+        env!("CARGO_BIN_EXE_search"),
+        root.display(),
+        out.display()
+    );
+    let output = if as_root {
+        Command::new("su").args(["-s", "/bin/sh", "nobody", "-c", &args]).output().unwrap()
+    } else {
+        Command::new("sh").args(["-c", &args]).output().unwrap()
+    };
+    std::fs::set_permissions(&labels, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("Permission denied") && stderr.contains("synthberg"), "{stderr}");
+    assert!(!stderr.contains("has no label"), "{stderr}");
 }

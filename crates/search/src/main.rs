@@ -23,8 +23,24 @@ fn main() -> std::process::ExitCode {
         Ok(()) if search::interrupt::requested() => std::process::ExitCode::from(search::interrupt::EXIT_INTERRUPTED),
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", message(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: library errors that show their
+/// source in their own message (`{path}: {source}`) would otherwise repeat it.
+fn message(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
