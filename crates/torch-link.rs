@@ -7,7 +7,8 @@
 //!   it, so the default `--as-needed` link would drop it and CUDA would silently be
 //!   unavailable on a GPU machine (tch-rs issues 177, 329, 907, 980).
 //! - Exports `ADL_LIBTORCH_VERSION` (from `torch/version.py`) and `ADL_TCH_VERSION` (from
-//!   Cargo.lock) for `search env`.
+//!   Cargo.lock) for `search env`, and `ADL_GIT_COMMIT` (the commit built, "unknown" outside a
+//!   clone) for the provenance records of runs.
 
 use std::path::Path;
 
@@ -56,4 +57,20 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=ADL_TCH_VERSION={tch_version}");
+
+    // The commit the binary is built from, for the provenance records of runs (git's files are
+    // watched so that a new commit rebuilds it; "unknown" outside a clone).
+    let git = Path::new(&manifest).join("../../.git");
+    for watched in ["HEAD", "index"] {
+        println!("cargo:rerun-if-changed={}", git.join(watched).display());
+    }
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&manifest)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=ADL_GIT_COMMIT={commit}");
 }

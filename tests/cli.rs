@@ -97,3 +97,23 @@ fn random_draws_architecture_files_of_the_space() {
     let out = search().args(["random", "--space", space, "--n", "0", "--out"]).arg(&dir).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--n"));
 }
+
+/// `search config show` prints the resolved config of a command: the M retraining config is the
+/// S one through `base`, with its own width and name.
+#[test]
+fn config_show_prints_the_resolved_config() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/cityscapes-retrain-m.toml");
+    let out = search()
+        .args(["config", "show", "--for", "train", "--config", file, "--set", "iterations=7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let config: toml::Table = text.parse().unwrap();
+    assert_eq!(config["name"].as_str(), Some("cityscapes-retrain-m"));
+    assert_eq!(config["model"]["filter_multiplier"].as_integer(), Some(32));
+    assert_eq!(config["iterations"].as_integer(), Some(7));
+    assert_eq!(config["data"]["transform"]["crop"][0].as_integer(), Some(769), "from the S base");
+    let out = search().args(["config", "show", "--set", "model.classes=1"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("model.classes"));
+}

@@ -124,7 +124,7 @@ fn a_run_folder_in_use_is_refused() {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["kind"] == "step")
-        .map(|m| m["global_step"].as_u64().unwrap())
+        .map(|m| m["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, [1, 2, 3, 4], "each step once");
 }

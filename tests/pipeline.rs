@@ -15,7 +15,7 @@ fn a_search_writes_its_run_folder() {
     let printed = ok(&tiny_search(&root, &run, &[]));
     for file in [
         "config.toml",
-        "env.json",
+        "env/000.json",
         "log.txt",
         "metrics.jsonl",
         "arch/epoch_000.json",
@@ -31,9 +31,13 @@ fn a_search_writes_its_run_folder() {
     ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
-    let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("env.json")).unwrap()).unwrap();
+    // Provenance: one record per invocation, with the commit built in and RFC 3339 times.
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("env/000.json")).unwrap()).unwrap();
     assert_eq!(env["device"], "Cpu");
     assert!(env["libtorch_version"].as_str().unwrap().starts_with("2.13"));
+    assert_eq!(env["git_commit"].as_str().unwrap().len(), 40, "{env}");
+    assert!(env["started"].as_str().unwrap().ends_with('Z') && env["command"][1] == "--threads", "{env}");
     let metrics: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -42,6 +46,23 @@ fn a_search_writes_its_run_folder() {
     let steps: Vec<_> = metrics.iter().filter(|m| m["kind"] == "step").collect();
     let epochs: Vec<_> = metrics.iter().filter(|m| m["kind"] == "epoch").collect();
     assert_eq!(epochs.len(), 2);
+    // The schema (docs/pipeline.md): every row has its time and step; step rows report the
+    // interval; epoch rows with an evaluation carry the per-class IoU.
+    for m in &metrics {
+        let time = m["time"].as_str().unwrap_or_default();
+        assert!(time.len() == 20 && time.ends_with('Z') && m["step"].as_u64().is_some(), "{m}");
+    }
+    let step_numbers: Vec<u64> = steps.iter().map(|m| m["step"].as_u64().unwrap()).collect();
+    assert_eq!(step_numbers, [1, 2, 3, 4], "log_every_steps = 1");
+    for key in ["seconds_per_step", "data_share", "eta_seconds", "elapsed_seconds", "lr_weights"] {
+        assert!(steps.iter().all(|m| m[key].as_f64().is_some_and(f64::is_finite)), "{key}");
+    }
+    assert!(epochs.iter().all(|m| m["val_iou"]["road"].is_f64() || m["val_iou"]["road"].is_null()));
+    assert!(epochs.iter().all(|m| m["val_iou"].as_object().unwrap().len() == 19));
+    // The log lines read without a terminal.
+    let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(log.contains("step 4/4 (epoch 2/2) loss ") && log.contains("s/step") && log.contains("ETA"), "{log}");
+    assert!(!log.contains("Some(") && !log.contains("None"), "no Debug formatting in the log");
     assert!(steps
         .iter()
         .all(|m| m["loss_weights"].as_f64().unwrap().is_finite() && m["images_per_second"].as_f64().unwrap() > 0.0));
@@ -71,6 +92,12 @@ fn a_search_writes_its_run_folder() {
     }
     let decoded = ok(&search(&["decode", "--params", latest.to_str().unwrap()]));
     assert_eq!(trellis::Architecture::from_json(&decoded, "decode").unwrap(), final_arch);
+    // The run folder itself decodes its latest checkpoint.
+    let decoded = ok(&search(&["decode", "--params", run.to_str().unwrap()]));
+    assert_eq!(trellis::Architecture::from_json(&decoded, "decode").unwrap(), final_arch);
+    // A search run is not a trained network: the error says what to do.
+    let e = err(&search(&["eval", "--weights", run.to_str().unwrap(), "--data", root.to_str().unwrap()]));
+    assert!(e.contains("is a search run") && e.contains("search train --arch"), "{e}");
     assert!(run.join("checkpoints/best").is_file());
     let cell = std::fs::read_to_string(run.join("arch/cell.dot")).unwrap();
     assert_eq!(cell.matches("-> \"block").count(), 2 * final_arch.cell.num_blocks());
@@ -250,7 +277,7 @@ fn train_eval_and_predict_agree() {
     let (root_s, run_s) = (root.to_str().unwrap(), run.to_str().unwrap());
     let printed = ok(&tiny_train(&root, &run, &[]));
     assert!(printed.contains("val mIoU"), "{printed}");
-    for file in ["config.toml", "env.json", "log.txt", "metrics.jsonl", "arch.json", "weights.safetensors"] {
+    for file in ["config.toml", "env/000.json", "log.txt", "metrics.jsonl", "arch.json", "weights.safetensors"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     let final_miou = std::fs::read_to_string(run.join("metrics.jsonl"))

@@ -57,16 +57,16 @@ pub fn predict_labels(
     seg::conv::resize_bilinear(&logits, height, width).argmax(1, false).squeeze_dim(0)
 }
 
-/// The val mIoU of `forward` on `samples`, read as `data` says (transform, window, workers):
-/// the evaluation of the training loop's tasks.
-pub fn val_miou(
+/// The scores (mIoU, per-class IoU) of `forward` on `samples`, read as `data` says
+/// (transform, window, workers): the evaluation of the training loop's tasks.
+pub fn val_scores(
     samples: &[SampleRef],
     data: &crate::run_config::DataConfig,
     device: Device,
     forward: &dyn Fn(&Tensor) -> Tensor,
-) -> Result<f64> {
+) -> Result<seg::Scores> {
     let matrix = evaluate(samples, &data.transform, data.eval_window, device, data.loader.workers, forward)?;
-    Ok(matrix.scores().miou)
+    Ok(matrix.scores())
 }
 
 /// Evaluates `forward` (normalised images `[1, 3, h, w]` to logits `[1, C, h, w]`, called

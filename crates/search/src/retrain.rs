@@ -148,7 +148,9 @@ impl Task for Retrain<'_> {
     fn step(&mut self, at: Position) -> Result<StepRecord> {
         let c = self.config;
         let iteration = at.global_step;
+        let waiting = std::time::Instant::now();
         let batch = self.batches.as_mut().expect("begun").next().context("the training split ended early")??;
+        let data_seconds = waiting.elapsed().as_secs_f64();
         let (images, labels) = batch.to_tensors(self.device);
         let lr = poly_lr(c.lr, iteration, c.iterations, c.lr_power);
         let progress = iteration as f64 / c.iterations as f64;
@@ -167,17 +169,22 @@ impl Task for Retrain<'_> {
         } else {
             warn!(iteration, "batch has only ignored pixels: step skipped");
         }
-        let fields = serde_json::json!({"iteration": iteration + 1, "lr": lr});
-        Ok(StepRecord { loss: loss_value, images: batch.len(), fields: fields.as_object().expect("object").clone() })
+        let fields = serde_json::json!({"lr": lr});
+        Ok(StepRecord {
+            loss: loss_value,
+            images: batch.len(),
+            fields: fields.as_object().expect("object").clone(),
+            data_seconds,
+        })
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
         Ok(serde_json::Map::new())
     }
 
-    fn evaluate(&mut self) -> Result<f64> {
+    fn evaluate(&mut self) -> Result<seg::Scores> {
         let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
-        crate::evaluate::val_miou(&self.val, &self.config.data, self.device, &forward)
+        crate::evaluate::val_scores(&self.val, &self.config.data, self.device, &forward)
     }
 }
 

@@ -68,7 +68,7 @@ impl Drop for RunLock {
 /// What a run writes into its folder (a run that stopped before its first checkpoint is
 /// restarted by removing these).
 const RUN_FILES: [&str; 8] =
-    ["config.toml", "env.json", "log.txt", "metrics.jsonl", "arch", "arch.json", "checkpoints", "weights.safetensors"];
+    ["config.toml", "env", "log.txt", "metrics.jsonl", "arch", "arch.json", "checkpoints", "weights.safetensors"];
 
 /// Whether `root/checkpoints` holds a finished checkpoint (a half-written `.tmp` one does not
 /// count).
@@ -83,20 +83,26 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     seg::atomic::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The environment record of a run.
+/// The provenance record of one invocation on a run folder (`env/NNN.json`).
 #[derive(Debug, Serialize)]
 struct EnvRecord {
     #[serde(flatten)]
     libtorch: EnvReport,
     device: String,
-    git_commit: Option<String>,
+    /// The commit the binary was built from (embedded at build time).
+    git_commit: &'static str,
+    /// The command line and the folder it ran in.
     command: Vec<String>,
+    working_directory: Option<PathBuf>,
+    host: String,
+    pid: u32,
+    /// RFC 3339, UTC.
     started: String,
 }
 
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+/// Now, RFC 3339 in UTC to the second (the time of `metrics.jsonl` rows and records).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 impl RunDir {
@@ -145,15 +151,26 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// Writes this invocation's record as the next `env/NNN.json` (earlier ones are kept: the
+    /// first holds the command that started the run).
     fn write_env(&self, device: tch::Device) -> Result<()> {
         let record = EnvRecord {
-            libtorch: EnvReport::collect(),
+            libtorch: EnvReport {
+                tensor_allocator: Some(crate::runtime::tensor_allocator().to_owned()),
+                ..EnvReport::collect()
+            },
             device: format!("{device:?}"),
-            git_commit: git_commit(),
+            git_commit: env!("ADL_GIT_COMMIT"),
             command: std::env::args().collect(),
-            started: format!("{:?}", std::time::SystemTime::now()),
+            working_directory: std::env::current_dir().ok(),
+            host: host_name(),
+            pid: std::process::id(),
+            started: now_rfc3339(),
         };
-        write_file(&self.path("env.json"), serde_json::to_string_pretty(&record)?.as_bytes())
+        let dir = self.path("env");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let next = (0..).find(|n| !dir.join(format!("{n:03}.json")).exists()).expect("a free number");
+        write_file(&dir.join(format!("{next:03}.json")), serde_json::to_string_pretty(&record)?.as_bytes())
     }
 
     /// The folder.
@@ -166,18 +183,20 @@ impl RunDir {
         self.root.join(relative)
     }
 
-    /// Drops the lines of `metrics.jsonl` that a resumed run will write again: those of steps
-    /// after `global_step` and of epochs from `epoch` on (the checkpoint's position).
-    pub fn forget_metrics_after(&self, global_step: usize, epoch: usize) -> Result<()> {
+    /// Drops the rows of `metrics.jsonl` that a resumed run will write again: those of steps
+    /// after `step` and of epochs from `epoch` on (the checkpoint's position), and a final
+    /// evaluation (a run resumed at its end evaluates again).
+    pub fn forget_metrics_after(&self, step: usize, epoch: usize) -> Result<()> {
         let path = self.path("metrics.jsonl");
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
         let kept: String = text
             .lines()
             .filter(|line| {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { return false };
-                match (v["kind"].as_str(), v["global_step"].as_u64(), v["epoch"].as_u64()) {
+                match (v["kind"].as_str(), v["step"].as_u64(), v["epoch"].as_u64()) {
+                    (_, _, _) if v["final"] == true => false,
                     (Some("epoch"), _, Some(e)) => (e as usize) < epoch,
-                    (_, Some(step), _) => step as usize <= global_step,
+                    (_, Some(s), _) => s as usize <= step,
                     _ => true,
                 }
             })
@@ -186,8 +205,14 @@ impl RunDir {
         write_file(&path, kept.as_bytes())
     }
 
-    /// Appends one JSON object to `metrics.jsonl`.
+    /// Appends one JSON object to `metrics.jsonl`, with its `time` (RFC 3339) first.
     pub fn metric(&self, record: &serde_json::Value) -> Result<()> {
+        let mut row = serde_json::Map::new();
+        row.insert("time".into(), serde_json::json!(now_rfc3339()));
+        if let Some(fields) = record.as_object() {
+            row.extend(fields.clone());
+        }
+        let record = serde_json::Value::Object(row);
         let path = self.path("metrics.jsonl");
         let mut file = std::fs::OpenOptions::new()
             .create(true)

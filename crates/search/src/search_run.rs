@@ -140,7 +140,9 @@ impl Task for Search<'_> {
     fn step(&mut self, at: Position) -> Result<StepRecord> {
         let c = self.config;
         let (epoch, step) = (at.epoch, at.batch);
+        let waiting = std::time::Instant::now();
         let batch_a: Batch = self.batches_a.as_mut().expect("begun").next().context("trainA ended early")??;
+        let mut data_seconds = waiting.elapsed().as_secs_f64();
         let (images, labels) = batch_a.to_tensors(self.device);
         let mut loss_weights = f64::NAN;
         if has_labels(&labels) {
@@ -171,7 +173,9 @@ impl Task for Search<'_> {
                 self.batches_b = Some((cycle, stream));
             }
             let (_, stream) = self.batches_b.as_mut().expect("the trainB stream was just set");
+            let waiting = std::time::Instant::now();
             let batch_b = stream.next().context("trainB ended early")??;
+            data_seconds += waiting.elapsed().as_secs_f64();
             let (images_b, labels_b) = batch_b.to_tensors(self.device);
             if has_labels(&labels_b) {
                 let timing = crate::step::arch_step(
@@ -197,6 +201,7 @@ impl Task for Search<'_> {
             loss: loss_weights,
             images: batch_a.len(),
             fields: fields.as_object().expect("an object").clone(),
+            data_seconds,
         })
     }
 
@@ -219,11 +224,11 @@ impl Task for Search<'_> {
         Ok(fields.as_object().expect("an object").clone())
     }
 
-    fn evaluate(&mut self) -> Result<f64> {
+    fn evaluate(&mut self) -> Result<seg::Scores> {
         let val = self.val.as_ref().context("no val split was listed")?;
         let weights = tch::no_grad(|| self.arch.weights());
         let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
-        crate::evaluate::val_miou(val, &self.config.data, self.device, &forward)
+        crate::evaluate::val_scores(val, &self.config.data, self.device, &forward)
     }
 }
 
@@ -256,6 +261,15 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .context("trainB (the half of the training split that trains α and β)")?;
     let steps_per_epoch =
         config.steps_per_epoch.map_or(loader_a.batches_per_epoch(), |s| s.min(loader_a.batches_per_epoch()));
+    if config.steps_per_epoch.is_some_and(|s| s > steps_per_epoch) {
+        warn!(
+            steps_per_epoch,
+            "config key `steps_per_epoch` = {} is more than trainA holds ({} batches of {}): an epoch is {steps_per_epoch} steps",
+            config.steps_per_epoch.unwrap_or_default(),
+            loader_a.batches_per_epoch(),
+            data.loader.batch
+        );
+    }
     let val = if config.eval_every_epochs > 0 {
         Some(list_samples(&data.root, &data.val_split, Annotation::Fine).context("listing the val split")?)
     } else {

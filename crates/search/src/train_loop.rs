@@ -71,8 +71,11 @@ pub struct StepRecord {
     pub loss: f64,
     /// Images the step trained on.
     pub images: usize,
-    /// Further fields of the metrics line (learning rates, other losses).
+    /// Further fields of the metrics line (learning rates, other losses: fields whose name
+    /// starts with `loss` are averaged over the logging interval).
     pub fields: Map<String, Value>,
+    /// Seconds the step waited for its data (batches from the loader).
+    pub data_seconds: f64,
 }
 
 /// A command's part of the loop.
@@ -90,8 +93,8 @@ pub trait Task {
     /// After an epoch's last step: the task's records (decoded architectures, …) and the
     /// fields it adds to the epoch's metrics line.
     fn end_epoch(&mut self, epoch: usize) -> Result<Map<String, Value>>;
-    /// The val mIoU of the current model.
-    fn evaluate(&mut self) -> Result<f64>;
+    /// The val scores (mIoU, per-class IoU) of the current model.
+    fn evaluate(&mut self) -> Result<seg::Scores>;
 }
 
 /// Position and bookkeeping saved in every checkpoint.
@@ -118,8 +121,70 @@ pub enum LoopOutcome {
     Stopped(PathBuf),
 }
 
+/// What a log line reports about the steps since the previous one.
+struct Window {
+    start: Instant,
+    steps: usize,
+    images: usize,
+    data_seconds: f64,
+    loss: (f64, usize),
+    /// Sums and counts of the tasks' other numeric fields (losses), for interval means.
+    means: Map<String, Value>,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window { start: Instant::now(), steps: 0, images: 0, data_seconds: 0.0, loss: (0.0, 0), means: Map::new() }
+    }
+
+    fn add(&mut self, record: &StepRecord) {
+        self.steps += 1;
+        self.images += record.images;
+        self.data_seconds += record.data_seconds;
+        if record.loss.is_finite() {
+            self.loss = (self.loss.0 + record.loss, self.loss.1 + 1);
+        }
+        for (key, value) in &record.fields {
+            if let (true, Some(v)) = (key.starts_with("loss"), value.as_f64()) {
+                let entry = self.means.entry(key.clone()).or_insert(json!([0.0, 0]));
+                entry[0] = json!(entry[0].as_f64().unwrap_or(0.0) + v);
+                entry[1] = json!(entry[1].as_u64().unwrap_or(0) + 1);
+            }
+        }
+    }
+
+    /// The interval mean of the loss (NaN when every step was skipped).
+    fn mean_loss(&self) -> f64 {
+        if self.loss.1 == 0 {
+            f64::NAN
+        } else {
+            self.loss.0 / self.loss.1 as f64
+        }
+    }
+}
+
+/// `12m03s`-style durations for log lines.
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+/// The per-class IoU of `scores` by class name (null where a class has none).
+fn class_ious(scores: &seg::Scores) -> Value {
+    Value::Object(scores.classes.iter().map(|c| (c.name.to_owned(), json!(c.iou))).collect())
+}
+
 /// Runs `task` for `config.total_steps` steps, from the latest checkpoint in `checkpoints`
 /// when `resume`.
+///
+/// Every `log_every_steps` steps a metrics row and a log line report the interval: mean losses,
+/// learning rates, seconds per step, the share of it spent waiting for data, images/s, elapsed
+/// time and the ETA of the whole run, memory. Every row of `metrics.jsonl` carries `time` and
+/// `step` (the global step count); docs/pipeline.md documents the schema.
 pub fn run(
     config: &LoopConfig,
     task: &mut dyn Task,
@@ -156,34 +221,38 @@ pub fn run(
         checkpoints.save(p.global_step, &task.checkpoint_files(), &*p, best)
     };
     let mut last_eval = None;
-    let mut evaluate = |p: &mut Progress, task: &mut dyn Task, last: bool| -> Result<(f64, bool)> {
-        let miou = task.evaluate()?;
+    let mut evaluate = |p: &mut Progress, task: &mut dyn Task, last: bool| -> Result<(seg::Scores, bool)> {
+        let scores = task.evaluate()?;
+        let miou = scores.miou;
         // At the end a tie keeps the later weights.
         let best = p.best_val_miou.is_none_or(|b| if last { miou >= b } else { miou > b });
         if best {
             p.best_val_miou = Some(miou);
         }
         last_eval = Some(miou);
-        Ok((miou, best))
+        Ok((scores, best))
     };
     let total = config.total_steps;
+    let epochs = total.div_ceil(config.steps_per_epoch.max(1));
     let mut gpu = crate::gpu::GpuMonitor::for_device(config.device);
     let stopping =
         |p: &Progress| crate::interrupt::requested() || config.stop_after_steps.is_some_and(|n| p.global_step >= n);
+    // One progress display over the whole run (in a terminal; log lines otherwise).
+    let bar = crate::logging::progress(total as u64, format!("epoch {}/{epochs}", p.epoch + 1));
+    bar.set_position(p.global_step as u64);
+    let (run_start, first_step) = (Instant::now(), p.global_step);
 
     while p.global_step < total {
         let epoch = p.epoch;
         let _span = info_span!("epoch", epoch).entered();
         task.begin_epoch(epoch, p.batch)?;
-        let in_epoch = config.steps_per_epoch.min(total - (p.global_step - p.batch));
-        let bar = crate::logging::progress(in_epoch as u64, format!("epoch {epoch}"));
-        bar.set_position(p.batch as u64);
-        let mut window = (Instant::now(), 0usize);
+        bar.set_message(format!("epoch {}/{epochs}", epoch + 1));
+        let mut window = Window::new();
         let mut epoch_loss = (0.0, 0usize);
         while p.batch < config.steps_per_epoch && p.global_step < total {
             let at = Position { epoch, batch: p.batch, global_step: p.global_step };
             let record = {
-                let _step = info_span!("step", step = at.global_step).entered();
+                let _step = info_span!("step", step = at.global_step + 1).entered();
                 tch::manual_seed((config.seed as i64) ^ (at.global_step as i64));
                 task.step(at)?
             };
@@ -195,23 +264,36 @@ pub fn run(
             if record.loss.is_finite() {
                 epoch_loss = (epoch_loss.0 + record.loss, epoch_loss.1 + 1);
             }
-            window.1 += record.images;
+            window.add(&record);
             bar.inc(1);
             if config.log_every_steps > 0 && p.global_step % config.log_every_steps == 0 {
-                let seconds = window.0.elapsed().as_secs_f64();
-                let mut line = json!({
-                    "kind": "step", "epoch": epoch, "step": at.batch, "global_step": p.global_step,
-                    "loss": record.loss,
+                let seconds = window.start.elapsed().as_secs_f64();
+                let per_step = seconds / window.steps.max(1) as f64;
+                let elapsed = run_start.elapsed().as_secs_f64();
+                let done = (p.global_step - first_step).max(1);
+                let eta = elapsed / done as f64 * (total - p.global_step) as f64;
+                let mut row = json!({
+                    "kind": "step", "step": p.global_step, "epoch": epoch, "batch": at.batch,
+                    "loss": window.mean_loss(),
                 });
-                line.as_object_mut().expect("an object").extend(record.fields.clone());
-                line["images_per_second"] = json!(window.1 as f64 / seconds);
-                line["peak_rss_mib"] = json!(peak_rss_mib());
-                if let Some(gpu) = &gpu {
-                    line["peak_gpu_mib"] = json!(gpu.peak_mib());
+                let fields = row.as_object_mut().expect("an object");
+                for (key, value) in &record.fields {
+                    // Losses as interval means; other fields (learning rates) as they are now.
+                    let mean = window.means.get(key).and_then(|m| Some(m[0].as_f64()? / m[1].as_f64()?));
+                    fields.insert(key.clone(), mean.map_or_else(|| value.clone(), |m| json!(m)));
                 }
-                dir.metric(&line)?;
-                info!(global_step = p.global_step, loss = record.loss, "step");
-                window = (Instant::now(), 0);
+                fields.insert("seconds_per_step".into(), json!(per_step));
+                fields.insert("data_share".into(), json!(window.data_seconds / seconds.max(1e-9)));
+                fields.insert("images_per_second".into(), json!(window.images as f64 / seconds.max(1e-9)));
+                fields.insert("elapsed_seconds".into(), json!(elapsed));
+                fields.insert("eta_seconds".into(), json!(eta));
+                fields.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
+                if let Some(gpu) = &gpu {
+                    fields.insert("peak_gpu_mib".into(), json!(gpu.peak_mib()));
+                }
+                info!("{}", log_line(&row, total, epochs));
+                dir.metric(&row)?;
+                window = Window::new();
             }
             // A checkpoint that is due is written before an evaluation, so that a failing
             // evaluation never costs it; a new best is marked by saving the same step again.
@@ -223,9 +305,10 @@ pub fn run(
             if (eval_due || stopping(&p) || periodic) && !last && !at_epoch_save {
                 let path = save(&mut p, task, false)?;
                 if eval_due {
-                    let (miou, best) = evaluate(&mut p, task, false)?;
-                    dir.metric(&json!({"kind": "eval", "global_step": p.global_step, "val_miou": miou}))?;
-                    info!(global_step = p.global_step, val_miou = miou, "evaluated");
+                    let (scores, best) = evaluate(&mut p, task, false)?;
+                    dir.metric(&json!({"kind": "eval", "step": p.global_step, "val_miou": scores.miou,
+                                       "val_iou": class_ious(&scores)}))?;
+                    info!(step = p.global_step, val_miou = scores.miou, "evaluated");
                     if best {
                         save(&mut p, task, true)?;
                     }
@@ -237,7 +320,6 @@ pub fn run(
                 }
             }
         }
-        crate::logging::finish_progress();
         if p.batch < config.steps_per_epoch {
             break; // the last, shortened epoch
         }
@@ -246,39 +328,105 @@ pub fn run(
         p.epoch += 1;
         p.batch = 0;
         let checkpoint = if config.checkpoint_every_epoch { Some(save(&mut p, task, false)?) } else { None };
-        let val_miou = match config.eval {
+        let val = match config.eval {
             EvalSchedule::EveryEpochs(k) if k > 0 && (epoch + 1) % k == 0 => {
-                let (miou, best) = evaluate(&mut p, task, false)?;
+                let (scores, best) = evaluate(&mut p, task, false)?;
                 if best && checkpoint.is_some() {
                     save(&mut p, task, true)?;
                 }
-                Some(miou)
+                Some(scores)
             }
             _ => None,
         };
         let train_loss = epoch_loss.0 / epoch_loss.1.max(1) as f64;
+        let val_miou = val.as_ref().map(|s| s.miou);
         line.insert("kind".into(), json!("epoch"));
+        line.insert("step".into(), json!(p.global_step));
         line.insert("epoch".into(), json!(epoch));
         line.insert("train_loss".into(), json!(train_loss));
         line.insert("val_miou".into(), json!(val_miou));
+        if let Some(scores) = &val {
+            line.insert("val_iou".into(), class_ious(scores));
+        }
         line.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
         if let Some(gpu) = &gpu {
             line.insert("peak_gpu_mib".into(), json!(gpu.peak_mib()));
         }
         dir.metric(&Value::Object(line))?;
-        info!(epoch, train_loss, val_miou, "epoch done");
+        match val_miou {
+            Some(miou) => info!("epoch {}/{epochs} done: train loss {train_loss:.4}, val mIoU {miou:.4}", epoch + 1),
+            None => info!("epoch {}/{epochs} done: train loss {train_loss:.4}", epoch + 1),
+        }
         if let (Some(path), true) = (checkpoint, stopping(&p) && p.global_step < total) {
+            crate::logging::finish_progress();
             info!(checkpoint = %path.display(), "stopped; resume with --resume");
             return Ok(LoopOutcome::Stopped(path));
         }
     }
+    crate::logging::finish_progress();
     if config.eval_at_end {
         save(&mut p, task, false)?;
-        let (miou, best) = evaluate(&mut p, task, true)?;
-        dir.metric(&json!({"kind": "eval", "global_step": p.global_step, "val_miou": miou, "final": true}))?;
+        let (scores, best) = evaluate(&mut p, task, true)?;
+        dir.metric(&json!({"kind": "eval", "step": p.global_step, "val_miou": scores.miou,
+                           "val_iou": class_ious(&scores), "final": true}))?;
         if best {
             save(&mut p, task, true)?;
         }
     }
     Ok(LoopOutcome::Finished { val_miou: last_eval })
+}
+
+/// A metrics row as one log line that reads without a terminal: `step 20/300 (epoch 2/10)
+/// loss 1.712 loss_arch 1.391 lr_weights 0.0428 | 0.41 s/step, data 3 %, 9.8 img/s | 8s elapsed,
+/// ETA 1m54s | RSS 1234 MiB`. Absent values are left out, never printed as `None`.
+fn log_line(row: &Value, total: usize, epochs: usize) -> String {
+    let number = |key: &str| row[key].as_f64();
+    let mut parts = vec![format!(
+        "step {}/{total} (epoch {}/{epochs})",
+        row["step"].as_u64().unwrap_or(0),
+        row["epoch"].as_u64().unwrap_or(0) + 1
+    )];
+    if let Some(fields) = row.as_object() {
+        for (key, value) in fields {
+            let wanted = key.starts_with("loss") || key.starts_with("lr");
+            if let (true, Some(v)) = (wanted, value.as_f64()) {
+                parts.push(format!("{key} {v:.4}"));
+            }
+        }
+    }
+    let mut line = parts.join(" ");
+    if let (Some(sps), Some(share), Some(ips)) =
+        (number("seconds_per_step"), number("data_share"), number("images_per_second"))
+    {
+        line.push_str(&format!(" | {sps:.3} s/step, data {:.0} %, {ips:.1} img/s", 100.0 * share));
+    }
+    if let (Some(elapsed), Some(eta)) = (number("elapsed_seconds"), number("eta_seconds")) {
+        line.push_str(&format!(" | {} elapsed, ETA {}", duration(elapsed), duration(eta)));
+    }
+    if let Some(rss) = number("peak_rss_mib") {
+        line.push_str(&format!(" | RSS {rss:.0} MiB"));
+    }
+    if let Some(gpu) = number("peak_gpu_mib") {
+        line.push_str(&format!(", GPU {gpu:.0} MiB"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_read_without_a_terminal() {
+        let row = json!({"kind": "step", "step": 20, "epoch": 1, "batch": 9, "loss": 1.7123, "loss_arch": null,
+                         "lr_weights": 0.0428, "seconds_per_step": 0.41, "data_share": 0.031,
+                         "images_per_second": 9.76, "elapsed_seconds": 8.2, "eta_seconds": 114.0,
+                         "peak_rss_mib": 1234.4});
+        assert_eq!(
+            log_line(&row, 300, 10),
+            "step 20/300 (epoch 2/10) loss 1.7123 lr_weights 0.0428 | 0.410 s/step, data 3 %, 9.8 img/s \
+             | 8s elapsed, ETA 1m54s | RSS 1234 MiB"
+        );
+        assert_eq!(duration(3725.0), "1h02m");
+    }
 }

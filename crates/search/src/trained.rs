@@ -54,6 +54,16 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
         anyhow::bail!("--weights {}: no such file or folder", args.weights.display());
     }
     let run = if args.weights.is_dir() { run_folder(&args.weights) } else { None };
+    if let Some(dir) = &run {
+        if dir.join("arch/final.json").is_file() && !dir.join("arch.json").is_file() {
+            anyhow::bail!(
+                "--weights {} is a search run, not a trained network: retrain its architecture first \
+                 (search train --arch {} --config …), then evaluate that run",
+                args.weights.display(),
+                dir.join("arch/final.json").display()
+            );
+        }
+    }
     let run_config: Option<RetrainConfig> = match &run {
         Some(dir) => {
             Some(crate::config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?)

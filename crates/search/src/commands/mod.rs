@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use search::config::{self, Validate};
+use search::config::{self as configs, Validate};
 use search::device::DeviceChoice;
 
 mod bench;
 mod bench_data;
 mod check;
+mod config;
 mod decode;
 mod demo;
 mod env;
@@ -63,6 +64,8 @@ enum Command {
     Bench(bench::Args),
     /// Draw architectures uniformly from a search space: the baseline a search must beat.
     Random(random::Args),
+    /// The resolved config of a command (`config show --for run|train|check`).
+    Config(config::Args),
 }
 
 impl Cli {
@@ -84,6 +87,7 @@ impl Cli {
             Command::Run(args) => run::exec(args, threads),
             Command::Bench(args) => bench::exec(args, threads),
             Command::Random(args) => random::exec(args),
+            Command::Config(args) => config::exec(args),
         }
     }
 }
@@ -94,7 +98,7 @@ pub struct ConfigFlags {
     /// Config (TOML; see configs/).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Override a config key, e.g. `--set epochs=10` (repeatable).
+    /// Override a config key, e.g. `--set data.loader.batch=4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 }
@@ -102,7 +106,7 @@ pub struct ConfigFlags {
 impl ConfigFlags {
     /// The config: defaults, the file, the overrides, validated.
     pub fn load<T: serde::de::DeserializeOwned + Validate>(&self) -> Result<T> {
-        config::load(self.config.as_deref(), &self.overrides).context("loading the config")
+        configs::load(self.config.as_deref(), &self.overrides).context("loading the config")
     }
 }
 
@@ -145,7 +149,7 @@ impl RunFlags {
                     "--resume continues a run with its own config: drop --config, --data, --out and every --set \
                      but `--set execution.*` (how it runs, which never changes its results)"
                 );
-                let config = config::load(Some(&dir.join("config.toml")), &self.config.overrides)
+                let config = configs::load(Some(&dir.join("config.toml")), &self.config.overrides)
                     .context("reading the run's config")?;
                 Ok((config, dir.clone(), true))
             }
@@ -153,6 +157,10 @@ impl RunFlags {
                 let mut config: T = self.config.load()?;
                 if let Some(data) = &self.data {
                     *root(&mut config) = data.clone();
+                }
+                // Recorded absolute, so that `--resume` works from any folder.
+                if let Ok(absolute) = std::fs::canonicalize(&*root(&mut config)) {
+                    *root(&mut config) = absolute;
                 }
                 let out = self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(name(&config)));
                 Ok((config, out, false))
@@ -180,7 +188,7 @@ pub struct ModelFlags {
     /// Resize factor of the input images (default: the run's data.transform.base_scale; 1).
     #[arg(long)]
     pub base_scale: Option<f32>,
-    /// Sliding window HEIGHTxWIDTH on the resized image (default: the run's; whole images).
+    /// Sliding window WIDTHxHEIGHT on the resized image (default: the run's; whole images).
     #[arg(long, value_parser = parse_window)]
     pub window: Option<[u32; 2]>,
 }
@@ -199,9 +207,11 @@ impl ModelFlags {
     }
 }
 
+/// `WIDTHxHEIGHT`, like every size on the command line, as `[height, width]` (the order of
+/// `data.eval_window` and of tensors).
 fn parse_window(text: &str) -> Result<[u32; 2], String> {
     let (w, h) = parse_size(text)?;
-    Ok([w, h])
+    Ok([h, w])
 }
 
 /// `WIDTHxHEIGHT` with positive numbers.
