@@ -307,6 +307,21 @@ fn train_eval_and_predict_agree() {
     let eval_miou = eval["scores"]["miou"].as_f64().unwrap();
     assert!((eval_miou - final_miou).abs() < 1e-9, "eval {eval_miou} vs end of training {final_miou}");
 
+    // The evaluation protocol: `--scales 1` is the single-scale default exactly; several scales
+    // with flips run through and give another valid mIoU.
+    let scores = |extra: &[&str]| -> f64 {
+        let out = temp("train-eval-protocol.json");
+        let mut args = vec!["eval", "--weights", run_s, "--data", root_s, "--json", out.to_str().unwrap()];
+        args.extend(extra);
+        ok(&search(&args));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        v["scores"]["miou"].as_f64().unwrap()
+    };
+    assert_eq!(scores(&["--scales", "1"]), eval_miou);
+    let multi = scores(&["--scales", "0.75,1,1.25", "--flip"]);
+    assert!((0.0..=1.0).contains(&multi), "{multi}");
+    assert!(err(&search(&["eval", "--weights", run_s, "--data", root_s, "--scales", "0"])).contains("--scales"));
+
     // Label-id predictions, read back by `search eval --pred`, give the same mIoU.
     let preds = temp("train-preds");
     let images = root.join("leftImg8bit/val");
@@ -383,6 +398,17 @@ fn train_eval_and_predict_agree() {
     let split = temp("train-split");
     ok(&tiny_train(&root, &split, &["--stop-after-steps", "3"]));
     ok(&search(&["--threads", "1", "train", "--resume", split.to_str().unwrap(), "--device", "cpu"]));
+    // `checkpoint.final = "best"`: the run ends with the weights of its best evaluation and says so.
+    let best_run = temp("train-final-best");
+    ok(&tiny_train(&root, &best_run, &["--set", "checkpoint.final=best"]));
+    let best = std::fs::read_to_string(best_run.join("checkpoints/best")).unwrap();
+    let (a, b) = (
+        tensors(&best_run.join("weights.safetensors")),
+        tensors(&best_run.join("checkpoints").join(best.trim()).join("weights.safetensors")),
+    );
+    assert!(a.iter().zip(&b).all(|((_, x), (_, y))| x.equal(y)), "the final weights are the best checkpoint's");
+    let last_row = std::fs::read_to_string(best_run.join("metrics.jsonl")).unwrap().lines().last().unwrap().to_owned();
+    assert!(last_row.contains("\"kind\":\"final\"") && last_row.contains("\"weights\":\"best\""), "{last_row}");
     for ((na, a), (nb, b)) in
         tensors(&run.join("weights.safetensors")).iter().zip(&tensors(&split.join("weights.safetensors")))
     {

@@ -146,10 +146,16 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     )?;
     let val = list_samples(&data, "val", Annotation::Fine)?;
     let forward = |x: &tch::Tensor| model.forward(x);
-    let searched_miou =
-        crate::evaluate::evaluate(&val, &model.transform, model.window, device, retrain.data.loader.workers, &forward)?
-            .scores()
-            .miou;
+    let searched_miou = crate::evaluate::evaluate(
+        &val,
+        &model.transform,
+        &model.protocol,
+        device,
+        retrain.data.loader.workers,
+        &forward,
+    )?
+    .scores()
+    .miou;
     lap("eval", &mut seconds);
 
     let predictions = out.join("predictions");

@@ -1,6 +1,8 @@
 //! Evaluating a segmentation network on a split with the Cityscapes metric: whole images (or a
 //! sliding window) at the configured base scale, logits resized to the ground truth's full
-//! resolution (corners aligned) before the argmax, as DeepLab evaluates.
+//! resolution (corners aligned) before the argmax, as DeepLab evaluates; optionally at several
+//! scales and with left-right flips, the logits averaged (the paper's multi-scale protocol,
+//! [`Protocol`]).
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -45,16 +47,56 @@ pub fn infer_logits(forward: &dyn Fn(&Tensor) -> Tensor, image: &Tensor, window:
     sum.expect("at least one window") / count
 }
 
-/// Train ids `[H, W]` (int64) for one image resized to `(height, width)`.
+/// How an image is given to the network at inference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Protocol {
+    /// Sliding window `[height, width]` at each scale (None: whole images).
+    pub window: Option<[u32; 2]>,
+    /// Scales of the (already base-scaled) image; `[1.0]` is single-scale.
+    pub scales: Vec<f64>,
+    /// Also run each scale flipped left-right and average.
+    pub flip: bool,
+}
+
+impl Protocol {
+    /// Whole images, or `window`, at one scale, no flip.
+    pub fn single(window: Option<[u32; 2]>) -> Protocol {
+        Protocol { window, scales: vec![1.0], flip: false }
+    }
+}
+
+/// Train ids `[H, W]` (int64) for one image resized to `(height, width)`: the logits of every
+/// scale (and flip) of `protocol`, resized to `(height, width)` and averaged, then the argmax.
 pub fn predict_labels(
     forward: &dyn Fn(&Tensor) -> Tensor,
     image: &Tensor,
-    window: Option<[u32; 2]>,
+    protocol: &Protocol,
     height: i64,
     width: i64,
 ) -> Tensor {
-    let logits = infer_logits(forward, image, window);
-    seg::conv::resize_bilinear(&logits, height, width).argmax(1, false).squeeze_dim(0)
+    let (_, _, h, w) = image.size4().expect("image is [1, 3, H, W]");
+    let mut sum: Option<Tensor> = None;
+    for &scale in &protocol.scales {
+        let scaled = if scale == 1.0 {
+            image.shallow_clone()
+        } else {
+            let size = |n: i64| ((n as f64 * scale).round() as i64).max(1);
+            seg::conv::resize_bilinear(image, size(h), size(w))
+        };
+        let mut views =
+            vec![seg::conv::resize_bilinear(&infer_logits(forward, &scaled, protocol.window), height, width)];
+        if protocol.flip {
+            let flipped = infer_logits(forward, &scaled.flip([3]), protocol.window).flip([3]);
+            views.push(seg::conv::resize_bilinear(&flipped, height, width));
+        }
+        for logits in views {
+            sum = Some(match sum.take() {
+                Some(acc) => acc + logits.to_kind(Kind::Float),
+                None => logits.to_kind(Kind::Float),
+            });
+        }
+    }
+    sum.expect("at least one scale").argmax(1, false).squeeze_dim(0)
 }
 
 /// The scores (mIoU, per-class IoU) of `forward` on `samples`, read as `data` says
@@ -65,7 +107,8 @@ pub fn val_scores(
     device: Device,
     forward: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<seg::Scores> {
-    let matrix = evaluate(samples, &data.transform, data.eval_window, device, data.loader.workers, forward)?;
+    let protocol = Protocol::single(data.eval_window);
+    let matrix = evaluate(samples, &data.transform, &protocol, device, data.loader.workers, forward)?;
     Ok(matrix.scores())
 }
 
@@ -74,7 +117,7 @@ pub fn val_scores(
 pub fn evaluate(
     samples: &[SampleRef],
     transform: &TransformConfig,
-    window: Option<[u32; 2]>,
+    protocol: &Protocol,
     device: Device,
     workers: usize,
     forward: &dyn Fn(&Tensor) -> Tensor,
@@ -93,7 +136,7 @@ pub fn evaluate(
         for (image, h, w, label, height, width) in inputs {
             let image = Tensor::from_slice(&image).view([1, 3, h as i64, w as i64]).to_device(device);
             let label = Tensor::from_slice(&label).view([height as i64, width as i64]).to_device(device);
-            let pred = tch::no_grad(|| predict_labels(forward, &image, window, height as i64, width as i64));
+            let pred = tch::no_grad(|| predict_labels(forward, &image, protocol, height as i64, width as i64));
             matrix.update(&pred, &label);
             bar.inc(1);
         }

@@ -67,11 +67,14 @@ pub fn predict(
         let (image, h, w) = inference_image(width, height, rgb.clone(), &model.transform);
         let image = Tensor::from_slice(&image).view([1, 3, h as i64, w as i64]).to_device(device);
         let forward = |x: &Tensor| model.forward(x);
-        let window = model.window.or_else(|| automatic_window(h, w));
-        if window != model.window {
-            tracing::info!(image = %path.display(), ?window, "a large image: predicted in sliding windows (set --window to choose)");
+        let mut protocol = model.protocol.clone();
+        if protocol.window.is_none() {
+            protocol.window = automatic_window(h, w);
+            if let Some(window) = protocol.window {
+                tracing::info!(image = %path.display(), ?window, "a large image: predicted in sliding windows (set --window to choose)");
+            }
         }
-        let labels = tch::no_grad(|| predict_labels(&forward, &image, window, height as i64, width as i64));
+        let labels = tch::no_grad(|| predict_labels(&forward, &image, &protocol, height as i64, width as i64));
         let labels: Vec<u8> =
             Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?.into_iter().map(|v| v as u8).collect();
         let target = out.join(relative).with_extension("png");

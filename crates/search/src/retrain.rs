@@ -14,9 +14,9 @@ use tch::{nn, Device, Tensor};
 use tracing::{info, warn};
 use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 
-use crate::checkpoint::{load_store, read_tensors, store_tensors, write_tensors, Checkpoints};
+use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors, Checkpoints};
 use crate::optim::{poly_lr, Params, Sgd};
-use crate::run_config::RetrainConfig;
+use crate::run_config::{FinalWeights, RetrainConfig};
 use crate::rundir::RunDir;
 use crate::search_run::check_data;
 use crate::step::{has_labels, segmentation_loss};
@@ -235,8 +235,29 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),
         LoopOutcome::Finished { val_miou } => val_miou.expect("the loop evaluates at the end"),
     };
+    // The final weights: the last ones, or those of the best evaluation, as the config says.
+    let (mut val_miou, mut from) = (val_miou, checkpoints.latest()?);
+    if config.checkpoint.final_weights == FinalWeights::Best {
+        if let Some(best) = checkpoints.best() {
+            load_store(&mut task.vs, &best.join("weights.safetensors"))?;
+            let state: serde_json::Value = read_state(&best)?;
+            val_miou = state["best_val_miou"].as_f64().unwrap_or(val_miou);
+            from = Some(best);
+        }
+    }
     let weights = dir.path("weights.safetensors");
     write_tensors(&weights, &store_tensors(&task.vs))?;
-    info!(val_miou, weights = %weights.display(), "training finished");
+    let step = from.as_ref().and_then(|p| p.file_name()?.to_str()?.strip_prefix("step_")?.parse::<u64>().ok());
+    let choice = match config.checkpoint.final_weights {
+        FinalWeights::Last => "last",
+        FinalWeights::Best => "best",
+    };
+    dir.metric(&serde_json::json!({"kind": "final", "step": config.iterations, "weights": choice,
+                                   "from_step": step, "val_miou": val_miou}))?;
+    info!(
+        "training finished: final weights are the {choice} ones (step {}), val mIoU {val_miou:.4}, in {}",
+        step.map_or("?".into(), |s| s.to_string()),
+        weights.display()
+    );
     Ok(RetrainOutcome::Finished { val_miou, weights })
 }

@@ -104,11 +104,24 @@ pub struct CheckpointConfig {
     pub every_steps: usize,
     /// Keep this many most recent checkpoints (the best one is kept as well).
     pub keep_last: usize,
+    /// Which weights a retraining ends with in `weights.safetensors`: the last ones, or those of
+    /// its best evaluation (the run says which). The search always ends with its last α and β.
+    #[serde(rename = "final")]
+    pub final_weights: FinalWeights,
+}
+
+/// See [`CheckpointConfig::final_weights`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalWeights {
+    #[default]
+    Last,
+    Best,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { every_steps: 500, keep_last: 3 }
+        CheckpointConfig { every_steps: 500, keep_last: 3, final_weights: FinalWeights::Last }
     }
 }
 
@@ -212,6 +225,9 @@ impl Validate for SearchRunConfig {
             check_range(beta, "arch.betas", 0.0, 1.0, false)?;
         }
         check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", || "must be at least 1".into())?;
+        check(self.checkpoint.final_weights == FinalWeights::Last, "checkpoint.final", || {
+            "\"best\" applies to retraining; a search ends with its last α and β".into()
+        })?;
         Ok(())
     }
 }
@@ -278,7 +294,7 @@ impl Default for RetrainConfig {
             grad_clip: 5.0,
             eval_every: 50_000,
             log_every_steps: 100,
-            checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3 },
+            checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3, final_weights: FinalWeights::Last },
             autocast: false,
         }
     }

@@ -25,6 +25,10 @@ pub struct ModelArgs {
     pub base_scale: Option<f32>,
     /// Sliding window `[height, width]` (default: the run's `data.eval_window`).
     pub window: Option<[u32; 2]>,
+    /// Scales of inference (empty or `[1.0]`: single-scale).
+    pub scales: Vec<f64>,
+    /// Also infer left-right flipped images.
+    pub flip: bool,
 }
 
 /// A network ready for inference.
@@ -32,7 +36,8 @@ pub struct TrainedModel {
     pub model: Box<dyn Segmenter>,
     pub store: nn::VarStore,
     pub transform: TransformConfig,
-    pub window: Option<[u32; 2]>,
+    /// Window, scales and flips of inference.
+    pub protocol: crate::evaluate::Protocol,
 }
 
 impl TrainedModel {
@@ -106,5 +111,11 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
             config.model.filter_multiplier, config.model.classes
         )
     })?;
-    Ok(TrainedModel { model, store, transform, window })
+    let scales = if args.scales.is_empty() { vec![1.0] } else { args.scales.clone() };
+    anyhow::ensure!(
+        scales.iter().all(|s| s.is_finite() && *s > 0.0),
+        "--scales {scales:?}: every scale must be a finite number > 0"
+    );
+    let protocol = crate::evaluate::Protocol { window, scales, flip: args.flip };
+    Ok(TrainedModel { model, store, transform, protocol })
 }

@@ -52,7 +52,7 @@ pub fn exec(args: Args) -> Result<()> {
             let model = search::trained::load(&args.model.resolve()?, device)?;
             let samples = seg::data::list_samples(&args.data, &args.split, annotation)?;
             let forward = |x: &tch::Tensor| model.forward(x);
-            let matrix = search::evaluate::evaluate(&samples, &model.transform, model.window, device, 2, &forward)?;
+            let matrix = search::evaluate::evaluate(&samples, &model.transform, &model.protocol, device, 2, &forward)?;
             (matrix.scores(), matrix.counts(), samples.len())
         }
     };

@@ -191,6 +191,13 @@ pub struct ModelFlags {
     /// Sliding window WIDTHxHEIGHT on the resized image (default: the run's; whole images).
     #[arg(long, value_parser = parse_window)]
     pub window: Option<[u32; 2]>,
+    /// Scales of inference, e.g. `0.75,1,1.25` (the paper's multi-scale numbers); logits of
+    /// every scale are averaged. Default: 1.
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Vec<f64>,
+    /// Also infer every image flipped left-right and average.
+    #[arg(long)]
+    pub flip: bool,
 }
 
 impl ModelFlags {
@@ -203,6 +210,8 @@ impl ModelFlags {
             classes: self.classes,
             base_scale: self.base_scale,
             window: self.window,
+            scales: self.scales.clone(),
+            flip: self.flip,
         })
     }
 }
