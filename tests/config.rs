@@ -118,3 +118,48 @@ fn values_are_validated_on_load() {
         assert!(err.contains(&format!("key `{key}`")), "{set}: {err}");
     }
 }
+
+/// The dotted keys of a config as its defaults serialise, plus its optional keys (absent from
+/// the serialised defaults).
+fn keys<T: serde::Serialize + Default>(optional: &[&str]) -> Vec<String> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(inner) => walk(&key, inner, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let table: toml::Table = toml::from_str(&toml::to_string(&T::default()).unwrap()).unwrap();
+    let mut out = Vec::new();
+    walk("", &table, &mut out);
+    out.extend(optional.iter().map(|k| k.to_string()));
+    out
+}
+
+/// docs/config.md lists every key of every config, and every key it lists exists.
+#[test]
+fn docs_config_lists_every_key() {
+    use search::run_config::{RetrainConfig, SearchRunConfig};
+    let doc = std::fs::read_to_string(repo_file("docs/config.md")).unwrap();
+    let search_keys = keys::<SearchRunConfig>(&[
+        "steps_per_epoch",
+        "data.eval_window",
+        "execution.activation_budget_mib",
+        "execution.threads",
+    ]);
+    let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "model.layers", "model.blocks"]);
+    let check_keys = keys::<SmokeConfig>(&[]);
+    for key in search_keys.iter().chain(&retrain_keys).chain(&check_keys) {
+        assert!(doc.contains(&format!("`{key}`")), "docs/config.md does not list `{key}`");
+    }
+    // Every key named in a table row is a key of some config.
+    let all: std::collections::HashSet<&String> = search_keys.iter().chain(&retrain_keys).chain(&check_keys).collect();
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cell = row.split('|').nth(1).unwrap();
+        for key in cell.split('`').skip(1).step_by(2) {
+            assert!(all.contains(&key.to_string()), "docs/config.md lists `{key}`, which no config has");
+        }
+    }
+}
