@@ -40,6 +40,10 @@ pub enum GenotypeError {
     AlphaShape { blocks: usize, edges: usize, rows: usize, cols: usize },
 }
 
+/// A decision margin (see [`Genotype::decision_margin`]) below which a decoded cell is reported
+/// as a near tie: one percent of softmax weight.
+pub const NEAR_TIE_MARGIN: f64 = 0.01;
+
 /// The most blocks a cell may have (the paper's B is 5): a bound on what a file can ask for.
 pub const MAX_BLOCKS: usize = 64;
 
@@ -199,6 +203,33 @@ impl Genotype {
         Genotype::new(decoded)
     }
 
+    /// How close the decoding of `weights` (softmax(α), one row per edge) came to choosing
+    /// otherwise: the smallest difference, in softmax weight, between a choice it made and the
+    /// runner-up (the second kept input against the best dropped one in each block, the chosen
+    /// op against the next op on each kept edge). Below [`NEAR_TIE_MARGIN`] the decoded cell is
+    /// close to a coin toss.
+    pub fn decision_margin(weights: &[[f64; Primitive::COUNT]], blocks: usize) -> f64 {
+        let mut margin = f64::INFINITY;
+        for block in 0..blocks.min(weights.len()) {
+            let mut strengths: Vec<(f64, f64)> = (0..block_inputs(block))
+                .filter_map(|input| weights.get(edge_offset(block) + input))
+                .map(|row| {
+                    let mut ops: Vec<f64> = Primitive::ALL[1..].iter().map(|p| row[p.index()]).collect();
+                    ops.sort_by(|a, b| b.total_cmp(a));
+                    (ops[0], ops[0] - ops[1])
+                })
+                .collect();
+            strengths.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for kept in strengths.iter().take(2) {
+                margin = margin.min(kept.1);
+            }
+            if let (Some(second), Some(dropped)) = (strengths.get(1), strengths.get(2)) {
+                margin = margin.min(second.0 - dropped.0);
+            }
+        }
+        margin
+    }
+
     /// Decodes raw α logits `[edges, 8]` (any float kind, any device): softmax per row, then
     /// [`Genotype::decode`].
     pub fn decode_logits(alpha: &Tensor, blocks: usize) -> Result<Genotype, GenotypeError> {
@@ -227,6 +258,20 @@ fn tensor_rows(t: &Tensor, blocks: usize) -> Result<Vec<[f64; Primitive::COUNT]>
 mod tests {
     use super::*;
     use Primitive::*;
+
+    #[test]
+    fn decision_margin_measures_the_closest_call() {
+        let mut weights = uniform(2);
+        assert_eq!(Genotype::decision_margin(&weights, 2), 0.0, "uniform: a coin toss");
+        // Block 0 (edges 0, 1): both inputs kept; the ops win by 0.3 and 0.2.
+        weights[0] = [0.0, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1];
+        weights[1] = [0.0, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2];
+        // Block 1 (edges 2, 3, 4): strengths 0.5, 0.45, 0.2: the second kept beats the dropped by 0.25.
+        weights[2] = [0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        weights[3] = [0.0, 0.45, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0];
+        weights[4] = [0.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        assert!((Genotype::decision_margin(&weights, 2) - 0.1).abs() < 1e-12, "edge 1's op wins by 0.1");
+    }
 
     fn uniform(blocks: usize) -> Vec<[f64; 8]> {
         vec![[0.125; 8]; num_edges(blocks)]

@@ -324,7 +324,26 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),
         LoopOutcome::Finished { .. } => {}
     }
-    let decoded = tch::no_grad(|| trellis::decode(task.arch.alpha.logits(), &task.arch.beta, &dir.path("arch")))?;
+    let mut decoded = tch::no_grad(|| trellis::decode(task.arch.alpha.logits(), &task.arch.beta, &dir.path("arch")))?;
+    // How close the cell's decoding came to another choice, in the file and, if close, the log.
+    let alpha = tch::no_grad(|| task.arch.weights().alpha);
+    let rows: Vec<[f64; cell::Primitive::COUNT]> =
+        Vec::<f64>::try_from(alpha.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))?
+            .chunks_exact(cell::Primitive::COUNT)
+            .map(|c| c.try_into().expect("rows of 8"))
+            .collect();
+    let margin = cell::Genotype::decision_margin(&rows, config.model.blocks);
+    let near_tie = margin < cell::genotype::NEAR_TIE_MARGIN;
+    decoded.extra.insert("decision_margin".into(), serde_json::json!(margin));
+    decoded.extra.insert("near_tie".into(), serde_json::json!(near_tie));
+    if near_tie {
+        warn!(
+            margin,
+            "the decoded cell is a near tie: a choice won by less than {} of softmax weight; α barely moved \
+             (a longer search or a higher arch.lr separates it)",
+            cell::genotype::NEAR_TIE_MARGIN
+        );
+    }
     decoded.save(&dir.path("arch/final.json"))?;
     crate::plots::write_search_pictures(&dir, &decoded)?;
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
