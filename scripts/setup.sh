@@ -4,7 +4,8 @@
 #   .cargo/config.toml points LIBTORCH there, so every cargo command in this workspace builds
 #   and links against it.
 # - .libtorch/tools: the official Cityscapes evaluation (`cityscapesscripts`), which the tests
-#   run to check that `search eval` computes the same numbers.
+#   run to check that `search eval` computes the same numbers, and TensorBoard's event reader,
+#   which they run to read our event files back.
 # Run it as often as you like: a complete install is not repeated. See docs/setup.md.
 set -euo pipefail
 
@@ -14,9 +15,10 @@ dest="$root/.libtorch/site"
 staging="$root/.libtorch/site.partial"
 marker="$dest/.autodeeplab-installed"
 
-# The official evaluation and the only packages it imports, pinned (no dependency resolution:
-# its declared dependencies include a `typing` backport that breaks Python 3).
-TOOLS="cityscapesscripts==2.3.0 numpy==2.4.6 pillow==13.0.0 pyquaternion==0.9.9"
+# The official evaluation and the only packages it imports, and TensorBoard's event reader (the
+# test that reads our event files back) with the packages it imports; pinned, without
+# dependency resolution (cityscapesscripts declares a `typing` backport that breaks Python 3).
+TOOLS="cityscapesscripts==2.3.0 numpy==2.4.6 pillow==13.0.0 pyquaternion==0.9.9 tensorboard==2.20.0 protobuf==6.33.1 absl-py==2.3.1 packaging==26.4"
 tools="$root/.libtorch/tools"
 tools_marker="$tools/.autodeeplab-installed"
 

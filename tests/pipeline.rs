@@ -435,3 +435,52 @@ fn every_shipped_config_loads() {
         }
     }
 }
+
+/// With `tensorboard = true` the run's metrics are also TensorBoard scalars, which the
+/// `tensorboard` Python package (installed by scripts/setup.sh) reads back with the values of
+/// `metrics.jsonl`.
+#[test]
+fn tensorboard_events_read_back() {
+    let root = data("tensorboard", 8, (64, 48));
+    let run = temp("tensorboard-run");
+    ok(&tiny_search(&root, &run, &["--set", "tensorboard=true"]));
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.libtorch/tools");
+    assert!(tools.join("tensorboard").is_dir(), "{} lacks tensorboard: run scripts/setup.sh", tools.display());
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
+acc.Reload()
+print(json.dumps({tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}))
+"#;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", script, run.join("tensorboard").to_str().unwrap()])
+        .env("PYTHONPATH", &tools)
+        .output()
+        .unwrap();
+    let scalars: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    for tag in ["step/loss", "step/loss_weights", "step/lr_weights", "epoch/val_miou", "epoch/alpha_entropy"] {
+        assert!(scalars[tag].is_array(), "{tag} missing from {:?}", scalars.as_object().unwrap().keys());
+    }
+    assert!(scalars["epoch/alpha_entropy_per_edge/4"].is_array(), "per-edge entropies");
+    assert!(scalars["epoch/val_iou/road"].is_array() || scalars["epoch/val_iou/building"].is_array());
+    // The values are the metrics rows' (as f32).
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|m: &serde_json::Value| m["kind"] == "step")
+        .collect();
+    let logged: Vec<(u64, f64)> = scalars["step/loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(logged.len(), rows.len());
+    for ((step, value), row) in logged.iter().zip(&rows) {
+        assert_eq!(*step, row["step"].as_u64().unwrap());
+        assert!((value - row["loss"].as_f64().unwrap()).abs() < 1e-5, "{value} vs {row}");
+    }
+}

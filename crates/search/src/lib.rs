@@ -32,5 +32,6 @@ pub mod search_run;
 pub mod smoke;
 pub mod step;
 pub mod summary;
+pub mod tensorboard;
 pub mod train_loop;
 pub mod trained;

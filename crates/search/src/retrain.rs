@@ -209,6 +209,9 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     if let (ModelChoice::Deployed(architecture), false) = (&options.model, options.resume) {
         architecture.save(&dir.path("arch.json"))?;
     }
+    if config.tensorboard {
+        dir.enable_tensorboard()?;
+    }
     let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
     tch::manual_seed(config.seed as i64);
     crate::gpu::tune(device);

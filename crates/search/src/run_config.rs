@@ -174,6 +174,8 @@ pub struct SearchRunConfig {
     pub eval_every_epochs: usize,
     /// Log a metrics line every this many steps.
     pub log_every_steps: usize,
+    /// Also write the metrics as TensorBoard scalars into `<run>/tensorboard/`.
+    pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
     /// fp16 autocast for the weights' forward pass on CUDA (α and β stay fp32).
     pub autocast: bool,
@@ -194,6 +196,7 @@ impl Default for SearchRunConfig {
             execution: Execution::default(),
             eval_every_epochs: 1,
             log_every_steps: 20,
+            tensorboard: false,
             checkpoint: CheckpointConfig::default(),
             autocast: false,
         }
@@ -275,6 +278,8 @@ pub struct RetrainConfig {
     /// Evaluate on the val split every this many iterations (0: only at the end).
     pub eval_every: usize,
     pub log_every_steps: usize,
+    /// Also write the metrics as TensorBoard scalars into `<run>/tensorboard/`.
+    pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
     pub autocast: bool,
 }
@@ -294,6 +299,7 @@ impl Default for RetrainConfig {
             grad_clip: 5.0,
             eval_every: 50_000,
             log_every_steps: 100,
+            tensorboard: false,
             checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3, final_weights: FinalWeights::Last },
             autocast: false,
         }

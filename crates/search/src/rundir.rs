@@ -13,6 +13,8 @@ use crate::env::EnvReport;
 pub struct RunDir {
     root: PathBuf,
     _lock: RunLock,
+    /// TensorBoard event file the metrics rows are also written to, when enabled.
+    tensorboard: std::sync::Mutex<Option<crate::tensorboard::EventWriter>>,
 }
 
 /// `run.lock` in a run folder: the pid and host of the process that has the folder open, so
@@ -67,8 +69,17 @@ impl Drop for RunLock {
 
 /// What a run writes into its folder (a run that stopped before its first checkpoint is
 /// restarted by removing these).
-const RUN_FILES: [&str; 8] =
-    ["config.toml", "env", "log.txt", "metrics.jsonl", "arch", "arch.json", "checkpoints", "weights.safetensors"];
+const RUN_FILES: [&str; 9] = [
+    "config.toml",
+    "env",
+    "log.txt",
+    "metrics.jsonl",
+    "arch",
+    "arch.json",
+    "checkpoints",
+    "weights.safetensors",
+    "tensorboard",
+];
 
 /// Whether `root/checkpoints` holds a finished checkpoint (a half-written `.tmp` one does not
 /// count).
@@ -132,7 +143,7 @@ impl RunDir {
             std::fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating {}", root.join(sub).display()))?;
         }
-        let dir = RunDir { root: root.to_owned(), _lock: lock };
+        let dir = RunDir { root: root.to_owned(), _lock: lock, tensorboard: Default::default() };
         let toml = toml::to_string_pretty(config).context("serialising the resolved config")?;
         write_file(&dir.path("config.toml"), toml.as_bytes())?;
         dir.write_env(device)?;
@@ -145,7 +156,7 @@ impl RunDir {
         if !root.join("config.toml").is_file() {
             anyhow::bail!("{} is not a run folder (no config.toml)", root.display());
         }
-        let dir = RunDir { root: root.to_owned(), _lock: RunLock::acquire(root)? };
+        let dir = RunDir { root: root.to_owned(), _lock: RunLock::acquire(root)?, tensorboard: Default::default() };
         dir.write_env(device)?;
         crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
         Ok(dir)
@@ -205,6 +216,14 @@ impl RunDir {
         write_file(&path, kept.as_bytes())
     }
 
+    /// Also writes every metrics row's numbers as TensorBoard scalars, into a new event file in
+    /// `tensorboard/` (`tensorboard --logdir <run>/tensorboard`).
+    pub fn enable_tensorboard(&self) -> Result<()> {
+        let writer = crate::tensorboard::EventWriter::create(&self.path("tensorboard"), &host_name())?;
+        *self.tensorboard.lock().expect("tensorboard lock") = Some(writer);
+        Ok(())
+    }
+
     /// Appends one JSON object to `metrics.jsonl`, with its `time` (RFC 3339) first.
     pub fn metric(&self, record: &serde_json::Value) -> Result<()> {
         let mut row = serde_json::Map::new();
@@ -219,7 +238,12 @@ impl RunDir {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        writeln!(file, "{record}").with_context(|| format!("writing {}", path.display()))
+        writeln!(file, "{record}").with_context(|| format!("writing {}", path.display()))?;
+        if let Some(writer) = self.tensorboard.lock().expect("tensorboard lock").as_mut() {
+            let step = record["step"].as_i64().unwrap_or(0);
+            writer.scalars(step, &crate::tensorboard::scalars_of(&record))?;
+        }
+        Ok(())
     }
 }
 

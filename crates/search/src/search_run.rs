@@ -281,6 +281,9 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     } else {
         RunDir::create(&options.out, config, device)?
     };
+    if config.tensorboard {
+        dir.enable_tensorboard()?;
+    }
     let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
     info!(
         train_a = train_a.len(),
