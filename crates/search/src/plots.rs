@@ -113,19 +113,30 @@ pub fn cell_svg(architecture: &Architecture) -> String {
         }
     };
     let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
+    svg.push_str(
+        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" \
+         markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#557\"/></marker></defs>\n",
+    );
     for (b, edges) in architecture.cell.blocks().iter().enumerate() {
         let (x1, y1) = position(b + 2);
-        for e in edges {
-            let (x0, y0) = position(e.input);
+        for (slot, e) in edges.iter().enumerate() {
+            let (x0, y0) = (position(e.input).0 + 45, position(e.input).1);
+            let x1 = x1 - 45;
             svg.push_str(&format!(
-                "<line x1=\"{}\" y1=\"{y0}\" x2=\"{}\" y2=\"{y1}\" stroke=\"#557\"/>\n",
-                x0 + 45,
-                x1 - 45
+                "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y1}\" stroke=\"#557\" marker-end=\"url(#arrow)\"/>\n"
+            ));
+            // The two edges of a block are labelled at different points along them, on a white
+            // ground, so that labels of edges that cross or run close do not overlap.
+            let t = if slot == 0 { 0.55 } else { 0.3 };
+            let (lx, ly) = (x0 as f64 + t * (x1 - x0) as f64, y0 as f64 + t * (y1 - y0) as f64);
+            svg.push_str(&format!(
+                "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"76\" height=\"13\" fill=\"white\" opacity=\"0.85\"/>\n",
+                lx - 38.0,
+                ly - 11.0
             ));
             svg.push_str(&format!(
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#226\">{}</text>\n",
-                (x0 + x1) / 2,
-                (y0 + y1) / 2 - 4,
+                "<text x=\"{lx:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#226\">{}</text>\n",
+                ly - 1.0,
                 e.op
             ));
         }
@@ -192,47 +203,68 @@ pub fn path_svg(architecture: &Architecture) -> String {
     svg
 }
 
-/// A heat map: one row per label, one column per epoch, white (0) to dark blue (1).
+/// A heat map: one row per label (every row labelled), one column per epoch, coloured on the
+/// data's own range (white = its minimum, dark blue = its maximum, shown in a colour bar), so
+/// that softmax(α) near 1/8 is not a blank picture.
 fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec<f64>]) -> Result<()> {
     let (n_rows, n_cols) = (rows.len().max(1), columns.len().max(1));
-    let height = (12 * n_rows + 80) as u32;
-    let width = (260 + 24 * n_cols).max(420) as u32;
+    let height = (12 * n_rows + 90) as u32;
+    let width = (330 + 24 * n_cols).max(490) as u32;
+    let finite = || columns.iter().flatten().copied().filter(|v| v.is_finite());
+    let (low, high) = (finite().fold(f64::INFINITY, f64::min), finite().fold(f64::NEG_INFINITY, f64::max));
+    let (low, high) = if low.is_finite() && high > low { (low, high) } else { (0.0, 1.0) };
+    let colour = |v: f64| {
+        let v = ((v - low) / (high - low)).clamp(0.0, 1.0);
+        RGBColor((255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - 0.8 * v)) as u8, 255 - (90.0 * v) as u8)
+    };
     seg::atomic::write_atomic_with(path, |tmp| -> Result<()> {
         let root = SVGBackend::new(tmp, (width, height)).into_drawing_area();
         root.fill(&WHITE).context("drawing")?;
-        let mut chart = ChartBuilder::on(&root)
+        let (map_area, bar_area) = root.split_horizontally(width - 70);
+        let mut chart = ChartBuilder::on(&map_area)
             .caption(title, ("sans-serif", 14))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(200)
             .build_cartesian_2d(0..n_cols, 0..n_rows)
             .context("drawing")?;
-        let step = (n_rows / 40).max(1);
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc("epoch")
-            .y_labels(n_rows.min(40))
-            .y_label_formatter(&|y| {
-                if *y < rows.len() && y % step == 0 {
-                    rows[rows.len() - 1 - y].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .y_labels(n_rows)
+            .y_label_style(("sans-serif", 9))
+            .y_label_formatter(&|y| if *y < rows.len() { rows[rows.len() - 1 - y].clone() } else { String::new() })
             .draw()
             .context("drawing")?;
         chart
             .draw_series(columns.iter().enumerate().flat_map(|(x, column)| {
                 column.iter().enumerate().map(move |(r, &v)| {
-                    let v = v.clamp(0.0, 1.0);
-                    let color =
-                        RGBColor((255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - 0.8 * v)) as u8, 255 - (90.0 * v) as u8);
                     let y = n_rows - 1 - r;
-                    Rectangle::new([(x, y), (x + 1, y + 1)], color.filled())
+                    Rectangle::new([(x, y), (x + 1, y + 1)], colour(v).filled())
                 })
             }))
             .context("drawing")?;
+        // The colour bar: the data's range from bottom (minimum) to top (maximum).
+        let mut bar = ChartBuilder::on(&bar_area)
+            .margin_top(40)
+            .margin_bottom(40)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0..1, 0..20)
+            .context("drawing")?;
+        bar.configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .y_labels(3)
+            .y_label_style(("sans-serif", 9))
+            .y_label_formatter(&|i| format!("{:.3}", low + (high - low) * *i as f64 / 20.0))
+            .draw()
+            .context("drawing")?;
+        bar.draw_series((0..20).map(|i| {
+            let v = low + (high - low) * (i as f64 + 0.5) / 20.0;
+            Rectangle::new([(0, i), (1, i + 1)], colour(v).filled())
+        }))
+        .context("drawing")?;
         root.present().context("writing the picture")?;
         Ok(())
     })
