@@ -381,6 +381,9 @@ fn train_eval_and_predict_agree() {
         ]));
         let written: Vec<_> = std::fs::read_dir(out.join("synthberg")).unwrap().collect();
         assert_eq!(written.len(), 1);
+        // A legend of the colours beside the pictures: every class with its colour.
+        let legend = std::fs::read_to_string(out.join("legend.svg")).unwrap();
+        assert!(legend.contains("rgb(128,64,128)") && legend.contains("road") && legend.contains("bicycle"));
     }
     // The wrong width does not load.
     let e = err(&search(&[

@@ -85,6 +85,9 @@ pub fn predict(
         bar.inc(1);
     }
     crate::logging::finish_progress();
+    if matches!(format, PredictionFormat::Color | PredictionFormat::Overlay) {
+        crate::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg().as_bytes())?;
+    }
     Ok(inputs.len())
 }
 

@@ -27,6 +27,29 @@ pub fn color(train_id: u8) -> [u8; 3] {
     CLASSES.get(train_id as usize).map_or([0, 0, 0], |c| c.color)
 }
 
+/// The legend of the colour and overlay predictions: each class's colour swatch and name, as
+/// SVG (written beside the predictions as `legend.svg`).
+pub fn legend_svg() -> String {
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"170\" height=\"{}\" font-family=\"sans-serif\" \
+         font-size=\"12\">\n",
+        20 * CLASSES.len() + 10
+    );
+    for (i, class) in CLASSES.iter().enumerate() {
+        let [r, g, b] = class.color;
+        let y = 5 + 20 * i;
+        svg.push_str(&format!(
+            "<rect x=\"5\" y=\"{y}\" width=\"30\" height=\"15\" fill=\"rgb({r},{g},{b})\" stroke=\"#333\"/>\n\
+             <text x=\"42\" y=\"{}\">{} {}</text>\n",
+            y + 12,
+            class.train_id,
+            class.name
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 /// `[H, W]` train ids to `[H, W, 3]` colours.
 pub fn colorize(train_ids: &[u8]) -> Vec<u8> {
     train_ids.iter().flat_map(|&t| color(t)).collect()
