@@ -128,13 +128,20 @@ struct Window {
     images: usize,
     data_seconds: f64,
     loss: (f64, usize),
-    /// Sums and counts of the tasks' other numeric fields (losses), for interval means.
-    means: Map<String, Value>,
+    /// Sums and counts of the tasks' loss fields, for interval means.
+    means: std::collections::HashMap<String, (f64, usize)>,
 }
 
 impl Window {
     fn new() -> Window {
-        Window { start: Instant::now(), steps: 0, images: 0, data_seconds: 0.0, loss: (0.0, 0), means: Map::new() }
+        Window {
+            start: Instant::now(),
+            steps: 0,
+            images: 0,
+            data_seconds: 0.0,
+            loss: (0.0, 0),
+            means: Default::default(),
+        }
     }
 
     fn add(&mut self, record: &StepRecord) {
@@ -145,10 +152,10 @@ impl Window {
             self.loss = (self.loss.0 + record.loss, self.loss.1 + 1);
         }
         for (key, value) in &record.fields {
-            if let (true, Some(v)) = (key.starts_with("loss"), value.as_f64()) {
-                let entry = self.means.entry(key.clone()).or_insert(json!([0.0, 0]));
-                entry[0] = json!(entry[0].as_f64().unwrap_or(0.0) + v);
-                entry[1] = json!(entry[1].as_u64().unwrap_or(0) + 1);
+            if let (true, Some(v)) = (key.starts_with("loss"), value.as_f64().filter(|v| v.is_finite())) {
+                let (sum, count) = self.means.entry(key.clone()).or_default();
+                *sum += v;
+                *count += 1;
             }
         }
     }
@@ -279,7 +286,7 @@ pub fn run(
                 let fields = row.as_object_mut().expect("an object");
                 for (key, value) in &record.fields {
                     // Losses as interval means; other fields (learning rates) as they are now.
-                    let mean = window.means.get(key).and_then(|m| Some(m[0].as_f64()? / m[1].as_f64()?));
+                    let mean = window.means.get(key).map(|(sum, count)| sum / *count as f64);
                     fields.insert(key.clone(), mean.map_or_else(|| value.clone(), |m| json!(m)));
                 }
                 fields.insert("seconds_per_step".into(), json!(per_step));
