@@ -27,6 +27,9 @@ fn a_search_writes_its_run_folder() {
         "arch/path.svg",
         "arch/alpha.svg",
         "arch/entropy.svg",
+        "arch/cell.png",
+        "arch/alpha.png",
+        "arch/entropy.png",
         "arch/beta.svg",
     ] {
         assert!(run.join(file).is_file(), "{file} missing");
@@ -381,9 +384,18 @@ fn train_eval_and_predict_agree() {
         ]));
         let written: Vec<_> = std::fs::read_dir(out.join("synthberg")).unwrap().collect();
         assert_eq!(written.len(), 1);
-        // A legend of the colours beside the pictures: every class with its colour.
+        // A legend of the colours beside the pictures: every class with its colour; overlays
+        // carry it drawn to their right.
         let legend = std::fs::read_to_string(out.join("legend.svg")).unwrap();
         assert!(legend.contains("rgb(128,64,128)") && legend.contains("road") && legend.contains("bicycle"));
+        assert!(out.join("legend.png").is_file());
+        let picture = written[0].as_ref().unwrap().path();
+        let (w, h) = image::image_dimensions(&picture).unwrap();
+        if format == "overlay" {
+            assert!(w > 64 && h >= 48 * 5, "the legend is drawn beside the overlay: {w}x{h}");
+        } else {
+            assert_eq!((w, h), (64, 48));
+        }
     }
     // The wrong width does not load.
     let e = err(&search(&[
@@ -452,9 +464,12 @@ fn tensorboard_events_read_back() {
     let script = r#"
 import json, sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0})
 acc.Reload()
-print(json.dumps({tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}))
+out = {tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+out["images"] = {tag: [[e.step, e.width, e.height, e.encoded_image_string[:8].hex()] for e in acc.Images(tag)]
+                 for tag in acc.Tags()["images"]}
+print(json.dumps(out))
 "#;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(python)
@@ -467,6 +482,15 @@ print(json.dumps({tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in 
         assert!(scalars[tag].is_array(), "{tag} missing from {:?}", scalars.as_object().unwrap().keys());
     }
     assert!(scalars["epoch/alpha_entropy_per_edge/4"].is_array(), "per-edge entropies");
+    // A few val predictions at every evaluation (two epochs), as PNG images of the val size.
+    let images = scalars["images"].as_object().unwrap();
+    assert_eq!(images.len(), 2, "the two val images: {images:?}");
+    for pictures in images.values() {
+        let pictures = pictures.as_array().unwrap();
+        assert_eq!(pictures.len(), 2, "one per evaluation");
+        assert_eq!((pictures[0][1].as_u64(), pictures[0][2].as_u64()), (Some(64), Some(48)));
+        assert_eq!(pictures[0][3], "89504e470d0a1a0a", "PNG");
+    }
     assert!(scalars["epoch/val_iou/road"].is_array() || scalars["epoch/val_iou/building"].is_array());
     // The values are the metrics rows' (as f32).
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))

@@ -5,6 +5,7 @@
 //! [`Protocol`]).
 
 use anyhow::{Context, Result};
+use image::ImageEncoder;
 use rayon::prelude::*;
 use seg::data::cityscapes::read_sample;
 use seg::data::transform::inference_image;
@@ -143,4 +144,36 @@ pub fn evaluate(
     }
     crate::logging::finish_progress();
     Ok(matrix)
+}
+
+/// Pictures of the first `n` of `samples`: each image with its predicted classes blended over it
+/// in the palette's colours, as PNG bytes, named by sample id (for TensorBoard).
+pub fn prediction_pictures(
+    samples: &[SampleRef],
+    data: &crate::run_config::DataConfig,
+    device: Device,
+    n: usize,
+    forward: &dyn Fn(&Tensor) -> Tensor,
+) -> Result<Vec<crate::tensorboard::Picture>> {
+    let protocol = Protocol::single(data.eval_window);
+    samples
+        .iter()
+        .take(n)
+        .map(|sample| {
+            let s = read_sample(sample).with_context(|| format!("reading {}", sample.id))?;
+            let (image, h, w) = inference_image(s.width, s.height, s.image.clone(), &data.transform);
+            let image = Tensor::from_slice(&image).view([1, 3, h as i64, w as i64]).to_device(device);
+            let labels = tch::no_grad(|| predict_labels(forward, &image, &protocol, s.height as i64, s.width as i64));
+            let labels: Vec<u8> = Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?
+                .into_iter()
+                .map(|v| v as u8)
+                .collect();
+            let blended = seg::palette::overlay(&s.image, &labels, 0.5);
+            let mut png = Vec::new();
+            image::codecs::png::PngEncoder::new(&mut png)
+                .write_image(&blended, s.width, s.height, image::ExtendedColorType::Rgb8)
+                .context("encoding a prediction picture")?;
+            Ok((sample.id.clone(), s.height, s.width, png))
+        })
+        .collect()
 }

@@ -11,8 +11,79 @@ use trellis::Architecture;
 
 use crate::rundir::{write_file, RunDir};
 
-/// Writes every picture of a finished search.
+/// `svg` rendered to RGBA pixels on white: (width, height, pixels).
+fn rasterize(svg: &[u8]) -> Result<(u32, u32, Vec<u8>)> {
+    use resvg::{tiny_skia, usvg};
+    let tree = usvg::Tree::from_data(svg, svg_options()).context("parsing an SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).context("an empty picture")?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    Ok((size.width(), size.height(), pixmap.take()))
+}
+
+/// `rgb` (`[height, width, 3]`) with the class legend to its right, on white:
+/// (width, height, RGB pixels); the canvas grows to fit the legend.
+pub fn with_legend(width: u32, height: u32, rgb: &[u8]) -> Result<(u32, u32, Vec<u8>)> {
+    let (lw, lh, legend) = rasterize(seg::palette::legend_svg().as_bytes())?;
+    let (w, h) = (width + lw, height.max(lh));
+    let mut out = vec![255u8; (w * h * 3) as usize];
+    for y in 0..height as usize {
+        let row = &rgb[y * width as usize * 3..(y + 1) * width as usize * 3];
+        out[y * w as usize * 3..y * w as usize * 3 + row.len()].copy_from_slice(row);
+    }
+    for y in 0..lh as usize {
+        for x in 0..lw as usize {
+            let src = &legend[(y * lw as usize + x) * 4..(y * lw as usize + x) * 4 + 3];
+            let at = (y * w as usize + width as usize + x) * 3;
+            out[at..at + 3].copy_from_slice(src);
+        }
+    }
+    Ok((w, h, out))
+}
+
+fn svg_options() -> &'static resvg::usvg::Options<'static> {
+    static OPTIONS: std::sync::OnceLock<resvg::usvg::Options<'static>> = std::sync::OnceLock::new();
+    OPTIONS.get_or_init(|| {
+        let mut options = resvg::usvg::Options::default();
+        let fonts = options.fontdb_mut();
+        fonts.load_system_fonts();
+        // Our SVGs ask for "sans-serif": map it to a sans face the system has (fontdb's
+        // default, Arial, is rarely installed on Linux).
+        let families: Vec<String> =
+            fonts.faces().flat_map(|face| face.families.iter().map(|(name, _)| name.clone())).collect();
+        let sans = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans"]
+            .into_iter()
+            .find(|wanted| families.iter().any(|f| f == wanted))
+            .map(str::to_owned)
+            .or_else(|| families.first().cloned());
+        if let Some(sans) = sans {
+            fonts.set_sans_serif_family(sans);
+        }
+        options
+    })
+}
+
+/// Renders the SVG at `svg` to a PNG beside it (same name, `.png`), with resvg and the
+/// system's fonts (loaded once).
+pub fn png_beside(svg: &std::path::Path) -> Result<()> {
+    let data = std::fs::read(svg).with_context(|| format!("reading {}", svg.display()))?;
+    let (width, height, rgba) = rasterize(&data).with_context(|| format!("rendering {}", svg.display()))?;
+    let png = std::path::PathBuf::from(svg).with_extension("png");
+    seg::png::write_png(&png, width, height, image::ColorType::Rgba8, &rgba)
+        .with_context(|| format!("writing {}", png.display()))
+}
+
+/// Writes every picture of a finished search, each SVG with a PNG beside it.
 pub fn write_search_pictures(dir: &RunDir, architecture: &Architecture) -> Result<()> {
+    write_svgs(dir, architecture)?;
+    for name in ["cell", "path", "alpha", "beta", "entropy"] {
+        png_beside(&dir.path(&format!("arch/{name}.svg")))?;
+    }
+    Ok(())
+}
+
+fn write_svgs(dir: &RunDir, architecture: &Architecture) -> Result<()> {
     write_file(&dir.path("arch/cell.dot"), cell_dot(architecture).as_bytes())?;
     write_file(&dir.path("arch/cell.svg"), cell_svg(architecture).as_bytes())?;
     write_file(&dir.path("arch/path.svg"), path_svg(architecture).as_bytes())?;
@@ -257,7 +328,11 @@ fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec
             .disable_x_axis()
             .y_labels(3)
             .y_label_style(("sans-serif", 9))
-            .y_label_formatter(&|i| format!("{:.3}", low + (high - low) * *i as f64 / 20.0))
+            .y_label_formatter(&|i| {
+                // Enough decimals to tell the ends of a narrow range apart.
+                let decimals = ((-(high - low).log10()).ceil() as usize + 2).clamp(3, 8);
+                format!("{:.*}", decimals, low + (high - low) * *i as f64 / 20.0)
+            })
             .draw()
             .context("drawing")?;
         bar.draw_series((0..20).map(|i| {

@@ -81,12 +81,19 @@ pub fn predict(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        write_prediction(&target, width, height, &labels, format, Some(&rgb))?;
+        if format == PredictionFormat::Overlay {
+            // The overlay with the class legend beside it.
+            let (w, h, pixels) = crate::plots::with_legend(width, height, &seg::palette::overlay(&rgb, &labels, 0.5))?;
+            seg::png::write_png(&target, w, h, image::ColorType::Rgb8, &pixels)?;
+        } else {
+            write_prediction(&target, width, height, &labels, format, Some(&rgb))?;
+        }
         bar.inc(1);
     }
     crate::logging::finish_progress();
     if matches!(format, PredictionFormat::Color | PredictionFormat::Overlay) {
         crate::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg().as_bytes())?;
+        crate::plots::png_beside(&out.join("legend.svg"))?;
     }
     Ok(inputs.len())
 }

@@ -186,6 +186,11 @@ impl Task for Retrain<'_> {
         let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
         crate::evaluate::val_scores(&self.val, &self.config.data, self.device, &forward)
     }
+
+    fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>> {
+        let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
+        crate::evaluate::prediction_pictures(&self.val, &self.config.data, self.device, n, &forward)
+    }
 }
 
 /// Runs (or resumes) a retraining.

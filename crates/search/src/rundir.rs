@@ -224,6 +224,19 @@ impl RunDir {
         Ok(())
     }
 
+    /// Whether metrics also go to TensorBoard.
+    pub fn tensorboard_enabled(&self) -> bool {
+        self.tensorboard.lock().expect("tensorboard lock").is_some()
+    }
+
+    /// Writes `images` (tag, height, width, PNG) to TensorBoard at `step`, when enabled.
+    pub fn tensorboard_images(&self, step: usize, images: &[crate::tensorboard::Picture]) -> Result<()> {
+        match self.tensorboard.lock().expect("tensorboard lock").as_mut() {
+            Some(writer) => writer.images(step as i64, images),
+            None => Ok(()),
+        }
+    }
+
     /// Appends one JSON object to `metrics.jsonl`, with its `time` (RFC 3339) first.
     pub fn metric(&self, record: &serde_json::Value) -> Result<()> {
         let mut row = serde_json::Map::new();

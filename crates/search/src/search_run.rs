@@ -230,6 +230,13 @@ impl Task for Search<'_> {
         let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
         crate::evaluate::val_scores(val, &self.config.data, self.device, &forward)
     }
+
+    fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>> {
+        let val = self.val.as_ref().context("no val split was listed")?;
+        let weights = tch::no_grad(|| self.arch.weights());
+        let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
+        crate::evaluate::prediction_pictures(val, &self.config.data, self.device, n, &forward)
+    }
 }
 
 /// Runs (or resumes) a search.

@@ -1,6 +1,7 @@
 //! TensorBoard event files, written directly in their documented format so that `tensorboard
 //! --logdir runs/` plots a run: a TFRecord file (`events.out.tfevents.<time>.<host>`) of
-//! `Event` protocol buffers, each holding a wall time, a step and a `Summary` of scalar values.
+//! `Event` protocol buffers, each holding a wall time, a step and a `Summary` of scalar values
+//! or of PNG images (a few predictions at each evaluation).
 //!
 //! TFRecord framing: length as u64 little-endian, masked CRC-32C of the length, the data, masked
 //! CRC-32C of the data; masked CRC = ((crc >> 15) | (crc << 17)) + 0xa282ead8. Protocol
@@ -13,6 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+/// A picture for TensorBoard: (tag or name, height, width, PNG bytes).
+pub type Picture = (String, u32, u32, Vec<u8>);
 
 /// Appends events to one event file.
 pub struct EventWriter {
@@ -40,8 +44,44 @@ fn masked_crc(data: &[u8]) -> u32 {
     (crc.rotate_right(15)).wrapping_add(0xa282_ead8)
 }
 
-/// One `Event` with the given wall time and step, and either a file version or scalars.
+/// One `Event` with the given wall time and step, and either a file version or a summary.
 fn event(wall_time: f64, step: i64, file_version: Option<&str>, scalars: &[(String, f32)]) -> Vec<u8> {
+    event_with(wall_time, step, file_version, &summary_of_scalars(scalars))
+}
+
+/// `Summary` values of scalars.
+fn summary_of_scalars(scalars: &[(String, f32)]) -> Vec<u8> {
+    let mut summary = Vec::new();
+    for (tag, value) in scalars {
+        let mut v = Vec::new();
+        bytes_field(1, tag.as_bytes(), &mut v);
+        varint(2 << 3 | 5, &mut v);
+        v.extend_from_slice(&value.to_le_bytes());
+        bytes_field(1, &v, &mut summary);
+    }
+    summary
+}
+
+/// `Summary` values of images: `Value { tag = 1; Image image = 4; }` with `Image { int32
+/// height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4; }`.
+fn summary_of_images(images: &[Picture]) -> Vec<u8> {
+    let mut summary = Vec::new();
+    for (tag, height, width, png) in images {
+        let mut image = Vec::new();
+        for (field, value) in [(1u64, *height as u64), (2, *width as u64), (3, 3)] {
+            varint(field << 3, &mut image);
+            varint(value, &mut image);
+        }
+        bytes_field(4, png, &mut image);
+        let mut v = Vec::new();
+        bytes_field(1, tag.as_bytes(), &mut v);
+        bytes_field(4, &image, &mut v);
+        bytes_field(1, &v, &mut summary);
+    }
+    summary
+}
+
+fn event_with(wall_time: f64, step: i64, file_version: Option<&str>, summary: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     varint(1 << 3 | 1, &mut out);
     out.extend_from_slice(&wall_time.to_le_bytes());
@@ -50,16 +90,8 @@ fn event(wall_time: f64, step: i64, file_version: Option<&str>, scalars: &[(Stri
     if let Some(version) = file_version {
         bytes_field(3, version.as_bytes(), &mut out);
     }
-    if !scalars.is_empty() {
-        let mut summary = Vec::new();
-        for (tag, value) in scalars {
-            let mut v = Vec::new();
-            bytes_field(1, tag.as_bytes(), &mut v);
-            varint(2 << 3 | 5, &mut v);
-            v.extend_from_slice(&value.to_le_bytes());
-            bytes_field(1, &v, &mut summary);
-        }
-        bytes_field(5, &summary, &mut out);
+    if !summary.is_empty() {
+        bytes_field(5, summary, &mut out);
     }
     out
 }
@@ -98,6 +130,14 @@ impl EventWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.file.write_all(&record(data)).with_context(|| format!("writing {}", self.path.display()))?;
         self.file.flush().with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Images `(tag, height, width, PNG bytes)` at `step`.
+    pub fn images(&mut self, step: i64, images: &[Picture]) -> Result<()> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        self.write(&event_with(now(), step, None, &summary_of_images(images)))
     }
 
     /// Scalars `(tag, value)` at `step`.

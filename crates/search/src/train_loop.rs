@@ -95,6 +95,9 @@ pub trait Task {
     fn end_epoch(&mut self, epoch: usize) -> Result<Map<String, Value>>;
     /// The val scores (mIoU, per-class IoU) of the current model.
     fn evaluate(&mut self) -> Result<seg::Scores>;
+    /// The current model's predictions on the first `n` val images, blended over them: (id,
+    /// height, width, PNG), for TensorBoard.
+    fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>>;
 }
 
 /// Position and bookkeeping saved in every checkpoint.
@@ -120,6 +123,9 @@ pub enum LoopOutcome {
     /// Stopped early; the checkpoint to resume from.
     Stopped(PathBuf),
 }
+
+/// Val predictions written to TensorBoard at each evaluation (when it is enabled).
+const TENSORBOARD_PICTURES: usize = 3;
 
 /// What a log line reports about the steps since the previous one.
 struct Window {
@@ -230,6 +236,14 @@ pub fn run(
     let mut last_eval = None;
     let mut evaluate = |p: &mut Progress, task: &mut dyn Task, last: bool| -> Result<(seg::Scores, bool)> {
         let scores = task.evaluate()?;
+        if dir.tensorboard_enabled() {
+            let pictures: Vec<_> = task
+                .pictures(TENSORBOARD_PICTURES)?
+                .into_iter()
+                .map(|(id, h, w, png)| (format!("predictions/{id}"), h, w, png))
+                .collect();
+            dir.tensorboard_images(p.global_step, &pictures)?;
+        }
         let miou = scores.miou;
         // At the end a tie keeps the later weights.
         let best = p.best_val_miou.is_none_or(|b| if last { miou >= b } else { miou > b });
