@@ -16,6 +16,7 @@ use tch::Device;
 pub struct GpuMonitor {
     nvml: Nvml,
     index: u32,
+    last: u64,
     peak: u64,
 }
 
@@ -25,7 +26,7 @@ impl GpuMonitor {
         let Device::Cuda(index) = device else { return None };
         let nvml = Nvml::init().ok()?;
         nvml.device_by_index(index as u32).ok()?;
-        Some(GpuMonitor { nvml, index: index as u32, peak: 0 })
+        Some(GpuMonitor { nvml, index: index as u32, last: 0, peak: 0 })
     }
 
     /// This process's memory on the device now, in bytes (also folded into the peak).
@@ -42,8 +43,14 @@ impl GpuMonitor {
                 UsedGpuMemory::Unavailable => 0,
             })
             .sum::<u64>();
+        self.last = used;
         self.peak = self.peak.max(used);
         Some(used)
+    }
+
+    /// The latest sample, MiB.
+    pub fn current_mib(&self) -> f64 {
+        self.last as f64 / (1u64 << 20) as f64
     }
 
     /// The largest sample so far, MiB.

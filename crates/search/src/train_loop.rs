@@ -310,6 +310,7 @@ pub fn run(
                 fields.insert("eta_seconds".into(), json!(eta));
                 fields.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
                 if let Some(gpu) = &gpu {
+                    fields.insert("gpu_mib".into(), json!(gpu.current_mib()));
                     fields.insert("peak_gpu_mib".into(), json!(gpu.peak_mib()));
                 }
                 info!("{}", log_line(&row, total, epochs));
@@ -427,8 +428,8 @@ fn log_line(row: &Value, total: usize, epochs: usize) -> String {
     if let Some(rss) = number("peak_rss_mib") {
         line.push_str(&format!(" | RSS {rss:.0} MiB"));
     }
-    if let Some(gpu) = number("peak_gpu_mib") {
-        line.push_str(&format!(", GPU {gpu:.0} MiB"));
+    if let (Some(now), Some(peak)) = (number("gpu_mib"), number("peak_gpu_mib")) {
+        line.push_str(&format!(", GPU {now:.0} MiB (peak {peak:.0})"));
     }
     line
 }
