@@ -13,40 +13,34 @@ use common::{data, err, ok, repo, search, temp, tensors, tiny_search, tiny_train
 #[test]
 fn bad_configs_and_flags_are_refused_before_anything_is_written() {
     let root = data("faults-bad", 8, (64, 48));
-    let search_cases: [(&str, &str); 12] = [
-        ("weights.lr_max=-0.1", "weights.lr_max"),
-        ("weights.lr_max=nan", "weights.lr_max"),
-        ("weights.momentum=1.5", "weights.momentum"),
-        ("weights.grad_clip=-1", "weights.grad_clip"),
-        ("arch.lr=inf", "arch.lr"),
-        ("arch.betas=[0.9, 1.0]", "arch.betas"),
-        ("model.stem_channels=[0, 0, 0]", "model.stem_channels"),
-        ("model.classes=0", "model.classes"),
-        ("data.eval_window=[0, 0]", "data.eval_window"),
-        ("execution.threads=0", "execution.threads"),
-        ("epochs=0", "epochs"),
-        ("checkpoint.keep_last=0", "checkpoint.keep_last"),
+    type Run = fn(&Path, &Path, &[&str]) -> std::process::Output;
+    let (search_run, train_run): (Run, Run) = (tiny_search, tiny_train);
+    let cases: [(&str, Run, &str, &str); 19] = [
+        ("search", search_run, "weights.lr_max=-0.1", "weights.lr_max"),
+        ("search", search_run, "weights.lr_max=nan", "weights.lr_max"),
+        ("search", search_run, "weights.momentum=1.5", "weights.momentum"),
+        ("search", search_run, "weights.grad_clip=-1", "weights.grad_clip"),
+        ("search", search_run, "arch.lr=inf", "arch.lr"),
+        ("search", search_run, "arch.betas=[0.9, 1.0]", "arch.betas"),
+        ("search", search_run, "model.stem_channels=[0, 0, 0]", "model.stem_channels"),
+        ("search", search_run, "model.classes=0", "model.classes"),
+        ("search", search_run, "data.eval_window=[0, 0]", "data.eval_window"),
+        ("search", search_run, "execution.threads=0", "execution.threads"),
+        ("search", search_run, "epochs=0", "epochs"),
+        ("search", search_run, "checkpoint.keep_last=0", "checkpoint.keep_last"),
+        ("train", train_run, "model.filter_multiplier=0", "model.filter_multiplier"),
+        ("train", train_run, "model.classes=0", "model.classes"),
+        ("train", train_run, "lr=-0.05", "lr"),
+        ("train", train_run, "lr=inf", "lr"),
+        ("train", train_run, "momentum=1", "momentum"),
+        ("train", train_run, "grad_clip=-2", "grad_clip"),
+        ("train", train_run, "data.transform.crop=[0, 33]", "data.transform.crop"),
     ];
-    for (i, (set, key)) in search_cases.iter().enumerate() {
-        let out = temp(&format!("faults-bad-search-{i}"));
-        let e = err(&tiny_search(&root, &out, &["--set", set]));
-        assert!(e.contains(key), "--set {set}: the error does not name `{key}`:\n{e}");
-        assert!(!out.exists(), "--set {set} left {} behind", out.display());
-    }
-    let train_cases: [(&str, &str); 7] = [
-        ("model.filter_multiplier=0", "model.filter_multiplier"),
-        ("model.classes=0", "model.classes"),
-        ("lr=-0.05", "lr"),
-        ("lr=inf", "lr"),
-        ("momentum=1", "momentum"),
-        ("grad_clip=-2", "grad_clip"),
-        ("data.transform.crop=[0, 33]", "data.transform.crop"),
-    ];
-    for (i, (set, key)) in train_cases.iter().enumerate() {
-        let out = temp(&format!("faults-bad-train-{i}"));
-        let e = err(&tiny_train(&root, &out, &["--set", set]));
-        assert!(e.contains(&format!("`{key}`")), "--set {set}: the error does not name `{key}`:\n{e}");
-        assert!(!out.exists(), "--set {set} left {} behind", out.display());
+    for (i, (command, run, set, key)) in cases.iter().enumerate() {
+        let out = temp(&format!("faults-bad-{command}-{i}"));
+        let e = err(&run(&root, &out, &["--set", set]));
+        assert!(e.contains(&format!("`{key}`")), "{command} --set {set}: the error does not name `{key}`:\n{e}");
+        assert!(!out.exists(), "{command} --set {set} left {} behind", out.display());
     }
     // A missing val split fails before the run folder exists.
     let out = temp("faults-no-val");

@@ -9,8 +9,8 @@ use tch::{nn, Device, Kind, Tensor};
 use trellis::{ArchParams, Execution, SearchNetworkConfig};
 
 use crate::env::EnvReport;
-use crate::optim::{Adam, Params, Sgd};
-use crate::run_config::SearchRunConfig;
+use crate::optim::{Adam, AdamConfig, Params, Sgd};
+use crate::run_config::{SearchRunConfig, WeightOptimConfig};
 use crate::rundir::peak_rss_mib;
 use crate::step::{arch_step, weight_step, StepTiming};
 
@@ -25,6 +25,9 @@ pub struct BenchConfig {
     pub autocast: bool,
     pub model: SearchNetworkConfig,
     pub execution: Execution,
+    /// The optimisers' settings (their cost is part of a step).
+    pub weights: WeightOptimConfig,
+    pub arch: AdamConfig,
 }
 
 impl BenchConfig {
@@ -38,6 +41,8 @@ impl BenchConfig {
             autocast: search.autocast,
             model: search.model.clone(),
             execution: search.execution.clone(),
+            weights: search.weights.clone(),
+            arch: search.arch.clone(),
         }
     }
 }
@@ -106,9 +111,8 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     net.set_execution(execution);
     let mut gpu = crate::gpu::GpuMonitor::for_device(device);
     let arch = ArchParams::new(&arch_store.root(), model.blocks, model.layers);
-    let search = SearchRunConfig::default();
-    let mut sgd = Sgd::new(Params::of(&weights), search.weights.sgd());
-    let mut adam = Adam::new(Params::of(&arch_store), search.arch.clone());
+    let mut sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
+    let mut adam = Adam::new(Params::of(&arch_store), config.arch.clone());
     let count = |vs: &nn::VarStore| Params::of(vs).tensors().iter().map(|t| t.numel()).sum::<usize>();
     let (weight_parameters, arch_parameters) = (count(&weights), count(&arch_store));
     let shape = [config.batch, 3, config.crop, config.crop];
@@ -120,7 +124,7 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     for step in 0..config.warmup + config.steps {
         let images = Tensor::randn(shape, (Kind::Float, device));
         let labels = Tensor::randint(model.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
-        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, search.weights.grad_clip, config.autocast);
+        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, config.weights.grad_clip, config.autocast);
         let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels);
         if let Some(gpu) = gpu.as_mut() {
             gpu.sample();

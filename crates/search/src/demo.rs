@@ -200,19 +200,16 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     })
 }
 
-/// The mean normalised entropies of α and β in the last line of a search's history.
+/// The mean normalised entropies of α and β that the search's last epoch row reports.
 fn final_entropies(search: &Path) -> Result<(f64, f64)> {
-    let history = crate::search_run::read_history(search)?;
-    let last = history.last().context("the search wrote no history")?;
-    let mean = |key: &str| {
-        let values: Vec<f64> = last[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|v| v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]))
-            .filter_map(|v| v.as_f64())
-            .collect();
-        values.iter().sum::<f64>() / values.len().max(1) as f64
-    };
-    Ok((mean("alpha_entropy"), mean("beta_entropy")))
+    let path = search.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let last = text
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|row| row["kind"] == "epoch")
+        .with_context(|| format!("{} has no epoch row", path.display()))?;
+    let entropy = |key: &str| last[key].as_f64().with_context(|| format!("{}: no `{key}`", path.display()));
+    Ok((entropy("alpha_entropy")?, entropy("beta_entropy")?))
 }

@@ -71,15 +71,17 @@ pub fn exec(args: Args) -> Result<()> {
             100.0 * report.random_std,
             list.join(", ")
         );
-        let margin = (report.searched_miou - report.random_mean) / report.random_std.max(1e-9);
-        println!(
-            "searched network ranks {} of {}; {:+.2} points from the random mean ({:+.2} standard deviations): target (>= +1 sd) {}",
-            report.rank,
-            report.random_mious.len() + 1,
-            100.0 * (report.searched_miou - report.random_mean),
-            margin,
-            if margin >= 1.0 { "met" } else { "missed" }
-        );
+        let points = 100.0 * (report.searched_miou - report.random_mean);
+        let rank = format!("searched network ranks {} of {}", report.rank, report.random_mious.len() + 1);
+        if report.random_mious.len() < 2 || report.random_std == 0.0 {
+            println!("{rank}; {points:+.2} points from the random mean: target not judged (it needs a spread: --random 2 or more)");
+        } else {
+            let margin = (report.searched_miou - report.random_mean) / report.random_std;
+            println!(
+                "{rank}; {points:+.2} points from the random mean ({margin:+.2} standard deviations): target (>= +1 sd) {}",
+                if margin >= 1.0 { "met" } else { "missed" }
+            );
+        }
     }
     println!("per-pixel baseline (1x1 conv): val mIoU {:5.2} %", 100.0 * report.baseline_miou);
     println!("{total:.0} s in all; everything is in {}", out.display());
