@@ -52,7 +52,7 @@ if ! $tools_done; then
   rm -rf "$tools.partial"
   # shellcheck disable=SC2086 # word splitting of the package list is intended
   PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --disable-pip-version-check --no-input \
-    --no-warn-script-location --no-deps --target "$tools.partial" $TOOLS
+    --no-cache-dir --no-warn-script-location --no-deps --target "$tools.partial" $TOOLS
   rm -rf "$tools"
   mv "$tools.partial" "$tools"
   echo "$TOOLS" > "$tools_marker"
@@ -62,11 +62,45 @@ if $torch_done; then
   exit 0
 fi
 
-echo "setup: installing torch==$TORCH_VERSION (libtorch and its CUDA libraries, about 4.7 GB) into .libtorch/site"
-rm -rf "$staging"
+echo "setup: installing torch==$TORCH_VERSION (libtorch and the CUDA libraries it links, about 4 GB) into .libtorch/site"
+rm -rf "$staging" "$staging.deps"
 mkdir -p "$root/.libtorch"
-PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --disable-pip-version-check --no-input \
-  --no-warn-script-location --target "$staging" "torch==$TORCH_VERSION"
+# The wheels are unpacked as they come: the install peaks near 5 GB. Say so before pip fails
+# half-way with "No space left on device".
+free_kib="$(df -Pk "$root/.libtorch" | awk 'NR == 2 { print $4 }')"
+if [[ -n "$free_kib" && "$free_kib" -lt $((5 * 1024 * 1024)) ]]; then
+  echo "setup: $root/.libtorch has $((free_kib / 1024)) MiB free; installing libtorch needs about 5 GiB" >&2
+  exit 1
+fi
+pip_install() {
+  # No pip cache: it would hold a second copy of every wheel (about 3.5 GB) on a disk that CI
+  # shares.
+  PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --disable-pip-version-check --no-input \
+    --no-cache-dir --no-warn-script-location "$@"
+}
+# First the torch wheel alone, then what it requires except triton (the compiler behind
+# torch.compile, 0.7 GB, which neither libtorch nor `import torch` loads). pip cannot leave out
+# one requirement, so the list comes from the wheel's own metadata.
+pip_install --no-deps --target "$staging" "torch==$TORCH_VERSION"
+requirements="$root/.libtorch/torch-requirements.txt"
+"$python" - "$staging" > "$requirements" <<'PY'
+import email, glob, sys
+(meta,) = glob.glob(f"{sys.argv[1]}/torch-*.dist-info/METADATA")
+for req in email.message_from_file(open(meta)).get_all("Requires-Dist") or []:
+    name = req.split(";")[0].strip().lower()
+    if "extra ==" in req or name.startswith("triton"):
+        continue
+    print(req)
+PY
+pip_install --target "$staging.deps" -r "$requirements"
+# Move the requirements beside torch; their console scripts (bin/) are not needed.
+for entry in "$staging.deps"/*; do
+  name="$(basename "$entry")"
+  if [[ "$name" != bin && ! -e "$staging/$name" ]]; then
+    mv "$entry" "$staging/$name"
+  fi
+done
+rm -rf "$staging.deps" "$requirements"
 
 installed="$(sed -n "s/^__version__ = '\([^']*\)'.*/\1/p" "$staging/torch/version.py")"
 if [[ "${installed%%+*}" != "$TORCH_VERSION" ]]; then
