@@ -146,10 +146,11 @@ fn docs_config_lists_every_key() {
     let search_keys = keys::<SearchRunConfig>(&[
         "steps_per_epoch",
         "data.eval_window",
+        "data.classes",
         "execution.activation_budget_mib",
         "execution.threads",
     ]);
-    let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "model.layers", "model.blocks"]);
+    let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "data.classes", "model.layers", "model.blocks"]);
     let check_keys = keys::<SmokeConfig>(&[]);
     for key in search_keys.iter().chain(&retrain_keys).chain(&check_keys) {
         assert!(doc.contains(&format!("`{key}`")), "docs/config.md does not list `{key}`");

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use seg::data::cityscapes::{read_sample, LabelEncoding};
+use seg::data::read_sample;
 use seg::data::synthetic::DRAWN_LABEL_IDS;
 use seg::data::transform::{eval_example, train_example};
 use seg::data::{
@@ -65,7 +65,7 @@ fn train_ids_files_and_coarse_annotations_are_read() {
     write_png(&dir.join("bonn_000000_000019_gtFine_labelTrainIds.png"), 4, 1, image::ColorType::L8, &[0, 18, 255, 5])
         .unwrap();
     let samples = list_samples(&root, "val", Annotation::Fine).unwrap();
-    assert_eq!(samples[0].label.as_ref().unwrap().1, LabelEncoding::TrainIds);
+    assert_eq!(samples[0].label.as_ref().unwrap().decoder.value_name, "train id");
     assert_eq!(read_sample(&samples[0]).unwrap().label, [0, 18, 255, 5]);
     write_png(&dir.join("bonn_000000_000019_gtFine_labelTrainIds.png"), 4, 1, image::ColorType::L8, &[0, 19, 255, 5])
         .unwrap();
@@ -114,12 +114,19 @@ fn bad_inputs_give_errors_that_name_the_file() {
     write_png(&label_dir.join("a_000000_000001_gtFine_labelIds.png"), 4, 4, image::ColorType::L8, &bad).unwrap();
     let err = read_sample(&samples[0]).unwrap_err().to_string();
     assert!(
-        err.contains("gtFine_labelIds.png") && err.contains("pixel (2, 1)") && err.contains("label id 40"),
+        err.contains("gtFine_labelIds.png")
+            && err.contains("pixel (2, 1)")
+            && err.contains("value 40")
+            && err.contains("cityscapes class table (0..=33)"),
         "{err}"
     );
 
-    // An RGB label.
+    // An RGB label is read as colours, and this colour is not in the palette.
     write_png(&label_dir.join("a_000000_000001_gtFine_labelIds.png"), 4, 4, image::ColorType::Rgb8, &[7; 48]).unwrap();
+    let err = read_sample(&samples[0]).unwrap_err();
+    assert!(matches!(err, DataError::BadColor { .. }) && err.to_string().contains("[7, 7, 7]"), "{err}");
+    // A 16-bit grey label.
+    write_png(&label_dir.join("a_000000_000001_gtFine_labelIds.png"), 4, 4, image::ColorType::L16, &[0; 32]).unwrap();
     let err = read_sample(&samples[0]).unwrap_err();
     assert!(matches!(err, DataError::LabelChannels { .. }), "{err}");
 

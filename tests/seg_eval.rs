@@ -5,8 +5,12 @@ use std::process::Command;
 
 use seg::data::{generate, list_samples, read_sample, Annotation, SynthConfig, SynthTask};
 use seg::eval::{evaluate_folder, EvalError};
-use seg::palette::to_label_ids;
+use seg::palette::to_stored_values;
 use seg::png::write_png;
+
+fn cityscapes(root: &std::path::Path) -> seg::data::Dataset {
+    seg::data::Dataset::new(seg::data::DataFormat::Cityscapes, root, seg::ClassTable::cityscapes())
+}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("adl-eval-{}-{name}", std::process::id()));
@@ -29,7 +33,7 @@ fn write_predictions(root: &Path, out: &Path, change: impl Fn(&mut Vec<u8>)) -> 
             s.width,
             s.height,
             image::ColorType::L8,
-            &to_label_ids(&train_ids),
+            &to_stored_values(&seg::ClassTable::cityscapes(), &train_ids),
         )
         .unwrap();
     }
@@ -48,7 +52,7 @@ fn perfect_and_damaged_predictions() {
     // or count an image twice.
     std::os::unix::fs::symlink(&perfect, perfect.join("loop")).unwrap();
     std::os::unix::fs::symlink(perfect.join("nested"), perfect.join("again")).unwrap();
-    let result = evaluate_folder(&perfect, &root, "val", Annotation::Fine).unwrap();
+    let result = evaluate_folder(&perfect, &cityscapes(&root), "val").unwrap();
     assert_eq!(result.images, 3);
     assert_eq!(result.scores.miou, 1.0);
     assert_eq!(result.scores.pixel_accuracy, 1.0);
@@ -58,7 +62,7 @@ fn perfect_and_damaged_predictions() {
     // Every road pixel predicted as sidewalk: road IoU 0; sidewalk IoU = S / (S + R).
     let damaged = temp_dir("damaged");
     write_predictions(&root, &damaged, |ids| ids.iter_mut().filter(|t| **t == 0).for_each(|t| *t = 1));
-    let result = evaluate_folder(&damaged, &root, "val", Annotation::Fine).unwrap();
+    let result = evaluate_folder(&damaged, &cityscapes(&root), "val").unwrap();
     let road = &result.scores.classes[0];
     let sidewalk = &result.scores.classes[1];
     assert_eq!(road.iou, Some(0.0));
@@ -79,7 +83,7 @@ fn bad_prediction_folders_are_named() {
 
     // Missing.
     std::fs::rename(&files[0], preds.join("elsewhere.bin")).unwrap();
-    let err = evaluate_folder(&preds, &root, "val", Annotation::Fine).unwrap_err();
+    let err = evaluate_folder(&preds, &cityscapes(&root), "val").unwrap_err();
     assert!(matches!(err, EvalError::Missing { .. }), "{err}");
     std::fs::rename(preds.join("elsewhere.bin"), &files[0]).unwrap();
 
@@ -89,21 +93,21 @@ fn bad_prediction_folders_are_named() {
         preds.join("copy_").with_file_name(format!("copy_{}", files[0].file_name().unwrap().to_str().unwrap())),
     )
     .unwrap();
-    let err = evaluate_folder(&preds, &root, "val", Annotation::Fine).unwrap_err();
+    let err = evaluate_folder(&preds, &cityscapes(&root), "val").unwrap_err();
     assert!(matches!(err, EvalError::Ambiguous { .. }), "{err}");
     std::fs::remove_file(preds.join(format!("copy_{}", files[0].file_name().unwrap().to_str().unwrap()))).unwrap();
 
     // Wrong size, then a value that is no label id.
     write_png(&files[1], 16, 16, image::ColorType::L8, &[7; 256]).unwrap();
-    let err = evaluate_folder(&preds, &root, "val", Annotation::Fine).unwrap_err();
+    let err = evaluate_folder(&preds, &cityscapes(&root), "val").unwrap_err();
     assert!(matches!(err, EvalError::Size { .. }) && err.to_string().contains("(16, 16)"), "{err}");
     let mut values = vec![7u8; 32 * 16];
     values[40] = 200;
     write_png(&files[1], 32, 16, image::ColorType::L8, &values).unwrap();
-    let err = evaluate_folder(&preds, &root, "val", Annotation::Fine).unwrap_err();
+    let err = evaluate_folder(&preds, &cityscapes(&root), "val").unwrap_err();
     assert!(err.to_string().contains("pixel (8, 1) holds 200"), "{err}");
 
-    let err = evaluate_folder(&root.join("none"), &root, "val", Annotation::Fine).unwrap_err();
+    let err = evaluate_folder(&root.join("none"), &cityscapes(&root), "val").unwrap_err();
     assert!(matches!(err, EvalError::NoFolder(_)));
 }
 

@@ -1,16 +1,18 @@
-//! `search bench-data`: the loader's throughput in images/s on Cityscapes-sized PNGs, for
-//! several worker counts (seg issue; docs/data.md).
+//! `search bench-data`: the loader's throughput in images/s on Cityscapes-sized images (PNG, or
+//! JPEG in the VOC and ADE20K layouts), for several worker counts (docs/data.md).
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use seg::data::{list_samples, Annotation, Loader, LoaderConfig, Mode, TransformConfig};
+use seg::data::{Dataset, Loader, LoaderConfig, Mode, TransformConfig};
 use serde::Serialize;
 
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoaderThroughput {
+    /// The data set's layout (`cityscapes` and `folder` train images are PNG, `voc` and
+    /// `ade20k` JPEG).
+    pub format: String,
     pub workers: usize,
     pub batch: usize,
     pub prefetch: usize,
@@ -21,17 +23,17 @@ pub struct LoaderThroughput {
     pub base_scale: f32,
 }
 
-/// Runs `epochs` training epochs over the `train` split under `root` with each worker count,
+/// Runs `epochs` training epochs over the `train` split of `dataset` with each worker count,
 /// consuming batches as fast as they come (no model), and reports images/s.
 pub fn measure(
-    root: &Path,
+    dataset: &Dataset,
     transform: &TransformConfig,
     batch: usize,
     prefetch: usize,
     workers: &[usize],
     epochs: u64,
 ) -> Result<Vec<LoaderThroughput>> {
-    let samples = list_samples(root, "train", Annotation::Fine).context("listing the benchmark images")?;
+    let samples = dataset.list_samples("train").context("listing the benchmark images")?;
     workers
         .iter()
         .map(|&workers| {
@@ -46,6 +48,7 @@ pub fn measure(
             }
             let seconds = start.elapsed().as_secs_f64();
             Ok(LoaderThroughput {
+                format: dataset.format.to_string(),
                 workers,
                 batch,
                 prefetch,

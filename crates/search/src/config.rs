@@ -59,6 +59,13 @@ impl From<(&'static str, String)> for Invalid {
 
 /// A config that checks its values once it is read.
 pub trait Validate {
+    /// Completes the config from what it names (a class table file sets the model's class
+    /// count), before [`Validate::validate`]; `explicit` is the merged TOML, which tells the
+    /// keys a file or override set from the defaults.
+    fn resolve(&mut self, _explicit: &toml::Table) -> Result<(), Invalid> {
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), Invalid>;
 }
 
@@ -144,7 +151,9 @@ fn load_table<T: DeserializeOwned + Validate>(
             None => sets,
         }
     };
-    let config: T = deserialize(&table, &origin)?;
+    let mut config: T = deserialize(&table, &origin)?;
+    let invalid = |Invalid { key, message }| ConfigError::Invalid { origin: origin.clone(), key, message };
+    config.resolve(&table).map_err(invalid)?;
     config.validate().map_err(|Invalid { key, message }| ConfigError::Invalid { origin, key, message })?;
     Ok(config)
 }

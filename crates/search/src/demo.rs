@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use seg::data::{list_samples, Annotation, SynthConfig, SynthTask};
+use seg::data::{DataFormat, Dataset, SynthConfig, SynthTask};
 use seg::palette::PredictionFormat;
 use serde::Serialize;
 use tch::Device;
@@ -144,10 +144,12 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         &crate::trained::ModelArgs { weights: out.join("retrain"), ..Default::default() },
         device,
     )?;
-    let val = list_samples(&data, "val", Annotation::Fine)?;
+    let dataset = Dataset::new(DataFormat::Cityscapes, data.clone(), model.table.clone());
+    let val = dataset.list_samples("val")?;
     let forward = |x: &tch::Tensor| model.forward(x);
     let searched_miou = crate::evaluate::evaluate(
         &val,
+        model.table.names(),
         &model.transform,
         &model.protocol,
         device,
@@ -160,7 +162,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
 
     let predictions = out.join("predictions");
     crate::predict::predict(&model, &data.join("leftImg8bit/val"), &predictions, PredictionFormat::Labelids, device)?;
-    let predicted_files_miou = seg::eval::evaluate_folder(&predictions, &data, "val", Annotation::Fine)?.scores.miou;
+    let predicted_files_miou = seg::eval::evaluate_folder(&predictions, &dataset, "val")?.scores.miou;
     crate::predict::predict(
         &model,
         &data.join("leftImg8bit/val"),

@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use image::ImageEncoder;
 use rayon::prelude::*;
-use seg::data::cityscapes::read_sample;
+use seg::data::read_sample;
 use seg::data::transform::inference_image;
 use seg::data::{SampleRef, TransformConfig};
 use seg::ConfusionMatrix;
@@ -109,21 +109,24 @@ pub fn val_scores(
     forward: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<seg::Scores> {
     let protocol = Protocol::single(data.eval_window);
-    let matrix = evaluate(samples, &data.transform, &protocol, device, data.loader.workers, forward)?;
+    let names = data.class_table().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?.names();
+    let matrix = evaluate(samples, names, &data.transform, &protocol, device, data.loader.workers, forward)?;
     Ok(matrix.scores())
 }
 
 /// Evaluates `forward` (normalised images `[1, 3, h, w]` to logits `[1, C, h, w]`, called
-/// without gradients) on `samples`, reading `workers` images ahead in parallel.
+/// without gradients) on `samples` over the classes `names`, reading `workers` images ahead in
+/// parallel.
 pub fn evaluate(
     samples: &[SampleRef],
+    names: Vec<String>,
     transform: &TransformConfig,
     protocol: &Protocol,
     device: Device,
     workers: usize,
     forward: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<ConfusionMatrix> {
-    let mut matrix = ConfusionMatrix::new(device);
+    let mut matrix = ConfusionMatrix::new(names, device);
     let bar = crate::logging::progress(samples.len() as u64, "eval");
     for chunk in samples.chunks(workers.max(1) * 2) {
         let inputs: Vec<_> = chunk
@@ -156,6 +159,7 @@ pub fn prediction_pictures(
     forward: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<Vec<crate::tensorboard::Picture>> {
     let protocol = Protocol::single(data.eval_window);
+    let table = data.class_table().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
     samples
         .iter()
         .take(n)
@@ -168,7 +172,7 @@ pub fn prediction_pictures(
                 .into_iter()
                 .map(|v| v as u8)
                 .collect();
-            let blended = seg::palette::overlay(&s.image, &labels, 0.5);
+            let blended = seg::palette::overlay(&table, &s.image, &labels, 0.5);
             let mut png = Vec::new();
             image::codecs::png::PngEncoder::new(&mut png)
                 .write_image(&blended, s.width, s.height, image::ExtendedColorType::Rgb8)

@@ -1,11 +1,12 @@
-//! `search predict`: segmentation maps for images, written as colour PNGs, as label-id PNGs in
-//! the Cityscapes results format (`search eval --pred` and the official evaluation read them),
-//! or as overlays.
+//! `search predict`: segmentation maps for images (PNG or JPEG), written in the trained data
+//! set's terms (its class table): as colour PNGs, as PNGs of the values its label files store
+//! (label ids in the Cityscapes results format for Cityscapes; `search eval --pred` and the
+//! official evaluation read them), or as overlays with the legend.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use seg::data::cityscapes::read_rgb;
+use seg::data::read_rgb;
 use seg::data::transform::inference_image;
 use seg::palette::{write_prediction, PredictionFormat};
 use tch::{Device, Tensor};
@@ -24,12 +25,7 @@ pub fn list_inputs(input: &Path, out: &Path) -> Result<Vec<(PathBuf, PathBuf)>> 
     if !input.is_dir() {
         bail!("--input {} does not exist", input.display());
     }
-    let image = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
-    };
-    let found: Vec<(PathBuf, PathBuf)> = seg::walk::files(input, Some(out), image)?
+    let found: Vec<(PathBuf, PathBuf)> = seg::walk::files(input, Some(out), seg::data::files::is_image_file)?
         .into_iter()
         .map(|path| {
             let relative = path.strip_prefix(input).map(Path::to_owned).unwrap_or_else(|_| path.clone());
@@ -83,16 +79,17 @@ pub fn predict(
         }
         if format == PredictionFormat::Overlay {
             // The overlay with the class legend beside it.
-            let (w, h, pixels) = crate::plots::with_legend(width, height, &seg::palette::overlay(&rgb, &labels, 0.5))?;
+            let blended = seg::palette::overlay(&model.table, &rgb, &labels, 0.5);
+            let (w, h, pixels) = crate::plots::with_legend(&model.table, width, height, &blended)?;
             seg::png::write_png(&target, w, h, image::ColorType::Rgb8, &pixels)?;
         } else {
-            write_prediction(&target, width, height, &labels, format, Some(&rgb))?;
+            write_prediction(&model.table, &target, width, height, &labels, format, Some(&rgb))?;
         }
         bar.inc(1);
     }
     crate::logging::finish_progress();
     if matches!(format, PredictionFormat::Color | PredictionFormat::Overlay) {
-        crate::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg().as_bytes())?;
+        crate::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg(&model.table).as_bytes())?;
         crate::plots::png_beside(&out.join("legend.svg"))?;
     }
     Ok(inputs.len())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cell::Conv2d;
 use seg::data::loader::EpochBatches;
-use seg::data::{list_samples, Annotation, Loader, Mode, SampleRef};
+use seg::data::{Loader, Mode, SampleRef};
 use tch::nn::Module;
 use tch::{nn, Device, Tensor};
 use tracing::{info, warn};
@@ -199,10 +199,12 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     check_architecture(config, &options.model)?;
     let device = options.device;
     let data = &config.data;
-    let samples = list_samples(&data.root, &data.train_split, Annotation::Fine)
-        .with_context(|| format!("listing the training split of {}", data.root.display()))?;
+    let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+    let samples = dataset
+        .list_samples(&data.train_split)
+        .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
-    let val = list_samples(&data.root, &data.val_split, Annotation::Fine).context("listing the val split")?;
+    let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
     let loader =
         Loader::new(samples, data.transform.clone(), data.loader.clone(), Mode::Train).context("the training split")?;
 

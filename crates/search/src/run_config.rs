@@ -5,9 +5,10 @@
 //! validates its values on load ([`Validate`]); the defaults are the paper's settings (see
 //! configs/cityscapes-*.toml).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use seg::data::{LoaderConfig, TransformConfig};
+use seg::data::{DataFormat, Dataset, LoaderConfig, TransformConfig};
+use seg::ClassTable;
 use serde::{Deserialize, Serialize};
 use trellis::{Execution, SearchNetworkConfig};
 
@@ -52,8 +53,15 @@ fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), In
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Data set root (Cityscapes layout); `--data` overrides it.
+    /// Layout of the data set: `cityscapes`, `folder`, `voc` or `ade20k` (datasets/README.md).
+    pub format: DataFormat,
+    /// Data set root; `--data` overrides it.
     pub root: PathBuf,
+    /// The class table: a TOML file (relative to the working folder) or the table inline.
+    /// Default: the format's own (Cityscapes, VOC, ADE20K); for `folder`, `<root>/classes.toml`.
+    /// A run records it inline, so that its folder is complete without the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassesSpec>,
     /// Split to train on (the search halves it into trainA and trainB).
     pub train_split: String,
     /// Split to evaluate on.
@@ -70,6 +78,8 @@ pub struct DataConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
+            format: DataFormat::Cityscapes,
+            classes: None,
             root: PathBuf::from("datasets/cityscapes"),
             train_split: "train".into(),
             val_split: "val".into(),
@@ -78,6 +88,100 @@ impl Default for DataConfig {
             eval_window: None,
         }
     }
+}
+
+/// `data.classes`: a class table file, or the table itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ClassesSpec {
+    File(PathBuf),
+    Table(ClassTable),
+}
+
+impl<'de> Deserialize<'de> for ClassesSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(deserializer)? {
+            toml::Value::String(path) => Ok(ClassesSpec::File(path.into())),
+            table @ toml::Value::Table(_) => ClassTable::deserialize(table).map(ClassesSpec::Table).map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!("expected a file name or a class table, got {other}"))),
+        }
+    }
+}
+
+/// The class table `classes` names, else the built-in table of `format`, else (folder)
+/// `<root>/classes.toml`; errors name `data.classes`.
+pub fn resolve_table(format: DataFormat, classes: Option<&ClassesSpec>, root: &Path) -> Result<ClassTable, Invalid> {
+    let invalid = |message: String| Invalid::new("classes", message);
+    match classes {
+        Some(ClassesSpec::Table(table)) => {
+            table.validate().map_err(|e| invalid(e.to_string()))?;
+            Ok(table.clone())
+        }
+        Some(ClassesSpec::File(path)) => ClassTable::load(path).map_err(|e| invalid(e.to_string())),
+        None => match format.built_in_table() {
+            Some(table) => Ok(table),
+            None => {
+                let beside = root.join("classes.toml");
+                if beside.is_file() {
+                    ClassTable::load(&beside).map_err(|e| invalid(e.to_string()))
+                } else {
+                    Err(invalid(format!(
+                        "data.format = \"{format}\" needs a class table: put classes.toml in the data root ({} has \
+                         none), or set data.classes = \"FILE.toml\" (see datasets/README.md)",
+                        root.display()
+                    )))
+                }
+            }
+        },
+    }
+}
+
+impl DataConfig {
+    /// The class table (see [`DataConfig::classes`]).
+    pub fn class_table(&self) -> Result<ClassTable, Invalid> {
+        resolve_table(self.format, self.classes.as_ref(), &self.root).map_err(|e| e.within("data"))
+    }
+
+    /// The data set this config reads.
+    pub fn dataset(&self) -> Result<Dataset, Invalid> {
+        Ok(Dataset::new(self.format, self.root.clone(), self.class_table()?))
+    }
+
+    /// Reads the class table once and records it inline unless it is the format's built-in
+    /// one; returns its class count.
+    fn resolve_classes(&mut self) -> Result<usize, Invalid> {
+        let table = self.class_table()?;
+        if self.format.built_in_table().as_ref() != Some(&table) {
+            self.classes = Some(ClassesSpec::Table(table.clone()));
+        }
+        Ok(table.len())
+    }
+
+    /// Where the table comes from, in words (for errors).
+    fn table_origin(&self) -> String {
+        match &self.classes {
+            Some(ClassesSpec::File(path)) => format!("data.classes = {}", path.display()),
+            Some(ClassesSpec::Table(t)) => format!("data.classes (table `{}`)", t.name),
+            None => format!("data.format = \"{}\"", self.format),
+        }
+    }
+}
+
+/// Sets `classes` (the model's output count) from the class table of `data`; a config that
+/// names `model.classes` itself (`explicit` is the merged TOML) must agree with the table.
+fn follow_table(data: &mut DataConfig, classes: &mut i64, explicit: &toml::Table) -> Result<(), Invalid> {
+    let origin = data.table_origin();
+    let n = data.resolve_classes()? as i64;
+    let set = explicit.get("model").and_then(|m| m.get("classes")).and_then(|c| c.as_integer());
+    if let Some(c) = set.filter(|&c| c != n) {
+        return Err(Invalid::new(
+            "model.classes",
+            format!("is {c}, but the class table of {origin} has {n} classes: leave model.classes out, it follows the table"),
+        ));
+    }
+    *classes = n;
+    Ok(())
 }
 
 impl Validate for DataConfig {
@@ -204,6 +308,10 @@ impl Default for SearchRunConfig {
 }
 
 impl Validate for SearchRunConfig {
+    fn resolve(&mut self, explicit: &toml::Table) -> Result<(), Invalid> {
+        follow_table(&mut self.data, &mut self.model.classes, explicit)
+    }
+
     fn validate(&self) -> Result<(), Invalid> {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.model.validate().map_err(|e| Invalid::from(e).within("model"))?;
@@ -242,6 +350,7 @@ impl Validate for SearchRunConfig {
 pub struct RetrainModelConfig {
     /// Filter multiplier F (20 / 32 / 48 for S / M / L).
     pub filter_multiplier: i64,
+    /// Output classes: the class table's count (a config that sets it must agree).
     pub classes: i64,
     /// Layers the architecture must have (checked before training when set).
     pub layers: Option<usize>,
@@ -314,6 +423,10 @@ impl RetrainConfig {
 }
 
 impl Validate for RetrainConfig {
+    fn resolve(&mut self, explicit: &toml::Table) -> Result<(), Invalid> {
+        follow_table(&mut self.data, &mut self.model.classes, explicit)
+    }
+
     fn validate(&self) -> Result<(), Invalid> {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.model.validate().map_err(|e| e.within("model"))?;

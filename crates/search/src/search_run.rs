@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use seg::data::loader::EpochBatches;
-use seg::data::{list_samples, split_halves, Annotation, Batch, Loader, Mode, SampleRef};
+use seg::data::{split_halves, Batch, Loader, Mode, SampleRef};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 use tracing::{info, warn};
@@ -244,8 +244,10 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let config = &options.config;
     let device = options.device;
     let data = &config.data;
-    let samples = list_samples(&data.root, &data.train_split, Annotation::Fine)
-        .with_context(|| format!("listing the training split of {}", data.root.display()))?;
+    let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+    let samples = dataset
+        .list_samples(&data.train_split)
+        .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
 
     tch::manual_seed(config.seed as i64);
@@ -278,7 +280,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         );
     }
     let val = if config.eval_every_epochs > 0 {
-        Some(list_samples(&data.root, &data.val_split, Annotation::Fine).context("listing the val split")?)
+        Some(dataset.list_samples(&data.val_split).context("listing the val split")?)
     } else {
         None
     };

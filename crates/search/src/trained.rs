@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use seg::data::TransformConfig;
+use seg::data::{DataFormat, TransformConfig};
+use seg::ClassTable;
 use tch::{nn, Device};
 
 use crate::checkpoint::load_store;
@@ -20,7 +21,10 @@ pub struct ModelArgs {
     /// `--weights RUN|CHECKPOINT|FILE.safetensors`.
     pub weights: PathBuf,
     pub filter_multiplier: Option<i64>,
-    pub classes: Option<i64>,
+    /// `--format`: the data set's layout (default: the run's; Cityscapes).
+    pub format: Option<DataFormat>,
+    /// `--classes FILE`: the class table (default: the run's; the format's own).
+    pub classes: Option<PathBuf>,
     /// Resize factor of the input (default: the run's `data.transform.base_scale`, else 1).
     pub base_scale: Option<f32>,
     /// Sliding window `[height, width]` (default: the run's `data.eval_window`).
@@ -34,6 +38,10 @@ pub struct ModelArgs {
 /// A network ready for inference.
 pub struct TrainedModel {
     pub model: Box<dyn Segmenter>,
+    /// The layout of the data set it was trained on (or `--format`).
+    pub format: DataFormat,
+    /// Its classes: the output channels' names, colours and stored values.
+    pub table: ClassTable,
     pub store: nn::VarStore,
     pub transform: TransformConfig,
     /// Window, scales and flips of inference.
@@ -86,11 +94,10 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
     if let Some(f) = args.filter_multiplier {
         config.model.filter_multiplier = f;
     }
-    if let Some(c) = args.classes {
-        config.model.classes = c;
-    }
+    let (format, table) = class_table(args, run_config.as_ref())?;
+    config.model.classes = table.len() as i64;
     crate::config::Validate::validate(&config.model).map_err(|e| {
-        anyhow::anyhow!("model.{}: {} (--filter-multiplier, --classes or the run's config)", e.key, e.message)
+        anyhow::anyhow!("model.{}: {} (--filter-multiplier, --classes, --format or the run's config)", e.key, e.message)
     })?;
     let mut transform = run_config
         .as_ref()
@@ -107,8 +114,8 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
     let model = build_model(&ModelChoice::Deployed(architecture), &config, &store);
     load_store(&mut store, &weights_file).with_context(|| {
         format!(
-            "the weights do not fit the network (filter multiplier {}, {} classes)",
-            config.model.filter_multiplier, config.model.classes
+            "the weights do not fit the network (filter multiplier {}, {} classes of the `{}` class table)",
+            config.model.filter_multiplier, config.model.classes, table.name
         )
     })?;
     let scales = if args.scales.is_empty() { vec![1.0] } else { args.scales.clone() };
@@ -117,5 +124,20 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
         "--scales {scales:?}: every scale must be a finite number > 0"
     );
     let protocol = crate::evaluate::Protocol { window, scales, flip: args.flip };
-    Ok(TrainedModel { model, store, transform, protocol })
+    Ok(TrainedModel { model, format, table, store, transform, protocol })
+}
+
+/// The data set format and class table of a network: `--classes FILE` and `--format` first,
+/// then the run's config, then Cityscapes.
+pub fn class_table(args: &ModelArgs, run: Option<&RetrainConfig>) -> Result<(DataFormat, ClassTable)> {
+    let format = args.format.or(run.map(|c| c.data.format)).unwrap_or_default();
+    let table = match (&args.classes, args.format, run) {
+        (Some(file), _, _) => ClassTable::load(file).context("reading --classes")?,
+        (None, Some(format), _) => format.built_in_table().with_context(|| {
+            format!("--format {format} has no built-in class table: name the data set's with --classes FILE.toml")
+        })?,
+        (None, None, Some(run)) => run.data.class_table().map_err(|e| anyhow::anyhow!("the run's config: {}: {}", e.key, e.message))?,
+        (None, None, None) => ClassTable::cityscapes(),
+    };
+    Ok((format, table))
 }

@@ -1,5 +1,6 @@
-//! Writing PNGs atomically: to a temporary file beside the target, then renamed, so that an
-//! interrupted run never leaves a truncated image behind.
+//! Writing images atomically: to a temporary file beside the target, then renamed, so that an
+//! interrupted run never leaves a truncated image behind. PNG (grey, RGB, or palette indices
+//! with their colour map) and JPEG.
 
 use std::path::Path;
 
@@ -7,9 +8,53 @@ use crate::data::DataError;
 
 /// Writes `data` (`[H, W, channels]` bytes of `color`) as a PNG at `path`.
 pub fn write_png(path: &Path, width: u32, height: u32, color: image::ColorType, data: &[u8]) -> Result<(), DataError> {
+    write_image(path, width, height, color, data, image::ImageFormat::Png)
+}
+
+/// Writes `[H, W, 3]` RGB bytes as a JPEG (quality 90) at `path`.
+pub fn write_jpeg(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), DataError> {
     crate::atomic::write_atomic_with(path, |tmp| {
-        image::save_buffer_with_format(tmp, data, width, height, color, image::ImageFormat::Png)
+        let file = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+        image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90)
+            .encode(rgb, width, height, image::ExtendedColorType::Rgb8)
             .map_err(std::io::Error::other)
+    })
+    .map_err(|e| DataError::Encode { path: path.to_owned(), message: e.to_string() })
+}
+
+fn write_image(
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: image::ColorType,
+    data: &[u8],
+    format: image::ImageFormat,
+) -> Result<(), DataError> {
+    crate::atomic::write_atomic_with(path, |tmp| {
+        image::save_buffer_with_format(tmp, data, width, height, color, format).map_err(std::io::Error::other)
+    })
+    .map_err(|e| DataError::Encode { path: path.to_owned(), message: e.to_string() })
+}
+
+/// Writes `[H, W]` indices as an 8-bit palette PNG whose colour map is `palette` (index `i` is
+/// `palette[i]`; at most 256 colours), as Pascal VOC stores its labels.
+pub fn write_palette_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    indices: &[u8],
+    palette: &[[u8; 3]],
+) -> Result<(), DataError> {
+    assert!(palette.len() <= 256, "a palette has at most 256 colours");
+    crate::atomic::write_atomic_with(path, |tmp| {
+        let file = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+        let mut encoder = png::Encoder::new(file, width, height);
+        encoder.set_color(png::ColorType::Indexed);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_palette(palette.iter().flatten().copied().collect::<Vec<u8>>());
+        let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+        writer.write_image_data(indices).map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)
     })
     .map_err(|e| DataError::Encode { path: path.to_owned(), message: e.to_string() })
 }

@@ -12,6 +12,12 @@ pub struct Args {
     /// temporary folder.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Layout of --data, or of the synthetic images (VOC and ADE20K: JPEG).
+    #[arg(long, value_enum, default_value_t = seg::data::DataFormat::Cityscapes)]
+    format: seg::data::DataFormat,
+    /// Class table of --data (default: the format's own; folder: <data>/classes.toml).
+    #[arg(long, value_name = "FILE.toml")]
+    classes: Option<PathBuf>,
     /// Synthetic images to generate when --data is not given.
     #[arg(long, default_value_t = 16)]
     images: usize,
@@ -48,11 +54,15 @@ pub fn exec(args: Args) -> Result<()> {
             let (width, height) = args.size;
             let config = SynthConfig { seed: 0, train: args.images, val: 0, width, height, task: SynthTask::Street };
             info!(images = args.images, width, height, "generating benchmark images");
-            seg::data::generate(&temp, &config).context("generating benchmark images")?;
+            seg::data::synth_layout::generate_as(&temp, &config, args.format).context("generating benchmark images")?;
             temp
         }
     };
-    let results = search::bench_data::measure(&root, &transform, args.batch, args.prefetch, &args.workers, args.epochs);
+    let classes = args.classes.clone().map(search::run_config::ClassesSpec::File);
+    let table = search::run_config::resolve_table(args.format, classes.as_ref(), &root)
+        .map_err(|e| anyhow::anyhow!("--classes: {}", e.message))?;
+    let dataset = seg::data::Dataset::new(args.format, root.clone(), table);
+    let results = search::bench_data::measure(&dataset, &transform, args.batch, args.prefetch, &args.workers, args.epochs);
     if args.data.is_none() {
         std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
     }

@@ -1,29 +1,35 @@
-//! `search eval`: the Cityscapes pixel-level metric of a trained network or of label-id PNGs.
+//! `search eval`: the Cityscapes pixel-level metric, over the data set's class table, of a
+//! trained network or of a folder of predictions in the data set's stored values.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use search::device::DeviceChoice;
-use seg::data::Annotation;
+use seg::data::{Annotation, Dataset};
 
 use super::ModelFlags;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Folder of predicted label-id PNGs in the Cityscapes results format (one single-channel
-    /// PNG per image, named with its <city>_<seq>_<frame> prefix; searched recursively).
-    /// Either this or --weights.
+    /// Folder of predictions: one single-channel PNG of the data set's stored values per image
+    /// (`predict --format labelids` writes them; for Cityscapes the results format), at
+    /// `<id>.png` or named with the image's id (Cityscapes: its <city>_<seq>_<frame> prefix),
+    /// searched recursively. Either this or --weights.
     #[arg(long, conflicts_with = "weights")]
     pred: Option<PathBuf>,
     #[command(flatten)]
     model: ModelFlags,
-    /// Data set root (holding leftImg8bit/ and gtFine/).
+    /// Data set root, in the layout of --format.
     #[arg(long)]
     data: PathBuf,
+    /// Layout of the data set, which also gives its class table unless --classes names one
+    /// (default: the run's with --weights, else cityscapes).
+    #[arg(long, value_enum)]
+    format: Option<seg::data::DataFormat>,
     /// Split to evaluate.
     #[arg(long, default_value = "val")]
     split: String,
-    /// Use the coarse annotations (gtCoarse/) as ground truth.
+    /// Use the coarse annotations (gtCoarse/) as ground truth (Cityscapes).
     #[arg(long)]
     coarse: bool,
     /// Also write the scores as JSON to this file.
@@ -38,8 +44,13 @@ pub fn exec(args: Args) -> Result<()> {
     let annotation = if args.coarse { Annotation::Coarse } else { Annotation::Fine };
     let (scores, counts, images) = match &args.pred {
         Some(pred) => {
-            let result = seg::eval::evaluate_folder(pred, &args.data, &args.split, annotation).with_context(|| {
-                format!("evaluating {} against {} ({})", pred.display(), args.data.display(), args.split)
+            let format = args.format.unwrap_or_default();
+            let classes = args.model.classes.clone().map(search::run_config::ClassesSpec::File);
+            let table = search::run_config::resolve_table(format, classes.as_ref(), &args.data)
+                .map_err(|e| anyhow::anyhow!("--classes: {}", e.message))?;
+            let dataset = Dataset { annotation, ..Dataset::new(format, args.data.clone(), table) };
+            let result = seg::eval::evaluate_folder(pred, &dataset, &args.split).with_context(|| {
+                format!("evaluating {} against {} ({}, {format})", pred.display(), args.data.display(), args.split)
             })?;
             (result.scores, result.counts, result.images)
         }
@@ -49,10 +60,13 @@ pub fn exec(args: Args) -> Result<()> {
                 "say what to evaluate: --pred FOLDER, or --weights (with --arch)"
             );
             let device = args.device.resolve()?;
-            let model = search::trained::load(&args.model.resolve()?, device)?;
-            let samples = seg::data::list_samples(&args.data, &args.split, annotation)?;
+            let model = search::trained::load(&args.model.resolve(args.format)?, device)?;
+            let dataset = Dataset { annotation, ..Dataset::new(model.format, args.data.clone(), model.table.clone()) };
+            let samples = dataset.list_samples(&args.split)?;
             let forward = |x: &tch::Tensor| model.forward(x);
-            let matrix = search::evaluate::evaluate(&samples, &model.transform, &model.protocol, device, 2, &forward)?;
+            let names = model.table.names();
+            let matrix =
+                search::evaluate::evaluate(&samples, names, &model.transform, &model.protocol, device, 2, &forward)?;
             (matrix.scores(), matrix.counts(), samples.len())
         }
     };

@@ -154,10 +154,14 @@ impl RunFlags {
                 Ok((config, dir.clone(), true))
             }
             None => {
-                let mut config: T = self.config.load()?;
+                // --data is the last override, so that what the config reads from the data root
+                // (a folder data set's classes.toml) comes from this one.
+                let mut overrides = self.config.overrides.clone();
                 if let Some(data) = &self.data {
-                    *root(&mut config) = data.clone();
+                    overrides.push(format!("data.root={}", toml::Value::String(data.display().to_string())));
                 }
+                let mut config: T =
+                    configs::load(self.config.config.as_deref(), &overrides).context("loading the config")?;
                 // Recorded absolute, so that `--resume` works from any folder.
                 if let Ok(absolute) = std::fs::canonicalize(&*root(&mut config)) {
                     *root(&mut config) = absolute;
@@ -182,9 +186,9 @@ pub struct ModelFlags {
     /// Filter multiplier F (default: the run's; 20 for a bare file).
     #[arg(long)]
     pub filter_multiplier: Option<i64>,
-    /// Output classes (default: the run's; 19).
-    #[arg(long)]
-    pub classes: Option<i64>,
+    /// Class table file of the data set (default: the run's; the format's own).
+    #[arg(long, value_name = "FILE.toml")]
+    pub classes: Option<PathBuf>,
     /// Resize factor of the input images (default: the run's data.transform.base_scale; 1).
     #[arg(long)]
     pub base_scale: Option<f32>,
@@ -201,13 +205,16 @@ pub struct ModelFlags {
 }
 
 impl ModelFlags {
-    pub fn resolve(&self) -> Result<search::trained::ModelArgs> {
+    /// The model arguments; `format` is the data set format the command was given (its class
+    /// table is the network's unless --classes names one).
+    pub fn resolve(&self, format: Option<seg::data::DataFormat>) -> Result<search::trained::ModelArgs> {
         let weights = self.weights.clone().context("--weights is required")?;
         Ok(search::trained::ModelArgs {
             arch: self.arch.clone(),
             weights,
             filter_multiplier: self.filter_multiplier,
-            classes: self.classes,
+            format,
+            classes: self.classes.clone(),
             base_scale: self.base_scale,
             window: self.window,
             scales: self.scales.clone(),

@@ -18,9 +18,14 @@ pub struct Args {
     /// Output folder (mirrors the input's sub-folders).
     #[arg(long)]
     out: PathBuf,
-    /// colour PNG, label-id PNG (the Cityscapes results format) or overlay on the image.
+    /// colour PNG, PNG of the data set's stored values (`labelids`: label ids in the Cityscapes
+    /// results format, VOC class indices, ADE20K 1..=150) or overlay on the image.
     #[arg(long, value_enum, default_value_t = FormatArg::Color)]
     format: FormatArg,
+    /// The data set format whose class table names, colours and stores the classes (default:
+    /// the run's; cityscapes). --classes names a table file instead.
+    #[arg(long, value_enum)]
+    data_format: Option<seg::data::DataFormat>,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -34,7 +39,7 @@ enum FormatArg {
 
 pub fn exec(args: Args) -> Result<()> {
     let device = args.device.resolve()?;
-    let model = search::trained::load(&args.model.resolve()?, device)?;
+    let model = search::trained::load(&args.model.resolve(args.data_format)?, device)?;
     let format = match args.format {
         FormatArg::Color => PredictionFormat::Color,
         FormatArg::Labelids => PredictionFormat::Labelids,

@@ -1,4 +1,4 @@
-//! `search synth`: the synthetic street-scene data set.
+//! `search synth`: the synthetic street-scene data set, in any of the four layouts.
 
 use std::path::PathBuf;
 
@@ -8,9 +8,14 @@ use tracing::info;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Output folder (gets leftImg8bit/ and gtFine/).
+    /// Output folder (gets the layout of --format).
     #[arg(long)]
     out: PathBuf,
+    /// Layout and encoding to write: Cityscapes (label ids), folder (classes.toml; index labels
+    /// for train, colour labels and JPEG images for val), VOC (JPEG, palette PNGs, the lists and
+    /// the augmented set) or ADE20K (JPEG, 1..=150). See datasets/README.md.
+    #[arg(long, value_enum, default_value_t = seg::data::DataFormat::Cityscapes)]
+    format: seg::data::DataFormat,
     /// Seed: the same seed writes the same bytes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -49,9 +54,15 @@ pub fn exec(args: Args) -> Result<()> {
         args.out.display()
     );
     let start = std::time::Instant::now();
-    let written = seg::data::generate(&args.out, &config)
+    let written = seg::data::synth_layout::generate_as(&args.out, &config, args.format)
         .with_context(|| format!("writing the synthetic data set to {}", args.out.display()))?;
     info!(images = written.len(), seconds = start.elapsed().as_secs_f64(), "synthetic data set written");
-    println!("wrote {} train and {} val images of {width}x{height} to {}", args.train, args.val, args.out.display());
+    println!(
+        "wrote {} train and {} val images of {width}x{height} in the {} layout to {}",
+        args.train,
+        args.val,
+        args.format,
+        args.out.display()
+    );
     Ok(())
 }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::cityscapes::{read_sample, SampleRef};
+use super::files::{read_sample, SampleRef};
 use super::error::DataError;
 use super::seed::mix_seed;
 use super::transform::{eval_example, train_example, Example, TransformConfig};

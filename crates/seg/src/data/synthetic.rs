@@ -21,16 +21,9 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::error::DataError;
 use super::seed::mix_seed;
-use crate::labels::LABEL_TO_TRAIN;
-use crate::palette;
-use crate::png::write_png;
-
-/// City folder names of the synthetic splits (no underscores: ids are `<city>_<seq>_<frame>`).
-const CITIES: [&str; 2] = ["synthberg", "synthdorf"];
 
 /// Label ids used by the generator (facts §8).
 mod id {
@@ -89,35 +82,10 @@ pub const DRAWN_LABEL_IDS: [u8; 12] = [
 
 /// Writes `config.train` and `config.val` scenes under `out` in the Cityscapes layout
 /// (`leftImg8bit/<split>/<city>/…_leftImg8bit.png`, `gtFine/<split>/<city>/…_gtFine_labelIds.png`
-/// and `…_gtFine_color.png`), in parallel. Returns the image paths written.
+/// and `…_gtFine_color.png`), in parallel. Returns the image paths written. Other layouts:
+/// [`super::synth_layout::generate_as`].
 pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataError> {
-    let jobs: Vec<(&str, usize)> =
-        (0..config.train).map(|i| ("train", i)).chain((0..config.val).map(|i| ("val", i))).collect();
-    jobs.par_iter()
-        .map(|&(split, index)| {
-            let split_tag = if split == "train" { 1 } else { 2 };
-            let seed = mix_seed(config.seed, split_tag, index as u64);
-            let scene = match config.task {
-                SynthTask::Street => render(config.width, config.height, seed),
-                SynthTask::Context => render_context(config.width, config.height, seed),
-            };
-            let city = CITIES[index % CITIES.len()];
-            let stem = format!("{city}_{:06}_{:06}", index / CITIES.len(), 19);
-            let image_dir = out.join("leftImg8bit").join(split).join(city);
-            let label_dir = out.join("gtFine").join(split).join(city);
-            for dir in [&image_dir, &label_dir] {
-                std::fs::create_dir_all(dir).map_err(DataError::io(dir.as_path()))?;
-            }
-            let image_path = image_dir.join(format!("{stem}_leftImg8bit.png"));
-            let color: Vec<u8> = scene.label.iter().flat_map(|&l| palette::color(LABEL_TO_TRAIN[l as usize])).collect();
-            write_png(&image_path, config.width, config.height, image::ColorType::Rgb8, &scene.rgb)?;
-            let labels = label_dir.join(format!("{stem}_gtFine_labelIds.png"));
-            write_png(&labels, config.width, config.height, image::ColorType::L8, &scene.label)?;
-            let colors = label_dir.join(format!("{stem}_gtFine_color.png"));
-            write_png(&colors, config.width, config.height, image::ColorType::Rgb8, &color)?;
-            Ok(image_path)
-        })
-        .collect()
+    super::synth_layout::generate_as(out, config, super::DataFormat::Cityscapes)
 }
 
 /// Deterministic per-pixel noise in [0, 1).

@@ -10,7 +10,7 @@ use image::{GrayImage, RgbImage};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::cityscapes::Sample;
+use super::files::Sample;
 use crate::labels::IGNORE;
 
 /// Why a transform configuration is unusable.
