@@ -1,0 +1,190 @@
+//! Every data set format end to end on synthetic data written in its layout (`search synth
+//! --format`): search, decode, retrain, eval, predict in the data set's stored values, colours
+//! and overlays, and the metric of `search eval --pred` checked against an independent
+//! computation in Python (scripts/miou_check.py) on the same PNGs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{err, ok, repo, search, temp};
+use seg::data::DataFormat;
+use seg::ClassTable;
+
+/// `search synth --format FORMAT` into a fresh folder: 6 train and 2 val images of 64x48.
+fn synth(format: &str) -> PathBuf {
+    let root = temp(&format!("ds-{format}-data"));
+    ok(&search(&[
+        "synth", "--format", format, "--out", root.to_str().unwrap(), "--train", "6", "--val", "2", "--size", "64x48",
+        "--seed", "1",
+    ]));
+    root
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The mIoU of `search eval` written to JSON.
+fn eval_miou(args: &[&str]) -> (f64, serde_json::Value) {
+    let json = temp(&format!("ds-eval-{}.json", args.join("-").replace('/', "_").len()));
+    let mut all = vec!["eval", "--json", json.to_str().unwrap(), "--device", "cpu"];
+    all.extend(args);
+    ok(&search(&all));
+    let v = read_json(&json);
+    (v["scores"]["miou"].as_f64().unwrap(), v)
+}
+
+/// The whole chain on one format. `splits` are the train and val split names, `val_images` the
+/// folder of the val images, `table` the class table the format reads with.
+fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTable) {
+    let root = synth(format);
+    let root_s = root.to_str().unwrap();
+    let sets = [
+        format!("data.format={format}"),
+        format!("data.train_split={}", splits.0),
+        format!("data.val_split={}", splits.1),
+    ];
+    let mut set_args = Vec::new();
+    for s in &sets {
+        set_args.extend(["--set", s.as_str()]);
+    }
+
+    // Search: the model's classes follow the table, which the run records.
+    let run = temp(&format!("ds-{format}-search"));
+    let search_config = repo("configs/tiny-search.toml");
+    let mut args = vec!["--threads", "1", "run", "--config", &search_config];
+    args.extend(["--device", "cpu", "--data", root_s, "--out", run.to_str().unwrap()]);
+    args.extend(&set_args);
+    ok(&search(&args));
+    let config: toml::Table = toml::from_str(&std::fs::read_to_string(run.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(config["model"]["classes"].as_integer(), Some(table.len() as i64), "{format}");
+    assert_eq!(config["data"]["format"].as_str(), Some(format));
+
+    // Decode (written by the search) and retrain that architecture.
+    let arch = run.join("arch/final.json");
+    let trained = temp(&format!("ds-{format}-train"));
+    let mut args = vec!["--threads", "1", "train", "--arch", arch.to_str().unwrap()];
+    let config = repo("configs/tiny-retrain.toml");
+    args.extend(["--config", &config, "--device", "cpu", "--data", root_s, "--out", trained.to_str().unwrap()]);
+    args.extend(&set_args);
+    ok(&search(&args));
+
+    // Eval with the run's format and table; the report names the table's classes.
+    let trained_s = trained.to_str().unwrap();
+    let (miou, report) = eval_miou(&["--weights", trained_s, "--data", root_s, "--split", splits.1]);
+    let names: Vec<&str> = report["scores"]["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, table.names(), "{format}");
+
+    // Stored-value predictions read back by eval --pred give the same mIoU, and the
+    // independent computation agrees.
+    let preds = temp(&format!("ds-{format}-preds"));
+    let images = root.join(val_images);
+    let predict = |out: &Path, kind: &str| {
+        ok(&search(&[
+            "predict", "--weights", trained_s, "--input", images.to_str().unwrap(), "--out", out.to_str().unwrap(),
+            "--format", kind, "--device", "cpu",
+        ]))
+    };
+    predict(&preds, "labelids");
+    let (pred_miou, _) =
+        eval_miou(&["--pred", preds.to_str().unwrap(), "--data", root_s, "--format", format, "--split", splits.1]);
+    assert!((pred_miou - miou).abs() < 1e-9, "{format}: eval --pred {pred_miou} vs eval --weights {miou}");
+    let table_json = temp(&format!("ds-{format}-table.json"));
+    std::fs::write(&table_json, serde_json::to_string(table).unwrap()).unwrap();
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.libtorch/tools");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(repo("scripts/miou_check.py"))
+        .args([format, root_s, splits.1, preds.to_str().unwrap(), table_json.to_str().unwrap()])
+        .env("PYTHONPATH", &tools)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{format}: miou_check.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let independent: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(independent["images"].as_u64(), Some(2), "{format}");
+    let theirs = independent["miou"].as_f64().unwrap();
+    assert!((theirs - pred_miou).abs() < 1e-12, "{format}: ours {pred_miou}, independent {theirs}");
+
+    // Colour predictions are in the table's colours, with its legend.
+    let colours = temp(&format!("ds-{format}-colours"));
+    predict(&colours, "color");
+    let legend = std::fs::read_to_string(colours.join("legend.svg")).unwrap();
+    assert!(legend.contains(&format!("0 {}", table.classes[0].name)), "{format}: {legend}");
+    let first = seg::walk::files(&colours, None, |p| p.extension().is_some_and(|e| e == "png") && !p.ends_with("legend.png"))
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let rgb = image::open(&first).unwrap().into_rgb8();
+    let palette: Vec<[u8; 3]> = table.classes.iter().map(|c| c.color).collect();
+    assert!(rgb.pixels().all(|p| palette.contains(&p.0)), "{format}: a colour outside the table in {}", first.display());
+    for dir in [root, run, trained, preds, colours] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn cityscapes_chain() {
+    chain("cityscapes", ("train", "val"), "leftImg8bit/val", &ClassTable::cityscapes());
+}
+
+#[test]
+fn folder_chain() {
+    chain("folder", ("train", "val"), "images/val", &seg::data::synth_layout::folder_table());
+}
+
+#[test]
+fn voc_chain() {
+    // train_aug: the augmented list (DeepLab pairs) and SegmentationClassAug labels.
+    chain("voc", ("train_aug", "val"), "JPEGImages", &ClassTable::voc());
+}
+
+#[test]
+fn ade20k_chain() {
+    chain("ade20k", ("training", "validation"), "images/validation", &ClassTable::ade20k());
+}
+
+#[test]
+fn a_config_whose_class_count_disagrees_with_the_table_is_refused() {
+    let root = synth("folder");
+    let out = temp("ds-classes-mismatch");
+    let args = [
+        "run", "--config", &repo("configs/tiny-search.toml"), "--data", root.to_str().unwrap(), "--out",
+        out.to_str().unwrap(), "--set", "data.format=folder", "--set", "model.classes=19",
+    ];
+    let message = err(&search(&args));
+    assert!(message.contains("model.classes") && message.contains("is 19") && message.contains("12 classes"), "{message}");
+    assert!(!out.exists(), "nothing is written");
+    // A folder data set without a table names both ways to give one.
+    std::fs::remove_file(root.join("classes.toml")).unwrap();
+    let message = err(&search(&args[..args.len() - 2]));
+    assert!(message.contains("classes.toml") && message.contains("data.classes"), "{message}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn every_format_lists_its_layout() {
+    // The synthetic sets of every layout list the same number of samples per split.
+    for (format, train, val) in [
+        (DataFormat::Cityscapes, "train", "val"),
+        (DataFormat::Folder, "train", "val"),
+        (DataFormat::Voc, "train", "val"),
+        (DataFormat::Ade20k, "train", "val"),
+    ] {
+        let root = temp(&format!("ds-list-{format}"));
+        let config = seg::data::SynthConfig { seed: 2, train: 4, val: 2, width: 24, height: 16, task: Default::default() };
+        seg::data::synth_layout::generate_as(&root, &config, format).unwrap();
+        let table = format.built_in_table().unwrap_or_else(seg::data::synth_layout::folder_table);
+        let dataset = seg::data::Dataset::new(format, &root, table);
+        let expected_train = if format == DataFormat::Voc { 2 } else { 4 };
+        assert_eq!(dataset.list_samples(train).unwrap().len(), expected_train, "{format}");
+        assert_eq!(dataset.list_samples(val).unwrap().len(), 2, "{format}");
+        for sample in dataset.list_samples(val).unwrap() {
+            let s = seg::data::read_sample(&sample).unwrap();
+            assert!(s.label.iter().any(|&t| t != 255), "{format}: {} has labels", sample.id);
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}
