@@ -12,8 +12,8 @@ use seg::data::DataFormat;
 use seg::ClassTable;
 
 /// `search synth --format FORMAT` into a fresh folder: 6 train and 2 val images of 64x48.
-fn synth(format: &str) -> PathBuf {
-    let root = temp(&format!("ds-{format}-data"));
+fn synth(format: &str, name: &str) -> PathBuf {
+    let root = temp(&format!("ds-{format}-{name}"));
     ok(&search(&[
         "synth", "--format", format, "--out", root.to_str().unwrap(), "--train", "6", "--val", "2", "--size", "64x48",
         "--seed", "1",
@@ -38,7 +38,7 @@ fn eval_miou(args: &[&str]) -> (f64, serde_json::Value) {
 /// The whole chain on one format. `splits` are the train and val split names, `val_images` the
 /// folder of the val images, `table` the class table the format reads with.
 fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTable) {
-    let root = synth(format);
+    let root = synth(format, "chain");
     let root_s = root.to_str().unwrap();
     let sets = [
         format!("data.format={format}"),
@@ -148,7 +148,7 @@ fn ade20k_chain() {
 
 #[test]
 fn a_config_whose_class_count_disagrees_with_the_table_is_refused() {
-    let root = synth("folder");
+    let root = synth("folder", "mismatch");
     let out = temp("ds-classes-mismatch");
     let args = [
         "run", "--config", &repo("configs/tiny-search.toml"), "--data", root.to_str().unwrap(), "--out",
@@ -187,4 +187,122 @@ fn every_format_lists_its_layout() {
         }
         std::fs::remove_dir_all(root).unwrap();
     }
+}
+
+/// The error of reading every sample of `split`, as text.
+fn read_error(dataset: &seg::data::Dataset, split: &str) -> String {
+    let samples = match dataset.list_samples(split) {
+        Ok(samples) => samples,
+        Err(e) => return e.to_string(),
+    };
+    for sample in samples {
+        if let Err(e) = seg::data::read_sample(&sample) {
+            return e.to_string();
+        }
+    }
+    panic!("every sample of {split} read")
+}
+
+#[test]
+fn bad_data_is_an_error_that_names_the_file_and_the_pixel() {
+    use seg::png::{write_jpeg, write_palette_png, write_png};
+    let config = seg::data::SynthConfig { seed: 3, train: 2, val: 2, width: 8, height: 6, task: Default::default() };
+
+    // Folder: the synthetic set reads; then one fault at a time.
+    let root = temp("ds-bad-folder");
+    seg::data::synth_layout::generate_as(&root, &config, DataFormat::Folder).unwrap();
+    let folder = seg::data::Dataset::new(DataFormat::Folder, &root, seg::data::synth_layout::folder_table());
+    let label = root.join("labels/train/synthberg/scene0000.png");
+    let good = std::fs::read(&label).unwrap();
+    let mut values = vec![0u8; 48];
+    values[8 + 3] = 40;
+    write_png(&label, 8, 6, image::ColorType::L8, &values).unwrap();
+    let message = read_error(&folder, "train");
+    assert!(message.contains("scene0000.png") && message.contains("pixel (3, 1)") && message.contains("value 40"), "{message}");
+    assert!(message.contains("synthetic class table (0..=11, 255)"), "{message}");
+    let mut colours = vec![128u8; 144];
+    colours[..3].copy_from_slice(&[1, 2, 3]);
+    write_png(&label, 8, 6, image::ColorType::Rgb8, &colours).unwrap();
+    let message = read_error(&folder, "train");
+    assert!(message.contains("pixel (0, 0)") && message.contains("[1, 2, 3]") && message.contains("palette"), "{message}");
+    write_png(&label, 7, 6, image::ColorType::L8, &[0; 42]).unwrap();
+    let message = read_error(&folder, "train");
+    assert!(message.contains("scene0000.png") && message.contains("(7, 6)") && message.contains("(8, 6)"), "{message}");
+    std::fs::write(&label, &good).unwrap();
+    // An image without its label, and a label without its image.
+    write_jpeg(&root.join("images/train/extra.jpg"), 8, 6, &[90; 144]).unwrap();
+    let message = read_error(&folder, "train");
+    assert!(message.contains("extra.jpg") && message.contains("labels/train/extra.png"), "{message}");
+    std::fs::remove_file(root.join("images/train/extra.jpg")).unwrap();
+    write_png(&root.join("labels/train/lonely.png"), 8, 6, image::ColorType::L8, &[0; 48]).unwrap();
+    let message = read_error(&folder, "train");
+    assert!(message.contains("lonely.png has no image") && message.contains("images/train/lonely"), "{message}");
+    std::fs::remove_file(root.join("labels/train/lonely.png")).unwrap();
+    // An unreadable JPEG.
+    let jpeg = root.join("images/val/synthberg/scene0000.jpg");
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() / 3]).unwrap();
+    let message = read_error(&folder, "val");
+    assert!(message.contains("scene0000.jpg") && message.contains("cannot decode"), "{message}");
+    // A JPEG label is refused: compression changes values.
+    std::fs::write(&jpeg, &bytes).unwrap();
+    std::fs::copy(&jpeg, root.join("labels/val/synthberg/scene0000.png")).unwrap();
+    let message = read_error(&folder, "val");
+    assert!(message.contains("labels must be PNG"), "{message}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // VOC: a palette index outside the table; a list naming a missing image.
+    let root = temp("ds-bad-voc");
+    seg::data::synth_layout::generate_as(&root, &config, DataFormat::Voc).unwrap();
+    let voc = seg::data::Dataset::new(DataFormat::Voc, &root, ClassTable::voc());
+    let palette: Vec<[u8; 3]> = (0..=255).map(seg::classes::voc_color).collect();
+    let mut indices = vec![0u8; 48];
+    indices[47] = 21;
+    write_palette_png(&root.join("SegmentationClass/2008_000001.png"), 8, 6, &indices, &palette).unwrap();
+    let message = read_error(&voc, "val");
+    assert!(message.contains("2008_000001.png") && message.contains("pixel (7, 5)") && message.contains("value 21"), "{message}");
+    assert!(message.contains("voc class table (0..=20, 255)"), "{message}");
+    std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "2008_000001\n2009_000404\n").unwrap();
+    let message = read_error(&voc, "val");
+    assert!(message.contains("val.txt") && message.contains("2009_000404.jpg does not exist"), "{message}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // ADE20K: 151 is no class.
+    let root = temp("ds-bad-ade");
+    seg::data::synth_layout::generate_as(&root, &config, DataFormat::Ade20k).unwrap();
+    let ade = seg::data::Dataset::new(DataFormat::Ade20k, &root, ClassTable::ade20k());
+    let mut values = vec![1u8; 48];
+    values[0] = 151;
+    write_png(&root.join("annotations/validation/ADE_val_00000001.png"), 8, 6, image::ColorType::L8, &values).unwrap();
+    let message = read_error(&ade, "val");
+    assert!(message.contains("ADE_val_00000001.png") && message.contains("value 151") && message.contains("(0..=150)"), "{message}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_run_over_a_bad_label_stops_with_its_name_and_eval_names_a_bad_prediction() {
+    let root = synth("folder", "bad-run");
+    let label = root.join("labels/train/synthdorf/scene0003.png");
+    std::fs::write(&label, b"not a png").unwrap();
+    let out = temp("ds-bad-run");
+    let config = repo("configs/tiny-search.toml");
+    let message = err(&search(&[
+        "--threads", "1", "run", "--config", &config, "--device", "cpu", "--data", root.to_str().unwrap(), "--out",
+        out.to_str().unwrap(), "--set", "data.format=folder",
+    ]));
+    assert!(message.contains("scene0003.png"), "{message}");
+    // Evaluating predictions with a value the table does not store names the pixel.
+    let preds = temp("ds-bad-preds");
+    for name in ["synthberg/scene0000", "synthdorf/scene0001"] {
+        let path = preds.join(format!("{name}.png"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        seg::png::write_png(&path, 64, 48, image::ColorType::L8, &vec![12u8; 64 * 48]).unwrap();
+    }
+    let message = err(&search(&[
+        "eval", "--pred", preds.to_str().unwrap(), "--data", root.to_str().unwrap(), "--format", "folder",
+    ]));
+    assert!(message.contains("scene0000.png") && message.contains("pixel (0, 0) holds 12"), "{message}");
+    std::fs::remove_dir_all(root).unwrap();
+    std::fs::remove_dir_all(preds).unwrap();
+    let _ = std::fs::remove_dir_all(out);
 }
