@@ -144,7 +144,7 @@ impl RunDir {
                 .with_context(|| format!("creating {}", root.join(sub).display()))?;
         }
         let dir = RunDir { root: root.to_owned(), _lock: lock, tensorboard: Default::default() };
-        let toml = toml::to_string_pretty(config).context("serialising the resolved config")?;
+        let toml = toml::to_string(config).context("serialising the resolved config")?;
         write_file(&dir.path("config.toml"), toml.as_bytes())?;
         dir.write_env(device)?;
         crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;

@@ -36,9 +36,9 @@ enum Kind {
 pub fn exec(args: Args) -> Result<()> {
     let Action::Show { kind, config } = args.action;
     let text = match kind {
-        Kind::Run => toml::to_string_pretty(&config.load::<SearchRunConfig>()?)?,
-        Kind::Train => toml::to_string_pretty(&config.load::<RetrainConfig>()?)?,
-        Kind::Check => toml::to_string_pretty(&config.load::<SmokeConfig>()?)?,
+        Kind::Run => toml::to_string(&config.load::<SearchRunConfig>()?)?,
+        Kind::Train => toml::to_string(&config.load::<RetrainConfig>()?)?,
+        Kind::Check => toml::to_string(&config.load::<SmokeConfig>()?)?,
     };
     print!("{text}");
     Ok(())
