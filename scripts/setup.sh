@@ -4,8 +4,9 @@
 #   .cargo/config.toml points LIBTORCH there, so every cargo command in this workspace builds
 #   and links against it.
 # - .libtorch/tools: the official Cityscapes evaluation (`cityscapesscripts`), which the tests
-#   run to check that `search eval` computes the same numbers, and TensorBoard's event reader,
-#   which they run to read our event files back.
+#   run to check that `search eval` computes the same numbers, TensorBoard's event reader,
+#   which they run to read our event files back, and onnx and onnxruntime, with which
+#   `search export` writes ONNX and the tests run it.
 # Run it as often as you like: a complete install is not repeated. See docs/setup.md.
 set -euo pipefail
 
@@ -15,10 +16,12 @@ dest="$root/.libtorch/site"
 staging="$root/.libtorch/site.partial"
 marker="$dest/.autodeeplab-installed"
 
-# The official evaluation and the only packages it imports, and TensorBoard's event reader (the
-# test that reads our event files back) with the packages it imports; pinned, without
-# dependency resolution (cityscapesscripts declares a `typing` backport that breaks Python 3).
-TOOLS="cityscapesscripts==2.3.0 numpy==2.4.6 pillow==13.0.0 pyquaternion==0.9.9 tensorboard==2.20.0 protobuf==6.33.1 absl-py==2.3.1 packaging==26.4"
+# The official evaluation and the only packages it imports, TensorBoard's event reader (the
+# test that reads our event files back), and onnx (which torch's ONNX exporter needs, for
+# `search export`) and onnxruntime (which the tests and docs/deploy.md run the exported network
+# with), each with the packages it imports; pinned, without dependency resolution
+# (cityscapesscripts declares a `typing` backport that breaks Python 3).
+TOOLS="cityscapesscripts==2.3.0 numpy==2.4.6 pillow==13.0.0 pyquaternion==0.9.9 tensorboard==2.20.0 protobuf==6.33.1 absl-py==2.3.1 packaging==26.4 onnx==1.23.2 ml_dtypes==0.6.0 typing_extensions==4.16.0 onnxruntime==1.32.0 flatbuffers==25.12.19"
 tools="$root/.libtorch/tools"
 tools_marker="$tools/.autodeeplab-installed"
 
