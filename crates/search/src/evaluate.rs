@@ -66,9 +66,9 @@ impl Protocol {
     }
 }
 
-/// Train ids `[H, W]` (int64) for one image resized to `(height, width)`: the logits of every
-/// scale (and flip) of `protocol`, resized to `(height, width)` and averaged, then the argmax.
-pub fn predict_labels(
+/// Logits `[1, C, height, width]` (float) of one image: the logits of every scale (and flip) of
+/// `protocol`, resized to `(height, width)` and averaged.
+pub fn predict_logits(
     forward: &dyn Fn(&Tensor) -> Tensor,
     image: &Tensor,
     protocol: &Protocol,
@@ -77,6 +77,7 @@ pub fn predict_labels(
 ) -> Tensor {
     let (_, _, h, w) = image.size4().expect("image is [1, 3, H, W]");
     let mut sum: Option<Tensor> = None;
+    let mut views_done = 0;
     for &scale in &protocol.scales {
         let scaled = if scale == 1.0 {
             image.shallow_clone()
@@ -91,13 +92,26 @@ pub fn predict_labels(
             views.push(seg::conv::resize_bilinear(&flipped, height, width));
         }
         for logits in views {
+            views_done += 1;
             sum = Some(match sum.take() {
                 Some(acc) => acc + logits.to_kind(Kind::Float),
                 None => logits.to_kind(Kind::Float),
             });
         }
     }
-    sum.expect("at least one scale").argmax(1, false).squeeze_dim(0)
+    sum.expect("at least one scale") / views_done as f64
+}
+
+/// Train ids `[H, W]` (int64) for one image resized to `(height, width)`: the argmax of
+/// [`predict_logits`].
+pub fn predict_labels(
+    forward: &dyn Fn(&Tensor) -> Tensor,
+    image: &Tensor,
+    protocol: &Protocol,
+    height: i64,
+    width: i64,
+) -> Tensor {
+    predict_logits(forward, image, protocol, height, width).argmax(1, false).squeeze_dim(0)
 }
 
 /// The scores (mIoU, per-class IoU) of `forward` on `samples`, read as `data` says

@@ -11,7 +11,7 @@ use seg::data::transform::inference_image;
 use seg::palette::{write_prediction, PredictionFormat};
 use tch::{Device, Tensor};
 
-use crate::evaluate::predict_labels;
+use crate::evaluate::predict_logits;
 use crate::trained::TrainedModel;
 
 /// Image files under `input` (a file, or a folder searched recursively, symlinked folders once
@@ -48,14 +48,19 @@ pub fn automatic_window(h: u32, w: u32) -> Option<[u32; 2]> {
     (h as u64 * w as u64 > MAX_WHOLE_IMAGE_PIXELS).then_some([1025.min(h), 1025.min(w)])
 }
 
-/// Predicts every image under `input` and writes `<out>/<relative path>.png` in `format`.
-pub fn predict(
-    model: &TrainedModel,
-    input: &Path,
-    out: &Path,
-    format: PredictionFormat,
-    device: Device,
-) -> Result<usize> {
+/// What `search predict` writes per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictOutput {
+    /// A PNG: colours, stored values or an overlay (`<relative path>.png`).
+    Png(PredictionFormat),
+    /// The logits `[classes, height, width]` as float32 NumPy (`<relative path>.npy`), averaged
+    /// over the protocol's scales and flips, at the image's size, before the argmax.
+    Logits,
+}
+
+/// Predicts every image under `input` and writes `<out>/<relative path>.{png,npy}` as `output`
+/// says.
+pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOutput, device: Device) -> Result<usize> {
     let inputs = list_inputs(input, out)?;
     let bar = crate::logging::progress(inputs.len() as u64, "predict");
     for (path, relative) in &inputs {
@@ -70,13 +75,24 @@ pub fn predict(
                 tracing::info!(image = %path.display(), ?window, "a large image: predicted in sliding windows (set --window to choose)");
             }
         }
-        let labels = tch::no_grad(|| predict_labels(&forward, &image, &protocol, height as i64, width as i64));
-        let labels: Vec<u8> =
-            Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?.into_iter().map(|v| v as u8).collect();
-        let target = out.join(relative).with_extension("png");
+        let logits = tch::no_grad(|| predict_logits(&forward, &image, &protocol, height as i64, width as i64));
+        let target = out.join(relative).with_extension(if output == PredictOutput::Logits { "npy" } else { "png" });
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
+        let format = match output {
+            PredictOutput::Logits => {
+                let values = Vec::<f32>::try_from(logits.squeeze_dim(0).to_device(Device::Cpu).contiguous().flatten(0, -1))?;
+                let classes = model.table.len();
+                crate::npy::write_f32(&target, &[classes, height as usize, width as usize], &values)?;
+                bar.inc(1);
+                continue;
+            }
+            PredictOutput::Png(format) => format,
+        };
+        let labels = logits.argmax(1, false).squeeze_dim(0);
+        let labels: Vec<u8> =
+            Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?.into_iter().map(|v| v as u8).collect();
         if format == PredictionFormat::Overlay {
             // The overlay with the class legend beside it.
             let blended = seg::palette::overlay(&model.table, &rgb, &labels, 0.5);
@@ -88,7 +104,7 @@ pub fn predict(
         bar.inc(1);
     }
     crate::logging::finish_progress();
-    if matches!(format, PredictionFormat::Color | PredictionFormat::Overlay) {
+    if matches!(output, PredictOutput::Png(PredictionFormat::Color | PredictionFormat::Overlay)) {
         crate::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg(&model.table).as_bytes())?;
         crate::plots::png_beside(&out.join("legend.svg"))?;
     }

@@ -256,7 +256,14 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         }
     }
     let weights = dir.path("weights.safetensors");
-    write_tensors(&weights, &store_tensors(&task.vs))?;
+    match &options.model {
+        // The decoded network's weights carry what it is (docs/deploy.md).
+        ModelChoice::Deployed(architecture) => {
+            let card = crate::model_card::ModelCard::for_retraining(config, architecture, Some(val_miou))?;
+            crate::model_card::write_with_metadata(&weights, &store_tensors(&task.vs), &card.to_metadata())?
+        }
+        ModelChoice::PixelBaseline => write_tensors(&weights, &store_tensors(&task.vs))?,
+    }
     let step = from.as_ref().and_then(|p| p.file_name()?.to_str()?.strip_prefix("step_")?.parse::<u64>().ok());
     let choice = match config.checkpoint.final_weights {
         FinalWeights::Last => "last",

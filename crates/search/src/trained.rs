@@ -10,6 +10,7 @@ use seg::ClassTable;
 use tch::{nn, Device};
 
 use crate::checkpoint::load_store;
+use crate::model_card::{read_metadata, InputConvention, ModelCard, TrainingData};
 use crate::retrain::{build_model, ModelChoice, Segmenter};
 use crate::run_config::RetrainConfig;
 
@@ -42,6 +43,8 @@ pub struct TrainedModel {
     pub format: DataFormat,
     /// Its classes: the output channels' names, colours and stored values.
     pub table: ClassTable,
+    /// What it is (architecture, width, classes, input convention, provenance).
+    pub card: ModelCard,
     pub store: nn::VarStore,
     pub transform: TransformConfig,
     /// Window, scales and flips of inference.
@@ -83,35 +86,49 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
         }
         None => None,
     };
-    let architecture = match (&args.arch, &run) {
-        (Some(spec), _) => crate::arch_source::resolve(spec).context("reading --arch")?,
-        (None, Some(dir)) => trellis::Architecture::load(&dir.join("arch.json"))?,
-        (None, None) => {
-            anyhow::bail!("--weights {} is a file: say which network it is with --arch", args.weights.display())
-        }
+    let weights_file =
+        if args.weights.is_dir() { args.weights.join("weights.safetensors") } else { args.weights.clone() };
+    // What the weights say they are (docs/deploy.md), when a retraining wrote them.
+    let stored = match weights_file.is_file() {
+        true => ModelCard::from_metadata(&read_metadata(&weights_file)?)
+            .with_context(|| format!("reading the metadata of {}", weights_file.display()))?,
+        false => None,
+    };
+    let architecture = match (&args.arch, &run, &stored) {
+        (Some(spec), _, _) => crate::arch_source::resolve(spec).context("reading --arch")?,
+        (None, Some(dir), _) => trellis::Architecture::load(&dir.join("arch.json"))?,
+        (None, None, Some(card)) => trellis::Architecture::from_json(&card.architecture.to_string(), "the weights' metadata")?,
+        (None, None, None) => anyhow::bail!(
+            "--weights {} is a file without our metadata: say which network it is with --arch",
+            args.weights.display()
+        ),
     };
     let mut config = run_config.clone().unwrap_or_default();
-    if let Some(f) = args.filter_multiplier {
+    if let Some(f) = args.filter_multiplier.or(run_config.as_ref().map(|c| c.model.filter_multiplier)).or(stored.as_ref().map(|c| c.filter_multiplier)) {
         config.model.filter_multiplier = f;
     }
-    let (format, table) = class_table(args, run_config.as_ref())?;
+    let (format, table) = class_table(args, run_config.as_ref(), stored.as_ref())?;
     config.model.classes = table.len() as i64;
     crate::config::Validate::validate(&config.model).map_err(|e| {
         anyhow::anyhow!("model.{}: {} (--filter-multiplier, --classes, --format or the run's config)", e.key, e.message)
     })?;
-    let mut transform = run_config
-        .as_ref()
-        .map(|c| c.data.transform.clone())
-        .unwrap_or(TransformConfig { base_scale: 1.0, ..Default::default() });
+    let mut transform = match (&run_config, &stored) {
+        (Some(c), _) => c.data.transform.clone(),
+        (None, Some(card)) => TransformConfig {
+            base_scale: card.input.base_scale,
+            mean: card.input.mean,
+            std: card.input.std,
+            ..Default::default()
+        },
+        (None, None) => TransformConfig { base_scale: 1.0, ..Default::default() },
+    };
     if let Some(s) = args.base_scale {
         transform.base_scale = s;
     }
     transform.validate()?;
     let window = args.window.or(run_config.as_ref().and_then(|c| c.data.eval_window));
-    let weights_file =
-        if args.weights.is_dir() { args.weights.join("weights.safetensors") } else { args.weights.clone() };
     let mut store = nn::VarStore::new(device);
-    let model = build_model(&ModelChoice::Deployed(architecture), &config, &store);
+    let model = build_model(&ModelChoice::Deployed(architecture.clone()), &config, &store);
     load_store(&mut store, &weights_file).with_context(|| {
         format!(
             "the weights do not fit the network (filter multiplier {}, {} classes of the `{}` class table)",
@@ -124,13 +141,47 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
         "--scales {scales:?}: every scale must be a finite number > 0"
     );
     let protocol = crate::evaluate::Protocol { window, scales, flip: args.flip };
-    Ok(TrainedModel { model, format, table, store, transform, protocol })
+    let training_data = match &run_config {
+        Some(c) => Some(TrainingData {
+            format: c.data.format.to_string(),
+            root: c.data.root.display().to_string(),
+            train_split: c.data.train_split.clone(),
+            val_split: c.data.val_split.clone(),
+        }),
+        None => stored.as_ref().and_then(|c| c.training_data.clone()),
+    };
+    let card = ModelCard {
+        architecture: serde_json::from_str(&architecture.to_json())?,
+        filter_multiplier: config.model.filter_multiplier,
+        class_table: table.clone(),
+        input: InputConvention {
+            channels: "RGB".into(),
+            base_scale: transform.base_scale,
+            mean: transform.mean,
+            std: transform.std,
+        },
+        training_data,
+        val_miou: stored.as_ref().and_then(|c| c.val_miou),
+        commit: stored.as_ref().map_or_else(|| "unknown (not recorded with the weights)".into(), |c| c.commit.clone()),
+        tool_version: stored.as_ref().map_or_else(|| env!("CARGO_PKG_VERSION").into(), |c| c.tool_version.clone()),
+    };
+    Ok(TrainedModel { model, format, table, card, store, transform, protocol })
 }
 
 /// The data set format and class table of a network: `--classes FILE` and `--format` first,
-/// then the run's config, then Cityscapes.
-pub fn class_table(args: &ModelArgs, run: Option<&RetrainConfig>) -> Result<(DataFormat, ClassTable)> {
-    let format = args.format.or(run.map(|c| c.data.format)).unwrap_or_default();
+/// then the run's config, then the weights' metadata, then Cityscapes.
+pub fn class_table(
+    args: &ModelArgs,
+    run: Option<&RetrainConfig>,
+    stored: Option<&ModelCard>,
+) -> Result<(DataFormat, ClassTable)> {
+    let stored_format = stored.and_then(|c| c.training_data.as_ref()).and_then(|d| {
+        serde_json::from_value::<DataFormat>(serde_json::Value::String(d.format.clone())).ok()
+    });
+    let format = args.format.or(run.map(|c| c.data.format)).or(stored_format).unwrap_or_default();
+    if let (None, None, None, Some(card)) = (&args.classes, args.format, run, stored) {
+        return Ok((format, card.class_table.clone()));
+    }
     let table = match (&args.classes, args.format, run) {
         (Some(file), _, _) => ClassTable::load(file).context("reading --classes")?,
         (None, Some(format), _) => format.built_in_table().with_context(|| {

@@ -15,6 +15,7 @@ mod decode;
 mod demo;
 mod env;
 mod eval;
+mod export;
 mod predict;
 mod random;
 mod run;
@@ -51,6 +52,8 @@ enum Command {
     Synth(synth::Args),
     /// Evaluate predictions with the Cityscapes pixel-level metric (per-class IoU, mIoU).
     Eval(eval::Args),
+    /// Export a trained network as TorchScript and ONNX with its metadata (docs/deploy.md).
+    Export(export::Args),
     /// Measure the data loader's images/s on 2048x1024 PNGs at half resolution.
     BenchData(bench_data::Args),
     /// Parameters and multiply-adds of the deployable network of an architecture.
@@ -81,6 +84,7 @@ impl Cli {
             Command::Predict(args) => predict::exec(args),
             Command::Synth(args) => synth::exec(args),
             Command::Eval(args) => eval::exec(args),
+            Command::Export(args) => export::exec(args),
             Command::BenchData(args) => bench_data::exec(args),
             Command::Summary(args) => summary::exec(args),
             Command::Decode(args) => decode::exec(args),

@@ -19,7 +19,8 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// colour PNG, PNG of the data set's stored values (`labelids`: label ids in the Cityscapes
-    /// results format, VOC class indices, ADE20K 1..=150) or overlay on the image.
+    /// results format, VOC class indices, ADE20K 1..=150), overlay on the image, or the logits
+    /// `[classes, height, width]` as float32 NumPy `.npy` (before the argmax).
     #[arg(long, value_enum, default_value_t = FormatArg::Color)]
     format: FormatArg,
     /// The data set format whose class table names, colours and stores the classes (default:
@@ -35,15 +36,18 @@ enum FormatArg {
     Color,
     Labelids,
     Overlay,
+    Logits,
 }
 
 pub fn exec(args: Args) -> Result<()> {
     let device = args.device.resolve()?;
     let model = search::trained::load(&args.model.resolve(args.data_format)?, device)?;
+    use search::predict::PredictOutput;
     let format = match args.format {
-        FormatArg::Color => PredictionFormat::Color,
-        FormatArg::Labelids => PredictionFormat::Labelids,
-        FormatArg::Overlay => PredictionFormat::Overlay,
+        FormatArg::Color => PredictOutput::Png(PredictionFormat::Color),
+        FormatArg::Labelids => PredictOutput::Png(PredictionFormat::Labelids),
+        FormatArg::Overlay => PredictOutput::Png(PredictionFormat::Overlay),
+        FormatArg::Logits => PredictOutput::Logits,
     };
     let count = search::predict::predict(&model, &args.input, &args.out, format, device)?;
     println!("wrote {count} predictions to {}", args.out.display());

@@ -1,0 +1,52 @@
+//! `search export`: TorchScript and ONNX files of a trained network (docs/deploy.md).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::ModelFlags;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelFlags,
+    /// Which files: TorchScript (`model.pt`), ONNX (`model.onnx`, opset 17) or both.
+    #[arg(long, value_enum, default_value_t = Format::All)]
+    format: Format,
+    /// Input size WIDTHxHEIGHT the files take (fixed: tracing records every resize at this
+    /// size; the batch size stays free). Default: the run's training crop.
+    #[arg(long, value_parser = super::parse_size)]
+    size: Option<(u32, u32)>,
+    /// Output folder; must not exist (written beside it, then renamed).
+    #[arg(long)]
+    out: PathBuf,
+    /// Fold every convolution + batch norm pair (in both files).
+    #[arg(long)]
+    fold_bn: bool,
+    /// The data set format whose class table the network has (default: the run's, or the
+    /// weights' metadata).
+    #[arg(long, value_enum)]
+    data_format: Option<seg::data::DataFormat>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Torchscript,
+    Onnx,
+    All,
+}
+
+pub fn exec(args: Args) -> Result<()> {
+    let request = search::export::ExportRequest {
+        model: args.model.resolve(args.data_format)?,
+        torchscript: args.format != Format::Onnx,
+        onnx: args.format != Format::Torchscript,
+        size: args.size.map(|(w, h)| (h, w)),
+        out: args.out.clone(),
+        fold_bn: args.fold_bn,
+    };
+    let report = search::export::export(&request)?;
+    println!("{}", serde_json::to_string(&report)?);
+    println!("wrote {} to {}", report.files.join(", "), args.out.display());
+    Ok(())
+}
