@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-fn main() {
+pub fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys did not export its libtorch directory: depend on torch-sys directly");
     let lib_dir = Path::new(&lib);

@@ -7,6 +7,7 @@
 #   run to check that `search eval` computes the same numbers, TensorBoard's event reader,
 #   which they run to read our event files back, and onnx and onnxruntime, with which
 #   `search export` writes ONNX and the tests run it.
+# - Gloo's headers (Debian's libgloo-dev, with apt-get when run as root) for distributed runs.
 # Run it as often as you like: a complete install is not repeated. See docs/setup.md.
 set -euo pipefail
 
@@ -33,6 +34,23 @@ fi
 if [[ -f "$tools_marker" && "$(cat "$tools_marker")" == "$TOOLS" ]]; then
   tools_done=true
 fi
+# Gloo's headers (Debian's libgloo-dev) for the distributed shim of the `search` crate: only
+# their declarations are compiled in, the engine is libtorch's own Gloo (docs/distributed.md).
+gloo_headers() {
+  [[ -f "${GLOO_INCLUDE_DIR:-/nonexistent}/gloo/algorithm.h" || -f /usr/include/gloo/algorithm.h || -f /usr/local/include/gloo/algorithm.h ]]
+}
+if ! gloo_headers; then
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "setup: installing Gloo's headers (libgloo-dev) for distributed runs"
+    apt-get install -y --no-install-recommends libgloo-dev >/dev/null \
+      || { apt-get update >/dev/null && apt-get install -y --no-install-recommends libgloo-dev >/dev/null; } \
+      || echo "setup: WARNING: could not install libgloo-dev; distributed CPU runs (and their tests) need it" >&2
+  else
+    echo "setup: WARNING: Gloo's headers are missing: install libgloo-dev (sudo apt-get install libgloo-dev) or set" >&2
+    echo "       GLOO_INCLUDE_DIR, then rebuild; until then distributed CPU runs (and their tests) are unavailable" >&2
+  fi
+fi
+
 if $torch_done && $tools_done; then
   echo "setup: libtorch $TORCH_VERSION and the Cityscapes evaluation already installed in .libtorch"
   exit 0

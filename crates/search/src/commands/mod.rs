@@ -13,6 +13,7 @@ mod check;
 mod config;
 mod decode;
 mod demo;
+mod dist_check;
 mod env;
 mod eval;
 mod export;
@@ -41,6 +42,9 @@ enum Command {
     /// Check a fresh set-up: print the environment, then run a tiny search cell forward and
     /// backward and decode its α.
     Check(check::Args),
+    /// Join the ranks of a distributed launch and check the collective engine (all-reduce,
+    /// broadcast, bandwidth); `--nproc-per-node N` starts N local ranks.
+    DistCheck(dist_check::Args),
     /// The whole chain on built-in synthetic data, on the CPU in minutes: synth, search,
     /// decode, retrain, eval, predict, and a per-pixel baseline to compare with.
     Demo(demo::Args),
@@ -80,6 +84,7 @@ impl Cli {
             Command::Env(args) => env::exec(args),
             Command::Check(args) => check::exec(args),
             Command::Demo(args) => demo::exec(args),
+            Command::DistCheck(args) => dist_check::exec(args),
             Command::Train(args) => train::exec(args),
             Command::Predict(args) => predict::exec(args),
             Command::Synth(args) => synth::exec(args),

@@ -1,0 +1,89 @@
+//! `search dist-check`: joins the ranks of a distributed launch and checks the collective engine
+//! (an all-reduce, a broadcast, their bandwidth), as `search check` does for one process.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use search::device::DeviceChoice;
+use search::dist::{Engine, Group, Launch};
+use tch::{Device, Kind, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Start this many ranks on this machine (otherwise: the launcher's variables).
+    #[arg(long)]
+    nproc_per_node: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// Size of the bandwidth measurement in MiB.
+    #[arg(long, default_value_t = 16)]
+    mib: usize,
+    /// How long any rank waits for the others, in seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout_s: u64,
+    /// For the fault tests: this rank exits with code 3 after joining.
+    #[arg(long, hide = true)]
+    fail_rank: Option<usize>,
+    /// For the fault tests: this rank sleeps instead of taking part.
+    #[arg(long, hide = true)]
+    hang_rank: Option<usize>,
+}
+
+pub fn exec(args: Args) -> Result<()> {
+    if let Some(n) = args.nproc_per_node {
+        let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        return search::launch::run_local(n, &search::launch::arguments_without_nproc(&all));
+    }
+    let Some(launch) = Launch::from_env()? else {
+        println!("{{\"world_size\": 1, \"note\": \"no launcher variables: a single process has nothing to check\"}}");
+        return Ok(());
+    };
+    let device = match args.device.resolve()? {
+        Device::Cuda(_) => Device::Cuda(launch.local_rank),
+        d => d,
+    };
+    let engine = if device.is_cuda() { Engine::Nccl } else { Engine::Gloo };
+    let group = Group::join(&launch, engine, Duration::from_secs(args.timeout_s))?;
+    if args.fail_rank == Some(launch.rank) {
+        std::process::exit(3);
+    }
+    if args.hang_rank == Some(launch.rank) {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+    let n = launch.world_size as f64;
+    let t = Tensor::full([4], launch.rank as f64 + 1.0, (Kind::Float, device));
+    group.all_reduce_sum(&[&t])?;
+    let expected = n * (n + 1.0) / 2.0;
+    ensure!(
+        Vec::<f32>::try_from(t.to_device(Device::Cpu))?.iter().all(|&v| (v as f64 - expected).abs() < 1e-6),
+        "rank {}: the all-reduce gave {t:?}, not {expected}",
+        launch.rank
+    );
+    let b = if launch.rank == 0 { Tensor::arange(8, (Kind::Float, device)) } else { Tensor::zeros([8], (Kind::Float, device)) };
+    group.broadcast(&[&b], 0)?;
+    ensure!(
+        Vec::<f32>::try_from(b.to_device(Device::Cpu))? == (0..8).map(|i| i as f32).collect::<Vec<_>>(),
+        "rank {}: the broadcast did not arrive",
+        launch.rank
+    );
+    let numel = (args.mib << 20) / 4;
+    let big = Tensor::ones([numel as i64], (Kind::Float, device));
+    group.all_reduce_sum(&[&big])?;
+    let start = Instant::now();
+    let rounds = 3;
+    for _ in 0..rounds {
+        group.all_reduce_sum(&[&big])?;
+    }
+    let seconds = start.elapsed().as_secs_f64() / rounds as f64;
+    group.barrier()?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "rank": launch.rank, "world_size": launch.world_size, "local_rank": launch.local_rank,
+            "launcher": launch.launcher, "engine": format!("{engine:?}").to_lowercase(),
+            "all_reduce": "ok", "broadcast": "ok", "mib": args.mib, "all_reduce_seconds": seconds,
+            "algorithm_gib_per_s": args.mib as f64 / 1024.0 / seconds,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `--nproc-per-node N`: this executable started N times on this machine as ranks 0..N, with
+//! torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR = 127.0.0.1, MASTER_PORT = a
+//! free port). When a rank fails, the others are stopped and the error names the rank; the
+//! launcher exits with that rank's code.
+
+use std::ffi::OsString;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// The arguments of this process without `--nproc-per-node N` (or `--nproc-per-node=N`).
+pub fn arguments_without_nproc(args: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for arg in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if text == "--nproc-per-node" {
+            skip = true;
+        } else if !text.starts_with("--nproc-per-node=") {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port for the rendezvous")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts `n` ranks of this executable with `args` and waits for them; `Ok(())` when every
+/// rank succeeded.
+pub fn run_local(n: usize, args: &[OsString]) -> Result<()> {
+    if n == 0 {
+        bail!("--nproc-per-node must be at least 1");
+    }
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let port = free_port()?;
+    let mut children: Vec<(usize, Child)> = Vec::new();
+    for rank in 0..n {
+        let child = Command::new(&exe)
+            .args(args)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", n.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .spawn()
+            .with_context(|| format!("starting rank {rank}"))?;
+        children.push((rank, child));
+    }
+    let mut failure: Option<(usize, Option<i32>)> = None;
+    while !children.is_empty() {
+        let mut still = Vec::new();
+        for (rank, mut child) in children {
+            match child.try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+                Some(status) if !status.success() => {
+                    failure.get_or_insert((rank, status.code()));
+                }
+                Some(_) => {}
+                None => still.push((rank, child)),
+            }
+        }
+        children = still;
+        if failure.is_some() {
+            for (_, child) in &mut children {
+                let _ = child.kill();
+            }
+            for (_, child) in &mut children {
+                let _ = child.wait();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match failure {
+        Some((rank, code)) => {
+            let code = code.map_or("a signal".to_owned(), |c| format!("code {c}"));
+            bail!("rank {rank} of {n} failed (exit {code}); the other ranks were stopped")
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nproc_flag_is_removed_in_both_forms() {
+        let args: Vec<OsString> = ["run", "--nproc-per-node", "2", "--config", "c.toml", "--nproc-per-node=4", "--x"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let kept: Vec<String> =
+            arguments_without_nproc(&args).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(kept, ["run", "--config", "c.toml", "--x"]);
+    }
+}
