@@ -124,8 +124,8 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     for step in 0..config.warmup + config.steps {
         let images = Tensor::randn(shape, (Kind::Float, device));
         let labels = Tensor::randint(model.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
-        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, config.weights.grad_clip, config.autocast);
-        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels);
+        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, config.weights.grad_clip, config.autocast, None).expect("one process: no collective to fail");
+        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, None).expect("one process: no collective to fail");
         if let Some(gpu) = gpu.as_mut() {
             gpu.sample();
         }

@@ -18,6 +18,8 @@ use tch::{nn, Device, Tensor};
 pub struct Checkpoints {
     dir: PathBuf,
     keep_last: usize,
+    /// False on the ranks of a distributed run other than 0, which read checkpoints only.
+    writer: bool,
 }
 
 /// Named tensors of a store, sorted by name, on the CPU.
@@ -48,7 +50,12 @@ pub fn load_store(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
 impl Checkpoints {
     /// The checkpoints under `dir` (created by the first save).
     pub fn new(dir: PathBuf, keep_last: usize) -> Result<Checkpoints> {
-        Ok(Checkpoints { dir, keep_last: keep_last.max(1) })
+        Ok(Checkpoints { dir, keep_last: keep_last.max(1), writer: true })
+    }
+
+    /// These checkpoints, read but never written (a distributed rank other than 0).
+    pub fn reading_only(self) -> Checkpoints {
+        Checkpoints { writer: false, ..self }
     }
 
     fn name(step: usize) -> String {
@@ -65,6 +72,9 @@ impl Checkpoints {
         best: bool,
     ) -> Result<PathBuf> {
         let target = self.dir.join(Self::name(step));
+        if !self.writer {
+            return Ok(target);
+        }
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let state = serde_json::to_string_pretty(state)?;
         seg::atomic::write_atomic_with(&target, |tmp| -> Result<()> {

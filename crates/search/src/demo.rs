@@ -103,6 +103,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         device,
         resume: false,
         stop_after_steps: None,
+        dist: None,
     })? {
         SearchOutcome::Finished(architecture) => architecture,
         SearchOutcome::Stopped(checkpoint) => {
@@ -132,6 +133,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
             device,
             resume: false,
             stop_after_steps: None,
+            dist: None,
         })? {
             RetrainOutcome::Finished { val_miou, .. } => Ok(val_miou),
             RetrainOutcome::Stopped(checkpoint) => bail!("training was stopped at {}", checkpoint.display()),

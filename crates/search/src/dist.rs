@@ -235,6 +235,195 @@ impl Group {
     }
 }
 
+/// The largest bucket of gradients averaged in one all-reduce: 25 MiB, DDP's default.
+pub const BUCKET_BYTES: usize = 25 << 20;
+
+impl Group {
+    /// Averages the gradients of `params` across the ranks, in flattened buckets of up to
+    /// [`BUCKET_BYTES`], and returns the mean of `loss` across the ranks (the last bucket carries
+    /// it, so that every rank takes the same decision on a non-finite loss). A parameter without
+    /// a gradient contributes zeros and is left without one.
+    pub fn average_gradients(&self, params: &[Tensor], loss: f64) -> Result<f64> {
+        let grads: Vec<Option<Tensor>> =
+            params.iter().map(|p| Some(p.grad()).filter(|g| g.defined())).collect();
+        let mut buckets: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for (i, p) in params.iter().enumerate() {
+            let size = p.numel() * 4;
+            if bytes + size > BUCKET_BYTES && !buckets.last().expect("a bucket").is_empty() {
+                buckets.push(Vec::new());
+                bytes = 0;
+            }
+            buckets.last_mut().expect("a bucket").push(i);
+            bytes += size;
+        }
+        let last = buckets.len() - 1;
+        let mut mean_loss = loss;
+        for (b, bucket) in buckets.iter().enumerate() {
+            let mut parts: Vec<Tensor> = bucket
+                .iter()
+                .map(|&i| match &grads[i] {
+                    Some(g) => g.to_kind(tch::Kind::Float).flatten(0, -1),
+                    None => Tensor::zeros([params[i].numel() as i64], (tch::Kind::Float, params[i].device())),
+                })
+                .collect();
+            if b == last {
+                parts.push(Tensor::from_slice(&[loss as f32]).to_device(params.first().map_or(tch::Device::Cpu, |p| p.device())));
+            }
+            let flat = Tensor::cat(&parts, 0);
+            self.all_reduce_mean(&[&flat])?;
+            let mut offset = 0;
+            for &i in bucket {
+                let n = params[i].numel() as i64;
+                if let Some(g) = &grads[i] {
+                    let mut g = g.shallow_clone();
+                    g.copy_(&flat.narrow(0, offset, n).view_as(&g).to_kind(g.kind()));
+                }
+                offset += n;
+            }
+            if b == last {
+                mean_loss = f64::try_from(flat.narrow(0, offset, 1).squeeze())?;
+            }
+        }
+        Ok(mean_loss)
+    }
+
+    /// Copies rank 0's `tensors` to every rank, flattened into one buffer per kind.
+    fn broadcast_flat(&self, tensors: &[Tensor]) -> Result<()> {
+        let mut kinds: Vec<tch::Kind> = tensors.iter().map(|t| t.kind()).collect();
+        kinds.dedup();
+        kinds.sort_by_key(|k| format!("{k:?}"));
+        kinds.dedup();
+        tch::no_grad(|| -> Result<()> {
+            for kind in kinds {
+                let same: Vec<&Tensor> = tensors.iter().filter(|t| t.kind() == kind).collect();
+                let flat = Tensor::cat(&same.iter().map(|t| t.detach().flatten(0, -1)).collect::<Vec<_>>(), 0);
+                self.broadcast(&[&flat], 0)?;
+                let mut offset = 0;
+                for t in same {
+                    let n = t.numel() as i64;
+                    let mut target = t.shallow_clone();
+                    target.copy_(&flat.narrow(0, offset, n).view_as(t));
+                    offset += n;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The variables of `stores`, sorted by name: trainable ones or the others (batch-norm
+    /// statistics).
+    fn variables(stores: &[&tch::nn::VarStore], trainable: bool) -> Vec<Tensor> {
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        for (s, vs) in stores.iter().enumerate() {
+            let kept: Vec<usize> = vs.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+            for (name, t) in vs.variables() {
+                if kept.contains(&(t.data_ptr() as usize)) == trainable {
+                    out.push((format!("{s}/{name}"), t));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Gives every rank rank 0's values of every variable of `stores` (parameters and batch-norm
+    /// statistics).
+    pub fn broadcast_stores(&self, stores: &[&tch::nn::VarStore]) -> Result<()> {
+        self.broadcast_flat(&Group::variables(stores, true))?;
+        self.broadcast_buffers(stores)
+    }
+
+    /// Gives every rank rank 0's batch-norm statistics, as PyTorch's DDP does before every
+    /// forward pass: batch norm normalises with each rank's own batch, and the running
+    /// statistics that evaluation and checkpoints use are rank 0's.
+    pub fn broadcast_buffers(&self, stores: &[&tch::nn::VarStore]) -> Result<()> {
+        let buffers = Group::variables(stores, false);
+        if buffers.is_empty() {
+            return Ok(());
+        }
+        self.broadcast_flat(&buffers)
+    }
+
+    /// Stops with an error naming the ranks whose parameters in `stores` differ from rank 0's
+    /// (a checksum of every trainable variable, compared exactly), at `step`.
+    pub fn check_same(&self, stores: &[&tch::nn::VarStore], step: usize) -> Result<()> {
+        let mut sum = 0.0f64;
+        for (i, t) in Group::variables(stores, true).iter().enumerate() {
+            sum += f64::try_from(t.to_kind(tch::Kind::Double).sum(tch::Kind::Double))? * (1.0 + i as f64 * 1e-3);
+        }
+        let theirs = Tensor::from_slice(&[sum]);
+        self.broadcast(&[&theirs], 0)?;
+        let differs = f64::try_from(&theirs)?.to_bits() != sum.to_bits();
+        let flags = Tensor::zeros([self.size as i64], (tch::Kind::Float, tch::Device::Cpu));
+        if differs {
+            let _ = flags.get(self.rank as i64).fill_(1.0);
+        }
+        self.all_reduce_sum(&[&flags])?;
+        let diverged: Vec<usize> =
+            Vec::<f32>::try_from(&flags)?.iter().enumerate().filter(|(_, &f)| f > 0.0).map(|(r, _)| r).collect();
+        if !diverged.is_empty() {
+            bail!(
+                "the parameters of rank(s) {diverged:?} differ from rank 0's at step {step}: the ranks diverged \
+                 (a non-deterministic operation, or different data or code on some rank); stopping"
+            );
+        }
+        Ok(())
+    }
+
+    /// Sums integer counts (a confusion matrix) across the ranks.
+    pub fn sum_counts(&self, counts: &[u64]) -> Result<Vec<u64>> {
+        let t = Tensor::from_slice(&counts.iter().map(|&c| c as i64).collect::<Vec<i64>>());
+        self.all_reduce_sum(&[&t])?;
+        Ok(Vec::<i64>::try_from(&t)?.into_iter().map(|c| c as u64).collect())
+    }
+}
+
+/// Rank `rank`'s share of `items` out of `size` ranks: every `size`-th, from the `rank`-th (for
+/// evaluation: every item is someone's).
+pub fn shard<T: Clone>(items: &[T], rank: usize, size: usize) -> Vec<T> {
+    items.iter().skip(rank).step_by(size.max(1)).cloned().collect()
+}
+
+/// [`shard`] cut to `items.len() / size` for every rank (for training: every rank then has as
+/// many batches per epoch; the last `items.len() % size` items are left out of the epoch, as
+/// DistributedSampler drops them with `drop_last`).
+pub fn shard_even<T: Clone>(items: &[T], rank: usize, size: usize) -> Vec<T> {
+    let mut share = shard(items, rank, size);
+    share.truncate(items.len() / size.max(1));
+    share
+}
+
+/// How often the ranks compare their parameters (and at step 0).
+pub const CHECK_EVERY_STEPS: usize = 100;
+
+/// Records the distributed layout of the run in `metrics.jsonl` (rank 0), and on resume says
+/// when the world size changed (the data order is then another one).
+pub fn record(dir: &crate::rundir::RunDir, group: &Group, per_rank_batch: usize, resume: bool) -> Result<()> {
+    if resume {
+        let text = std::fs::read_to_string(dir.path("metrics.jsonl")).unwrap_or_default();
+        let before = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "distributed")
+            .last()
+            .and_then(|v| v["world_size"].as_u64())
+            .unwrap_or(1);
+        if before != group.size as u64 {
+            tracing::warn!(
+                before,
+                now = group.size,
+                "resuming on another number of ranks: the run goes on, but the data order (each rank's share and \
+                 the global batch) changes, so it will not match an uninterrupted run"
+            );
+        }
+    }
+    dir.metric(&serde_json::json!({
+        "kind": "distributed", "world_size": group.size, "engine": format!("{:?}", group.engine).to_lowercase(),
+        "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * group.size,
+    }))
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         unsafe { adl_dist_free(self.handle) };

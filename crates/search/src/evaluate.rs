@@ -115,17 +115,23 @@ pub fn predict_labels(
 }
 
 /// The scores (mIoU, per-class IoU) of `forward` on `samples`, read as `data` says
-/// (transform, window, workers): the evaluation of the training loop's tasks.
+/// (transform, window, workers): the evaluation of the training loop's tasks. In a distributed
+/// run `samples` is this rank's share and the counts are summed across the ranks.
 pub fn val_scores(
     samples: &[SampleRef],
     data: &crate::run_config::DataConfig,
     device: Device,
     forward: &dyn Fn(&Tensor) -> Tensor,
+    dist: Option<&crate::dist::Group>,
 ) -> Result<seg::Scores> {
     let protocol = Protocol::single(data.eval_window);
     let names = data.class_table().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?.names();
-    let matrix = evaluate(samples, names, &data.transform, &protocol, device, data.loader.workers, forward)?;
-    Ok(matrix.scores())
+    let matrix = evaluate(samples, names.clone(), &data.transform, &protocol, device, data.loader.workers, forward)?;
+    match dist {
+        // Each rank evaluated its share of the split: the counts add up to the whole split's.
+        Some(group) => Ok(seg::Scores::from_counts(&group.sum_counts(&matrix.counts())?, &names)),
+        None => Ok(matrix.scores()),
+    }
 }
 
 /// Evaluates `forward` (normalised images `[1, 3, h, w]` to logits `[1, C, h, w]`, called

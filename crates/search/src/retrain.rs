@@ -71,6 +71,8 @@ pub struct RetrainOptions {
     pub device: Device,
     pub resume: bool,
     pub stop_after_steps: Option<usize>,
+    /// The ranks of a distributed run (docs/distributed.md); `None` for one process.
+    pub dist: Option<std::sync::Arc<crate::dist::Group>>,
 }
 
 /// How a retraining ended.
@@ -122,6 +124,7 @@ struct Retrain<'a> {
     loader: Loader,
     val: Vec<SampleRef>,
     batches: Option<EpochBatches>,
+    dist: Option<std::sync::Arc<crate::dist::Group>>,
 }
 
 impl Task for Retrain<'_> {
@@ -155,19 +158,39 @@ impl Task for Retrain<'_> {
         let lr = poly_lr(c.lr, iteration, c.iterations, c.lr_power);
         let progress = iteration as f64 / c.iterations as f64;
         let mut loss_value = f64::NAN;
+        if let Some(group) = &self.dist {
+            group.broadcast_buffers(&[&self.vs])?;
+        }
         if has_labels(&labels) {
             self.sgd.params().zero_grad();
             let logits =
                 tch::autocast(c.autocast && self.device.is_cuda(), || self.model.logits(&images, true, progress));
             let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
             loss_value = f64::try_from(&loss)?;
+            if loss_value.is_finite() {
+                loss.backward();
+            }
+            if let Some(group) = &self.dist {
+                // The mean across the ranks: one non-finite loss stops every rank alike.
+                loss_value = group.average_gradients(self.sgd.params().tensors(), loss_value)?;
+            }
             if !loss_value.is_finite() {
                 bail!("non-finite loss {loss_value} at iteration {iteration}; the last good checkpoint is kept");
             }
-            loss.backward();
+            self.sgd.update(lr, c.grad_clip);
+        } else if let Some(group) = &self.dist {
+            // Every rank takes part in every all-reduce: this one adds zero gradients.
+            self.sgd.params().zero_grad();
+            loss_value = group.average_gradients(self.sgd.params().tensors(), 0.0)?;
+            warn!(iteration, "batch has only ignored pixels: this rank adds no gradient");
             self.sgd.update(lr, c.grad_clip);
         } else {
             warn!(iteration, "batch has only ignored pixels: step skipped");
+        }
+        if let Some(group) = &self.dist {
+            if iteration % crate::dist::CHECK_EVERY_STEPS == 0 {
+                group.check_same(&[&self.vs], iteration)?;
+            }
         }
         let fields = serde_json::json!({"lr": lr});
         Ok(StepRecord {
@@ -183,8 +206,11 @@ impl Task for Retrain<'_> {
     }
 
     fn evaluate(&mut self) -> Result<seg::Scores> {
+        if let Some(group) = &self.dist {
+            group.broadcast_buffers(&[&self.vs])?;
+        }
         let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
-        crate::evaluate::val_scores(&self.val, &self.config.data, self.device, &forward)
+        crate::evaluate::val_scores(&self.val, &self.config.data, self.device, &forward, self.dist.as_deref())
     }
 
     fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>> {
@@ -204,22 +230,40 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
-    let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
+    let mut val = dataset.list_samples(&data.val_split).context("listing the val split")?;
+    let dist = options.dist.clone();
+    let samples = match &dist {
+        // Each rank its own deterministic share; the global batch is the per-rank batch times
+        // the world size.
+        Some(group) => {
+            val = crate::dist::shard(&val, group.rank, group.size);
+            crate::dist::shard_even(&samples, group.rank, group.size)
+        }
+        None => samples,
+    };
     let loader =
         Loader::new(samples, data.transform.clone(), data.loader.clone(), Mode::Train).context("the training split")?;
 
-    let dir = if options.resume {
-        RunDir::open(&options.out, device)?
-    } else {
-        RunDir::create(&options.out, config, device)?
+    let dir = match (&dist, options.resume) {
+        (Some(group), _) if group.rank != 0 => RunDir::follower(&options.out),
+        (_, true) => RunDir::open(&options.out, device)?,
+        (_, false) => RunDir::create(&options.out, config, device)?,
     };
-    if let (ModelChoice::Deployed(architecture), false) = (&options.model, options.resume) {
+    if let Some(group) = &dist {
+        if dir.is_writer() {
+            crate::dist::record(&dir, group, data.loader.batch, options.resume)?;
+        }
+    }
+    if let (ModelChoice::Deployed(architecture), false, true) = (&options.model, options.resume, dir.is_writer()) {
         architecture.save(&dir.path("arch.json"))?;
     }
     if config.tensorboard {
         dir.enable_tensorboard()?;
     }
-    let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
+    let mut checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
+    if !dir.is_writer() {
+        checkpoints = checkpoints.reading_only();
+    }
     tch::manual_seed(config.seed as i64);
     crate::gpu::tune(device);
     let vs = nn::VarStore::new(device);
@@ -228,7 +272,11 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let parameters: usize = Params::of(&vs).tensors().iter().map(|t| t.numel()).sum();
     let steps_per_epoch = loader.batches_per_epoch();
     info!(parameters, iterations = config.iterations, batches_per_epoch = steps_per_epoch, "train");
-    let mut task = Retrain { config, device, vs, model, sgd, loader, val, batches: None };
+    if let (Some(group), false) = (&dist, options.resume) {
+        // Every rank starts from rank 0's parameters (on resume, all read one checkpoint).
+        group.broadcast_stores(&[&vs])?;
+    }
+    let mut task = Retrain { config, device, vs, model, sgd, loader, val, batches: None, dist: dist.clone() };
     let loop_config = LoopConfig {
         seed: config.seed,
         total_steps: config.iterations,
@@ -245,6 +293,11 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),
         LoopOutcome::Finished { val_miou } => val_miou.expect("the loop evaluates at the end"),
     };
+    let weights = dir.path("weights.safetensors");
+    if !dir.is_writer() {
+        // Rank 0 writes the final weights and their metrics.
+        return Ok(RetrainOutcome::Finished { val_miou, weights });
+    }
     // The final weights: the last ones, or those of the best evaluation, as the config says.
     let (mut val_miou, mut from) = (val_miou, checkpoints.latest()?);
     if config.checkpoint.final_weights == FinalWeights::Best {
@@ -255,7 +308,6 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
             from = Some(best);
         }
     }
-    let weights = dir.path("weights.safetensors");
     match &options.model {
         // The decoded network's weights carry what it is (docs/deploy.md).
         ModelChoice::Deployed(architecture) => {

@@ -12,7 +12,10 @@ use crate::env::EnvReport;
 /// An open run folder, locked for this process while it is open.
 pub struct RunDir {
     root: PathBuf,
-    _lock: RunLock,
+    _lock: Option<RunLock>,
+    /// False on the ranks of a distributed run other than 0: they read the folder (a resumed
+    /// checkpoint) but write nothing.
+    writer: bool,
     /// TensorBoard event file the metrics rows are also written to, when enabled.
     tensorboard: std::sync::Mutex<Option<crate::tensorboard::EventWriter>>,
 }
@@ -143,7 +146,7 @@ impl RunDir {
             std::fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating {}", root.join(sub).display()))?;
         }
-        let dir = RunDir { root: root.to_owned(), _lock: lock, tensorboard: Default::default() };
+        let dir = RunDir { root: root.to_owned(), _lock: Some(lock), writer: true, tensorboard: Default::default() };
         let toml = toml::to_string(config).context("serialising the resolved config")?;
         write_file(&dir.path("config.toml"), toml.as_bytes())?;
         dir.write_env(device)?;
@@ -156,7 +159,12 @@ impl RunDir {
         if !root.join("config.toml").is_file() {
             anyhow::bail!("{} is not a run folder (no config.toml)", root.display());
         }
-        let dir = RunDir { root: root.to_owned(), _lock: RunLock::acquire(root)?, tensorboard: Default::default() };
+        let dir = RunDir {
+            root: root.to_owned(),
+            _lock: Some(RunLock::acquire(root)?),
+            writer: true,
+            tensorboard: Default::default(),
+        };
         dir.write_env(device)?;
         crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
         Ok(dir)
@@ -184,6 +192,17 @@ impl RunDir {
         write_file(&dir.join(format!("{next:03}.json")), serde_json::to_string_pretty(&record)?.as_bytes())
     }
 
+    /// The run folder as a rank other than 0 of a distributed run sees it: read, never written
+    /// (rank 0 writes the config, logs, metrics, pictures and checkpoints).
+    pub fn follower(root: &Path) -> RunDir {
+        RunDir { root: root.to_owned(), _lock: None, writer: false, tensorboard: Default::default() }
+    }
+
+    /// Whether this process writes the folder.
+    pub fn is_writer(&self) -> bool {
+        self.writer
+    }
+
     /// The folder.
     pub fn root(&self) -> &Path {
         &self.root
@@ -198,6 +217,9 @@ impl RunDir {
     /// after `step` and of epochs from `epoch` on (the checkpoint's position), and a final
     /// evaluation (a run resumed at its end evaluates again).
     pub fn forget_metrics_after(&self, step: usize, epoch: usize) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         let path = self.path("metrics.jsonl");
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
         let kept: String = text
@@ -219,6 +241,9 @@ impl RunDir {
     /// Also writes every metrics row's numbers as TensorBoard scalars, into a new event file in
     /// `tensorboard/` (`tensorboard --logdir <run>/tensorboard`).
     pub fn enable_tensorboard(&self) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         let writer = crate::tensorboard::EventWriter::create(&self.path("tensorboard"), &host_name())?;
         *self.tensorboard.lock().expect("tensorboard lock") = Some(writer);
         Ok(())
@@ -239,6 +264,9 @@ impl RunDir {
 
     /// Appends one JSON object to `metrics.jsonl`, with its `time` (RFC 3339) first.
     pub fn metric(&self, record: &serde_json::Value) -> Result<()> {
+        if !self.writer {
+            return Ok(());
+        }
         let mut row = serde_json::Map::new();
         row.insert("time".into(), serde_json::json!(now_rfc3339()));
         if let Some(fields) = record.as_object() {

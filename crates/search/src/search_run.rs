@@ -34,6 +34,8 @@ pub struct SearchOptions {
     pub resume: bool,
     /// Stop (with a checkpoint, as on Ctrl-C) once this many steps are done in total.
     pub stop_after_steps: Option<usize>,
+    /// The ranks of a distributed run (docs/distributed.md); `None` for one process.
+    pub dist: Option<std::sync::Arc<crate::dist::Group>>,
 }
 
 /// How a search ended.
@@ -95,6 +97,7 @@ struct Search<'a> {
     /// when it is shorter): the cycle and its stream.
     batches_b: Option<(usize, EpochBatches)>,
     lr: f64,
+    dist: Option<std::sync::Arc<crate::dist::Group>>,
 }
 
 impl Search<'_> {
@@ -145,6 +148,9 @@ impl Task for Search<'_> {
         let mut data_seconds = waiting.elapsed().as_secs_f64();
         let (images, labels) = batch_a.to_tensors(self.device);
         let mut loss_weights = f64::NAN;
+        if let Some(group) = &self.dist {
+            group.broadcast_buffers(&[&self.weights])?;
+        }
         if has_labels(&labels) {
             let timing = crate::step::weight_step(
                 &self.net,
@@ -155,11 +161,18 @@ impl Task for Search<'_> {
                 self.lr,
                 c.weights.grad_clip,
                 c.autocast,
-            );
+                self.dist.as_deref(),
+            )?;
             loss_weights = timing.loss;
             if !loss_weights.is_finite() {
                 bail!("non-finite weight loss {loss_weights} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
             }
+        } else if let Some(group) = &self.dist {
+            // Every rank takes part in every all-reduce: this one adds zero gradients.
+            self.sgd.params().zero_grad();
+            loss_weights = group.average_gradients(self.sgd.params().tensors(), 0.0)?;
+            self.sgd.update(self.lr, c.weights.grad_clip);
+            warn!(epoch, step, "trainA batch has only ignored pixels: this rank adds no gradient");
         } else {
             warn!(epoch, step, "trainA batch has only ignored pixels: weight step skipped");
         }
@@ -185,11 +198,21 @@ impl Task for Search<'_> {
                     &mut self.adam,
                     &images_b,
                     &labels_b,
-                );
+                    self.dist.as_deref(),
+                )?;
                 if !timing.loss.is_finite() {
                     bail!("non-finite architecture loss {} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", timing.loss, at.global_step);
                 }
                 loss_arch = Some(timing.loss);
+            } else if let Some(group) = &self.dist {
+                self.adam.params().zero_grad();
+                loss_arch = Some(group.average_gradients(self.adam.params().tensors(), 0.0)?);
+                self.adam.step();
+            }
+        }
+        if let Some(group) = &self.dist {
+            if at.global_step % crate::dist::CHECK_EVERY_STEPS == 0 {
+                group.check_same(&[&self.weights, &self.arch_store], at.global_step)?;
             }
         }
         self.state.arch_steps = self.adam.steps();
@@ -210,8 +233,10 @@ impl Task for Search<'_> {
             tch::no_grad(|| trellis::decode(self.arch.alpha.logits(), &self.arch.beta, &self.dir.path("arch")))?;
         let mut record = decoded.clone();
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
-        record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
-        append_history(self.dir, epoch, &self.arch)?;
+        if self.dir.is_writer() {
+            record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
+            append_history(self.dir, epoch, &self.arch)?;
+        }
         let entropies = tch::no_grad(|| self.arch.weights()).entropies();
         let (alpha_entropy, beta_entropy) = (entropies.alpha_mean(), entropies.beta_mean());
         info!(epoch, path = ?decoded.path.levels(), alpha_entropy, beta_entropy, "decoded");
@@ -225,10 +250,13 @@ impl Task for Search<'_> {
     }
 
     fn evaluate(&mut self) -> Result<seg::Scores> {
+        if let Some(group) = &self.dist {
+            group.broadcast_buffers(&[&self.weights])?;
+        }
         let val = self.val.as_ref().context("no val split was listed")?;
         let weights = tch::no_grad(|| self.arch.weights());
         let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
-        crate::evaluate::val_scores(val, &self.config.data, self.device, &forward)
+        crate::evaluate::val_scores(val, &self.config.data, self.device, &forward, self.dist.as_deref())
     }
 
     fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>> {
@@ -263,7 +291,15 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let adam = Adam::new(Params::of(&arch_store), config.arch.clone());
 
     let (train_a, train_b) = split_halves(samples.len(), config.seed);
-    let pick = |indices: &[usize]| -> Vec<SampleRef> { indices.iter().map(|&i| samples[i].clone()).collect() };
+    let dist = options.dist.clone();
+    // Each rank reads its own deterministic share of trainA and of trainB.
+    let pick = |indices: &[usize]| -> Vec<SampleRef> {
+        let all: Vec<SampleRef> = indices.iter().map(|&i| samples[i].clone()).collect();
+        match &dist {
+            Some(group) => crate::dist::shard_even(&all, group.rank, group.size),
+            None => all,
+        }
+    };
     let loader_a = Loader::new(pick(&train_a), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainA (the half of the training split that trains the weights)")?;
     let loader_b = Loader::new(pick(&train_b), data.transform.clone(), data.loader.clone(), Mode::Train)
@@ -280,20 +316,37 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         );
     }
     let val = if config.eval_every_epochs > 0 {
-        Some(dataset.list_samples(&data.val_split).context("listing the val split")?)
+        let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
+        Some(match &dist {
+            Some(group) => crate::dist::shard(&val, group.rank, group.size),
+            None => val,
+        })
     } else {
         None
     };
-    // The run folder is created only once the data and the loaders are known to be usable.
-    let dir = if options.resume {
-        RunDir::open(&options.out, device)?
-    } else {
-        RunDir::create(&options.out, config, device)?
+    // The run folder is created only once the data and the loaders are known to be usable;
+    // in a distributed run rank 0 alone writes it.
+    let dir = match (&dist, options.resume) {
+        (Some(group), _) if group.rank != 0 => RunDir::follower(&options.out),
+        (_, true) => RunDir::open(&options.out, device)?,
+        (_, false) => RunDir::create(&options.out, config, device)?,
     };
+    if let Some(group) = &dist {
+        if dir.is_writer() {
+            crate::dist::record(&dir, group, data.loader.batch, options.resume)?;
+        }
+        if !options.resume {
+            // Every rank starts from rank 0's weights, α and β.
+            group.broadcast_stores(&[&weights, &arch_store])?;
+        }
+    }
     if config.tensorboard {
         dir.enable_tensorboard()?;
     }
-    let checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
+    let mut checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
+    if !dir.is_writer() {
+        checkpoints = checkpoints.reading_only();
+    }
     info!(
         train_a = train_a.len(),
         train_b = train_b.len(),
@@ -319,6 +372,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         batches_a: None,
         batches_b: None,
         lr: config.weights.lr_max,
+        dist: dist.clone(),
     };
     let loop_config = LoopConfig {
         seed: config.seed,
@@ -356,8 +410,10 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             cell::genotype::NEAR_TIE_MARGIN
         );
     }
-    decoded.save(&dir.path("arch/final.json"))?;
-    crate::plots::write_search_pictures(&dir, &decoded)?;
+    if dir.is_writer() {
+        decoded.save(&dir.path("arch/final.json"))?;
+        crate::plots::write_search_pictures(&dir, &decoded)?;
+    }
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
     Ok(SearchOutcome::Finished(decoded))
 }

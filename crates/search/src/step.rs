@@ -74,7 +74,8 @@ fn loss_and_backward(
 
 /// The weight step on one trainA batch (α and β held constant, so no gradient is computed for
 /// them). With a non-finite loss nothing is updated (the caller decides what to do);
-/// `grad_clip` 0 disables clipping.
+/// `grad_clip` 0 disables clipping. In a distributed run the gradients (and the loss) are
+/// averaged across the ranks before the update.
 #[allow(clippy::too_many_arguments)]
 pub fn weight_step(
     net: &SearchNetwork,
@@ -85,10 +86,14 @@ pub fn weight_step(
     lr: f64,
     grad_clip: f64,
     autocast: bool,
-) -> StepTiming {
+    dist: Option<&crate::dist::Group>,
+) -> anyhow::Result<StepTiming> {
     sgd.params().zero_grad();
-    let (loss, forward, backward) =
+    let (mut loss, forward, backward) =
         loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), autocast);
+    if let Some(group) = dist {
+        loss = group.average_gradients(sgd.params().tensors(), loss)?;
+    }
     let mut timing = StepTiming { loss, forward, backward, update: 0.0 };
     if loss.is_finite() {
         let start = Instant::now();
@@ -96,7 +101,7 @@ pub fn weight_step(
         synchronize(images.device());
         timing.update = start.elapsed().as_secs_f64();
     }
-    timing
+    Ok(timing)
 }
 
 /// The architecture step on one trainB batch: the weight store is frozen for its duration, so
@@ -108,10 +113,14 @@ pub fn arch_step(
     adam: &mut Adam,
     images: &Tensor,
     labels: &Tensor,
-) -> StepTiming {
+    dist: Option<&crate::dist::Group>,
+) -> anyhow::Result<StepTiming> {
     weights.freeze();
     adam.params().zero_grad();
-    let (loss, forward, backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    let (mut loss, forward, backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    if let Some(group) = dist {
+        loss = group.average_gradients(adam.params().tensors(), loss)?;
+    }
     let mut timing = StepTiming { loss, forward, backward, update: 0.0 };
     if loss.is_finite() {
         let start = Instant::now();
@@ -120,5 +129,5 @@ pub fn arch_step(
         timing.update = start.elapsed().as_secs_f64();
     }
     weights.unfreeze();
-    timing
+    Ok(timing)
 }

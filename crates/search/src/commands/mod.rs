@@ -140,9 +140,35 @@ pub struct RunFlags {
     /// Stop with a checkpoint after this many steps in total, as Ctrl-C does (for tests).
     #[arg(long, hide = true)]
     pub stop_after_steps: Option<usize>,
+    /// Start this many ranks on this machine, as `torchrun --nproc-per-node` does (each reads
+    /// its share of the data; gradients are averaged; rank 0 writes the run). Launchers'
+    /// variables (torchrun, SLURM, MPI) are read without it (docs/distributed.md).
+    #[arg(long)]
+    pub nproc_per_node: Option<usize>,
+    /// How long a rank waits for the others in any collective before it stops with an error.
+    #[arg(long, default_value_t = 300)]
+    pub dist_timeout_s: u64,
 }
 
 impl RunFlags {
+    /// With `--nproc-per-node N`: runs the N local ranks of this very command and waits for
+    /// them (`Some`); `None` otherwise.
+    pub fn launch_local(&self) -> Option<Result<()>> {
+        let n = self.nproc_per_node?;
+        let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        Some(search::launch::run_local(n, &search::launch::arguments_without_nproc(&all)))
+    }
+
+    /// The group of ranks this process is one of, when a launcher started it.
+    pub fn join(&self, device: tch::Device) -> Result<Option<std::sync::Arc<search::dist::Group>>> {
+        let Some(launch) = search::dist::Launch::from_env()? else { return Ok(None) };
+        let engine = if device.is_cuda() { search::dist::Engine::Nccl } else { search::dist::Engine::Gloo };
+        let timeout = std::time::Duration::from_secs(self.dist_timeout_s);
+        let group = search::dist::Group::join(&launch, engine, timeout)?;
+        tracing::info!(rank = launch.rank, world_size = launch.world_size, launcher = launch.launcher, ?engine, "joined");
+        Ok(Some(std::sync::Arc::new(group)))
+    }
+
     /// The config (the run's own one with --resume), the run folder and whether to resume.
     /// `name` gives a config's run name, `root` its data root.
     pub fn resolve<T: serde::de::DeserializeOwned + Validate>(

@@ -13,14 +13,20 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
+    if let Some(done) = args.run.launch_local() {
+        return done;
+    }
     let device = args.run.device.resolve()?;
+    let dist = args.run.join(device)?;
+    let writer = dist.as_ref().is_none_or(|g| g.rank == 0);
     let (config, out, resume) =
         args.run.resolve(|c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;
     search::runtime::set_threads(threads, config.execution.threads)?;
-    let options = SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps };
+    let options = SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps, dist };
     match search::search_run::run(options)? {
-        SearchOutcome::Finished(architecture) => println!("{}", architecture.to_json()),
-        SearchOutcome::Stopped(checkpoint) => println!("stopped at checkpoint {}", checkpoint.display()),
+        SearchOutcome::Finished(architecture) if writer => println!("{}", architecture.to_json()),
+        SearchOutcome::Stopped(checkpoint) if writer => println!("stopped at checkpoint {}", checkpoint.display()),
+        _ => {}
     }
     Ok(())
 }

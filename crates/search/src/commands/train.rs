@@ -19,6 +19,9 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
+    if let Some(done) = args.run.launch_local() {
+        return done;
+    }
     let device = args.run.device.resolve()?;
     let (config, out, resume) =
         args.run.resolve(|c: &RetrainConfig| c.name.as_str(), |c: &mut RetrainConfig| &mut c.data.root)?;
@@ -38,12 +41,16 @@ pub fn exec(args: Args) -> Result<()> {
             (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
         }
     };
-    let options = RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps };
+    let dist = args.run.join(device)?;
+    let writer = dist.as_ref().is_none_or(|g| g.rank == 0);
+    let options =
+        RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps, dist };
     match search::retrain::train(options)? {
-        RetrainOutcome::Finished { val_miou, weights } => {
+        RetrainOutcome::Finished { val_miou, weights } if writer => {
             println!("val mIoU {:.2} %, weights {}", 100.0 * val_miou, weights.display())
         }
-        RetrainOutcome::Stopped(checkpoint) => println!("stopped at checkpoint {}", checkpoint.display()),
+        RetrainOutcome::Stopped(checkpoint) if writer => println!("stopped at checkpoint {}", checkpoint.display()),
+        _ => {}
     }
     Ok(())
 }
