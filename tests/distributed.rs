@@ -1,0 +1,192 @@
+//! Distributed runs on the CPU with two ranks on 127.0.0.1 (docs/distributed.md): the
+//! collective engine (libtorch's c10d Gloo), gradient averaging against a single process, two-rank
+//! `search train` and `search run` writing one run folder and resuming exactly, and ranks that
+//! fail or hang ending the others with an error inside the timeout.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{data, err, ok, repo, search, temp, tensors};
+use search::dist::{Engine, Group, Launch};
+use tch::{Kind, Tensor};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `body(group)` on two ranks (threads of this process, each with its own group).
+fn two_ranks<T: Send + 'static>(body: fn(&Group) -> T) -> Vec<T> {
+    let port = free_port();
+    let handles: Vec<_> = (0..2)
+        .map(|rank| {
+            std::thread::spawn(move || {
+                let launch = Launch {
+                    rank,
+                    world_size: 2,
+                    local_rank: rank,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: port,
+                    launcher: "test",
+                };
+                let group = Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap();
+                body(&group)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn the_engine_reduces_and_broadcasts() {
+    let out = two_ranks(|g| {
+        let t = Tensor::full([3], g.rank as f64 + 1.0, (Kind::Float, tch::Device::Cpu));
+        g.all_reduce_sum(&[&t]).unwrap();
+        let m = Tensor::full([2], 2.0 * g.rank as f64, (Kind::Float, tch::Device::Cpu));
+        g.all_reduce_mean(&[&m]).unwrap();
+        let b = if g.rank == 0 { Tensor::from_slice(&[7i64, 8]) } else { Tensor::zeros([2], (Kind::Int64, tch::Device::Cpu)) };
+        g.broadcast(&[&b], 0).unwrap();
+        let counts = g.sum_counts(&[g.rank as u64, 10]).unwrap();
+        g.barrier().unwrap();
+        (Vec::<f32>::try_from(&t).unwrap(), Vec::<f32>::try_from(&m).unwrap(), Vec::<i64>::try_from(&b).unwrap(), counts)
+    });
+    for (sum, mean, broadcast, counts) in out {
+        assert_eq!(sum, [3.0, 3.0, 3.0]);
+        assert_eq!(mean, [1.0, 1.0]);
+        assert_eq!(broadcast, [7, 8]);
+        assert_eq!(counts, [1, 20]);
+    }
+}
+
+/// The gradients of a small network (convolutions, no batch norm) on `images`.
+fn gradients(images: &Tensor, targets: &Tensor, group: Option<&Group>) -> (Vec<Tensor>, f64) {
+    tch::manual_seed(3);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let root = vs.root();
+    let c1 = tch::nn::conv2d(&root / "c1", 3, 4, 3, tch::nn::ConvConfig { padding: 1, ..Default::default() });
+    let c2 = tch::nn::conv2d(&root / "c2", 4, 2, 1, Default::default());
+    let out = images.apply(&c1).relu().apply(&c2);
+    let loss = (out - targets).square().mean(Kind::Float);
+    let mut value = f64::try_from(&loss).unwrap();
+    loss.backward();
+    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let params: Vec<Tensor> = params.into_iter().map(|(_, t)| t).collect();
+    if let Some(g) = group {
+        value = g.average_gradients(&params, value).unwrap();
+    }
+    (params.iter().map(|p| p.grad().copy()).collect(), value)
+}
+
+#[test]
+fn two_ranks_on_half_batches_average_to_the_whole_batch() {
+    tch::manual_seed(11);
+    let images = Tensor::randn([4, 3, 6, 5], (Kind::Float, tch::Device::Cpu));
+    let targets = Tensor::randn([4, 2, 6, 5], (Kind::Float, tch::Device::Cpu));
+    let (whole, whole_loss) = gradients(&images, &targets, None);
+    let halves = two_ranks(|g| {
+        tch::manual_seed(11);
+        let images = Tensor::randn([4, 3, 6, 5], (Kind::Float, tch::Device::Cpu));
+        let targets = Tensor::randn([4, 2, 6, 5], (Kind::Float, tch::Device::Cpu));
+        let (i, t) = (images.narrow(0, 2 * g.rank as i64, 2), targets.narrow(0, 2 * g.rank as i64, 2));
+        let (grads, loss) = gradients(&i, &t, Some(g));
+        (grads.iter().map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()).collect::<Vec<_>>(), loss)
+    });
+    for (grads, loss) in halves {
+        assert!((loss - whole_loss).abs() < 1e-6, "mean loss {loss} vs {whole_loss}");
+        for (ours, theirs) in grads.iter().zip(&whole) {
+            let theirs = Vec::<f32>::try_from(theirs.flatten(0, -1)).unwrap();
+            let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "a gradient differs by {diff}");
+        }
+    }
+}
+
+fn two_rank(command: &str, config: &str, root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let config = repo(config);
+    let mut args = vec!["--threads", "1", command, "--config", &config, "--device", "cpu", "--nproc-per-node", "2"];
+    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
+    args.extend(["--data", root, "--out", out]);
+    args.extend(extra);
+    search(&args)
+}
+
+#[test]
+fn two_rank_runs_write_one_folder_and_resume_exactly() {
+    let root = data("dist", 8, (64, 48));
+    for (command, config, file) in [
+        ("train", "configs/tiny-retrain.toml", "weights.safetensors"),
+        ("run", "configs/tiny-search.toml", "arch/final.json"),
+    ] {
+        let arch: &[&str] = if command == "train" { &["--arch", "paper"] } else { &[] };
+        let straight = temp(&format!("dist-{command}-straight"));
+        ok(&two_rank(command, config, &root, &straight, arch));
+        let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
+        let layout: Vec<&str> = metrics.lines().filter(|l| l.contains("\"distributed\"")).collect();
+        assert_eq!(layout.len(), 1, "{command}: one layout row from rank 0");
+        assert!(layout[0].contains("\"world_size\":2") && layout[0].contains("\"global_batch\":4"), "{}", layout[0]);
+        assert_eq!(std::fs::read_dir(straight.join("env")).unwrap().count(), 1, "{command}: rank 0 alone writes");
+
+        // Stopped after 3 steps, then resumed on the same two ranks: the same result.
+        let split = temp(&format!("dist-{command}-split"));
+        let mut first: Vec<&str> = arch.to_vec();
+        first.extend(["--stop-after-steps", "3"]);
+        let _ = two_rank(command, config, &root, &split, &first);
+        assert!(split.join("checkpoints").read_dir().unwrap().count() > 0, "{command}: a checkpoint");
+        ok(&search(&[
+            "--threads", "1", command, "--resume", split.to_str().unwrap(), "--device", "cpu", "--nproc-per-node", "2",
+        ]));
+        if file.ends_with(".json") {
+            assert_eq!(
+                std::fs::read_to_string(straight.join(file)).unwrap(),
+                std::fs::read_to_string(split.join(file)).unwrap(),
+                "{command}: the resumed search decodes the same architecture"
+            );
+            for name in ["weights.safetensors", "arch.safetensors"] {
+                let last = |run: &Path| {
+                    let dir = search::checkpoint::Checkpoints::new(run.join("checkpoints"), 1).unwrap().latest().unwrap().unwrap();
+                    tensors(&dir.join(name))
+                };
+                for ((na, a), (nb, b)) in last(&straight).iter().zip(&last(&split)) {
+                    assert_eq!(na, nb);
+                    assert!(a.equal(b), "{command}: {name} {na} differs after resuming");
+                }
+            }
+        } else {
+            for ((na, a), (nb, b)) in tensors(&straight.join(file)).iter().zip(&tensors(&split.join(file))) {
+                assert_eq!(na, nb);
+                assert!(a.equal(b), "{command}: {na} differs after resuming");
+            }
+        }
+        let _ = std::fs::remove_dir_all(straight);
+        let _ = std::fs::remove_dir_all(split);
+    }
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn a_failed_or_hung_rank_ends_the_others_inside_the_timeout() {
+    let message = err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--fail-rank", "1"]));
+    assert!(message.contains("rank 1 of 2 failed"), "{message}");
+    let start = Instant::now();
+    let message = err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--hang-rank", "1", "--timeout-s", "4"]));
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(message.contains("rank 0") && message.contains("timed out"), "{message}");
+    assert!(seconds < 30.0, "the hung rank was noticed after {seconds} s");
+    // A rank whose peers never come stops at the rendezvous.
+    let port = free_port().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["dist-check", "--timeout-s", "3"])
+        .env("RANK", "0")
+        .env("WORLD_SIZE", "2")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", &port)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && message.contains("could not join"), "{message}");
+    // Two ranks check the engine.
+    let printed = ok(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1"]));
+    assert_eq!(printed.matches("\"all_reduce\":\"ok\"").count(), 2, "{printed}");
+}
