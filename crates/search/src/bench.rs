@@ -84,7 +84,13 @@ pub struct BenchReport {
     /// Peak GPU memory of this process (NVML, `search::gpu`), MiB; absent on the CPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_gpu_mib: Option<f64>,
-    /// Images per second of a weight step plus an architecture step (each on one batch).
+    /// Ranks taking part (`--nproc`); `batch` is per rank.
+    pub ranks: usize,
+    /// Share of a weight step plus an architecture step spent averaging gradients across the
+    /// ranks (medians; 0 in one process).
+    pub communication_share: f64,
+    /// Images per second of a weight step plus an architecture step (each on one batch per
+    /// rank), over all ranks.
     pub images_per_second: f64,
     /// The recompute budget in force, MiB (sized by the device when the config leaves it unset).
     pub activation_budget_mib: u64,
@@ -100,7 +106,7 @@ pub struct BenchReport {
 }
 
 /// Runs `warmup` + `steps` pairs of weight and architecture steps on random data.
-pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
+pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Group>) -> anyhow::Result<BenchReport> {
     tch::manual_seed(0);
     let mut weights = nn::VarStore::new(device);
     let arch_store = nn::VarStore::new(device);
@@ -124,8 +130,8 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     for step in 0..config.warmup + config.steps {
         let images = Tensor::randn(shape, (Kind::Float, device));
         let labels = Tensor::randint(model.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
-        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, config.weights.grad_clip, config.autocast, None).expect("one process: no collective to fail");
-        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, None).expect("one process: no collective to fail");
+        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, config.weights.grad_clip, config.autocast, dist)?;
+        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, dist)?;
         if let Some(gpu) = gpu.as_mut() {
             gpu.sample();
         }
@@ -137,8 +143,12 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
     let of = |timings: &[StepTiming], f: fn(&StepTiming) -> f64| Seconds::of(timings.iter().map(f).collect());
     let env = EnvReport::collect();
     let (weight_step, arch_step) = (of(&weight_timings, StepTiming::total), of(&arch_timings, StepTiming::total));
-    BenchReport {
-        images_per_second: config.batch as f64 / (weight_step.median + arch_step.median),
+    let communication = of(&weight_timings, |t| t.communication).median + of(&arch_timings, |t| t.communication).median;
+    let ranks = dist.map_or(1, |g| g.size);
+    Ok(BenchReport {
+        ranks,
+        communication_share: communication / (weight_step.median + arch_step.median),
+        images_per_second: (config.batch as usize * ranks) as f64 / (weight_step.median + arch_step.median),
         config: config.clone(),
         device: format!("{device:?}"),
         threads: tch::get_num_threads(),
@@ -157,5 +167,5 @@ pub fn run(config: &BenchConfig, device: Device) -> BenchReport {
         arch_parameters,
         tch_version: env.tch_version,
         libtorch_version: env.libtorch_version,
-    }
+    })
 }

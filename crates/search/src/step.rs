@@ -18,12 +18,14 @@ pub struct StepTiming {
     pub forward: f64,
     pub backward: f64,
     pub update: f64,
+    /// Averaging the gradients across the ranks (0 in one process).
+    pub communication: f64,
 }
 
 impl StepTiming {
-    /// Forward + backward + update.
+    /// Forward + backward + communication + update.
     pub fn total(&self) -> f64 {
-        self.forward + self.backward + self.update
+        self.forward + self.backward + self.communication + self.update
     }
 }
 
@@ -91,10 +93,12 @@ pub fn weight_step(
     sgd.params().zero_grad();
     let (mut loss, forward, backward) =
         loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), autocast);
+    let start = Instant::now();
     if let Some(group) = dist {
         loss = group.average_gradients(sgd.params().tensors(), loss)?;
     }
-    let mut timing = StepTiming { loss, forward, backward, update: 0.0 };
+    let communication = start.elapsed().as_secs_f64();
+    let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication };
     if loss.is_finite() {
         let start = Instant::now();
         sgd.update(lr, grad_clip);
@@ -118,10 +122,12 @@ pub fn arch_step(
     weights.freeze();
     adam.params().zero_grad();
     let (mut loss, forward, backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    let start = Instant::now();
     if let Some(group) = dist {
         loss = group.average_gradients(adam.params().tensors(), loss)?;
     }
-    let mut timing = StepTiming { loss, forward, backward, update: 0.0 };
+    let communication = start.elapsed().as_secs_f64();
+    let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication };
     if loss.is_finite() {
         let start = Instant::now();
         adam.step();

@@ -27,9 +27,28 @@ pub struct Args {
     warmup: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Run the steps on this many local ranks (data-parallel, `--batch` per rank) and report
+    /// the time spent averaging gradients; rank 0 prints the report.
+    #[arg(long)]
+    nproc: Option<usize>,
 }
 
 pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
+    if let Some(n) = args.nproc.filter(|&n| n > 1) {
+        let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let mut rest = Vec::new();
+        let mut skip = false;
+        for arg in all {
+            if skip {
+                skip = false;
+            } else if arg == "--nproc" {
+                skip = true;
+            } else if !arg.to_string_lossy().starts_with("--nproc=") {
+                rest.push(arg);
+            }
+        }
+        return search::launch::run_local(n, &rest);
+    }
     let mut overrides = args.config.overrides.clone();
     if let Some(crop) = args.crop {
         overrides.push(format!("data.transform.crop=[{crop}, {crop}]"));
@@ -43,6 +62,16 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     search::runtime::set_threads(threads, config.execution.threads)?;
     let device = args.device.resolve()?;
     let bench = BenchConfig::of(&config, args.steps, args.warmup);
-    println!("{}", serde_json::to_string(&search::bench::run(&bench, device))?);
+    let group = match search::dist::Launch::from_env()? {
+        Some(launch) => {
+            let engine = if device.is_cuda() { search::dist::Engine::Nccl } else { search::dist::Engine::Gloo };
+            Some(search::dist::Group::join(&launch, engine, std::time::Duration::from_secs(300))?)
+        }
+        None => None,
+    };
+    let report = search::bench::run(&bench, device, group.as_ref())?;
+    if group.as_ref().is_none_or(|g| g.rank == 0) {
+        println!("{}", serde_json::to_string(&report)?);
+    }
     Ok(())
 }
