@@ -22,16 +22,20 @@ fn main() {
         .into_iter()
         .chain(["/usr/include", "/usr/local/include"].map(PathBuf::from))
         .find(|dir| dir.join("gloo/algorithm.h").is_file());
-    let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .file("csrc/dist.cpp")
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        .warnings(false);
+    let base = || {
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .file("csrc/dist.cpp")
+            .include(&include)
+            .include(include.join("torch/csrc/api/include"))
+            .flag("-std=c++17")
+            .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+            .flag("-DGLOG_USE_GLOG_EXPORT")
+            .warnings(false);
+        build
+    };
+    let mut build = base();
     match &gloo {
         Some(dir) => {
             println!("cargo:rerun-if-changed={}", dir.join("gloo/algorithm.h").display());
@@ -42,5 +46,13 @@ fn main() {
              are not available in this build"
         ),
     }
-    build.compile("adl_dist");
+    // A libtorch whose c10d headers differ (another version) must not break the build: the
+    // shim is then built without c10d, and distributed runs say so.
+    if let Err(e) = build.try_compile("adl_dist") {
+        println!(
+            "cargo:warning=the c10d shim did not compile against this libtorch ({e}); distributed runs are \
+             unavailable in this build"
+        );
+        base().define("ADL_NO_C10D", None).compile("adl_dist");
+    }
 }

@@ -4,11 +4,15 @@
 // libtorch. Every function catches C++ exceptions and returns their message, so that a failure
 // (a peer that died, a timeout) becomes a Rust error naming it, never an abort.
 
+#ifndef ADL_NO_C10D
 #ifdef ADL_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#else
+#include <ATen/ATen.h>
+#endif
 #ifdef ADL_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -20,11 +24,18 @@
 
 namespace {
 
+#ifndef ADL_NO_C10D
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
 };
+#else
+struct Group {};
+const char* NO_C10D =
+    "distributed runs are unavailable in this build: the c10d shim did not compile against this libtorch "
+    "(see the build warnings of the search crate)";
+#endif
 
 char* copy_message(const std::string& message) {
   char* out = static_cast<char*>(std::malloc(message.size() + 1));
@@ -70,6 +81,10 @@ int adl_dist_has_nccl() {
 void* adl_dist_init(const char* backend, const char* addr, int port, int rank, int size,
                     int64_t timeout_ms, char** error) {
   Group* group = nullptr;
+#ifdef ADL_NO_C10D
+  *error = copy_message(NO_C10D);
+  return nullptr;
+#else
   int failed = guarded(error, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions options;
@@ -105,19 +120,29 @@ void* adl_dist_init(const char* backend, const char* addr, int port, int rank, i
     group = new Group{store, pg, timeout};
   });
   return failed ? nullptr : group;
+#endif
 }
 
 // Sums `tensors` across ranks, in place.
 int adl_dist_allreduce_sum(void* g, at::Tensor** tensors, int n, char** error) {
+#ifdef ADL_NO_C10D
+  *error = copy_message(NO_C10D);
+  return 1;
+#else
   return guarded(error, [&] {
     auto group = static_cast<Group*>(g);
     auto ts = tensors_of(tensors, n);
     group->backend->allreduce(ts)->wait(group->timeout);
   });
+#endif
 }
 
 // Copies rank `root`'s `tensors` to every rank.
 int adl_dist_broadcast(void* g, at::Tensor** tensors, int n, int root, char** error) {
+#ifdef ADL_NO_C10D
+  *error = copy_message(NO_C10D);
+  return 1;
+#else
   return guarded(error, [&] {
     auto group = static_cast<Group*>(g);
     auto ts = tensors_of(tensors, n);
@@ -125,14 +150,20 @@ int adl_dist_broadcast(void* g, at::Tensor** tensors, int n, int root, char** er
     options.rootRank = root;
     group->backend->broadcast(ts, options)->wait(group->timeout);
   });
+#endif
 }
 
 // Waits until every rank has called it.
 int adl_dist_barrier(void* g, char** error) {
+#ifdef ADL_NO_C10D
+  *error = copy_message(NO_C10D);
+  return 1;
+#else
   return guarded(error, [&] {
     auto group = static_cast<Group*>(g);
     group->backend->barrier()->wait(group->timeout);
   });
+#endif
 }
 
 void adl_dist_free(void* g) { delete static_cast<Group*>(g); }
