@@ -9,7 +9,7 @@
 # 321, F = 8, L = 12) at batch 2 and 8 (weight step, architecture step, images/s, peak GPU memory),
 # then retraining steps of the paper's network (F = 20, crop 769, batch 8) without and with fp16
 # autocast. `--device cpu` runs the same chain at tiny sizes (how it is tested without a GPU);
-# `--quick` takes fewer steps. Every stage has a time limit; the whole pass stays under 8 minutes.
+# It also runs `search dist-check` on one rank (NCCL on CUDA). `--quick` takes fewer steps. Every stage has a time limit; the whole pass stays under 8 minutes.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 device=cuda
@@ -51,6 +51,10 @@ stage() { # name, time limit (s), command...
 if [[ "$device" == cuda ]]; then
   stage "cuda tests" 120 "$here/bin/cuda-tests" --ignored --test-threads 1
 fi
+# The collective engine on one rank: NCCL on CUDA (NCCL cannot run two ranks on one GPU), Gloo on
+# the CPU; its JSON line says whether this build has NCCL at all.
+stage "distributed engine, one rank" 60 bash -c "WORLD_SIZE=1 MASTER_PORT=29533 '$search' dist-check \
+  --device $device --mib 64 --timeout-s 50 > '$OUT/dist-check.json'"
 if [[ "$device" == cuda ]]; then
   crop=321; layers=12; steps=5; batches="2 8"; retrain_crop=769; retrain_f=20; size=2048x1024; iterations=8
   $quick && steps=3 && iterations=4

@@ -7,7 +7,8 @@
 #   run to check that `search eval` computes the same numbers, TensorBoard's event reader,
 #   which they run to read our event files back, and onnx and onnxruntime, with which
 #   `search export` writes ONNX and the tests run it.
-# - Gloo's headers (Debian's libgloo-dev, with apt-get when run as root) for distributed runs.
+# - Gloo's headers (Debian's libgloo-dev, with apt-get when run as root) and, into
+#   .libtorch/cuda-headers, the CUDA headers NCCL's path needs, for distributed runs.
 # Run it as often as you like: a complete install is not repeated. See docs/setup.md.
 set -euo pipefail
 
@@ -49,6 +50,22 @@ if ! gloo_headers; then
     echo "setup: WARNING: Gloo's headers are missing: install libgloo-dev (sudo apt-get install libgloo-dev) or set" >&2
     echo "       GLOO_INCLUDE_DIR, then rebuild; until then distributed CPU runs (and their tests) are unavailable" >&2
   fi
+fi
+
+# The CUDA headers that c10d's NCCL header needs and the torch wheel's CUDA packages leave out
+# (crt/ and CCCL's nv/), for the distributed shim's NCCL path; pinned to the CUDA release the
+# wheel's cuda-toolkit requirement installs; headers only (18 MB), next to .libtorch/site.
+CUDA_HEADERS="nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
+cuda_headers="$root/.libtorch/cuda-headers"
+if [[ ! -f "$cuda_headers/.autodeeplab-installed" || "$(cat "$cuda_headers/.autodeeplab-installed")" != "$CUDA_HEADERS" ]]; then
+  echo "setup: installing the CUDA headers of the NCCL path ($CUDA_HEADERS) into .libtorch/cuda-headers"
+  rm -rf "$cuda_headers.partial"
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  PIP_ROOT_USER_ACTION=ignore "${PYTHON:-python3}" -m pip install --disable-pip-version-check --no-input \
+    --no-cache-dir --no-warn-script-location --no-deps --target "$cuda_headers.partial" $CUDA_HEADERS
+  rm -rf "$cuda_headers"
+  mv "$cuda_headers.partial" "$cuda_headers"
+  echo "$CUDA_HEADERS" > "$cuda_headers/.autodeeplab-installed"
 fi
 
 if $torch_done && $tools_done; then

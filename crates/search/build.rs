@@ -1,9 +1,12 @@
 //! Build script of the `search` crate: the shared libtorch linking (`../torch-link.rs`), and the
 //! C++ shim that reaches libtorch's c10d process groups for distributed runs (`csrc/dist.cpp`,
-//! docs/distributed.md). c10d's own headers ship with libtorch; ProcessGroupGloo's header also
+//! docs/distributed.md). c10d's own headers ship with libtorch. ProcessGroupGloo's header also
 //! includes Gloo's, which `scripts/setup.sh` installs (Debian's `libgloo-dev`; only its
-//! declarations are used, the code is libtorch's own Gloo). Without them the shim is built
-//! without Gloo and a distributed CPU run says so.
+//! declarations are used, the code is libtorch's own Gloo). ProcessGroupNCCL's (when libtorch
+//! has CUDA) needs CUDA headers the wheel's nvidia packages leave out, which setup installs into
+//! `.libtorch/cuda-headers`. The shim is built with what is there, and with less when a part
+//! does not compile against this libtorch (another version's c10d): a distributed run then says
+//! what this build lacks, and the build never fails for it.
 
 #[path = "../torch-link.rs"]
 mod torch_link;
@@ -13,16 +16,45 @@ use std::path::{Path, PathBuf};
 fn main() {
     torch_link::main();
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports its libtorch directory");
-    let include = Path::new(&lib).join("../include");
+    let lib_dir = Path::new(&lib);
+    let include = lib_dir.join("../include");
+    let site = lib_dir.join("../..");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
+    println!("cargo:rerun-if-changed={}", site.join("../cuda-headers").display());
+
     let gloo: Option<PathBuf> = std::env::var("GLOO_INCLUDE_DIR")
         .ok()
         .map(PathBuf::from)
         .into_iter()
         .chain(["/usr/include", "/usr/local/include"].map(PathBuf::from))
         .find(|dir| dir.join("gloo/algorithm.h").is_file());
-    let base = || {
+    if gloo.is_none() {
+        println!(
+            "cargo:warning=Gloo's headers were not found (scripts/setup.sh installs libgloo-dev): distributed CPU runs \
+             are unavailable in this build"
+        );
+    }
+
+    let mut cuda_includes: Vec<PathBuf> = Vec::new();
+    for root in [site.join("nvidia"), site.join("../cuda-headers/nvidia")] {
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path().join("include"))).collect();
+            dirs.sort();
+            cuda_includes.extend(dirs.into_iter().filter(|d| d.is_dir()));
+        }
+    }
+    let has = |file: &str| cuda_includes.iter().any(|d| d.join(file).is_file());
+    let cuda = lib_dir.join("libtorch_cuda.so").is_file();
+    let nccl = cuda && ["nccl.h", "cuda_runtime_api.h", "crt/host_config.h", "nv/target"].iter().all(|f| has(f));
+    if cuda && !nccl {
+        println!(
+            "cargo:warning=this libtorch has CUDA but the CUDA headers of the NCCL path are missing (scripts/setup.sh \
+             installs them): distributed CUDA runs are unavailable in this build"
+        );
+    }
+
+    let configure = |with_nccl: bool, with_gloo: bool, with_c10d: bool| {
         let mut build = cc::Build::new();
         build
             .cpp(true)
@@ -33,26 +65,39 @@ fn main() {
             .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
             .flag("-DGLOG_USE_GLOG_EXPORT")
             .warnings(false);
-        build
-    };
-    let mut build = base();
-    match &gloo {
-        Some(dir) => {
-            println!("cargo:rerun-if-changed={}", dir.join("gloo/algorithm.h").display());
+        if !with_c10d {
+            build.define("ADL_NO_C10D", None);
+        }
+        if let (true, Some(dir)) = (with_gloo, &gloo) {
             build.include(dir).define("USE_C10D_GLOO", None).define("ADL_WITH_GLOO", None);
         }
-        None => println!(
-            "cargo:warning=Gloo's headers were not found (scripts/setup.sh installs libgloo-dev): distributed CPU runs \
-             are not available in this build"
-        ),
+        if with_nccl {
+            for dir in &cuda_includes {
+                build.include(dir);
+            }
+            build.define("USE_C10D_NCCL", None).define("USE_CUDA", None).define("ADL_WITH_NCCL", None);
+        }
+        build
+    };
+    let attempts = [(nccl, true, true), (false, true, true), (false, false, true)];
+    for (with_nccl, with_gloo, with_c10d) in attempts {
+        if (with_nccl, with_gloo) == (false, true) && gloo.is_none() && !nccl {
+            continue;
+        }
+        match configure(with_nccl, with_gloo, with_c10d).try_compile("adl_dist") {
+            Ok(()) => {
+                if with_nccl {
+                    // The shim calls c10_cuda itself (streams, events), not only through torch_cuda.
+                    println!("cargo:rustc-link-lib=c10_cuda");
+                }
+                return;
+            }
+            Err(e) => println!(
+                "cargo:warning=the c10d shim (NCCL: {with_nccl}, Gloo: {with_gloo}) did not compile against this \
+                 libtorch: {e}; trying with less"
+            ),
+        }
     }
-    // A libtorch whose c10d headers differ (another version) must not break the build: the
-    // shim is then built without c10d, and distributed runs say so.
-    if let Err(e) = build.try_compile("adl_dist") {
-        println!(
-            "cargo:warning=the c10d shim did not compile against this libtorch ({e}); distributed runs are \
-             unavailable in this build"
-        );
-        base().define("ADL_NO_C10D", None).compile("adl_dist");
-    }
+    println!("cargo:warning=distributed runs are unavailable in this build: the c10d shim compiles only without c10d");
+    configure(false, false, false).compile("adl_dist");
 }

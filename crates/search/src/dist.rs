@@ -60,6 +60,23 @@ impl Launch {
         Launch::from_vars(|name| std::env::var(name).ok())
     }
 
+    /// [`Launch::from_env`], but a world of one is a group too (`search dist-check` runs the
+    /// engine on one rank, as NCCL on a single GPU).
+    pub fn from_env_with_single() -> Result<Option<Launch>> {
+        let var = |name: &str| std::env::var(name).ok();
+        if var("WORLD_SIZE").as_deref().map(str::trim) == Some("1") {
+            return Ok(Some(Launch {
+                rank: 0,
+                world_size: 1,
+                local_rank: 0,
+                master_addr: var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+                master_port: var("MASTER_PORT").and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PORT),
+                launcher: "torchrun",
+            }));
+        }
+        Launch::from_env()
+    }
+
     /// [`Launch::from_env`] over any source of variables (for tests).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>> {
         let number = |name: &str| -> Result<Option<usize>> {

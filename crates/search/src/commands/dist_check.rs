@@ -34,8 +34,11 @@ pub fn exec(args: Args) -> Result<()> {
         let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
         return search::launch::run_local(n, &search::launch::arguments_without_nproc(&all));
     }
-    let Some(launch) = Launch::from_env()? else {
-        println!("{{\"world_size\": 1, \"note\": \"no launcher variables: a single process has nothing to check\"}}");
+    let Some(launch) = Launch::from_env_with_single()? else {
+        println!(
+            "{{\"world_size\": 1, \"nccl_built\": {}, \"note\": \"no launcher variables (WORLD_SIZE=1 checks one rank)\"}}",
+            Engine::nccl_available()
+        );
         return Ok(());
     };
     let device = match args.device.resolve()? {
@@ -81,6 +84,7 @@ pub fn exec(args: Args) -> Result<()> {
         serde_json::json!({
             "rank": launch.rank, "world_size": launch.world_size, "local_rank": launch.local_rank,
             "launcher": launch.launcher, "engine": format!("{engine:?}").to_lowercase(),
+            "nccl_built": Engine::nccl_available(),
             "all_reduce": "ok", "broadcast": "ok", "mib": args.mib, "all_reduce_seconds": seconds,
             "algorithm_gib_per_s": args.mib as f64 / 1024.0 / seconds,
         })
