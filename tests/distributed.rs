@@ -59,13 +59,26 @@ fn the_engine_reduces_and_broadcasts() {
     }
 }
 
+/// Sets every trainable variable of `vs` to fixed values, without the process-wide generator
+/// that the rank threads share.
+fn fixed_weights(vs: &tch::nn::VarStore) {
+    tch::no_grad(|| {
+        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (_, t)) in named.iter().enumerate() {
+            let values = ((Tensor::arange(t.numel() as i64, (Kind::Float, tch::Device::Cpu)) * 0.37 + i as f64).sin() * 0.5).view_as(t);
+            t.shallow_clone().copy_(&values);
+        }
+    });
+}
+
 /// The gradients of a small network (convolutions, no batch norm) on `images`.
 fn gradients(images: &Tensor, targets: &Tensor, group: Option<&Group>) -> (Vec<Tensor>, f64) {
-    tch::manual_seed(3);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let root = vs.root();
     let c1 = tch::nn::conv2d(&root / "c1", 3, 4, 3, tch::nn::ConvConfig { padding: 1, ..Default::default() });
     let c2 = tch::nn::conv2d(&root / "c2", 4, 2, 1, Default::default());
+    fixed_weights(&vs);
     let out = images.apply(&c1).relu().apply(&c2);
     let loss = (out - targets).square().mean(Kind::Float);
     let mut value = f64::try_from(&loss).unwrap();
@@ -81,14 +94,15 @@ fn gradients(images: &Tensor, targets: &Tensor, group: Option<&Group>) -> (Vec<T
 
 #[test]
 fn two_ranks_on_half_batches_average_to_the_whole_batch() {
-    tch::manual_seed(11);
-    let images = Tensor::randn([4, 3, 6, 5], (Kind::Float, tch::Device::Cpu));
-    let targets = Tensor::randn([4, 2, 6, 5], (Kind::Float, tch::Device::Cpu));
+    let values = |n: i64, offset: f64| (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * 1.3 + offset).sin();
+    let images = values(4 * 3 * 6 * 5, 0.0).view([4, 3, 6, 5]);
+    let targets = values(4 * 2 * 6 * 5, 1.0).view([4, 2, 6, 5]);
     let (whole, whole_loss) = gradients(&images, &targets, None);
     let halves = two_ranks(|g| {
-        tch::manual_seed(11);
-        let images = Tensor::randn([4, 3, 6, 5], (Kind::Float, tch::Device::Cpu));
-        let targets = Tensor::randn([4, 2, 6, 5], (Kind::Float, tch::Device::Cpu));
+        // The same inputs, from a generator of this thread's own.
+        let values = |n: i64, offset: f64| (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * 1.3 + offset).sin();
+        let images = values(4 * 3 * 6 * 5, 0.0).view([4, 3, 6, 5]);
+        let targets = values(4 * 2 * 6 * 5, 1.0).view([4, 2, 6, 5]);
         let (i, t) = (images.narrow(0, 2 * g.rank as i64, 2), targets.narrow(0, 2 * g.rank as i64, 2));
         let (grads, loss) = gradients(&i, &t, Some(g));
         (grads.iter().map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()).collect::<Vec<_>>(), loss)
@@ -99,6 +113,66 @@ fn two_ranks_on_half_batches_average_to_the_whole_batch() {
             let theirs = Vec::<f32>::try_from(theirs.flatten(0, -1)).unwrap();
             let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(diff < 1e-5, "a gradient differs by {diff}");
+        }
+    }
+}
+
+/// Gradients and running statistics of a network with batch norms (cell's, so the hook applies)
+/// on `images`, optionally with the norms synchronised across `group`.
+fn bn_gradients(images: &Tensor, targets: &Tensor, group: Option<std::sync::Arc<Group>>) -> Vec<Vec<f32>> {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let root = vs.root();
+    let c1 = tch::nn::conv2d(&root / "c1", 3, 4, 3, tch::nn::ConvConfig { padding: 1, bias: false, ..Default::default() });
+    let bn1 = cell::ops::batch_norm(&root / "bn1", 4, true);
+    let c2 = tch::nn::conv2d(&root / "c2", 4, 2, 1, tch::nn::ConvConfig { bias: false, ..Default::default() });
+    let bn2 = cell::ops::batch_norm(&root / "bn2", 2, false);
+    fixed_weights(&vs);
+    let guard = search::dist::SyncBatchNormGuard::new(group.as_ref(), true);
+    let h = cell::ops::grouped_batch_norm(&bn1, &images.apply(&c1), true, 1).relu();
+    // The grouped path too: the two halves of the batch as two groups.
+    let out = cell::ops::grouped_batch_norm(&bn2, &h.apply(&c2), true, 2);
+    let loss = (out - targets).square().mean(Kind::Float);
+    let value = f64::try_from(&loss).unwrap();
+    loss.backward();
+    drop(guard);
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let trainable: Vec<Tensor> = named.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.shallow_clone()).collect();
+    if let Some(g) = &group {
+        g.average_gradients(&trainable, value).unwrap();
+    }
+    let mut out: Vec<Vec<f32>> = trainable.iter().map(|t| Vec::<f32>::try_from(t.grad().flatten(0, -1)).unwrap()).collect();
+    out.extend(named.iter().filter(|(_, t)| !t.requires_grad()).map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()));
+    out
+}
+
+#[test]
+fn synchronised_batch_norm_on_half_batches_equals_the_whole_batch() {
+    tch::manual_seed(21);
+    let images = Tensor::randn([4, 3, 5, 6], (Kind::Float, tch::Device::Cpu));
+    let targets = Tensor::randn([4, 2, 5, 6], (Kind::Float, tch::Device::Cpu));
+    // The whole batch in one process; the grouped norm sees groups of 2 images.
+    let whole = bn_gradients(&images, &targets, None);
+    let port = free_port();
+    let halves: Vec<Vec<Vec<f32>>> = (0..2)
+        .map(|rank| {
+            let (images, targets) = (images.copy(), targets.copy());
+            std::thread::spawn(move || {
+                let launch = Launch { rank, world_size: 2, local_rank: rank, master_addr: "127.0.0.1".into(), master_port: port, launcher: "test" };
+                let group = std::sync::Arc::new(Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap());
+                // Rank r takes images r and r + 2: one of each group of the grouped norm.
+                let pick = |t: &Tensor| Tensor::cat(&[t.narrow(0, rank as i64, 1), t.narrow(0, rank as i64 + 2, 1)], 0);
+                bn_gradients(&pick(&images), &pick(&targets), Some(group))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    for ranks in halves {
+        for (i, (ours, theirs)) in ranks.iter().zip(&whole).enumerate() {
+            let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "tensor {i} (gradients, then running statistics) differs by {diff}");
         }
     }
 }
@@ -161,6 +235,25 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
         }
         let _ = std::fs::remove_dir_all(straight);
         let _ = std::fs::remove_dir_all(split);
+    }
+    // Synchronised batch norm through a whole two-rank retraining, resumed exactly too.
+    let straight = temp("dist-syncbn-straight");
+    ok(&two_rank("train", "configs/tiny-retrain.toml", &root, &straight, &["--arch", "paper", "--set", "sync_bn=true"]));
+    let split = temp("dist-syncbn-split");
+    let _ = two_rank(
+        "train",
+        "configs/tiny-retrain.toml",
+        &root,
+        &split,
+        &["--arch", "paper", "--set", "sync_bn=true", "--stop-after-steps", "3"],
+    );
+    ok(&search(&["--threads", "1", "train", "--resume", split.to_str().unwrap(), "--device", "cpu", "--nproc-per-node", "2"]));
+    let file = "weights.safetensors";
+    for ((na, a), (nb, b)) in tensors(&straight.join(file)).iter().zip(&tensors(&split.join(file))) {
+        assert!(a.equal(b), "sync_bn: {na} / {nb} differs after resuming");
+    }
+    for dir in [straight, split] {
+        let _ = std::fs::remove_dir_all(dir);
     }
     let _ = std::fs::remove_dir_all(root);
 }

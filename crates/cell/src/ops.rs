@@ -94,6 +94,37 @@ fn running_stats_frozen() -> bool {
     RUNNING_STATS_FROZEN.with(|c| c.get())
 }
 
+/// A training-mode batch norm computed elsewhere: `(x, weight, bias, running_mean, running_var,
+/// momentum, eps) -> y`, with the batch statistics of more than this process's batch
+/// (synchronised batch norm across the ranks of a distributed run).
+pub type BatchNormHook = dyn Fn(&Tensor, Option<&Tensor>, Option<&Tensor>, &Tensor, &Tensor, f64, f64) -> Tensor;
+
+thread_local! {
+    static BATCH_NORM_HOOK: std::cell::RefCell<Option<std::rc::Rc<BatchNormHook>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes every training-mode batch norm of this thread ([`grouped_batch_norm`], so every norm of
+/// the cells, heads and decoded networks) go through `hook` (None: libtorch's own again).
+pub fn set_batch_norm_hook(hook: Option<std::rc::Rc<BatchNormHook>>) {
+    BATCH_NORM_HOOK.with(|h| *h.borrow_mut() = hook);
+}
+
+/// Training-mode batch norm with batch statistics, through the hook when one is set.
+#[allow(clippy::too_many_arguments)]
+fn train_batch_norm(
+    xs: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f64,
+) -> Tensor {
+    match BATCH_NORM_HOOK.with(|h| h.borrow().clone()) {
+        Some(hook) => hook(xs, weight, bias, running_mean, running_var, momentum, BN_EPS),
+        None => xs.batch_norm(weight, bias, Some(running_mean), Some(running_var), true, momentum, BN_EPS, true),
+    }
+}
+
 /// Batch norm over `channels`, with scale and offset only when `affine`.
 pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
     let config = nn::BatchNormConfig { affine, momentum: BN_MOMENTUM, eps: BN_EPS, ..Default::default() };
@@ -110,21 +141,13 @@ pub fn batch_norm(p: nn::Path, channels: i64, affine: bool) -> nn::BatchNorm {
 /// In evaluation mode (running statistics) and for one group this is plain batch norm.
 pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: i64) -> Tensor {
     let frozen = running_stats_frozen();
-    if !train || (groups == 1 && !frozen) {
+    if !train {
         return xs.apply_t(bn, train);
     }
     if groups == 1 {
-        // Momentum 0: the running statistics stay exactly as they are.
-        return xs.batch_norm(
-            bn.ws.as_ref(),
-            bn.bs.as_ref(),
-            Some(&bn.running_mean),
-            Some(&bn.running_var),
-            true,
-            0.0,
-            BN_EPS,
-            true,
-        );
+        // Momentum 0 when frozen: the running statistics stay exactly as they are.
+        let momentum = if frozen { 0.0 } else { BN_MOMENTUM };
+        return train_batch_norm(xs, bn.ws.as_ref(), bn.bs.as_ref(), &bn.running_mean, &bn.running_var, momentum);
     }
     let (total, c, h, w) = xs.size4().expect("batch norm input is [N, C, H, W]");
     let n = total / groups;
@@ -136,16 +159,7 @@ pub fn grouped_batch_norm(bn: &nn::BatchNorm, xs: &Tensor, train: bool, groups: 
     let folded = xs.view([groups, n, c, h, w]).transpose(0, 1).reshape([n, groups * c, h, w]);
     let weight = bn.ws.as_ref().map(|t| t.repeat([groups]));
     let bias = bn.bs.as_ref().map(|t| t.repeat([groups]));
-    let ys = folded.batch_norm(
-        weight.as_ref(),
-        bias.as_ref(),
-        Some(&slots.get(0)),
-        Some(&slots.get(1)),
-        true,
-        BN_MOMENTUM,
-        BN_EPS,
-        true,
-    );
+    let ys = train_batch_norm(&folded, weight.as_ref(), bias.as_ref(), &slots.get(0), &slots.get(1), BN_MOMENTUM);
     if frozen {
         return ys.view([n, groups, c, h, w]).transpose(0, 1).reshape([total, c, h, w]);
     }

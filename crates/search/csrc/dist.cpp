@@ -10,6 +10,7 @@
 #endif
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 #else
 #include <ATen/ATen.h>
 #endif
@@ -167,6 +168,103 @@ int adl_dist_barrier(void* g, char** error) {
 }
 
 void adl_dist_free(void* g) { delete static_cast<Group*>(g); }
+
+#ifndef ADL_NO_C10D
+}  // extern "C"
+
+namespace {
+
+// Synchronised batch norm in training mode: the batch statistics of every rank's batch together
+// (all-reduced sums), the running statistics updated with them, and the backward pass
+// all-reducing the sums it needs, as torch.nn.SyncBatchNorm does. The weight and bias
+// gradients stay local sums, which the gradient averaging of the step then averages.
+struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias, at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps, int64_t group_address) {
+    auto group = reinterpret_cast<Group*>(group_address);
+    std::vector<int64_t> dims{0, 2, 3};
+    auto xf = x.to(at::kFloat);
+    auto c = x.size(1);
+    double local = static_cast<double>(x.numel() / c);
+    auto stats = at::cat({xf.sum(dims), (xf * xf).sum(dims), at::full({1}, local, xf.options())});
+    std::vector<at::Tensor> ts{stats};
+    group->backend->allreduce(ts)->wait(group->timeout);
+    auto sum = stats.narrow(0, 0, c), sumsq = stats.narrow(0, c, c);
+    double total = stats[2 * c].item<double>();
+    auto mean = sum / total;
+    auto var = (sumsq / total - mean * mean).clamp_min(0);
+    auto invstd = (var + eps).rsqrt();
+    {
+      at::NoGradGuard guard;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()), momentum);
+      double unbias = total > 1 ? total / (total - 1) : 1.0;
+      running_var.mul_(1 - momentum).add_((var * unbias).to(running_var.dtype()), momentum);
+    }
+    auto shape = std::vector<int64_t>{1, c, 1, 1};
+    auto xhat = (xf - mean.view(shape)) * invstd.view(shape);
+    auto y = xhat;
+    if (weight.defined()) y = y * weight.to(at::kFloat).view(shape);
+    if (bias.defined()) y = y + bias.to(at::kFloat).view(shape);
+    ctx->save_for_backward({xhat, invstd, weight});
+    ctx->saved_data["total"] = total;
+    ctx->saved_data["group"] = group_address;
+    ctx->saved_data["has_bias"] = bias.defined();
+    return y.to(x.dtype());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto xhat = saved[0], invstd = saved[1], weight = saved[2];
+    double total = ctx->saved_data["total"].toDouble();
+    auto group = reinterpret_cast<Group*>(ctx->saved_data["group"].toInt());
+    std::vector<int64_t> dims{0, 2, 3};
+    auto dy = grads[0].to(at::kFloat);
+    auto c = xhat.size(1);
+    auto local_dy = dy.sum(dims), local_dy_xhat = (dy * xhat).sum(dims);
+    auto sums = at::cat({local_dy, local_dy_xhat});
+    std::vector<at::Tensor> ts{sums};
+    group->backend->allreduce(ts)->wait(group->timeout);
+    auto shape = std::vector<int64_t>{1, c, 1, 1};
+    auto scale = invstd;
+    if (weight.defined()) scale = scale * weight.to(at::kFloat);
+    auto dx = scale.view(shape) *
+              (dy - sums.narrow(0, 0, c).view(shape) / total - xhat * sums.narrow(0, c, c).view(shape) / total);
+    at::Tensor dweight, dbias;
+    if (weight.defined()) dweight = local_dy_xhat.to(weight.dtype());
+    if (ctx->saved_data["has_bias"].toBool()) dbias = local_dy.to(grads[0].dtype());
+    return {dx.to(grads[0].dtype()), dweight, dbias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// Synchronised batch norm of x ([N, C, H, W]) across the group (training mode); weight and bias
+// may be null. Returns a new tensor, or null with *error set.
+at::Tensor* adl_dist_sync_batch_norm(void* g, at::Tensor* x, at::Tensor* weight, at::Tensor* bias,
+                                     at::Tensor* running_mean, at::Tensor* running_var, double momentum, double eps,
+                                     char** error) {
+  at::Tensor* out = nullptr;
+  guarded(error, [&] {
+    auto w = weight ? *weight : at::Tensor();
+    auto b = bias ? *bias : at::Tensor();
+    auto y = SyncBatchNorm::apply(*x, w, b, *running_mean, *running_var, momentum, eps,
+                                  reinterpret_cast<int64_t>(g));
+    out = new at::Tensor(y);
+  });
+  return out;
+}
+#else
+at::Tensor* adl_dist_sync_batch_norm(void*, at::Tensor*, at::Tensor*, at::Tensor*, at::Tensor*, at::Tensor*, double,
+                                     double, char** error) {
+  *error = copy_message(NO_C10D);
+  return nullptr;
+}
+#endif
 
 void adl_dist_free_string(char* s) { std::free(s); }
 

@@ -33,6 +33,17 @@ extern "C" {
     ) -> c_int;
     fn adl_dist_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
     fn adl_dist_free(group: *mut c_void);
+    fn adl_dist_sync_batch_norm(
+        group: *mut c_void,
+        x: *mut c_void,
+        weight: *mut c_void,
+        bias: *mut c_void,
+        running_mean: *mut c_void,
+        running_var: *mut c_void,
+        momentum: f64,
+        eps: f64,
+        error: *mut *mut c_char,
+    ) -> *mut c_void;
     fn adl_dist_free_string(s: *mut c_char);
 }
 
@@ -249,6 +260,84 @@ impl Group {
             return Err(take_error(error, &format!("rank {}: barrier across {} ranks failed", self.rank, self.size)));
         }
         Ok(())
+    }
+}
+
+impl Group {
+    /// Training-mode batch norm of `x` (`[N, C, H, W]`) with the batch statistics of every
+    /// rank's batch (all-reduced sums), updating the running statistics with them; its backward
+    /// pass all-reduces what it needs, as `torch.nn.SyncBatchNorm` does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync_batch_norm(
+        &self,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor> {
+        // An affine-free norm gets a constant scale of 1 and offset of 0 (autograd's custom
+        // functions take defined tensors only).
+        let c = x.size()[1];
+        let ones = Tensor::ones([c], (tch::Kind::Float, x.device()));
+        let zeros = Tensor::zeros([c], (tch::Kind::Float, x.device()));
+        let (weight, bias) = (Some(weight.unwrap_or(&ones)), Some(bias.unwrap_or(&zeros)));
+        let ptr = |t: Option<&Tensor>| t.map_or(std::ptr::null_mut(), |t| t.as_ptr() as *mut c_void);
+        let mut error: *mut c_char = std::ptr::null_mut();
+        let out = unsafe {
+            adl_dist_sync_batch_norm(
+                self.handle,
+                ptr(Some(x)),
+                ptr(weight),
+                ptr(bias),
+                ptr(Some(running_mean)),
+                ptr(Some(running_var)),
+                momentum,
+                eps,
+                &mut error,
+            )
+        };
+        if out.is_null() {
+            return Err(take_error(error, &format!("rank {}: synchronised batch norm failed", self.rank)));
+        }
+        Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+    }
+}
+
+/// Makes every training-mode batch norm of this thread synchronised across `group` (None: each
+/// rank's own batch again). A collective that fails inside the network's forward pass (a rank
+/// died) stops the process with its message.
+pub fn synchronise_batch_norm(group: Option<std::sync::Arc<Group>>) {
+    cell::ops::set_batch_norm_hook(group.map(|g| {
+        std::rc::Rc::new(move |x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>, rm: &Tensor, rv: &Tensor, m: f64, eps: f64| {
+            g.sync_batch_norm(x, w, b, rm, rv, m, eps).unwrap_or_else(|e| panic!("{e:#}"))
+        }) as std::rc::Rc<cell::ops::BatchNormHook>
+    }));
+}
+
+/// Synchronised batch norm on this thread while it lives (when `sync` and a group are given).
+pub struct SyncBatchNormGuard(bool);
+
+impl SyncBatchNormGuard {
+    /// Synchronises batch norm across `group` when `sync` is on and there is a group.
+    pub fn new(group: Option<&std::sync::Arc<Group>>, sync: bool) -> SyncBatchNormGuard {
+        match (group, sync) {
+            (Some(g), true) => {
+                synchronise_batch_norm(Some(g.clone()));
+                SyncBatchNormGuard(true)
+            }
+            _ => SyncBatchNormGuard(false),
+        }
+    }
+}
+
+impl Drop for SyncBatchNormGuard {
+    fn drop(&mut self) {
+        if self.0 {
+            synchronise_batch_norm(None);
+        }
     }
 }
 

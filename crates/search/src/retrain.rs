@@ -276,6 +276,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         // Every rank starts from rank 0's parameters (on resume, all read one checkpoint).
         group.broadcast_stores(&[&vs])?;
     }
+    let _sync_bn = crate::dist::SyncBatchNormGuard::new(dist.as_ref(), config.sync_bn);
     let mut task = Retrain { config, device, vs, model, sgd, loader, val, batches: None, dist: dist.clone() };
     let loop_config = LoopConfig {
         seed: config.seed,

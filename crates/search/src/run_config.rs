@@ -283,6 +283,11 @@ pub struct SearchRunConfig {
     pub checkpoint: CheckpointConfig,
     /// fp16 autocast for the weights' forward pass on CUDA (α and β stay fp32).
     pub autocast: bool,
+    /// In a distributed run, batch norm normalises with the statistics of every rank's batch
+    /// together (synchronised, as torch.nn.SyncBatchNorm) instead of each rank's own (as DDP
+    /// does by default). It changes what is computed, so it is a key of the run, not of
+    /// `[execution]`; no effect in one process.
+    pub sync_bn: bool,
 }
 
 impl Default for SearchRunConfig {
@@ -303,6 +308,7 @@ impl Default for SearchRunConfig {
             tensorboard: false,
             checkpoint: CheckpointConfig::default(),
             autocast: false,
+            sync_bn: false,
         }
     }
 }
@@ -391,6 +397,8 @@ pub struct RetrainConfig {
     pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
     pub autocast: bool,
+    /// Synchronised batch norm across the ranks of a distributed run (see `SearchRunConfig`).
+    pub sync_bn: bool,
 }
 
 impl Default for RetrainConfig {
@@ -411,6 +419,7 @@ impl Default for RetrainConfig {
             tensorboard: false,
             checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3, final_weights: FinalWeights::Last },
             autocast: false,
+            sync_bn: false,
         }
     }
 }

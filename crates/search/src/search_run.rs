@@ -355,6 +355,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         weights = Params::of(&weights).tensors().iter().map(|t| t.numel()).sum::<usize>(),
         "search"
     );
+    let _sync_bn = crate::dist::SyncBatchNormGuard::new(dist.as_ref(), config.sync_bn);
     let mut task = Search {
         config,
         device,

@@ -25,7 +25,7 @@ impl ConvBn {
 
 impl ModuleT for ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.conv).apply_t(&self.bn, train)
+        cell::ops::grouped_batch_norm(&self.bn, &xs.apply(&self.conv), train, 1)
     }
 }
 
