@@ -184,25 +184,28 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
                             double eps, int64_t group_address) {
     auto group = reinterpret_cast<Group*>(group_address);
     std::vector<int64_t> dims{0, 2, 3};
+    // Sums in double precision: E[x^2] - E[x]^2 loses digits in single precision.
     auto xf = x.to(at::kFloat);
+    auto xd = x.to(at::kDouble);
     auto c = x.size(1);
     double local = static_cast<double>(x.numel() / c);
-    auto stats = at::cat({xf.sum(dims), (xf * xf).sum(dims), at::full({1}, local, xf.options())});
+    auto stats = at::cat({xd.sum(dims), (xd * xd).sum(dims), at::full({1}, local, xd.options())});
     std::vector<at::Tensor> ts{stats};
     group->backend->allreduce(ts)->wait(group->timeout);
     auto sum = stats.narrow(0, 0, c), sumsq = stats.narrow(0, c, c);
     double total = stats[2 * c].item<double>();
-    auto mean = sum / total;
+    auto mean = (sum / total);
     auto var = (sumsq / total - mean * mean).clamp_min(0);
-    auto invstd = (var + eps).rsqrt();
+    auto invstd = (var + eps).rsqrt().to(at::kFloat);
+    auto meanf = mean.to(at::kFloat);
     {
       at::NoGradGuard guard;
-      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()), momentum);
+      running_mean.mul_(1 - momentum).add_(meanf.to(running_mean.dtype()), momentum);
       double unbias = total > 1 ? total / (total - 1) : 1.0;
       running_var.mul_(1 - momentum).add_((var * unbias).to(running_var.dtype()), momentum);
     }
     auto shape = std::vector<int64_t>{1, c, 1, 1};
-    auto xhat = (xf - mean.view(shape)) * invstd.view(shape);
+    auto xhat = (xf - meanf.view(shape)) * invstd.view(shape);
     auto y = xhat;
     if (weight.defined()) y = y * weight.to(at::kFloat).view(shape);
     if (bias.defined()) y = y + bias.to(at::kFloat).view(shape);
@@ -223,14 +226,15 @@ struct SyncBatchNorm : public torch::autograd::Function<SyncBatchNorm> {
     auto dy = grads[0].to(at::kFloat);
     auto c = xhat.size(1);
     auto local_dy = dy.sum(dims), local_dy_xhat = (dy * xhat).sum(dims);
-    auto sums = at::cat({local_dy, local_dy_xhat});
+    auto sums = at::cat({dy.to(at::kDouble).sum(dims), (dy.to(at::kDouble) * xhat.to(at::kDouble)).sum(dims)});
     std::vector<at::Tensor> ts{sums};
     group->backend->allreduce(ts)->wait(group->timeout);
     auto shape = std::vector<int64_t>{1, c, 1, 1};
     auto scale = invstd;
     if (weight.defined()) scale = scale * weight.to(at::kFloat);
-    auto dx = scale.view(shape) *
-              (dy - sums.narrow(0, 0, c).view(shape) / total - xhat * sums.narrow(0, c, c).view(shape) / total);
+    auto mean_dy = (sums.narrow(0, 0, c) / total).to(at::kFloat);
+    auto mean_dy_xhat = (sums.narrow(0, c, c) / total).to(at::kFloat);
+    auto dx = scale.view(shape) * (dy - mean_dy.view(shape) - xhat * mean_dy_xhat.view(shape));
     at::Tensor dweight, dbias;
     if (weight.defined()) dweight = local_dy_xhat.to(weight.dtype());
     if (ctx->saved_data["has_bias"].toBool()) dbias = local_dy.to(grads[0].dtype());
