@@ -328,6 +328,16 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
     for dir in [straight, split] {
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    // A two-rank run resumed in one process goes on, and says that the data order changes.
+    let other = temp("dist-other-world");
+    let _ = two_rank("train", "configs/tiny-retrain.toml", &root, &other, &["--arch", "paper", "--stop-after-steps", "3"]);
+    let out = search(&["--threads", "1", "train", "--resume", other.to_str().unwrap(), "--device", "cpu"]);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("another number of ranks"), "{log}");
+    assert!(other.join("weights.safetensors").is_file());
+    let _ = std::fs::remove_dir_all(other);
     let _ = std::fs::remove_dir_all(root);
 }
 

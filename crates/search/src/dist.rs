@@ -503,30 +503,39 @@ pub fn shard_even<T: Clone>(items: &[T], rank: usize, size: usize) -> Vec<T> {
 /// How often the ranks compare their parameters (and at step 0).
 pub const CHECK_EVERY_STEPS: usize = 100;
 
-/// Records the distributed layout of the run in `metrics.jsonl` (rank 0), and on resume says
-/// when the world size changed (the data order is then another one).
-pub fn record(dir: &crate::rundir::RunDir, group: &Group, per_rank_batch: usize, resume: bool) -> Result<()> {
-    if resume {
-        let text = std::fs::read_to_string(dir.path("metrics.jsonl")).unwrap_or_default();
-        let before = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["kind"] == "distributed")
-            .last()
-            .and_then(|v| v["world_size"].as_u64())
-            .unwrap_or(1);
-        if before != group.size as u64 {
-            tracing::warn!(
-                before,
-                now = group.size,
-                "resuming on another number of ranks: the run goes on, but the data order (each rank's share and \
-                 the global batch) changes, so it will not match an uninterrupted run"
-            );
-        }
+/// The world size a run folder last ran with (1 when it never ran distributed).
+fn last_world_size(dir: &crate::rundir::RunDir) -> u64 {
+    std::fs::read_to_string(dir.path("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "distributed")
+        .last()
+        .and_then(|v| v["world_size"].as_u64())
+        .unwrap_or(1)
+}
+
+/// Records the distributed layout of a run in `metrics.jsonl` (rank 0, or the single process
+/// after a distributed one), and on resume says when the number of ranks changed: the run goes
+/// on, but each rank's share of the data and the global batch are then other ones.
+pub fn record(dir: &crate::rundir::RunDir, group: Option<&Group>, per_rank_batch: usize, resume: bool) -> Result<()> {
+    let size = group.map_or(1, |g| g.size) as u64;
+    let before = if resume { last_world_size(dir) } else { 1 };
+    if resume && before != size {
+        tracing::warn!(
+            before,
+            now = size,
+            "resuming on another number of ranks: the run goes on, but the data order (each rank's share and \
+             the global batch) changes, so it will not match an uninterrupted run"
+        );
+    }
+    if group.is_none() && before == 1 {
+        return Ok(());
     }
     dir.metric(&serde_json::json!({
-        "kind": "distributed", "world_size": group.size, "engine": format!("{:?}", group.engine).to_lowercase(),
-        "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * group.size,
+        "kind": "distributed", "world_size": size,
+        "engine": group.map_or("none".to_owned(), |g| format!("{:?}", g.engine).to_lowercase()),
+        "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * size as usize,
     }))
 }
 

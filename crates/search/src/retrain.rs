@@ -249,10 +249,8 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         (_, true) => RunDir::open(&options.out, device)?,
         (_, false) => RunDir::create(&options.out, config, device)?,
     };
-    if let Some(group) = &dist {
-        if dir.is_writer() {
-            crate::dist::record(&dir, group, data.loader.batch, options.resume)?;
-        }
+    if dir.is_writer() {
+        crate::dist::record(&dir, dist.as_deref(), data.loader.batch, options.resume)?;
     }
     if let (ModelChoice::Deployed(architecture), false, true) = (&options.model, options.resume, dir.is_writer()) {
         architecture.save(&dir.path("arch.json"))?;

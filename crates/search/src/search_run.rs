@@ -331,10 +331,10 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         (_, true) => RunDir::open(&options.out, device)?,
         (_, false) => RunDir::create(&options.out, config, device)?,
     };
+    if dir.is_writer() {
+        crate::dist::record(&dir, dist.as_deref(), data.loader.batch, options.resume)?;
+    }
     if let Some(group) = &dist {
-        if dir.is_writer() {
-            crate::dist::record(&dir, group, data.loader.batch, options.resume)?;
-        }
         if !options.resume {
             // Every rank starts from rank 0's weights, α and β.
             group.broadcast_stores(&[&weights, &arch_store])?;
