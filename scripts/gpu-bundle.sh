@@ -52,6 +52,33 @@ else
 fi
 
 # 2. A copy of the tree with the matching pins.
+# The CUDA headers c10d's NCCL header needs and the wheel's nvidia packages leave out (crt/ and
+# CCCL's nv/), of the wheel's own CUDA release, for the distributed shim's NCCL path.
+headers="$site-cuda-headers"
+if [[ ! -f "$headers/.autodeeplab-installed" ]]; then
+  runtime="$(ls -d "$site"/nvidia_cuda_runtime*.dist-info 2>/dev/null | head -1)"
+  version="$(basename "$runtime" | sed -n 's/^nvidia_cuda_runtime[a-z0-9_]*-\([0-9]*\)\.\([0-9]*\)\..*/\1.\2/p')"
+  major="${version%%.*}"
+  case "$major" in
+    12) packages="nvidia-cuda-nvcc-cu12==$version.* nvidia-cuda-cccl-cu12==$version.*" ;;
+    13) packages="nvidia-cuda-crt==$version.* nvidia-cuda-cccl==$version.*" ;;
+    *) packages="" ;;
+  esac
+  if [[ -n "$packages" ]]; then
+    echo "gpu-bundle: installing the CUDA $version headers of the NCCL path ($packages)"
+    rm -rf "$headers.partial"
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    PIP_ROOT_USER_ACTION=ignore "${PYTHON:-python3}" -m pip install --disable-pip-version-check --no-input \
+      --no-cache-dir --no-warn-script-location --no-deps --target "$headers.partial" $packages
+    rm -rf "$headers"
+    mv "$headers.partial" "$headers"
+    echo "$packages" > "$headers/.autodeeplab-installed"
+  else
+    echo "gpu-bundle: no CUDA runtime package found in $site: the bundle is built without NCCL"
+  fi
+fi
+export ADL_CUDA_HEADERS="$headers"
+
 build="$root/.gpu-build"
 tree="$build/tree"
 rm -rf "$tree"

@@ -21,7 +21,11 @@ fn main() {
     let site = lib_dir.join("../..");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
-    println!("cargo:rerun-if-changed={}", site.join("../cuda-headers").display());
+    println!("cargo:rerun-if-env-changed=ADL_CUDA_HEADERS");
+    // The CUDA headers setup adds beside the libtorch it installs (the GPU bundle names its own).
+    let cuda_headers =
+        std::env::var("ADL_CUDA_HEADERS").map(PathBuf::from).unwrap_or_else(|_| site.join("../cuda-headers"));
+    println!("cargo:rerun-if-changed={}", cuda_headers.display());
 
     let gloo: Option<PathBuf> = std::env::var("GLOO_INCLUDE_DIR")
         .ok()
@@ -37,7 +41,7 @@ fn main() {
     }
 
     let mut cuda_includes: Vec<PathBuf> = Vec::new();
-    for root in [site.join("nvidia"), site.join("../cuda-headers/nvidia")] {
+    for root in [site.join("nvidia"), cuda_headers.join("nvidia")] {
         if let Ok(entries) = std::fs::read_dir(&root) {
             let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path().join("include"))).collect();
             dirs.sort();
