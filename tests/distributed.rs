@@ -117,6 +117,27 @@ fn two_ranks_on_half_batches_average_to_the_whole_batch() {
     }
 }
 
+#[test]
+fn ranks_whose_parameters_differ_are_named() {
+    let out = two_ranks(|g| {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _ = tch::nn::linear(vs.root() / "l", 3, 2, Default::default());
+        fixed_weights(&vs);
+        g.check_same(&[&vs], 0).unwrap();
+        g.broadcast_stores(&[&vs]).unwrap();
+        if g.rank == 1 {
+            tch::no_grad(|| {
+                let _ = vs.variables()["l.weight"].get(0).get(0).fill_(9.0);
+            });
+        }
+        g.check_same(&[&vs], 100).map_err(|e| e.to_string())
+    });
+    for result in out {
+        let message = result.unwrap_err();
+        assert!(message.contains("rank(s) [1]") && message.contains("step 100"), "{message}");
+    }
+}
+
 /// Gradients and running statistics of a network with batch norms (cell's, so the hook applies)
 /// on `images`, optionally with the norms synchronised across `group`.
 fn bn_gradients(images: &Tensor, targets: &Tensor, group: Option<std::sync::Arc<Group>>) -> Vec<Vec<f32>> {
