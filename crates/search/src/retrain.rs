@@ -14,7 +14,7 @@ use tch::{nn, Device, Tensor};
 use tracing::{info, warn};
 use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 
-use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors, Checkpoints};
+use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors};
 use crate::optim::{poly_lr, Params, Sgd};
 use crate::run_config::{FinalWeights, RetrainConfig};
 use crate::rundir::RunDir;
@@ -244,23 +244,20 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let loader =
         Loader::new(samples, data.transform.clone(), data.loader.clone(), Mode::Train).context("the training split")?;
 
-    let dir = match (&dist, options.resume) {
-        (Some(group), _) if group.rank != 0 => RunDir::follower(&options.out),
-        (_, true) => RunDir::open(&options.out, device)?,
-        (_, false) => RunDir::create(&options.out, config, device)?,
-    };
-    if dir.is_writer() {
-        crate::dist::record(&dir, dist.as_deref(), data.loader.batch, options.resume)?;
-    }
+    let (dir, checkpoints) = RunDir::for_run(
+        &options.out,
+        config,
+        device,
+        options.resume,
+        dist.as_deref(),
+        data.loader.batch,
+        config.checkpoint.keep_last,
+    )?;
     if let (ModelChoice::Deployed(architecture), false, true) = (&options.model, options.resume, dir.is_writer()) {
         architecture.save(&dir.path("arch.json"))?;
     }
     if config.tensorboard {
         dir.enable_tensorboard()?;
-    }
-    let mut checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
-    if !dir.is_writer() {
-        checkpoints = checkpoints.reading_only();
     }
     tch::manual_seed(config.seed as i64);
     crate::gpu::tune(device);

@@ -198,6 +198,32 @@ impl RunDir {
         RunDir { root: root.to_owned(), _lock: None, writer: false, tensorboard: Default::default() }
     }
 
+    /// The folder of a search or retraining and its checkpoints: created (or opened, to
+    /// `resume`) by the single process or rank 0 of a distributed run, which also records the
+    /// run's distributed layout; read-only for the other ranks.
+    pub fn for_run(
+        out: &Path,
+        config: &impl Serialize,
+        device: tch::Device,
+        resume: bool,
+        dist: Option<&crate::dist::Group>,
+        per_rank_batch: usize,
+        keep_last: usize,
+    ) -> Result<(RunDir, crate::checkpoint::Checkpoints)> {
+        let dir = match (dist, resume) {
+            (Some(group), _) if group.rank != 0 => RunDir::follower(out),
+            (_, true) => RunDir::open(out, device)?,
+            (_, false) => RunDir::create(out, config, device)?,
+        };
+        let mut checkpoints = crate::checkpoint::Checkpoints::new(dir.path("checkpoints"), keep_last)?;
+        if dir.is_writer() {
+            crate::dist::record(&dir, dist, per_rank_batch, resume)?;
+        } else {
+            checkpoints = checkpoints.reading_only();
+        }
+        Ok((dir, checkpoints))
+    }
+
     /// Whether this process writes the folder.
     pub fn is_writer(&self) -> bool {
         self.writer

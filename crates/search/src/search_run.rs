@@ -17,7 +17,7 @@ use tch::{nn, Device, Kind, Tensor};
 use tracing::{info, warn};
 use trellis::{ArchParams, Architecture, SearchNetwork};
 
-use crate::checkpoint::{load_store, read_tensors, store_tensors, Checkpoints};
+use crate::checkpoint::{load_store, read_tensors, store_tensors};
 use crate::optim::{cosine_lr, Adam, Params, Sgd};
 use crate::run_config::{DataConfig, SearchRunConfig};
 use crate::rundir::RunDir;
@@ -326,14 +326,15 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     };
     // The run folder is created only once the data and the loaders are known to be usable;
     // in a distributed run rank 0 alone writes it.
-    let dir = match (&dist, options.resume) {
-        (Some(group), _) if group.rank != 0 => RunDir::follower(&options.out),
-        (_, true) => RunDir::open(&options.out, device)?,
-        (_, false) => RunDir::create(&options.out, config, device)?,
-    };
-    if dir.is_writer() {
-        crate::dist::record(&dir, dist.as_deref(), data.loader.batch, options.resume)?;
-    }
+    let (dir, checkpoints) = RunDir::for_run(
+        &options.out,
+        config,
+        device,
+        options.resume,
+        dist.as_deref(),
+        data.loader.batch,
+        config.checkpoint.keep_last,
+    )?;
     if let Some(group) = &dist {
         if !options.resume {
             // Every rank starts from rank 0's weights, α and β.
@@ -342,10 +343,6 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     if config.tensorboard {
         dir.enable_tensorboard()?;
-    }
-    let mut checkpoints = Checkpoints::new(dir.path("checkpoints"), config.checkpoint.keep_last)?;
-    if !dir.is_writer() {
-        checkpoints = checkpoints.reading_only();
     }
     info!(
         train_a = train_a.len(),
