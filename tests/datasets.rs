@@ -15,8 +15,19 @@ use seg::ClassTable;
 fn synth(format: &str, name: &str) -> PathBuf {
     let root = temp(&format!("ds-{format}-{name}"));
     ok(&search(&[
-        "synth", "--format", format, "--out", root.to_str().unwrap(), "--train", "6", "--val", "2", "--size", "64x48",
-        "--seed", "1",
+        "synth",
+        "--format",
+        format,
+        "--out",
+        root.to_str().unwrap(),
+        "--train",
+        "6",
+        "--val",
+        "2",
+        "--size",
+        "64x48",
+        "--seed",
+        "1",
     ]));
     root
 }
@@ -73,7 +84,8 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
     // Eval with the run's format and table; the report names the table's classes.
     let trained_s = trained.to_str().unwrap();
     let (miou, report) = eval_miou(&["--weights", trained_s, "--data", root_s, "--split", splits.1]);
-    let names: Vec<&str> = report["scores"]["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        report["scores"]["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, table.names(), "{format}");
 
     // Stored-value predictions read back by eval --pred give the same mIoU, and the
@@ -82,8 +94,17 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
     let images = root.join(val_images);
     let predict = |out: &Path, kind: &str| {
         ok(&search(&[
-            "predict", "--weights", trained_s, "--input", images.to_str().unwrap(), "--out", out.to_str().unwrap(),
-            "--format", kind, "--device", "cpu",
+            "predict",
+            "--weights",
+            trained_s,
+            "--input",
+            images.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            kind,
+            "--device",
+            "cpu",
         ]))
     };
     predict(&preds, "labelids");
@@ -112,14 +133,19 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
     predict(&colours, "color");
     let legend = std::fs::read_to_string(colours.join("legend.svg")).unwrap();
     assert!(legend.contains(&format!("0 {}", table.classes[0].name)), "{format}: {legend}");
-    let first = seg::walk::files(&colours, None, |p| p.extension().is_some_and(|e| e == "png") && !p.ends_with("legend.png"))
-        .unwrap()
-        .into_iter()
-        .next()
-        .unwrap();
+    let first =
+        seg::walk::files(&colours, None, |p| p.extension().is_some_and(|e| e == "png") && !p.ends_with("legend.png"))
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap();
     let rgb = image::open(&first).unwrap().into_rgb8();
     let palette: Vec<[u8; 3]> = table.classes.iter().map(|c| c.color).collect();
-    assert!(rgb.pixels().all(|p| palette.contains(&p.0)), "{format}: a colour outside the table in {}", first.display());
+    assert!(
+        rgb.pixels().all(|p| palette.contains(&p.0)),
+        "{format}: a colour outside the table in {}",
+        first.display()
+    );
     for dir in [root, run, trained, preds, colours] {
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -151,11 +177,23 @@ fn a_config_whose_class_count_disagrees_with_the_table_is_refused() {
     let root = synth("folder", "mismatch");
     let out = temp("ds-classes-mismatch");
     let args = [
-        "run", "--config", &repo("configs/tiny-search.toml"), "--data", root.to_str().unwrap(), "--out",
-        out.to_str().unwrap(), "--set", "data.format=folder", "--set", "model.classes=19",
+        "run",
+        "--config",
+        &repo("configs/tiny-search.toml"),
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "data.format=folder",
+        "--set",
+        "model.classes=19",
     ];
     let message = err(&search(&args));
-    assert!(message.contains("model.classes") && message.contains("is 19") && message.contains("12 classes"), "{message}");
+    assert!(
+        message.contains("model.classes") && message.contains("is 19") && message.contains("12 classes"),
+        "{message}"
+    );
     assert!(!out.exists(), "nothing is written");
     // A folder data set without a table names both ways to give one.
     std::fs::remove_file(root.join("classes.toml")).unwrap();
@@ -174,7 +212,8 @@ fn every_format_lists_its_layout() {
         (DataFormat::Ade20k, "train", "val"),
     ] {
         let root = temp(&format!("ds-list-{format}"));
-        let config = seg::data::SynthConfig { seed: 2, train: 4, val: 2, width: 24, height: 16, task: Default::default() };
+        let config =
+            seg::data::SynthConfig { seed: 2, train: 4, val: 2, width: 24, height: 16, task: Default::default() };
         seg::data::synth_layout::generate_as(&root, &config, format).unwrap();
         let table = format.built_in_table().unwrap_or_else(seg::data::synth_layout::folder_table);
         let dataset = seg::data::Dataset::new(format, &root, table);
@@ -218,13 +257,19 @@ fn bad_data_is_an_error_that_names_the_file_and_the_pixel() {
     values[8 + 3] = 40;
     write_png(&label, 8, 6, image::ColorType::L8, &values).unwrap();
     let message = read_error(&folder, "train");
-    assert!(message.contains("scene0000.png") && message.contains("pixel (3, 1)") && message.contains("value 40"), "{message}");
+    assert!(
+        message.contains("scene0000.png") && message.contains("pixel (3, 1)") && message.contains("value 40"),
+        "{message}"
+    );
     assert!(message.contains("synthetic class table (0..=11, 255)"), "{message}");
     let mut colours = vec![128u8; 144];
     colours[..3].copy_from_slice(&[1, 2, 3]);
     write_png(&label, 8, 6, image::ColorType::Rgb8, &colours).unwrap();
     let message = read_error(&folder, "train");
-    assert!(message.contains("pixel (0, 0)") && message.contains("[1, 2, 3]") && message.contains("palette"), "{message}");
+    assert!(
+        message.contains("pixel (0, 0)") && message.contains("[1, 2, 3]") && message.contains("palette"),
+        "{message}"
+    );
     write_png(&label, 7, 6, image::ColorType::L8, &[0; 42]).unwrap();
     let message = read_error(&folder, "train");
     assert!(message.contains("scene0000.png") && message.contains("(7, 6)") && message.contains("(8, 6)"), "{message}");
@@ -260,7 +305,10 @@ fn bad_data_is_an_error_that_names_the_file_and_the_pixel() {
     indices[47] = 21;
     write_palette_png(&root.join("SegmentationClass/2008_000001.png"), 8, 6, &indices, &palette).unwrap();
     let message = read_error(&voc, "val");
-    assert!(message.contains("2008_000001.png") && message.contains("pixel (7, 5)") && message.contains("value 21"), "{message}");
+    assert!(
+        message.contains("2008_000001.png") && message.contains("pixel (7, 5)") && message.contains("value 21"),
+        "{message}"
+    );
     assert!(message.contains("voc class table (0..=20, 255)"), "{message}");
     std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "2008_000001\n2009_000404\n").unwrap();
     let message = read_error(&voc, "val");
@@ -275,7 +323,10 @@ fn bad_data_is_an_error_that_names_the_file_and_the_pixel() {
     values[0] = 151;
     write_png(&root.join("annotations/validation/ADE_val_00000001.png"), 8, 6, image::ColorType::L8, &values).unwrap();
     let message = read_error(&ade, "val");
-    assert!(message.contains("ADE_val_00000001.png") && message.contains("value 151") && message.contains("(0..=150)"), "{message}");
+    assert!(
+        message.contains("ADE_val_00000001.png") && message.contains("value 151") && message.contains("(0..=150)"),
+        "{message}"
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }
 
@@ -289,8 +340,19 @@ fn a_run_over_a_bad_label_stops_with_its_name_and_eval_names_a_bad_prediction() 
     let out = temp("ds-bad-run");
     let config = repo("configs/tiny-search.toml");
     let message = err(&search(&[
-        "--threads", "1", "run", "--config", &config, "--device", "cpu", "--data", root.to_str().unwrap(), "--out",
-        out.to_str().unwrap(), "--set", "data.format=folder",
+        "--threads",
+        "1",
+        "run",
+        "--config",
+        &config,
+        "--device",
+        "cpu",
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "data.format=folder",
     ]));
     assert!(message.contains("labels/train/synth") && message.contains("cannot decode"), "{message}");
     // Evaluating predictions with a value the table does not store names the pixel.
@@ -301,7 +363,13 @@ fn a_run_over_a_bad_label_stops_with_its_name_and_eval_names_a_bad_prediction() 
         seg::png::write_png(&path, 64, 48, image::ColorType::L8, &vec![value; 64 * 48]).unwrap();
     }
     let message = err(&search(&[
-        "eval", "--pred", preds.to_str().unwrap(), "--data", root.to_str().unwrap(), "--format", "folder",
+        "eval",
+        "--pred",
+        preds.to_str().unwrap(),
+        "--data",
+        root.to_str().unwrap(),
+        "--format",
+        "folder",
     ]));
     assert!(message.contains("scene0000.png") && message.contains("pixel (0, 0) holds 12"), "{message}");
     std::fs::remove_dir_all(root).unwrap();

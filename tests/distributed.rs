@@ -45,11 +45,20 @@ fn the_engine_reduces_and_broadcasts() {
         g.all_reduce_sum(&[&t]).unwrap();
         let m = Tensor::full([2], 2.0 * g.rank as f64, (Kind::Float, tch::Device::Cpu));
         g.all_reduce_mean(&[&m]).unwrap();
-        let b = if g.rank == 0 { Tensor::from_slice(&[7i64, 8]) } else { Tensor::zeros([2], (Kind::Int64, tch::Device::Cpu)) };
+        let b = if g.rank == 0 {
+            Tensor::from_slice(&[7i64, 8])
+        } else {
+            Tensor::zeros([2], (Kind::Int64, tch::Device::Cpu))
+        };
         g.broadcast(&[&b], 0).unwrap();
         let counts = g.sum_counts(&[g.rank as u64, 10]).unwrap();
         g.barrier().unwrap();
-        (Vec::<f32>::try_from(&t).unwrap(), Vec::<f32>::try_from(&m).unwrap(), Vec::<i64>::try_from(&b).unwrap(), counts)
+        (
+            Vec::<f32>::try_from(&t).unwrap(),
+            Vec::<f32>::try_from(&m).unwrap(),
+            Vec::<i64>::try_from(&b).unwrap(),
+            counts,
+        )
     });
     for (sum, mean, broadcast, counts) in out {
         assert_eq!(sum, [3.0, 3.0, 3.0]);
@@ -66,7 +75,9 @@ fn fixed_weights(vs: &tch::nn::VarStore) {
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         for (i, (_, t)) in named.iter().enumerate() {
-            let values = ((Tensor::arange(t.numel() as i64, (Kind::Float, tch::Device::Cpu)) * 0.37 + i as f64).sin() * 0.5).view_as(t);
+            let values = ((Tensor::arange(t.numel() as i64, (Kind::Float, tch::Device::Cpu)) * 0.37 + i as f64).sin()
+                * 0.5)
+                .view_as(t);
             t.shallow_clone().copy_(&values);
         }
     });
@@ -143,7 +154,8 @@ fn ranks_whose_parameters_differ_are_named() {
 fn bn_gradients(images: &Tensor, targets: &Tensor, group: Option<std::sync::Arc<Group>>) -> Vec<Vec<f32>> {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let root = vs.root();
-    let c1 = tch::nn::conv2d(&root / "c1", 3, 4, 3, tch::nn::ConvConfig { padding: 1, bias: false, ..Default::default() });
+    let c1 =
+        tch::nn::conv2d(&root / "c1", 3, 4, 3, tch::nn::ConvConfig { padding: 1, bias: false, ..Default::default() });
     let bn1 = cell::ops::batch_norm(&root / "bn1", 4, true);
     let c2 = tch::nn::conv2d(&root / "c2", 4, 2, 1, tch::nn::ConvConfig { bias: false, ..Default::default() });
     let bn2 = cell::ops::batch_norm(&root / "bn2", 2, false);
@@ -158,12 +170,16 @@ fn bn_gradients(images: &Tensor, targets: &Tensor, group: Option<std::sync::Arc<
     drop(guard);
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let trainable: Vec<Tensor> = named.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.shallow_clone()).collect();
+    let trainable: Vec<Tensor> =
+        named.iter().filter(|(_, t)| t.requires_grad()).map(|(_, t)| t.shallow_clone()).collect();
     if let Some(g) = &group {
         g.average_gradients(&trainable, value).unwrap();
     }
-    let mut out: Vec<Vec<f32>> = trainable.iter().map(|t| Vec::<f32>::try_from(t.grad().flatten(0, -1)).unwrap()).collect();
-    out.extend(named.iter().filter(|(_, t)| !t.requires_grad()).map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()));
+    let mut out: Vec<Vec<f32>> =
+        trainable.iter().map(|t| Vec::<f32>::try_from(t.grad().flatten(0, -1)).unwrap()).collect();
+    out.extend(
+        named.iter().filter(|(_, t)| !t.requires_grad()).map(|(_, t)| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()),
+    );
     out
 }
 
@@ -179,7 +195,14 @@ fn synchronised_batch_norm_on_half_batches_equals_the_whole_batch() {
         .map(|rank| {
             let (images, targets) = (images.copy(), targets.copy());
             std::thread::spawn(move || {
-                let launch = Launch { rank, world_size: 2, local_rank: rank, master_addr: "127.0.0.1".into(), master_port: port, launcher: "test" };
+                let launch = Launch {
+                    rank,
+                    world_size: 2,
+                    local_rank: rank,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: port,
+                    launcher: "test",
+                };
                 let group = std::sync::Arc::new(Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap());
                 // Rank r takes images r and r + 2: one of each group of the grouped norm.
                 let pick = |t: &Tensor| Tensor::cat(&[t.narrow(0, rank as i64, 1), t.narrow(0, rank as i64 + 2, 1)], 0);
@@ -239,9 +262,17 @@ fn a_two_rank_search_step_on_half_batches_equals_one_step_on_the_whole_batch() {
     let port = free_port();
     let ranks: Vec<Vec<Vec<f32>>> = (0..2)
         .map(|rank| {
-            let (images, labels) = (images.narrow(0, 2 * rank as i64, 2).copy(), labels.narrow(0, 2 * rank as i64, 2).copy());
+            let (images, labels) =
+                (images.narrow(0, 2 * rank as i64, 2).copy(), labels.narrow(0, 2 * rank as i64, 2).copy());
             std::thread::spawn(move || {
-                let launch = Launch { rank, world_size: 2, local_rank: rank, master_addr: "127.0.0.1".into(), master_port: port, launcher: "test" };
+                let launch = Launch {
+                    rank,
+                    world_size: 2,
+                    local_rank: rank,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: port,
+                    launcher: "test",
+                };
                 let group = std::sync::Arc::new(Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap());
                 search_weight_step(&images, &labels, Some(group))
             })
@@ -303,7 +334,15 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
         let _ = two_rank(command, config, &root, &split, &first);
         assert!(split.join("checkpoints").read_dir().unwrap().count() > 0, "{command}: a checkpoint");
         ok(&search(&[
-            "--threads", "1", command, "--resume", split.to_str().unwrap(), "--device", "cpu", "--nproc-per-node", "2",
+            "--threads",
+            "1",
+            command,
+            "--resume",
+            split.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--nproc-per-node",
+            "2",
         ]));
         if file.ends_with(".json") {
             assert_eq!(
@@ -313,7 +352,11 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
             );
             for name in ["weights.safetensors", "arch.safetensors"] {
                 let last = |run: &Path| {
-                    let dir = search::checkpoint::Checkpoints::new(run.join("checkpoints"), 1).unwrap().latest().unwrap().unwrap();
+                    let dir = search::checkpoint::Checkpoints::new(run.join("checkpoints"), 1)
+                        .unwrap()
+                        .latest()
+                        .unwrap()
+                        .unwrap();
                     tensors(&dir.join(name))
                 };
                 for ((na, a), (nb, b)) in last(&straight).iter().zip(&last(&split)) {
@@ -332,7 +375,13 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
     }
     // Synchronised batch norm through a whole two-rank retraining, resumed exactly too.
     let straight = temp("dist-syncbn-straight");
-    ok(&two_rank("train", "configs/tiny-retrain.toml", &root, &straight, &["--arch", "paper", "--set", "sync_bn=true"]));
+    ok(&two_rank(
+        "train",
+        "configs/tiny-retrain.toml",
+        &root,
+        &straight,
+        &["--arch", "paper", "--set", "sync_bn=true"],
+    ));
     let split = temp("dist-syncbn-split");
     let _ = two_rank(
         "train",
@@ -341,7 +390,17 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
         &split,
         &["--arch", "paper", "--set", "sync_bn=true", "--stop-after-steps", "3"],
     );
-    ok(&search(&["--threads", "1", "train", "--resume", split.to_str().unwrap(), "--device", "cpu", "--nproc-per-node", "2"]));
+    ok(&search(&[
+        "--threads",
+        "1",
+        "train",
+        "--resume",
+        split.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--nproc-per-node",
+        "2",
+    ]));
     let file = "weights.safetensors";
     for ((na, a), (nb, b)) in tensors(&straight.join(file)).iter().zip(&tensors(&split.join(file))) {
         assert!(a.equal(b), "sync_bn: {na} / {nb} differs after resuming");
@@ -352,7 +411,8 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
 
     // A two-rank run resumed in one process goes on, and says that the data order changes.
     let other = temp("dist-other-world");
-    let _ = two_rank("train", "configs/tiny-retrain.toml", &root, &other, &["--arch", "paper", "--stop-after-steps", "3"]);
+    let _ =
+        two_rank("train", "configs/tiny-retrain.toml", &root, &other, &["--arch", "paper", "--stop-after-steps", "3"]);
     let out = search(&["--threads", "1", "train", "--resume", other.to_str().unwrap(), "--device", "cpu"]);
     ok(&out);
     let log = String::from_utf8_lossy(&out.stderr);
@@ -367,7 +427,8 @@ fn a_failed_or_hung_rank_ends_the_others_inside_the_timeout() {
     let message = err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--fail-rank", "1"]));
     assert!(message.contains("rank 1 of 2 failed"), "{message}");
     let start = Instant::now();
-    let message = err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--hang-rank", "1", "--timeout-s", "4"]));
+    let message =
+        err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--hang-rank", "1", "--timeout-s", "4"]));
     let seconds = start.elapsed().as_secs_f64();
     assert!(message.contains("rank 0") && message.contains("timed out"), "{message}");
     assert!(seconds < 30.0, "the hung rank was noticed after {seconds} s");

@@ -56,8 +56,17 @@ fn predicted_logits(run: &Path, root: &Path) -> (PathBuf, PathBuf) {
         .remove(0);
     let out = temp("export-logits");
     ok(&search(&[
-        "predict", "--weights", run.to_str().unwrap(), "--input", image.to_str().unwrap(), "--out",
-        out.to_str().unwrap(), "--format", "logits", "--device", "cpu",
+        "predict",
+        "--weights",
+        run.to_str().unwrap(),
+        "--input",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "logits",
+        "--device",
+        "cpu",
     ]));
     let logits = out.join(image.with_extension("npy").file_name().unwrap());
     let (shape, _) = search::npy::read_f32(&logits).unwrap();
@@ -66,7 +75,8 @@ fn predicted_logits(run: &Path, root: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn export(run: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["export", "--weights", run.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "64x48"];
+    let mut args =
+        vec!["export", "--weights", run.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "64x48"];
     args.extend(extra);
     let printed = ok(&search(&args));
     serde_json::from_str(printed.lines().next().unwrap()).unwrap()
@@ -80,7 +90,17 @@ fn exported_files_match_predict_outside_the_tool() {
 
     // The weights carry what they are.
     let meta = search::model_card::read_metadata(&run.join("weights.safetensors")).unwrap();
-    for key in ["architecture", "filter_multiplier", "class_table", "mean", "std", "input", "training_data", "val_miou", "commit"] {
+    for key in [
+        "architecture",
+        "filter_multiplier",
+        "class_table",
+        "mean",
+        "std",
+        "input",
+        "training_data",
+        "val_miou",
+        "commit",
+    ] {
         assert!(meta.contains_key(key), "weights.safetensors lacks metadata `{key}`: {meta:?}");
     }
     let card = search::model_card::ModelCard::from_metadata(&meta).unwrap().unwrap();
@@ -100,7 +120,8 @@ fn exported_files_match_predict_outside_the_tool() {
         for file in ["model.pt", "model.onnx", "model.json"] {
             assert!(out.join(file).is_file(), "{name}: {file} missing");
         }
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
         assert_eq!(json["model"]["filter_multiplier"], 2);
         assert_eq!(json["export"]["height"], 48);
         let checks: serde_json::Value = serde_json::from_str(
@@ -146,14 +167,24 @@ fn exported_files_match_predict_outside_the_tool() {
     let example = doc.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
     let colour = temp("export-example.png");
     let out = exported[0].clone();
-    let printed = python(example, &[out.join("model.onnx").to_str().unwrap(), image.to_str().unwrap(), colour.to_str().unwrap()]);
+    let printed =
+        python(example, &[out.join("model.onnx").to_str().unwrap(), image.to_str().unwrap(), colour.to_str().unwrap()]);
     assert!(printed.contains("19 classes"), "{printed}");
     let theirs = image::open(&colour).unwrap().into_rgb8();
     assert_eq!(theirs.dimensions(), (64, 48));
     let predicted = temp("export-colour");
     ok(&search(&[
-        "predict", "--weights", run.to_str().unwrap(), "--input", image.to_str().unwrap(), "--out",
-        predicted.to_str().unwrap(), "--format", "color", "--device", "cpu",
+        "predict",
+        "--weights",
+        run.to_str().unwrap(),
+        "--input",
+        image.to_str().unwrap(),
+        "--out",
+        predicted.to_str().unwrap(),
+        "--format",
+        "color",
+        "--device",
+        "cpu",
     ]));
     let ours = image::open(predicted.join(image.file_name().unwrap())).unwrap().into_rgb8();
     let same = ours.pixels().zip(theirs.pixels()).filter(|(a, b)| a == b).count();

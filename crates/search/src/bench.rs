@@ -130,7 +130,17 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
     for step in 0..config.warmup + config.steps {
         let images = Tensor::randn(shape, (Kind::Float, device));
         let labels = Tensor::randint(model.classes, [config.batch, config.crop, config.crop], (Kind::Int64, device));
-        let w = weight_step(&net, &arch, &mut sgd, &images, &labels, 0.01, config.weights.grad_clip, config.autocast, dist)?;
+        let w = weight_step(
+            &net,
+            &arch,
+            &mut sgd,
+            &images,
+            &labels,
+            0.01,
+            config.weights.grad_clip,
+            config.autocast,
+            dist,
+        )?;
         let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, dist)?;
         if let Some(gpu) = gpu.as_mut() {
             gpu.sample();

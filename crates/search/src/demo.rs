@@ -163,7 +163,13 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     lap("eval", &mut seconds);
 
     let predictions = out.join("predictions");
-    crate::predict::predict(&model, &data.join("leftImg8bit/val"), &predictions, crate::predict::PredictOutput::Png(PredictionFormat::Labelids), device)?;
+    crate::predict::predict(
+        &model,
+        &data.join("leftImg8bit/val"),
+        &predictions,
+        crate::predict::PredictOutput::Png(PredictionFormat::Labelids),
+        device,
+    )?;
     let predicted_files_miou = seg::eval::evaluate_folder(&predictions, &dataset, "val")?.scores.miou;
     crate::predict::predict(
         &model,

@@ -23,7 +23,12 @@ extern "C" {
         timeout_ms: i64,
         error: *mut *mut c_char,
     ) -> *mut c_void;
-    fn adl_dist_allreduce_sum(group: *mut c_void, tensors: *const *mut c_void, n: c_int, error: *mut *mut c_char) -> c_int;
+    fn adl_dist_allreduce_sum(
+        group: *mut c_void,
+        tensors: *const *mut c_void,
+        n: c_int,
+        error: *mut *mut c_char,
+    ) -> c_int;
     fn adl_dist_broadcast(
         group: *mut c_void,
         tensors: *const *mut c_void,
@@ -91,7 +96,9 @@ impl Launch {
     /// [`Launch::from_env`] over any source of variables (for tests).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>> {
         let number = |name: &str| -> Result<Option<usize>> {
-            var(name).map(|v| v.trim().parse::<usize>().with_context(|| format!("${name} = {v:?} is not a number"))).transpose()
+            var(name)
+                .map(|v| v.trim().parse::<usize>().with_context(|| format!("${name} = {v:?} is not a number")))
+                .transpose()
         };
         // torchrun (and our --nproc-per-node), then SLURM's srun, then MPI launchers.
         let launchers: [(&'static str, [&str; 3]); 4] = [
@@ -226,7 +233,10 @@ impl Group {
         let mut error: *mut c_char = std::ptr::null_mut();
         let failed = unsafe { adl_dist_allreduce_sum(self.handle, ptrs.as_ptr(), ptrs.len() as c_int, &mut error) };
         if failed != 0 {
-            return Err(take_error(error, &format!("rank {}: all-reduce across {} ranks failed", self.rank, self.size)));
+            return Err(take_error(
+                error,
+                &format!("rank {}: all-reduce across {} ranks failed", self.rank, self.size),
+            ));
         }
         Ok(())
     }
@@ -311,9 +321,11 @@ impl Group {
 /// died) stops the process with its message.
 pub fn synchronise_batch_norm(group: Option<std::sync::Arc<Group>>) {
     cell::ops::set_batch_norm_hook(group.map(|g| {
-        std::rc::Rc::new(move |x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>, rm: &Tensor, rv: &Tensor, m: f64, eps: f64| {
-            g.sync_batch_norm(x, w, b, rm, rv, m, eps).unwrap_or_else(|e| panic!("{e:#}"))
-        }) as std::rc::Rc<cell::ops::BatchNormHook>
+        std::rc::Rc::new(
+            move |x: &Tensor, w: Option<&Tensor>, b: Option<&Tensor>, rm: &Tensor, rv: &Tensor, m: f64, eps: f64| {
+                g.sync_batch_norm(x, w, b, rm, rv, m, eps).unwrap_or_else(|e| panic!("{e:#}"))
+            },
+        ) as std::rc::Rc<cell::ops::BatchNormHook>
     }));
 }
 
@@ -350,8 +362,7 @@ impl Group {
     /// it, so that every rank takes the same decision on a non-finite loss). A parameter without
     /// a gradient contributes zeros and is left without one.
     pub fn average_gradients(&self, params: &[Tensor], loss: f64) -> Result<f64> {
-        let grads: Vec<Option<Tensor>> =
-            params.iter().map(|p| Some(p.grad()).filter(|g| g.defined())).collect();
+        let grads: Vec<Option<Tensor>> = params.iter().map(|p| Some(p.grad()).filter(|g| g.defined())).collect();
         let mut buckets: Vec<Vec<usize>> = vec![Vec::new()];
         let mut bytes = 0;
         for (i, p) in params.iter().enumerate() {
@@ -374,7 +385,10 @@ impl Group {
                 })
                 .collect();
             if b == last {
-                parts.push(Tensor::from_slice(&[loss as f32]).to_device(params.first().map_or(tch::Device::Cpu, |p| p.device())));
+                parts.push(
+                    Tensor::from_slice(&[loss as f32])
+                        .to_device(params.first().map_or(tch::Device::Cpu, |p| p.device())),
+                );
             }
             let flat = Tensor::cat(&parts, 0);
             self.all_reduce_mean(&[&flat])?;
@@ -569,12 +583,19 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            (torchrun.rank, torchrun.world_size, torchrun.local_rank, torchrun.master_addr.as_str(), torchrun.master_port),
+            (
+                torchrun.rank,
+                torchrun.world_size,
+                torchrun.local_rank,
+                torchrun.master_addr.as_str(),
+                torchrun.master_port
+            ),
             (3, 8, 1, "node0", 1234)
         );
-        let slurm = launch(&[("SLURM_PROCID", "5"), ("SLURM_NTASKS", "16"), ("SLURM_LOCALID", "1"), ("MASTER_ADDR", "n1")])
-            .unwrap()
-            .unwrap();
+        let slurm =
+            launch(&[("SLURM_PROCID", "5"), ("SLURM_NTASKS", "16"), ("SLURM_LOCALID", "1"), ("MASTER_ADDR", "n1")])
+                .unwrap()
+                .unwrap();
         assert_eq!((slurm.launcher, slurm.rank, slurm.local_rank, slurm.master_port), ("slurm", 5, 1, DEFAULT_PORT));
         let mpi = launch(&[("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2"), ("MASTER_ADDR", "h")])
             .unwrap()

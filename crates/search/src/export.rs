@@ -212,7 +212,10 @@ fn write_all(request: &ExportRequest, model: &TrainedModel, h: u32, w: u32, dir:
         height: h,
         width: w,
         input: input_text(card, h, w),
-        output: format!("logits [N, {}, {h}, {w}] float32, channel i = class_table.class[i]; argmax for labels", card.class_table.len()),
+        output: format!(
+            "logits [N, {}, {h}, {w}] float32, channel i = class_table.class[i]; argmax for labels",
+            card.class_table.len()
+        ),
         batch: "any (dynamic)".into(),
         fold_bn: request.fold_bn,
         onnx_opset: request.onnx.then_some(OPSET),

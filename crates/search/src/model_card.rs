@@ -144,8 +144,8 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact(&mut header).with_context(|| format!("{}: truncated safetensors header", path.display()))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).with_context(|| format!("{}: the safetensors header is not JSON", path.display()))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: the safetensors header is not JSON", path.display()))?;
     Ok(header
         .get("__metadata__")
         .and_then(|m| m.as_object())

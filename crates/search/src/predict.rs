@@ -82,7 +82,8 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
         }
         let format = match output {
             PredictOutput::Logits => {
-                let values = Vec::<f32>::try_from(logits.squeeze_dim(0).to_device(Device::Cpu).contiguous().flatten(0, -1))?;
+                let values =
+                    Vec::<f32>::try_from(logits.squeeze_dim(0).to_device(Device::Cpu).contiguous().flatten(0, -1))?;
                 let classes = model.table.len();
                 crate::npy::write_f32(&target, &[classes, height as usize, width as usize], &values)?;
                 bar.inc(1);

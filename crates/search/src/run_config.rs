@@ -103,7 +103,9 @@ impl<'de> Deserialize<'de> for ClassesSpec {
         use serde::de::Error;
         match toml::Value::deserialize(deserializer)? {
             toml::Value::String(path) => Ok(ClassesSpec::File(path.into())),
-            table @ toml::Value::Table(_) => ClassTable::deserialize(table).map(ClassesSpec::Table).map_err(D::Error::custom),
+            table @ toml::Value::Table(_) => {
+                ClassTable::deserialize(table).map(ClassesSpec::Table).map_err(D::Error::custom)
+            }
             other => Err(D::Error::custom(format!("expected a file name or a class table, got {other}"))),
         }
     }

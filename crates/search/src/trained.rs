@@ -97,14 +97,20 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
     let architecture = match (&args.arch, &run, &stored) {
         (Some(spec), _, _) => crate::arch_source::resolve(spec).context("reading --arch")?,
         (None, Some(dir), _) => trellis::Architecture::load(&dir.join("arch.json"))?,
-        (None, None, Some(card)) => trellis::Architecture::from_json(&card.architecture.to_string(), "the weights' metadata")?,
+        (None, None, Some(card)) => {
+            trellis::Architecture::from_json(&card.architecture.to_string(), "the weights' metadata")?
+        }
         (None, None, None) => anyhow::bail!(
             "--weights {} is a file without our metadata: say which network it is with --arch",
             args.weights.display()
         ),
     };
     let mut config = run_config.clone().unwrap_or_default();
-    if let Some(f) = args.filter_multiplier.or(run_config.as_ref().map(|c| c.model.filter_multiplier)).or(stored.as_ref().map(|c| c.filter_multiplier)) {
+    if let Some(f) = args
+        .filter_multiplier
+        .or(run_config.as_ref().map(|c| c.model.filter_multiplier))
+        .or(stored.as_ref().map(|c| c.filter_multiplier))
+    {
         config.model.filter_multiplier = f;
     }
     let (format, table) = class_table(args, run_config.as_ref(), stored.as_ref())?;
@@ -175,9 +181,9 @@ pub fn class_table(
     run: Option<&RetrainConfig>,
     stored: Option<&ModelCard>,
 ) -> Result<(DataFormat, ClassTable)> {
-    let stored_format = stored.and_then(|c| c.training_data.as_ref()).and_then(|d| {
-        serde_json::from_value::<DataFormat>(serde_json::Value::String(d.format.clone())).ok()
-    });
+    let stored_format = stored
+        .and_then(|c| c.training_data.as_ref())
+        .and_then(|d| serde_json::from_value::<DataFormat>(serde_json::Value::String(d.format.clone())).ok());
     let format = args.format.or(run.map(|c| c.data.format)).or(stored_format).unwrap_or_default();
     if let (None, None, None, Some(card)) = (&args.classes, args.format, run, stored) {
         return Ok((format, card.class_table.clone()));
@@ -187,7 +193,9 @@ pub fn class_table(
         (None, Some(format), _) => format.built_in_table().with_context(|| {
             format!("--format {format} has no built-in class table: name the data set's with --classes FILE.toml")
         })?,
-        (None, None, Some(run)) => run.data.class_table().map_err(|e| anyhow::anyhow!("the run's config: {}: {}", e.key, e.message))?,
+        (None, None, Some(run)) => {
+            run.data.class_table().map_err(|e| anyhow::anyhow!("the run's config: {}: {}", e.key, e.message))?
+        }
         (None, None, None) => ClassTable::cityscapes(),
     };
     Ok((format, table))

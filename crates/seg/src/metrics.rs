@@ -33,10 +33,7 @@ impl ConfusionMatrix {
         let n = names.len();
         assert_eq!(counts.len(), n * (n + 1), "a confusion matrix of {n} classes has {n} x {} counts", n + 1);
         let counts: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
-        ConfusionMatrix {
-            counts: Tensor::from_slice(&counts).view([n as i64, n as i64 + 1]).to_device(device),
-            names,
-        }
+        ConfusionMatrix { counts: Tensor::from_slice(&counts).view([n as i64, n as i64 + 1]).to_device(device), names }
     }
 
     /// Number of classes.

@@ -93,9 +93,7 @@ pub fn write_prediction(
     image: Option<&[u8]>,
 ) -> Result<(), DataError> {
     match format {
-        PredictionFormat::Color => {
-            write_png(path, width, height, image::ColorType::Rgb8, &colorize(table, train_ids))
-        }
+        PredictionFormat::Color => write_png(path, width, height, image::ColorType::Rgb8, &colorize(table, train_ids)),
         PredictionFormat::Labelids => {
             write_png(path, width, height, image::ColorType::L8, &to_stored_values(table, train_ids))
         }

@@ -62,7 +62,11 @@ pub fn exec(args: Args) -> Result<()> {
         "rank {}: the all-reduce gave {t:?}, not {expected}",
         launch.rank
     );
-    let b = if launch.rank == 0 { Tensor::arange(8, (Kind::Float, device)) } else { Tensor::zeros([8], (Kind::Float, device)) };
+    let b = if launch.rank == 0 {
+        Tensor::arange(8, (Kind::Float, device))
+    } else {
+        Tensor::zeros([8], (Kind::Float, device))
+    };
     group.broadcast(&[&b], 0)?;
     ensure!(
         Vec::<f32>::try_from(b.to_device(Device::Cpu))? == (0..8).map(|i| i as f32).collect::<Vec<_>>(),

@@ -165,7 +165,13 @@ impl RunFlags {
         let engine = if device.is_cuda() { search::dist::Engine::Nccl } else { search::dist::Engine::Gloo };
         let timeout = std::time::Duration::from_secs(self.dist_timeout_s);
         let group = search::dist::Group::join(&launch, engine, timeout)?;
-        tracing::info!(rank = launch.rank, world_size = launch.world_size, launcher = launch.launcher, ?engine, "joined");
+        tracing::info!(
+            rank = launch.rank,
+            world_size = launch.world_size,
+            launcher = launch.launcher,
+            ?engine,
+            "joined"
+        );
         Ok(Some(std::sync::Arc::new(group)))
     }
 

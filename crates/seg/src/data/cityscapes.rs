@@ -16,7 +16,8 @@ use super::files::{is_file, sorted_entries, LabelRef, SampleRef};
 use crate::classes::{ClassTable, LabelDecoder};
 
 /// The layout, for errors.
-pub const LAYOUT: &str = "<root>/leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_labelIds.png";
+pub const LAYOUT: &str =
+    "<root>/leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_labelIds.png";
 
 /// Which annotation set labels come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -165,7 +165,13 @@ pub fn read_label(path: &Path, decoder: &LabelDecoder) -> Result<(u32, u32, Vec<
                     Some(t) => train.push(t),
                     None => {
                         let (x, y) = at(i);
-                        return Err(DataError::BadColor { path: path.to_owned(), x, y, rgb, table: decoder.table.clone() });
+                        return Err(DataError::BadColor {
+                            path: path.to_owned(),
+                            x,
+                            y,
+                            rgb,
+                            table: decoder.table.clone(),
+                        });
                     }
                 }
             }

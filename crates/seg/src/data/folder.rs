@@ -56,12 +56,11 @@ pub fn list_samples(root: &Path, split: &str, table: &ClassTable) -> Result<Vec<
     if !label_dir.is_dir() {
         return Err(DataError::SplitMissing { path: label_dir, format: "folder", layout: LAYOUT });
     }
-    let mut labels: BTreeMap<String, PathBuf> = crate::walk::files(&label_dir, None, |p| {
-        p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
-    })?
-    .into_iter()
-    .map(|path| (id_of(&path, &label_dir), path))
-    .collect();
+    let mut labels: BTreeMap<String, PathBuf> =
+        crate::walk::files(&label_dir, None, |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))?
+            .into_iter()
+            .map(|path| (id_of(&path, &label_dir), path))
+            .collect();
     let decoder = Arc::new(LabelDecoder::new(table));
     let samples = images
         .into_iter()

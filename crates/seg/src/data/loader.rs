@@ -17,8 +17,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::files::{read_sample, SampleRef};
 use super::error::DataError;
+use super::files::{read_sample, SampleRef};
 use super::seed::mix_seed;
 use super::transform::{eval_example, train_example, Example, TransformConfig};
 

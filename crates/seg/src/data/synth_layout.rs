@@ -112,8 +112,10 @@ pub fn generate_as(out: &Path, config: &SynthConfig, format: DataFormat) -> Resu
         })
         .collect::<Result<Vec<_>, _>>()?;
     match format {
-        DataFormat::Folder => crate::atomic::write_atomic(&out.join("classes.toml"), folder_table().to_toml().as_bytes())
-            .map_err(DataError::io(out.join("classes.toml")))?,
+        DataFormat::Folder => {
+            crate::atomic::write_atomic(&out.join("classes.toml"), folder_table().to_toml().as_bytes())
+                .map_err(DataError::io(out.join("classes.toml")))?
+        }
         DataFormat::Voc => write_voc_lists(out, config)?,
         _ => {}
     }
@@ -152,7 +154,10 @@ impl Writer<'_> {
         let labels = label_dir.join(format!("{stem}_gtFine_labelIds.png"));
         write_png(&labels, w, h, image::ColorType::L8, &self.stored)?;
         let table = ClassTable::cityscapes();
-        let color = crate::palette::colorize(&table, &self.scene.label.iter().map(|&l| LABEL_TO_TRAIN[l as usize]).collect::<Vec<_>>());
+        let color = crate::palette::colorize(
+            &table,
+            &self.scene.label.iter().map(|&l| LABEL_TO_TRAIN[l as usize]).collect::<Vec<_>>(),
+        );
         write_png(&label_dir.join(format!("{stem}_gtFine_color.png")), w, h, image::ColorType::Rgb8, &color)?;
         Ok(image)
     }

@@ -48,7 +48,11 @@ fn read_list(root: &Path, split: &str) -> Result<(PathBuf, Vec<String>), DataErr
         let Some(first) = line.split_whitespace().next() else { continue };
         let id = Path::new(first).file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         if id.is_empty() {
-            return Err(DataError::BadList { path: list.clone(), line: n + 1, message: format!("`{first}` names no image") });
+            return Err(DataError::BadList {
+                path: list.clone(),
+                line: n + 1,
+                message: format!("`{first}` names no image"),
+            });
         }
         ids.push(id);
     }
