@@ -522,9 +522,9 @@ fn last_world_size(dir: &crate::rundir::RunDir) -> u64 {
     std::fs::read_to_string(dir.path("metrics.jsonl"))
         .unwrap_or_default()
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "distributed")
-        .last()
+        .find(|v| v["kind"] == "distributed")
         .and_then(|v| v["world_size"].as_u64())
         .unwrap_or(1)
 }

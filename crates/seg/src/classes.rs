@@ -279,8 +279,8 @@ impl LabelDecoder {
     pub fn train_ids(table: &ClassTable) -> LabelDecoder {
         let mut values = [None; 256];
         values[IGNORE as usize] = Some(IGNORE);
-        for i in 0..table.len() {
-            values[i] = Some(i as u8);
+        for (i, value) in values.iter_mut().enumerate().take(table.len()) {
+            *value = Some(i as u8);
         }
         let colors = table.classes.iter().enumerate().map(|(i, c)| (c.color, i as u8)).collect();
         let valid = describe_values(&values);
