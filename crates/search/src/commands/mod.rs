@@ -52,13 +52,15 @@ enum Command {
     Train(train::Args),
     /// Segment images with a trained network.
     Predict(predict::Args),
-    /// Generate the synthetic street-scene data set in the Cityscapes layout and encoding.
+    /// Generate the synthetic street-scene data set, in the Cityscapes, folder, VOC or ADE20K
+    /// layout.
     Synth(synth::Args),
     /// Evaluate predictions with the Cityscapes pixel-level metric (per-class IoU, mIoU).
     Eval(eval::Args),
     /// Export a trained network as TorchScript and ONNX with its metadata (docs/deploy.md).
     Export(export::Args),
-    /// Measure the data loader's images/s on 2048x1024 PNGs at half resolution.
+    /// Measure the data loader's images/s on 2048x1024 images (PNG, or JPEG in the VOC and
+    /// ADE20K layouts) at half resolution.
     BenchData(bench_data::Args),
     /// Parameters and multiply-adds of the deployable network of an architecture.
     Summary(summary::Args),
@@ -218,7 +220,7 @@ impl RunFlags {
 #[derive(Args, Clone)]
 pub struct ModelFlags {
     /// Trained weights: a `search train` run folder, one of its checkpoints, or a safetensors
-    /// file (then --arch and --filter-multiplier say which network it is).
+    /// file (its metadata says which network it is; else --arch and --filter-multiplier).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Architecture JSON file or `paper` (default: the run's arch.json).
