@@ -195,7 +195,7 @@ impl Task for Retrain<'_> {
         let fields = serde_json::json!({"lr": lr});
         Ok(StepRecord {
             loss: loss_value,
-            images: batch.len(),
+            images: batch.len() * self.dist.as_ref().map_or(1, |g| g.size),
             fields: fields.as_object().expect("object").clone(),
             data_seconds,
         })

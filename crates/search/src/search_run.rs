@@ -222,7 +222,7 @@ impl Task for Search<'_> {
         });
         Ok(StepRecord {
             loss: loss_weights,
-            images: batch_a.len(),
+            images: batch_a.len() * self.dist.as_ref().map_or(1, |g| g.size),
             fields: fields.as_object().expect("an object").clone(),
             data_seconds,
         })

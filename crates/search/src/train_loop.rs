@@ -69,7 +69,7 @@ pub struct Position {
 pub struct StepRecord {
     /// The training loss (NaN when the step was skipped, e.g. a batch of ignored pixels).
     pub loss: f64,
-    /// Images the step trained on.
+    /// Images the step trained on (on every rank of a distributed run).
     pub images: usize,
     /// Further fields of the metrics line (learning rates, other losses: fields whose name
     /// starts with `loss` are averaged over the logging interval).
