@@ -431,6 +431,7 @@ fn a_failed_or_hung_rank_ends_the_others_inside_the_timeout() {
         err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--hang-rank", "1", "--timeout-s", "4"]));
     let seconds = start.elapsed().as_secs_f64();
     assert!(message.contains("rank 0") && message.contains("timed out"), "{message}");
+    assert!(message.contains("dead or hung: rank 1 (no progress recorded)"), "the hung rank is named: {message}");
     assert!(seconds < 30.0, "the hung rank was noticed after {seconds} s");
     // A rank whose peers never come stops at the rendezvous.
     let port = free_port().to_string();

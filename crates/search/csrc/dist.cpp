@@ -169,6 +169,38 @@ int adl_dist_barrier(void* g, char** error) {
 
 void adl_dist_free(void* g) { delete static_cast<Group*>(g); }
 
+// Sets `key` to `value` in the group's store (progress records of the ranks).
+int adl_dist_store_set(void* g, const char* key, const char* value, char** error) {
+#ifdef ADL_NO_C10D
+  *error = copy_message(NO_C10D);
+  return 1;
+#else
+  return guarded(error, [&] {
+    auto group = static_cast<Group*>(g);
+    std::string v(value);
+    group->store->set(std::string(key), std::vector<uint8_t>(v.begin(), v.end()));
+  });
+#endif
+}
+
+// The value of `key` in the group's store, or null (without error) when it is not there.
+char* adl_dist_store_get(void* g, const char* key, char** error) {
+#ifdef ADL_NO_C10D
+  *error = copy_message(NO_C10D);
+  return nullptr;
+#else
+  char* out = nullptr;
+  guarded(error, [&] {
+    auto group = static_cast<Group*>(g);
+    std::string k(key);
+    if (!group->store->check({k})) return;
+    auto bytes = group->store->get(k);
+    out = copy_message(std::string(bytes.begin(), bytes.end()));
+  });
+  return out;
+#endif
+}
+
 #ifndef ADL_NO_C10D
 }  // extern "C"
 

@@ -38,6 +38,8 @@ extern "C" {
     ) -> c_int;
     fn adl_dist_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
     fn adl_dist_free(group: *mut c_void);
+    fn adl_dist_store_set(group: *mut c_void, key: *const c_char, value: *const c_char, error: *mut *mut c_char) -> c_int;
+    fn adl_dist_store_get(group: *mut c_void, key: *const c_char, error: *mut *mut c_char) -> *mut c_char;
     fn adl_dist_sync_batch_norm(
         group: *mut c_void,
         x: *mut c_void,
@@ -166,6 +168,8 @@ impl Engine {
 /// A group of ranks and its engine.
 pub struct Group {
     handle: *mut c_void,
+    /// The last progress this rank recorded (see [`Group::record_progress`]).
+    progress: std::sync::atomic::AtomicU64,
     pub rank: usize,
     pub size: usize,
     pub engine: Engine,
@@ -220,7 +224,14 @@ impl Group {
                 ),
             ));
         }
-        Ok(Group { handle, rank: launch.rank, size: launch.world_size, engine, timeout })
+        Ok(Group {
+            handle,
+            progress: std::sync::atomic::AtomicU64::new(0),
+            rank: launch.rank,
+            size: launch.world_size,
+            engine,
+            timeout,
+        })
     }
 
     fn pointers(tensors: &[&Tensor]) -> Vec<*mut c_void> {
@@ -233,12 +244,57 @@ impl Group {
         let mut error: *mut c_char = std::ptr::null_mut();
         let failed = unsafe { adl_dist_allreduce_sum(self.handle, ptrs.as_ptr(), ptrs.len() as c_int, &mut error) };
         if failed != 0 {
-            return Err(take_error(
-                error,
-                &format!("rank {}: all-reduce across {} ranks failed", self.rank, self.size),
-            ));
+            let e = take_error(error, &format!("rank {}: all-reduce across {} ranks failed", self.rank, self.size));
+            return Err(anyhow::anyhow!("{e}{}", self.laggards()));
         }
         Ok(())
+    }
+
+    /// Records in the group's store that this rank reached `step` (a count that only grows: the
+    /// steps of a run), so that a rank whose collective fails can say which ranks are behind.
+    pub fn record_progress(&self, step: u64) {
+        self.progress.store(step, std::sync::atomic::Ordering::Relaxed);
+        let (key, value) = (CString::new(format!("adl/progress/{}", self.rank)), CString::new(step.to_string()));
+        if let (Ok(key), Ok(value)) = (key, value) {
+            let mut error: *mut c_char = std::ptr::null_mut();
+            if unsafe { adl_dist_store_set(self.handle, key.as_ptr(), value.as_ptr(), &mut error) } != 0 {
+                // Best effort: a store that cannot be written shows up in the next collective.
+                drop(take_error(error, "recording progress"));
+            }
+        }
+    }
+
+    /// The ranks behind this one by their recorded progress, in words (empty when none is, or
+    /// the store cannot tell).
+    fn laggards(&self) -> String {
+        let mine = self.progress.load(std::sync::atomic::Ordering::Relaxed);
+        let mut behind = Vec::new();
+        for rank in (0..self.size).filter(|&r| r != self.rank) {
+            let Ok(key) = CString::new(format!("adl/progress/{rank}")) else { continue };
+            let mut error: *mut c_char = std::ptr::null_mut();
+            let value = unsafe { adl_dist_store_get(self.handle, key.as_ptr(), &mut error) };
+            if !error.is_null() {
+                drop(take_error(error, "reading progress"));
+                continue;
+            }
+            let theirs = if value.is_null() {
+                None
+            } else {
+                let text = unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned();
+                unsafe { adl_dist_free_string(value) };
+                text.parse::<u64>().ok()
+            };
+            match theirs {
+                None => behind.push(format!("rank {rank} (no progress recorded)")),
+                Some(s) if s < mine => behind.push(format!("rank {rank} (at step {s})")),
+                _ => {}
+            }
+        }
+        if behind.is_empty() {
+            String::new()
+        } else {
+            format!("; behind this rank (at step {mine}), so dead or hung: {}", behind.join(", "))
+        }
     }
 
     /// Averages `tensors` across the ranks, in place.

@@ -159,6 +159,7 @@ impl Task for Retrain<'_> {
         let progress = iteration as f64 / c.iterations as f64;
         let mut loss_value = f64::NAN;
         if let Some(group) = &self.dist {
+            group.record_progress(iteration as u64 + 1);
             group.broadcast_buffers(&[&self.vs])?;
         }
         if has_labels(&labels) {

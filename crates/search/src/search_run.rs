@@ -149,6 +149,7 @@ impl Task for Search<'_> {
         let (images, labels) = batch_a.to_tensors(self.device);
         let mut loss_weights = f64::NAN;
         if let Some(group) = &self.dist {
+            group.record_progress(at.global_step as u64 + 1);
             group.broadcast_buffers(&[&self.weights])?;
         }
         if has_labels(&labels) {

@@ -53,6 +53,7 @@ pub fn exec(args: Args) -> Result<()> {
     if args.hang_rank == Some(launch.rank) {
         std::thread::sleep(Duration::from_secs(3600));
     }
+    group.record_progress(1);
     let n = launch.world_size as f64;
     let t = Tensor::full([4], launch.rank as f64 + 1.0, (Kind::Float, device));
     group.all_reduce_sum(&[&t])?;
