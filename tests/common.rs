@@ -71,12 +71,24 @@ pub fn tiny_search(root: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 pub fn tiny_train(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    tiny_train_arch("paper", root, out, extra)
+}
+
+/// [`tiny_train`] of the architecture `arch` (a file or `paper`).
+pub fn tiny_train_arch(arch: &str, root: &Path, out: &Path, extra: &[&str]) -> Output {
     let config = repo("configs/tiny-retrain.toml");
     let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
-    let mut args = vec!["--threads", "1", "train", "--arch", "paper", "--config", &config, "--device", "cpu"];
+    let mut args = vec!["--threads", "1", "train", "--arch", arch, "--config", &config, "--device", "cpu"];
     args.extend(["--data", root, "--out", out]);
     args.extend(extra);
     search(&args)
+}
+
+/// `search predict` of the trained network `weights` on `input` into `out`, in `format`, on
+/// the CPU.
+pub fn predict(weights: &Path, input: &Path, out: &Path, format: &str) -> Output {
+    let (weights, input, out) = (weights.to_str().unwrap(), input.to_str().unwrap(), out.to_str().unwrap());
+    search(&["predict", "--weights", weights, "--input", input, "--out", out, "--format", format, "--device", "cpu"])
 }
 
 pub fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {

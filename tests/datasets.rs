@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{err, ok, repo, search, temp};
+use common::{err, ok, predict, repo, search, temp, tiny_search, tiny_train_arch};
 use seg::data::DataFormat;
 use seg::ClassTable;
 
@@ -63,11 +63,7 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
 
     // Search: the model's classes follow the table, which the run records.
     let run = temp(&format!("ds-{format}-search"));
-    let search_config = repo("configs/tiny-search.toml");
-    let mut args = vec!["--threads", "1", "run", "--config", &search_config];
-    args.extend(["--device", "cpu", "--data", root_s, "--out", run.to_str().unwrap()]);
-    args.extend(&set_args);
-    ok(&search(&args));
+    ok(&tiny_search(&root, &run, &set_args));
     let config: toml::Table = toml::from_str(&std::fs::read_to_string(run.join("config.toml")).unwrap()).unwrap();
     assert_eq!(config["model"]["classes"].as_integer(), Some(table.len() as i64), "{format}");
     assert_eq!(config["data"]["format"].as_str(), Some(format));
@@ -75,11 +71,7 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
     // Decode (written by the search) and retrain that architecture.
     let arch = run.join("arch/final.json");
     let trained = temp(&format!("ds-{format}-train"));
-    let mut args = vec!["--threads", "1", "train", "--arch", arch.to_str().unwrap()];
-    let config = repo("configs/tiny-retrain.toml");
-    args.extend(["--config", &config, "--device", "cpu", "--data", root_s, "--out", trained.to_str().unwrap()]);
-    args.extend(&set_args);
-    ok(&search(&args));
+    ok(&tiny_train_arch(arch.to_str().unwrap(), &root, &trained, &set_args));
 
     // Eval with the run's format and table; the report names the table's classes.
     let trained_s = trained.to_str().unwrap();
@@ -92,21 +84,7 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
     // independent computation agrees.
     let preds = temp(&format!("ds-{format}-preds"));
     let images = root.join(val_images);
-    let predict = |out: &Path, kind: &str| {
-        ok(&search(&[
-            "predict",
-            "--weights",
-            trained_s,
-            "--input",
-            images.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--format",
-            kind,
-            "--device",
-            "cpu",
-        ]))
-    };
+    let predict = |out: &Path, kind: &str| ok(&predict(&trained, &images, out, kind));
     predict(&preds, "labelids");
     let (pred_miou, _) =
         eval_miou(&["--pred", preds.to_str().unwrap(), "--data", root_s, "--format", format, "--split", splits.1]);
@@ -176,20 +154,8 @@ fn ade20k_chain() {
 fn a_config_whose_class_count_disagrees_with_the_table_is_refused() {
     let root = synth("folder", "mismatch");
     let out = temp("ds-classes-mismatch");
-    let args = [
-        "run",
-        "--config",
-        &repo("configs/tiny-search.toml"),
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "data.format=folder",
-        "--set",
-        "model.classes=19",
-    ];
-    let message = err(&search(&args));
+    let folder = ["--set", "data.format=folder"];
+    let message = err(&tiny_search(&root, &out, &[&folder[..], &["--set", "model.classes=19"]].concat()));
     assert!(
         message.contains("model.classes") && message.contains("is 19") && message.contains("12 classes"),
         "{message}"
@@ -197,7 +163,7 @@ fn a_config_whose_class_count_disagrees_with_the_table_is_refused() {
     assert!(!out.exists(), "nothing is written");
     // A folder data set without a table names both ways to give one.
     std::fs::remove_file(root.join("classes.toml")).unwrap();
-    let message = err(&search(&args[..args.len() - 2]));
+    let message = err(&tiny_search(&root, &out, &folder));
     assert!(message.contains("classes.toml") && message.contains("data.classes"), "{message}");
     std::fs::remove_dir_all(root).unwrap();
 }
@@ -338,22 +304,7 @@ fn a_run_over_a_bad_label_stops_with_its_name_and_eval_names_a_bad_prediction() 
         std::fs::write(&label, b"not a png").unwrap();
     }
     let out = temp("ds-bad-run");
-    let config = repo("configs/tiny-search.toml");
-    let message = err(&search(&[
-        "--threads",
-        "1",
-        "run",
-        "--config",
-        &config,
-        "--device",
-        "cpu",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "data.format=folder",
-    ]));
+    let message = err(&tiny_search(&root, &out, &["--set", "data.format=folder"]));
     assert!(message.contains("labels/train/synth") && message.contains("cannot decode"), "{message}");
     // Evaluating predictions with a value the table does not store names the pixel.
     let preds = temp("ds-bad-preds");

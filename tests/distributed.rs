@@ -6,9 +6,10 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{data, err, ok, repo, search, temp, tensors};
+use common::{data, err, ok, search, temp, tensors, tiny_search, tiny_train};
 use search::dist::{Engine, Group, Launch};
 use tch::{Kind, Tensor};
 
@@ -16,11 +17,14 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Runs `body(group)` on two ranks (threads of this process, each with its own group).
-fn two_ranks<T: Send + 'static>(body: fn(&Group) -> T) -> Vec<T> {
+/// Runs `body(group, input)` on two ranks (threads of this process, each with its own group),
+/// rank r with `inputs[r]`; the results in rank order.
+fn two_ranks<D: Send + 'static, T: Send + 'static>(inputs: [D; 2], body: fn(Arc<Group>, D) -> T) -> Vec<T> {
     let port = free_port();
-    let handles: Vec<_> = (0..2)
-        .map(|rank| {
+    let handles: Vec<_> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(rank, input)| {
             std::thread::spawn(move || {
                 let launch = Launch {
                     rank,
@@ -31,7 +35,7 @@ fn two_ranks<T: Send + 'static>(body: fn(&Group) -> T) -> Vec<T> {
                     launcher: "test",
                 };
                 let group = Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap();
-                body(&group)
+                body(Arc::new(group), input)
             })
         })
         .collect();
@@ -40,7 +44,7 @@ fn two_ranks<T: Send + 'static>(body: fn(&Group) -> T) -> Vec<T> {
 
 #[test]
 fn the_engine_reduces_and_broadcasts() {
-    let out = two_ranks(|g| {
+    let out = two_ranks([(), ()], |g, ()| {
         let t = Tensor::full([3], g.rank as f64 + 1.0, (Kind::Float, tch::Device::Cpu));
         g.all_reduce_sum(&[&t]).unwrap();
         let m = Tensor::full([2], 2.0 * g.rank as f64, (Kind::Float, tch::Device::Cpu));
@@ -109,13 +113,9 @@ fn two_ranks_on_half_batches_average_to_the_whole_batch() {
     let images = values(4 * 3 * 6 * 5, 0.0).view([4, 3, 6, 5]);
     let targets = values(4 * 2 * 6 * 5, 1.0).view([4, 2, 6, 5]);
     let (whole, whole_loss) = gradients(&images, &targets, None);
-    let halves = two_ranks(|g| {
-        // The same inputs, from a generator of this thread's own.
-        let values = |n: i64, offset: f64| (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * 1.3 + offset).sin();
-        let images = values(4 * 3 * 6 * 5, 0.0).view([4, 3, 6, 5]);
-        let targets = values(4 * 2 * 6 * 5, 1.0).view([4, 2, 6, 5]);
-        let (i, t) = (images.narrow(0, 2 * g.rank as i64, 2), targets.narrow(0, 2 * g.rank as i64, 2));
-        let (grads, loss) = gradients(&i, &t, Some(g));
+    let half = |r: i64| (images.narrow(0, 2 * r, 2).copy(), targets.narrow(0, 2 * r, 2).copy());
+    let halves = two_ranks([half(0), half(1)], |g, (i, t)| {
+        let (grads, loss) = gradients(&i, &t, Some(&g));
         (grads.iter().map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()).collect::<Vec<_>>(), loss)
     });
     for (grads, loss) in halves {
@@ -130,7 +130,7 @@ fn two_ranks_on_half_batches_average_to_the_whole_batch() {
 
 #[test]
 fn ranks_whose_parameters_differ_are_named() {
-    let out = two_ranks(|g| {
+    let out = two_ranks([(), ()], |g, ()| {
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
         let _ = tch::nn::linear(vs.root() / "l", 3, 2, Default::default());
         fixed_weights(&vs);
@@ -151,7 +151,7 @@ fn ranks_whose_parameters_differ_are_named() {
 
 /// Gradients and running statistics of a network with batch norms (cell's, so the hook applies)
 /// on `images`, optionally with the norms synchronised across `group`.
-fn bn_gradients(images: &Tensor, targets: &Tensor, group: Option<std::sync::Arc<Group>>) -> Vec<Vec<f32>> {
+fn bn_gradients(images: &Tensor, targets: &Tensor, group: Option<Arc<Group>>) -> Vec<Vec<f32>> {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let root = vs.root();
     let c1 =
@@ -190,29 +190,12 @@ fn synchronised_batch_norm_on_half_batches_equals_the_whole_batch() {
     let targets = Tensor::randn([4, 2, 5, 6], (Kind::Float, tch::Device::Cpu));
     // The whole batch in one process; the grouped norm sees groups of 2 images.
     let whole = bn_gradients(&images, &targets, None);
-    let port = free_port();
-    let halves: Vec<Vec<Vec<f32>>> = (0..2)
-        .map(|rank| {
-            let (images, targets) = (images.copy(), targets.copy());
-            std::thread::spawn(move || {
-                let launch = Launch {
-                    rank,
-                    world_size: 2,
-                    local_rank: rank,
-                    master_addr: "127.0.0.1".into(),
-                    master_port: port,
-                    launcher: "test",
-                };
-                let group = std::sync::Arc::new(Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap());
-                // Rank r takes images r and r + 2: one of each group of the grouped norm.
-                let pick = |t: &Tensor| Tensor::cat(&[t.narrow(0, rank as i64, 1), t.narrow(0, rank as i64 + 2, 1)], 0);
-                bn_gradients(&pick(&images), &pick(&targets), Some(group))
-            })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .collect();
+    // Rank r takes images r and r + 2: one of each group of the grouped norm.
+    let pick = |r: i64| {
+        let pick = |t: &Tensor| Tensor::cat(&[t.narrow(0, r, 1), t.narrow(0, r + 2, 1)], 0);
+        (pick(&images), pick(&targets))
+    };
+    let halves = two_ranks([pick(0), pick(1)], |g, (images, targets)| bn_gradients(&images, &targets, Some(g)));
     for ranks in halves {
         for (i, (ours, theirs)) in ranks.iter().zip(&whole).enumerate() {
             let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -223,7 +206,7 @@ fn synchronised_batch_norm_on_half_batches_equals_the_whole_batch() {
 
 /// One weight step of a tiny search network (cells, heads, batched transitions) on `images`,
 /// optionally on the ranks of `group` with synchronised batch norm: the weights after the step.
-fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<std::sync::Arc<Group>>) -> Vec<Vec<f32>> {
+fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<Arc<Group>>) -> Vec<Vec<f32>> {
     let config = trellis::SearchNetworkConfig {
         layers: 3,
         blocks: 2,
@@ -259,28 +242,8 @@ fn a_two_rank_search_step_on_half_batches_equals_one_step_on_the_whole_batch() {
     let images = values(4 * 3 * 33 * 33, 0.5).view([4, 3, 33, 33]);
     let labels = ((values(4 * 33 * 33, 2.0) + 1.0) * 2.49).to_kind(Kind::Int64).view([4, 33, 33]);
     let whole = search_weight_step(&images, &labels, None);
-    let port = free_port();
-    let ranks: Vec<Vec<Vec<f32>>> = (0..2)
-        .map(|rank| {
-            let (images, labels) =
-                (images.narrow(0, 2 * rank as i64, 2).copy(), labels.narrow(0, 2 * rank as i64, 2).copy());
-            std::thread::spawn(move || {
-                let launch = Launch {
-                    rank,
-                    world_size: 2,
-                    local_rank: rank,
-                    master_addr: "127.0.0.1".into(),
-                    master_port: port,
-                    launcher: "test",
-                };
-                let group = std::sync::Arc::new(Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap());
-                search_weight_step(&images, &labels, Some(group))
-            })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .collect();
+    let half = |r: i64| (images.narrow(0, 2 * r, 2).copy(), labels.narrow(0, 2 * r, 2).copy());
+    let ranks = two_ranks([half(0), half(1)], |g, (images, labels)| search_weight_step(&images, &labels, Some(g)));
     for rank in ranks {
         let mut largest = 0.0f32;
         // The weights to 1e-5. The running statistics to 1e-4 relative: the deepest norms see a
@@ -302,25 +265,28 @@ fn a_two_rank_search_step_on_half_batches_equals_one_step_on_the_whole_batch() {
     }
 }
 
-fn two_rank(command: &str, config: &str, root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let config = repo(config);
-    let mut args = vec!["--threads", "1", command, "--config", &config, "--device", "cpu", "--nproc-per-node", "2"];
-    let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
-    args.extend(["--data", root, "--out", out]);
-    args.extend(extra);
-    search(&args)
+/// The tiny search (`run`) or retraining (`train`, of the paper's architecture) on two local
+/// ranks.
+fn two_rank(command: &str, root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let args = [&["--nproc-per-node", "2"][..], extra].concat();
+    match command {
+        "train" => tiny_train(root, out, &args),
+        _ => tiny_search(root, out, &args),
+    }
+}
+
+/// `search <command> --resume RUN` on two local ranks.
+fn two_rank_resume(command: &str, run: &Path) -> std::process::Output {
+    let run = run.to_str().unwrap();
+    search(&["--threads", "1", command, "--resume", run, "--device", "cpu", "--nproc-per-node", "2"])
 }
 
 #[test]
 fn two_rank_runs_write_one_folder_and_resume_exactly() {
     let root = data("dist", 8, (64, 48));
-    for (command, config, file) in [
-        ("train", "configs/tiny-retrain.toml", "weights.safetensors"),
-        ("run", "configs/tiny-search.toml", "arch/final.json"),
-    ] {
-        let arch: &[&str] = if command == "train" { &["--arch", "paper"] } else { &[] };
+    for (command, file) in [("train", "weights.safetensors"), ("run", "arch/final.json")] {
         let straight = temp(&format!("dist-{command}-straight"));
-        ok(&two_rank(command, config, &root, &straight, arch));
+        ok(&two_rank(command, &root, &straight, &[]));
         let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
         let layout: Vec<&str> = metrics.lines().filter(|l| l.contains("\"distributed\"")).collect();
         assert_eq!(layout.len(), 1, "{command}: one layout row from rank 0");
@@ -329,21 +295,9 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
 
         // Stopped after 3 steps, then resumed on the same two ranks: the same result.
         let split = temp(&format!("dist-{command}-split"));
-        let mut first: Vec<&str> = arch.to_vec();
-        first.extend(["--stop-after-steps", "3"]);
-        let _ = two_rank(command, config, &root, &split, &first);
+        let _ = two_rank(command, &root, &split, &["--stop-after-steps", "3"]);
         assert!(split.join("checkpoints").read_dir().unwrap().count() > 0, "{command}: a checkpoint");
-        ok(&search(&[
-            "--threads",
-            "1",
-            command,
-            "--resume",
-            split.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--nproc-per-node",
-            "2",
-        ]));
+        ok(&two_rank_resume(command, &split));
         if file.ends_with(".json") {
             assert_eq!(
                 std::fs::read_to_string(straight.join(file)).unwrap(),
@@ -375,32 +329,10 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
     }
     // Synchronised batch norm through a whole two-rank retraining, resumed exactly too.
     let straight = temp("dist-syncbn-straight");
-    ok(&two_rank(
-        "train",
-        "configs/tiny-retrain.toml",
-        &root,
-        &straight,
-        &["--arch", "paper", "--set", "sync_bn=true"],
-    ));
+    ok(&two_rank("train", &root, &straight, &["--set", "sync_bn=true"]));
     let split = temp("dist-syncbn-split");
-    let _ = two_rank(
-        "train",
-        "configs/tiny-retrain.toml",
-        &root,
-        &split,
-        &["--arch", "paper", "--set", "sync_bn=true", "--stop-after-steps", "3"],
-    );
-    ok(&search(&[
-        "--threads",
-        "1",
-        "train",
-        "--resume",
-        split.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--nproc-per-node",
-        "2",
-    ]));
+    let _ = two_rank("train", &root, &split, &["--set", "sync_bn=true", "--stop-after-steps", "3"]);
+    ok(&two_rank_resume("train", &split));
     let file = "weights.safetensors";
     for ((na, a), (nb, b)) in tensors(&straight.join(file)).iter().zip(&tensors(&split.join(file))) {
         assert!(a.equal(b), "sync_bn: {na} / {nb} differs after resuming");
@@ -411,8 +343,7 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
 
     // A two-rank run resumed in one process goes on, and says that the data order changes.
     let other = temp("dist-other-world");
-    let _ =
-        two_rank("train", "configs/tiny-retrain.toml", &root, &other, &["--arch", "paper", "--stop-after-steps", "3"]);
+    let _ = two_rank("train", &root, &other, &["--stop-after-steps", "3"]);
     let out = search(&["--threads", "1", "train", "--resume", other.to_str().unwrap(), "--device", "cpu"]);
     ok(&out);
     let log = String::from_utf8_lossy(&out.stderr);

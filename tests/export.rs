@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{data, err, ok, repo, search, temp, tiny_search, tiny_train};
+use common::{data, err, ok, predict, repo, search, temp, tiny_search, tiny_train};
 
 /// `.libtorch/site` (torch) and `.libtorch/tools` (onnx, onnxruntime, numpy, pillow).
 fn python(script: &str, args: &[&str]) -> String {
@@ -55,19 +55,7 @@ fn predicted_logits(run: &Path, root: &Path) -> (PathBuf, PathBuf) {
         .unwrap()
         .remove(0);
     let out = temp("export-logits");
-    ok(&search(&[
-        "predict",
-        "--weights",
-        run.to_str().unwrap(),
-        "--input",
-        image.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "logits",
-        "--device",
-        "cpu",
-    ]));
+    ok(&predict(run, &image, &out, "logits"));
     let logits = out.join(image.with_extension("npy").file_name().unwrap());
     let (shape, _) = search::npy::read_f32(&logits).unwrap();
     assert_eq!(shape, [19, 48, 64], "predict --format logits writes [classes, H, W]");
@@ -136,6 +124,7 @@ fn exported_files_match_predict_outside_the_tool() {
         assert!(checks["opset"].as_i64().unwrap() >= 17);
         assert_eq!(checks["batch_dim"], "batch", "dynamic batch");
         assert_eq!(checks["classes"], 19);
+        assert_eq!(checks["batch_norms"], 0, "{name}: the ONNX exporter folds batch norm in eval mode");
         let keys: Vec<&str> = checks["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
         for key in ["architecture", "class_table", "commit", "input_size", "mean", "std", "val_miou"] {
             assert!(keys.contains(&key), "{name}: ONNX metadata lacks {key}: {keys:?}");
@@ -173,19 +162,7 @@ fn exported_files_match_predict_outside_the_tool() {
     let theirs = image::open(&colour).unwrap().into_rgb8();
     assert_eq!(theirs.dimensions(), (64, 48));
     let predicted = temp("export-colour");
-    ok(&search(&[
-        "predict",
-        "--weights",
-        run.to_str().unwrap(),
-        "--input",
-        image.to_str().unwrap(),
-        "--out",
-        predicted.to_str().unwrap(),
-        "--format",
-        "color",
-        "--device",
-        "cpu",
-    ]));
+    ok(&predict(&run, &image, &predicted, "color"));
     let ours = image::open(predicted.join(image.file_name().unwrap())).unwrap().into_rgb8();
     let same = ours.pixels().zip(theirs.pixels()).filter(|(a, b)| a == b).count();
     assert!(same as f64 >= 0.99 * (64.0 * 48.0), "the example agrees with predict on {same} of 3072 pixels");

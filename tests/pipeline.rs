@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{data, err, ok, repo, search, temp, tensors, tiny_search, tiny_train};
+use common::{data, err, ok, predict, repo, search, temp, tensors, tiny_search, tiny_train};
 
 #[test]
 fn a_search_writes_its_run_folder() {
@@ -336,19 +336,7 @@ fn train_eval_and_predict_agree() {
     // Label-id predictions, read back by `search eval --pred`, give the same mIoU.
     let preds = temp("train-preds");
     let images = root.join("leftImg8bit/val");
-    ok(&search(&[
-        "predict",
-        "--weights",
-        run_s,
-        "--input",
-        images.to_str().unwrap(),
-        "--out",
-        preds.to_str().unwrap(),
-        "--format",
-        "labelids",
-        "--device",
-        "cpu",
-    ]));
+    ok(&predict(&run, &images, &preds, "labelids"));
     let json2 = temp("train-eval-pred.json");
     ok(&search(&[
         "eval",

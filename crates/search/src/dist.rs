@@ -38,7 +38,12 @@ extern "C" {
     ) -> c_int;
     fn adl_dist_barrier(group: *mut c_void, error: *mut *mut c_char) -> c_int;
     fn adl_dist_free(group: *mut c_void);
-    fn adl_dist_store_set(group: *mut c_void, key: *const c_char, value: *const c_char, error: *mut *mut c_char) -> c_int;
+    fn adl_dist_store_set(
+        group: *mut c_void,
+        key: *const c_char,
+        value: *const c_char,
+        error: *mut *mut c_char,
+    ) -> c_int;
     fn adl_dist_store_get(group: *mut c_void, key: *const c_char, error: *mut *mut c_char) -> *mut c_char;
     fn adl_dist_sync_batch_norm(
         group: *mut c_void,
@@ -466,10 +471,12 @@ impl Group {
 
     /// Copies rank 0's `tensors` to every rank, flattened into one buffer per kind.
     fn broadcast_flat(&self, tensors: &[Tensor]) -> Result<()> {
-        let mut kinds: Vec<tch::Kind> = tensors.iter().map(|t| t.kind()).collect();
-        kinds.dedup();
-        kinds.sort_by_key(|k| format!("{k:?}"));
-        kinds.dedup();
+        let mut kinds: Vec<tch::Kind> = Vec::new();
+        for t in tensors {
+            if !kinds.contains(&t.kind()) {
+                kinds.push(t.kind());
+            }
+        }
         tch::no_grad(|| -> Result<()> {
             for kind in kinds {
                 let same: Vec<&Tensor> = tensors.iter().filter(|t| t.kind() == kind).collect();
@@ -492,7 +499,8 @@ impl Group {
     fn variables(stores: &[&tch::nn::VarStore], trainable: bool) -> Vec<Tensor> {
         let mut out: Vec<(String, Tensor)> = Vec::new();
         for (s, vs) in stores.iter().enumerate() {
-            let kept: Vec<usize> = vs.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+            let kept: std::collections::HashSet<usize> =
+                vs.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
             for (name, t) in vs.variables() {
                 if kept.contains(&(t.data_ptr() as usize)) == trainable {
                     out.push((format!("{s}/{name}"), t));
