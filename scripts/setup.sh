@@ -25,15 +25,16 @@ marker="$dest/.autodeeplab-installed"
 # (cityscapesscripts declares a `typing` backport that breaks Python 3).
 TOOLS="cityscapesscripts==2.3.0 numpy==2.4.6 pillow==13.0.0 pyquaternion==0.9.9 tensorboard==2.20.0 protobuf==6.33.1 absl-py==2.3.1 packaging==26.4 onnx==1.23.2 ml_dtypes==0.6.0 typing_extensions==4.16.0 onnxruntime==1.32.0 flatbuffers==25.12.19"
 tools="$root/.libtorch/tools"
-tools_marker="$tools/.autodeeplab-installed"
+
+# The CUDA headers that c10d's NCCL header needs and the torch wheel's CUDA packages leave out
+# (crt/ and CCCL's nv/), for the distributed shim's NCCL path; pinned to the CUDA release the
+# wheel's cuda-toolkit requirement installs; headers only (18 MB), next to .libtorch/site.
+CUDA_HEADERS="nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
+cuda_headers="$root/.libtorch/cuda-headers"
 
 torch_done=false
-tools_done=false
 if [[ -f "$marker" && "$(cat "$marker")" == "torch==$TORCH_VERSION" && -f "$dest/torch/lib/libtorch_cpu.so" ]]; then
   torch_done=true
-fi
-if [[ -f "$tools_marker" && "$(cat "$tools_marker")" == "$TOOLS" ]]; then
-  tools_done=true
 fi
 # Gloo's headers (Debian's libgloo-dev) for the distributed shim of the `search` crate: only
 # their declarations are compiled in, the engine is libtorch's own Gloo (docs/distributed.md).
@@ -52,54 +53,54 @@ if ! gloo_headers; then
   fi
 fi
 
-# The CUDA headers that c10d's NCCL header needs and the torch wheel's CUDA packages leave out
-# (crt/ and CCCL's nv/), for the distributed shim's NCCL path; pinned to the CUDA release the
-# wheel's cuda-toolkit requirement installs; headers only (18 MB), next to .libtorch/site.
-CUDA_HEADERS="nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
-cuda_headers="$root/.libtorch/cuda-headers"
-if [[ ! -f "$cuda_headers/.autodeeplab-installed" || "$(cat "$cuda_headers/.autodeeplab-installed")" != "$CUDA_HEADERS" ]]; then
-  echo "setup: installing the CUDA headers of the NCCL path ($CUDA_HEADERS) into .libtorch/cuda-headers"
-  rm -rf "$cuda_headers.partial"
-  # shellcheck disable=SC2086 # word splitting of the package list is intended
-  PIP_ROOT_USER_ACTION=ignore "${PYTHON:-python3}" -m pip install --disable-pip-version-check --no-input \
-    --no-cache-dir --no-warn-script-location --no-deps --target "$cuda_headers.partial" $CUDA_HEADERS
-  rm -rf "$cuda_headers"
-  mv "$cuda_headers.partial" "$cuda_headers"
-  echo "$CUDA_HEADERS" > "$cuda_headers/.autodeeplab-installed"
-fi
-
-if $torch_done && $tools_done; then
-  echo "setup: libtorch $TORCH_VERSION and the Cityscapes evaluation already installed in .libtorch"
-  exit 0
-fi
-
 python="${PYTHON:-python3}"
-if ! command -v "$python" >/dev/null 2>&1; then
-  echo "setup: '$python' not found. libtorch is installed from PyPI with pip, so this needs Python >= 3.10 with pip" >&2
-  echo "       (Debian/Ubuntu: apt-get install python3 python3-pip; or set PYTHON=/path/to/python3)." >&2
-  exit 1
-fi
-if ! "$python" -m pip --version >/dev/null 2>&1; then
-  echo "setup: '$python' has no pip. Install it (Debian/Ubuntu: apt-get install python3-pip," >&2
-  echo "       or '$python -m ensurepip --upgrade'), or set PYTHON to a python3 that has pip." >&2
-  exit 1
-fi
-
-if ! $tools_done; then
-  echo "setup: installing the official Cityscapes evaluation into .libtorch/tools ($TOOLS)"
-  rm -rf "$tools.partial"
-  # shellcheck disable=SC2086 # word splitting of the package list is intended
+python_checked=false
+# Python with pip, checked once and only when something has to be installed.
+check_python() {
+  $python_checked && return 0
+  if ! command -v "$python" >/dev/null 2>&1; then
+    echo "setup: '$python' not found. libtorch is installed from PyPI with pip, so this needs Python >= 3.10 with pip" >&2
+    echo "       (Debian/Ubuntu: apt-get install python3 python3-pip; or set PYTHON=/path/to/python3)." >&2
+    exit 1
+  fi
+  if ! "$python" -m pip --version >/dev/null 2>&1; then
+    echo "setup: '$python' has no pip. Install it (Debian/Ubuntu: apt-get install python3-pip," >&2
+    echo "       or '$python -m ensurepip --upgrade'), or set PYTHON to a python3 that has pip." >&2
+    exit 1
+  fi
+  python_checked=true
+}
+pip_install() {
+  # No pip cache: it would hold a second copy of every wheel (about 3.5 GB for torch) on a disk
+  # that CI shares.
   PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --disable-pip-version-check --no-input \
-    --no-cache-dir --no-warn-script-location --no-deps --target "$tools.partial" $TOOLS
-  rm -rf "$tools"
-  mv "$tools.partial" "$tools"
-  echo "$TOOLS" > "$tools_marker"
-fi
+    --no-cache-dir --no-warn-script-location "$@"
+}
+# Pinned packages without dependency resolution into their own folder: staged, then renamed,
+# with the package list as the marker (a changed list installs again).
+install_pinned() { # what, folder, packages
+  local what="$1" folder="$2" packages="$3"
+  if [[ -f "$folder/.autodeeplab-installed" && "$(cat "$folder/.autodeeplab-installed")" == "$packages" ]]; then
+    return 0
+  fi
+  check_python
+  echo "setup: installing $what into ${folder#"$root/"} ($packages)"
+  rm -rf "$folder.partial"
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  pip_install --no-deps --target "$folder.partial" $packages
+  rm -rf "$folder"
+  mv "$folder.partial" "$folder"
+  echo "$packages" > "$folder/.autodeeplab-installed"
+}
+
+install_pinned "the official Cityscapes evaluation and the Python tools of the tests" "$tools" "$TOOLS"
+install_pinned "the CUDA headers of the NCCL path" "$cuda_headers" "$CUDA_HEADERS"
 if $torch_done; then
   echo "setup: libtorch $TORCH_VERSION already installed in .libtorch/site"
   exit 0
 fi
 
+check_python
 echo "setup: installing torch==$TORCH_VERSION (libtorch and the CUDA libraries it links, about 4 GB) into .libtorch/site"
 rm -rf "$staging" "$staging.deps"
 mkdir -p "$root/.libtorch"
@@ -110,12 +111,6 @@ if [[ -n "$free_kib" && "$free_kib" -lt $((5 * 1024 * 1024)) ]]; then
   echo "setup: $root/.libtorch has $((free_kib / 1024)) MiB free; installing libtorch needs about 5 GiB" >&2
   exit 1
 fi
-pip_install() {
-  # No pip cache: it would hold a second copy of every wheel (about 3.5 GB) on a disk that CI
-  # shares.
-  PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --disable-pip-version-check --no-input \
-    --no-cache-dir --no-warn-script-location "$@"
-}
 # First the torch wheel alone, then what it requires except triton (the compiler behind
 # torch.compile, 0.7 GB, which neither libtorch nor `import torch` loads). pip cannot leave out
 # one requirement, so the list comes from the wheel's own metadata.
