@@ -33,8 +33,8 @@ pub fn voc_root(root: &Path) -> Result<PathBuf, DataError> {
     Ok(if !root.join("JPEGImages").is_dir() && nested.join("JPEGImages").is_dir() { nested } else { root.to_owned() })
 }
 
-/// The ids of `split` from its list file, in list order.
-fn read_list(root: &Path, split: &str) -> Result<(PathBuf, Vec<String>), DataError> {
+/// The ids of `split` from its list file, in list order, with their line numbers.
+fn read_list(root: &Path, split: &str) -> Result<(PathBuf, Vec<(usize, String)>), DataError> {
     let candidates = [
         root.join("ImageSets/Segmentation").join(format!("{split}.txt")),
         root.join("ImageSets/SegmentationAug").join(format!("{split}.txt")),
@@ -54,7 +54,7 @@ fn read_list(root: &Path, split: &str) -> Result<(PathBuf, Vec<String>), DataErr
                 message: format!("`{first}` names no image"),
             });
         }
-        ids.push(id);
+        ids.push((n + 1, id));
     }
     if ids.is_empty() {
         return Err(DataError::EmptySplit { path: list.clone(), format: "voc", layout: LAYOUT });
@@ -67,12 +67,12 @@ pub fn list_images(root: &Path, split: &str) -> Result<Vec<(String, PathBuf)>, D
     let root = voc_root(root)?;
     let (list, ids) = read_list(&root, split)?;
     ids.into_iter()
-        .map(|id| {
+        .map(|(line, id)| {
             let image = root.join("JPEGImages").join(format!("{id}.jpg"));
             if !is_file(&image)? {
                 return Err(DataError::BadList {
                     path: list.clone(),
-                    line: 0,
+                    line,
                     message: format!("lists `{id}`, but {} does not exist", image.display()),
                 });
             }
