@@ -278,10 +278,7 @@ fn bad_data_is_an_error_that_names_the_file_and_the_pixel() {
     assert!(message.contains("voc class table (0..=20, 255)"), "{message}");
     std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "2008_000001\n2009_000404\n").unwrap();
     let message = read_error(&voc, "val");
-    assert!(
-        message.contains("val.txt: line 2") && message.contains("2009_000404.jpg does not exist"),
-        "{message}"
-    );
+    assert!(message.contains("val.txt: line 2") && message.contains("2009_000404.jpg does not exist"), "{message}");
     std::fs::remove_dir_all(&root).unwrap();
 
     // ADE20K: 151 is no class.
