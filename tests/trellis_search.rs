@@ -26,11 +26,15 @@ fn gradients_and_statistics(weights: &nn::VarStore, arch: &ArchParams) -> Vec<(S
     values
 }
 
-/// Equal to float tolerance, relative to the largest magnitude of `a`.
+/// Equal to float tolerance, relative to the largest magnitude of `a`. α's and β's gradients
+/// are sums over every pixel of every cell that uses them, taken in another order by each
+/// execution path, with cancellation: fp32 leaves them about 2e-4 of their largest entry apart
+/// (seen once in CI at 2.0e-4), so they get 1e-3.
 fn assert_close(name: &str, a: &Tensor, b: &Tensor) {
     let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
     let diff = f64::try_from((a - b).abs().max()).unwrap();
-    assert!(diff <= 1e-4 * scale + 1e-7, "{name}: differs by {diff} (scale {scale})");
+    let relative = if name == "alpha.grad" || name == "beta.grad" { 1e-3 } else { 1e-4 };
+    assert!(diff <= relative * scale + 1e-7, "{name}: differs by {diff} (scale {scale})");
 }
 
 fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
