@@ -99,7 +99,7 @@ fn raw_params_for(architecture: &Architecture) -> RawParams {
         beta[l][from][to as usize + 1 - from] = 5.0;
         from = to as usize;
     }
-    RawParams { alpha, beta }
+    RawParams { alpha, beta, edges: None }
 }
 
 #[test]

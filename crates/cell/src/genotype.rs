@@ -235,6 +235,13 @@ impl Genotype {
     pub fn decode_logits(alpha: &Tensor, blocks: usize) -> Result<Genotype, GenotypeError> {
         let weights =
             alpha.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double).softmax(-1, tch::Kind::Double);
+        Genotype::decode_weights(&weights, blocks)
+    }
+
+    /// [`Genotype::decode`] of a `[edges, 8]` tensor of op weights (softmax(α), possibly
+    /// scaled per edge), any float kind, any device.
+    pub fn decode_weights(weights: &Tensor, blocks: usize) -> Result<Genotype, GenotypeError> {
+        let weights = weights.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double);
         Genotype::decode(&tensor_rows(&weights, blocks)?, blocks)
     }
 }

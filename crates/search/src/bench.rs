@@ -42,7 +42,7 @@ impl BenchConfig {
             model: search.model.clone(),
             execution: search.execution.clone(),
             weights: search.weights.clone(),
-            arch: search.arch.clone(),
+            arch: search.arch.adam(),
         }
     }
 }
@@ -141,7 +141,7 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
             config.autocast,
             dist,
         )?;
-        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, dist)?;
+        let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, None, dist)?;
         if let Some(gpu) = gpu.as_mut() {
             gpu.sample();
         }

@@ -7,6 +7,7 @@
 //! runtime tuning (`runtime`) and the set-up check (`smoke`). The binary's `commands/` hold
 //! the command-line interface.
 
+pub mod arch_loss;
 pub mod arch_source;
 pub mod backward;
 pub mod bench;

@@ -257,6 +257,181 @@ impl WeightOptimConfig {
     }
 }
 
+/// `[arch]`: α and β's optimiser (Adam, paper §4.2) and what their loss adds to the
+/// segmentation loss: a cost term (`[arch.cost]`, docs/cost-aware.md) and the stabilisers
+/// (`[arch.beta_decay]`, `[arch.aux_skip]`). Without those tables the architecture loss is the
+/// paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchConfig {
+    pub lr: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub cost: Option<CostConfig>,
+    pub beta_decay: Option<BetaDecayConfig>,
+    pub aux_skip: Option<AuxSkipConfig>,
+}
+
+impl Default for ArchConfig {
+    fn default() -> Self {
+        let adam = AdamConfig::default();
+        ArchConfig {
+            lr: adam.lr,
+            betas: adam.betas,
+            eps: adam.eps,
+            weight_decay: adam.weight_decay,
+            cost: None,
+            beta_decay: None,
+            aux_skip: None,
+        }
+    }
+}
+
+impl ArchConfig {
+    /// The optimiser's settings.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig { lr: self.lr, betas: self.betas, eps: self.eps, weight_decay: self.weight_decay }
+    }
+}
+
+/// `[arch.cost]`: the architecture loss gains `weight * E[cost] / target`, the expected cost of
+/// the deployable network at `height x width` and filter multiplier `filter_multiplier` under
+/// (α, β) (`trellis::cost`). With `adapt`, after every epoch with architecture steps the weight
+/// is multiplied by `factor` when the decoded network costs more than `target * (1 + band)`,
+/// divided by it when it costs less than `target * (1 - band)` (FasterSeg's rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostConfig {
+    /// `macs`, `params` or `latency` (which needs `table`).
+    pub kind: trellis::CostKind,
+    /// The budget, in the kind's unit (multiply-adds, parameters, ms).
+    pub target: f64,
+    #[serde(default = "CostConfig::default_weight")]
+    pub weight: f64,
+    #[serde(default)]
+    pub adapt: bool,
+    #[serde(default = "CostConfig::default_band")]
+    pub band: f64,
+    #[serde(default = "CostConfig::default_factor")]
+    pub factor: f64,
+    /// The deployment: input size and filter multiplier of the retrained network.
+    #[serde(default = "CostConfig::default_height")]
+    pub height: i64,
+    #[serde(default = "CostConfig::default_width")]
+    pub width: i64,
+    #[serde(default = "CostConfig::default_filter_multiplier")]
+    pub filter_multiplier: i64,
+    /// A latency table written by `search cost-table` (required for `latency`).
+    #[serde(default)]
+    pub table: Option<PathBuf>,
+}
+
+impl CostConfig {
+    fn default_weight() -> f64 {
+        0.1
+    }
+    fn default_band() -> f64 {
+        0.1
+    }
+    fn default_factor() -> f64 {
+        1.5
+    }
+    fn default_height() -> i64 {
+        1024
+    }
+    fn default_width() -> i64 {
+        2048
+    }
+    fn default_filter_multiplier() -> i64 {
+        20
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        check_positive(self.target, "target")?;
+        check_non_negative(self.weight, "weight")?;
+        check_range(self.band, "band", 0.0, 1.0, false)?;
+        check(self.factor.is_finite() && self.factor > 1.0, "factor", || {
+            format!("must be a finite number > 1, got {}", self.factor)
+        })?;
+        for (key, value) in [("height", self.height), ("width", self.width)] {
+            check((16..=8192).contains(&value), key, || format!("must be in 16..=8192, got {value}"))?;
+        }
+        check(self.filter_multiplier >= 1, "filter_multiplier", || {
+            format!("must be at least 1, got {}", self.filter_multiplier)
+        })?;
+        check(self.kind != trellis::CostKind::Latency || self.table.is_some(), "table", || {
+            "kind = \"latency\" needs a latency table (write one with `search cost-table`)".into()
+        })
+    }
+}
+
+/// How a stabiliser's coefficient moves over the search, with t the fraction of the search's
+/// steps done (0 at the first step, 1 after the last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The configured value throughout.
+    Constant,
+    /// β-decay: value * t (rises from 0); auxiliary skip: value * (1 - t) (falls to 0).
+    Linear,
+    /// β-decay: value * (1 - cos(πt)) / 2; auxiliary skip: value * (1 + cos(πt)) / 2.
+    Cosine,
+}
+
+impl Schedule {
+    /// The schedule's factor at progress `t` in [0, 1], rising (from 0 to 1) or falling (1 to 0).
+    pub fn factor(self, t: f64, rising: bool) -> f64 {
+        let t = t.clamp(0.0, 1.0);
+        let falling = match self {
+            Schedule::Constant => return 1.0,
+            Schedule::Linear => 1.0 - t,
+            Schedule::Cosine => (1.0 + (std::f64::consts::PI * t).cos()) / 2.0,
+        };
+        if rising {
+            1.0 - falling
+        } else {
+            falling
+        }
+    }
+}
+
+/// `[arch.beta_decay]`: β-DARTS's Beta-Decay regulariser (Ye et al., CVPR 2022) on α: the
+/// architecture loss gains `weight(t) * mean over edges of logsumexp(α_e)`, which keeps the
+/// softmax of α from saturating early; `weight(t)` rises by `schedule` (default linear).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BetaDecayConfig {
+    pub weight: f64,
+    #[serde(default = "BetaDecayConfig::default_schedule")]
+    pub schedule: Schedule,
+}
+
+impl BetaDecayConfig {
+    fn default_schedule() -> Schedule {
+        Schedule::Linear
+    }
+}
+
+/// `[arch.aux_skip]`: DARTS-'s auxiliary skip connection (Chu et al., ICLR 2021): every cell
+/// edge adds `coefficient(t) * x` to its mixed op's output, outside α, so that `skip_connect`
+/// loses its unfair advantage; `coefficient(t)` falls from `start` by `schedule` (default
+/// linear, to 0 at the end of the search).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuxSkipConfig {
+    #[serde(default = "AuxSkipConfig::default_start")]
+    pub start: f64,
+    #[serde(default = "BetaDecayConfig::default_schedule")]
+    pub schedule: Schedule,
+}
+
+impl AuxSkipConfig {
+    fn default_start() -> f64 {
+        1.0
+    }
+}
+
 /// `search run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -273,7 +448,7 @@ pub struct SearchRunConfig {
     /// Cap on steps per epoch (None: all of trainA).
     pub steps_per_epoch: Option<usize>,
     pub weights: WeightOptimConfig,
-    pub arch: AdamConfig,
+    pub arch: ArchConfig,
     /// How the search runs (never what it computes).
     pub execution: Execution,
     /// Evaluate the search network on the val split every this many epochs (0: never).
@@ -303,7 +478,7 @@ impl Default for SearchRunConfig {
             arch_start_epoch: 20,
             steps_per_epoch: None,
             weights: WeightOptimConfig::default(),
-            arch: AdamConfig::default(),
+            arch: ArchConfig::default(),
             execution: Execution::default(),
             eval_every_epochs: 1,
             log_every_steps: 20,
@@ -342,6 +517,15 @@ impl Validate for SearchRunConfig {
         check_non_negative(a.weight_decay, "arch.weight_decay")?;
         for beta in a.betas {
             check_range(beta, "arch.betas", 0.0, 1.0, false)?;
+        }
+        if let Some(cost) = &a.cost {
+            cost.validate().map_err(|e| e.within("arch.cost"))?;
+        }
+        if let Some(decay) = &a.beta_decay {
+            check_non_negative(decay.weight, "arch.beta_decay.weight")?;
+        }
+        if let Some(skip) = &a.aux_skip {
+            check_non_negative(skip.start, "arch.aux_skip.start")?;
         }
         check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", || "must be at least 1".into())?;
         check(self.checkpoint.final_weights == FinalWeights::Last, "checkpoint.final", || {

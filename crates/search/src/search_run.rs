@@ -17,6 +17,7 @@ use tch::{nn, Device, Kind, Tensor};
 use tracing::{info, warn};
 use trellis::{ArchParams, Architecture, SearchNetwork};
 
+use crate::arch_loss::ArchLoss;
 use crate::checkpoint::{load_store, read_tensors, store_tensors};
 use crate::optim::{cosine_lr, Adam, Params, Sgd};
 use crate::run_config::{DataConfig, SearchRunConfig};
@@ -54,6 +55,10 @@ struct SearchState {
     /// Indices of the training list in trainA and trainB (stable across resumes).
     train_a: Vec<usize>,
     train_b: Vec<usize>,
+    /// `[arch.cost]`'s weight as the adaptive rule has left it (absent in runs without a cost
+    /// term and in checkpoints written before it existed).
+    #[serde(default)]
+    cost_weight: Option<f64>,
 }
 
 /// Checks the data against the transform before any training: the train split must exist and
@@ -98,9 +103,20 @@ struct Search<'a> {
     batches_b: Option<(usize, EpochBatches)>,
     lr: f64,
     dist: Option<std::sync::Arc<crate::dist::Group>>,
+    /// The architecture loss's extra terms and the stabilisers.
+    arch_loss: ArchLoss,
+    total_steps: usize,
 }
 
 impl Search<'_> {
+    /// The decoded architecture of the current α, β (and edge weights).
+    fn decode(&self) -> Result<Architecture> {
+        let edges = self.arch.edges.as_ref();
+        Ok(tch::no_grad(|| {
+            trellis::decode_with_edges(self.arch.alpha.logits(), &self.arch.beta, edges, &self.dir.path("arch"))
+        })?)
+    }
+
     fn seed_b(&self) -> u64 {
         self.config.seed ^ 0xB0B0_B0B0
     }
@@ -148,6 +164,8 @@ impl Task for Search<'_> {
         let mut data_seconds = waiting.elapsed().as_secs_f64();
         let (images, labels) = batch_a.to_tensors(self.device);
         let mut loss_weights = f64::NAN;
+        let progress = at.global_step as f64 / self.total_steps.max(1) as f64;
+        self.arch.aux_skip.set(self.arch_loss.aux_skip(progress));
         if let Some(group) = &self.dist {
             group.record_progress(at.global_step as u64 + 1);
             group.broadcast_buffers(&[&self.weights])?;
@@ -179,6 +197,7 @@ impl Task for Search<'_> {
         }
         let arch_active = epoch >= c.arch_start_epoch;
         let mut loss_arch = None;
+        let terms_seen = std::cell::Cell::new(None::<crate::arch_loss::Terms>);
         if arch_active {
             let b_per_epoch = self.loader_b.batches_per_epoch();
             let cycle = step / b_per_epoch;
@@ -192,13 +211,22 @@ impl Task for Search<'_> {
             data_seconds += waiting.elapsed().as_secs_f64();
             let (images_b, labels_b) = batch_b.to_tensors(self.device);
             if has_labels(&labels_b) {
+                let cost_weight = self.state.cost_weight.unwrap_or(0.0);
+                let (arch_loss, arch) = (&self.arch_loss, &self.arch);
+                let penalty_fn = || {
+                    let (penalty, terms) = arch_loss.penalty(arch, cost_weight, progress).expect("active");
+                    terms_seen.set(Some(terms));
+                    penalty
+                };
+                let penalty: Option<&dyn Fn() -> Tensor> = arch_loss.is_active().then_some(&penalty_fn);
                 let timing = crate::step::arch_step(
                     &self.net,
-                    &self.arch,
+                    arch,
                     &mut self.weights,
                     &mut self.adam,
                     &images_b,
                     &labels_b,
+                    penalty,
                     self.dist.as_deref(),
                 )?;
                 if !timing.loss.is_finite() {
@@ -217,10 +245,17 @@ impl Task for Search<'_> {
             }
         }
         self.state.arch_steps = self.adam.steps();
-        let fields = serde_json::json!({
+        let mut fields = serde_json::json!({
             "loss_weights": loss_weights, "loss_arch": loss_arch, "lr_weights": self.lr,
             "lr_arch": if arch_active { Some(c.arch.lr) } else { None },
         });
+        if let Some(terms) = terms_seen.get() {
+            fields["cost_expected"] = serde_json::json!(terms.expected_cost);
+            fields["beta_decay"] = serde_json::json!(terms.beta_decay);
+        }
+        if c.arch.aux_skip.is_some() {
+            fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
+        }
         Ok(StepRecord {
             loss: loss_weights,
             images: batch_a.len() * self.dist.as_ref().map_or(1, |g| g.size),
@@ -230,8 +265,7 @@ impl Task for Search<'_> {
     }
 
     fn end_epoch(&mut self, epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let decoded =
-            tch::no_grad(|| trellis::decode(self.arch.alpha.logits(), &self.arch.beta, &self.dir.path("arch")))?;
+        let decoded = self.decode()?;
         let mut record = decoded.clone();
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
         if self.dir.is_writer() {
@@ -247,7 +281,22 @@ impl Task for Search<'_> {
             "alpha_entropy": alpha_entropy, "beta_entropy": beta_entropy,
             "alpha_entropy_per_edge": entropies.alpha, "beta_entropy_per_node": entropies.beta,
         });
-        Ok(fields.as_object().expect("an object").clone())
+        let mut fields = fields.as_object().expect("an object").clone();
+        if let (Some(cost), Some(weight)) = (self.arch_loss.cost_config(), self.state.cost_weight) {
+            let expected = tch::no_grad(|| self.arch_loss.expected_cost(&self.arch)).map(|t| f64::try_from(&t));
+            let decoded_cost = self.arch_loss.decoded_cost(&decoded).expect("a cost is configured");
+            // The adaptive rule acts on epochs that moved α and β.
+            let next =
+                if epoch >= self.config.arch_start_epoch { self.arch_loss.adapt(weight, decoded_cost) } else { weight };
+            info!(epoch, kind = cost.kind.name(), expected = ?expected.as_ref().map(|r| r.as_ref().ok()), decoded = decoded_cost, weight, next_weight = next, "cost");
+            fields.insert("cost_kind".into(), serde_json::json!(cost.kind.name()));
+            fields.insert("cost_target".into(), serde_json::json!(cost.target));
+            fields.insert("cost_expected".into(), serde_json::json!(expected.transpose()?));
+            fields.insert("cost_decoded".into(), serde_json::json!(decoded_cost));
+            fields.insert("cost_weight".into(), serde_json::json!(weight));
+            self.state.cost_weight = Some(next);
+        }
+        Ok(fields)
     }
 
     fn evaluate(&mut self) -> Result<seg::Scores> {
@@ -287,9 +336,15 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     crate::gpu::tune(device);
     info!(activation_budget_mib = execution.budget_mib(), recompute = ?execution.recompute, "execution");
     net.set_execution(execution);
-    let arch = ArchParams::new(&arch_store.root(), config.model.blocks, config.model.layers);
+    let arch = ArchParams::for_search(
+        &arch_store.root(),
+        config.model.blocks,
+        config.model.layers,
+        config.model.edge_normalization,
+    );
     let sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
-    let adam = Adam::new(Params::of(&arch_store), config.arch.clone());
+    let adam = Adam::new(Params::of(&arch_store), config.arch.adam());
+    let arch_loss = ArchLoss::new(&config.arch, &config.model)?;
 
     let (train_a, train_b) = split_halves(samples.len(), config.seed);
     let dist = options.dist.clone();
@@ -364,7 +419,12 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         arch,
         sgd,
         adam,
-        state: SearchState { arch_steps: 0, train_a, train_b },
+        state: SearchState {
+            arch_steps: 0,
+            train_a,
+            train_b,
+            cost_weight: config.arch.cost.as_ref().map(|c| c.weight),
+        },
         loader_a,
         loader_b,
         val,
@@ -372,6 +432,8 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         batches_b: None,
         lr: config.weights.lr_max,
         dist: dist.clone(),
+        arch_loss,
+        total_steps: config.epochs * steps_per_epoch,
     };
     let loop_config = LoopConfig {
         seed: config.seed,
@@ -389,9 +451,16 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),
         LoopOutcome::Finished { .. } => {}
     }
-    let mut decoded = tch::no_grad(|| trellis::decode(task.arch.alpha.logits(), &task.arch.beta, &dir.path("arch")))?;
-    // How close the cell's decoding came to another choice, in the file and, if close, the log.
-    let alpha = tch::no_grad(|| task.arch.weights().alpha);
+    let mut decoded = task.decode()?;
+    // How close the cell's decoding came to another choice, in the file and, if close, the log
+    // (op weights scaled by the edge weights when those are searched, as decoding scales them).
+    let alpha = tch::no_grad(|| {
+        let weights = task.arch.weights();
+        match &weights.edges {
+            Some(edges) => weights.alpha * edges.unsqueeze(1),
+            None => weights.alpha,
+        }
+    });
     let rows: Vec<[f64; cell::Primitive::COUNT]> =
         Vec::<f64>::try_from(alpha.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))?
             .chunks_exact(cell::Primitive::COUNT)

@@ -20,6 +20,8 @@ pub struct StepTiming {
     pub update: f64,
     /// Averaging the gradients across the ranks (0 in one process).
     pub communication: f64,
+    /// The value of the architecture loss's extra terms (`crate::arch_loss`), when any.
+    pub penalty: Option<f64>,
 }
 
 impl StepTiming {
@@ -98,7 +100,7 @@ pub fn weight_step(
         loss = group.average_gradients(sgd.params().tensors(), loss)?;
     }
     let communication = start.elapsed().as_secs_f64();
-    let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication };
+    let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication, penalty: None };
     if loss.is_finite() {
         let start = Instant::now();
         sgd.update(lr, grad_clip);
@@ -109,7 +111,10 @@ pub fn weight_step(
 }
 
 /// The architecture step on one trainB batch: the weight store is frozen for its duration, so
-/// no weight gradient is computed.
+/// no weight gradient is computed. `penalty`, when given, computes the architecture loss's
+/// extra terms (a function of α and β alone, `crate::arch_loss`), whose gradient is added to
+/// the segmentation loss's before the update.
+#[allow(clippy::too_many_arguments)]
 pub fn arch_step(
     net: &SearchNetwork,
     arch: &ArchParams,
@@ -117,18 +122,27 @@ pub fn arch_step(
     adam: &mut Adam,
     images: &Tensor,
     labels: &Tensor,
+    penalty: Option<&dyn Fn() -> Tensor>,
     dist: Option<&crate::dist::Group>,
 ) -> anyhow::Result<StepTiming> {
     weights.freeze();
     adam.params().zero_grad();
-    let (mut loss, forward, backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    let (mut loss, forward, mut backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    let penalty = penalty.map(|f| {
+        let start = Instant::now();
+        let p = f();
+        let value = f64::try_from(&p).expect("a scalar penalty");
+        p.backward();
+        backward += start.elapsed().as_secs_f64();
+        value
+    });
     let start = Instant::now();
     if let Some(group) = dist {
         loss = group.average_gradients(adam.params().tensors(), loss)?;
     }
     let communication = start.elapsed().as_secs_f64();
-    let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication };
-    if loss.is_finite() {
+    let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication, penalty };
+    if loss.is_finite() && penalty.is_none_or(f64::is_finite) {
         let start = Instant::now();
         adam.step();
         synchronize(images.device());

@@ -7,8 +7,17 @@
 //! 2 coarser). Eq. 7 normalises it with a softmax over the valid outgoing transitions of each
 //! source node (two at levels 0 and 3, three elsewhere); invalid entries are 0. There is no
 //! further scaling.
+//!
+//! Optionally (PC-DARTS, Xu et al., ICLR 2020, §3.3, edge normalisation) a learnable weight per
+//! cell edge, `[edges]`: the edges into each block are weighted by the softmax of their
+//! weights over that block's inputs, in the forward pass (each edge's mixed op output scaled by
+//! it) and in decoding (each edge's op weights scaled by it before the top-2 choice). And
+//! optionally (DARTS-, Chu et al., ICLR 2021) an auxiliary skip connection on every edge with
+//! a coefficient the search decays: a constant added to the `skip_connect` weight of every
+//! edge, outside the softmax, so that it gives α no gradient.
 
-use cell::Alpha;
+use cell::edges::{block_inputs, edge_offset, num_edges};
+use cell::{Alpha, Primitive};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::path::NUM_LEVELS;
@@ -34,8 +43,10 @@ pub fn normalize_beta(logits: &Tensor) -> Tensor {
     let layers = logits.size()[0] as usize;
     let mask = beta_mask(layers, logits.device());
     // A large finite fill (not -inf): rows without valid moves stay finite, then are zeroed.
-    let filled = logits.to_kind(Kind::Float).masked_fill(&mask.eq(0.0), -1e9);
-    filled.softmax(-1, Kind::Float) * mask
+    // Double stays double (for finite-difference checks); anything else is computed in fp32.
+    let kind = if logits.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let filled = logits.to_kind(kind).masked_fill(&mask.eq(0.0), -1e9);
+    filled.softmax(-1, kind) * mask.to_kind(kind)
 }
 
 /// α and β, in the architecture VarStore.
@@ -45,6 +56,11 @@ pub struct ArchParams {
     pub alpha: Alpha,
     /// β's raw logits, `[L, 4, 3]`.
     pub beta: Tensor,
+    /// PC-DARTS edge weights' raw logits, `[edges]`, when they are searched.
+    pub edges: Option<Tensor>,
+    /// DARTS-'s auxiliary skip coefficient that [`ArchParams::weights`] applies (0: none); the
+    /// search sets it by its schedule before each step.
+    pub aux_skip: std::cell::Cell<f64>,
 }
 
 impl ArchParams {
@@ -54,13 +70,54 @@ impl ArchParams {
         let alpha = Alpha::new(p, blocks);
         let beta =
             p.var("beta", &[layers as i64, NUM_LEVELS as i64, 3], nn::Init::Randn { mean: 0.0, stdev: BETA_INIT_STD });
-        ArchParams { alpha, beta }
+        ArchParams { alpha, beta, edges: None, aux_skip: std::cell::Cell::new(0.0) }
     }
 
-    /// softmax(α) and normalised β, computed once and passed to the whole network.
-    pub fn weights(&self) -> ArchWeights {
-        ArchWeights { alpha: self.alpha.weights(), beta: normalize_beta(&self.beta) }
+    /// As [`ArchParams::new`], with PC-DARTS edge weights (variable `edges`, `[edges]`,
+    /// initialised like α) when `edge_normalization` is set.
+    pub fn for_search(p: &nn::Path, blocks: usize, layers: usize, edge_normalization: bool) -> ArchParams {
+        let mut params = ArchParams::new(p, blocks, layers);
+        if edge_normalization {
+            let shape = [num_edges(blocks) as i64];
+            params.edges =
+                Some(p.var("edges", &shape, nn::Init::Randn { mean: 0.0, stdev: cell::alpha::ALPHA_INIT_STD }));
+        }
+        params
     }
+
+    /// softmax(α), normalised β and the cells' weights, computed once and passed to the whole
+    /// network.
+    pub fn weights(&self) -> ArchWeights {
+        self.weights_with(self.aux_skip.get())
+    }
+
+    /// [`ArchParams::weights`] with DARTS-'s auxiliary skip connection at coefficient
+    /// `aux_skip` (0: none).
+    pub fn weights_with(&self, aux_skip: f64) -> ArchWeights {
+        let alpha = self.alpha.weights();
+        let edges = self.edges.as_ref().map(|logits| normalize_edges(logits, self.alpha.blocks()));
+        let mut cell = match &edges {
+            Some(e) => &alpha * e.unsqueeze(1),
+            None => alpha.shallow_clone(),
+        };
+        if aux_skip != 0.0 {
+            let mut skip = [0.0f32; Primitive::COUNT];
+            skip[Primitive::SkipConnect as usize] = aux_skip as f32;
+            cell = cell + Tensor::from_slice(&skip).to_device(alpha.device());
+        }
+        ArchWeights { alpha, beta: normalize_beta(&self.beta), cell, edges }
+    }
+}
+
+/// PC-DARTS edge normalisation: raw edge logits `[edges]` to the softmax over each block's
+/// inputs, `[edges]` (each block's entries sum to 1).
+pub fn normalize_edges(logits: &Tensor, blocks: usize) -> Tensor {
+    let parts: Vec<Tensor> = (0..blocks)
+        .map(|b| {
+            logits.narrow(0, edge_offset(b) as i64, block_inputs(b) as i64).to_kind(Kind::Float).softmax(0, Kind::Float)
+        })
+        .collect();
+    Tensor::cat(&parts, 0)
 }
 
 /// Normalised architecture weights for one forward pass.
@@ -70,6 +127,12 @@ pub struct ArchWeights {
     pub alpha: Tensor,
     /// Normalised β, `[L, 4, 3]` (0 for invalid transitions).
     pub beta: Tensor,
+    /// What the cells weight their edges' ops with, `[edges, 8]`: softmax(α), times the
+    /// normalised edge weights when searched, plus the auxiliary skip coefficient on
+    /// `skip_connect`.
+    pub cell: Tensor,
+    /// Normalised PC-DARTS edge weights, `[edges]`, when searched.
+    pub edges: Option<Tensor>,
 }
 
 /// How far the architecture weights are from uniform: the entropy of each distribution
@@ -139,7 +202,7 @@ mod tests {
             0,
         );
         let beta = normalize_beta(&Tensor::zeros([2, 4, 3], (Kind::Float, Device::Cpu)));
-        let e = ArchWeights { alpha, beta }.entropies();
+        let e = ArchWeights { cell: alpha.shallow_clone(), alpha, beta, edges: None }.entropies();
         assert!((e.alpha[0] - 1.0).abs() < 1e-6 && e.alpha[1].abs() < 1e-12, "{e:?}");
         // Layer 0: only the stem (level 0) exists, with two moves; layer 1: levels 0 and 1.
         assert_eq!(e.beta[0][1], None);

@@ -4,7 +4,10 @@
 //! Raw parameters come from a search checkpoint (the architecture store saved as safetensors
 //! with tensors `alpha` `[edges, 8]` and `beta` `[L, 4, 3]`; a checkpoint folder holds it as
 //! `arch.safetensors`) or from JSON `{"alpha": [[8 numbers] x edges], "beta": [[[3 numbers] x 4]
-//! x L]}` of raw logits, ops in [`cell::Primitive`] order.
+//! x L]}` of raw logits, ops in [`cell::Primitive`] order. A search with PC-DARTS edge
+//! normalisation adds `edges` `[edges]` (a tensor, or a JSON list of raw logits): decoding then
+//! scales each edge's op weights by its normalised edge weight before choosing the two inputs
+//! of each block, as PC-DARTS decodes.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +15,7 @@ use cell::{Genotype, GenotypeError};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::arch::normalize_beta;
+use crate::arch::{normalize_beta, normalize_edges};
 use crate::architecture::Architecture;
 use crate::path::NUM_LEVELS;
 use crate::viterbi::viterbi;
@@ -40,6 +43,9 @@ pub struct RawParams {
     pub alpha: Vec<[f64; 8]>,
     /// β logits, `[L][4][3]`.
     pub beta: Vec<[[f64; 3]; NUM_LEVELS]>,
+    /// PC-DARTS edge logits, one per edge, when they were searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edges: Option<Vec<f64>>,
 }
 
 /// Blocks B of a cell with `edges` edges, if there is such a B.
@@ -50,6 +56,16 @@ pub fn blocks_for_edges(edges: usize) -> Option<usize> {
 /// Decodes raw logits: `alpha` `[edges, 8]`, `beta` `[L, 4, 3]` (any float kind or device);
 /// `origin` names the source in errors.
 pub fn decode(alpha: &Tensor, beta: &Tensor, origin: &Path) -> Result<Architecture, DecodeError> {
+    decode_with_edges(alpha, beta, None, origin)
+}
+
+/// [`decode`] with PC-DARTS edge logits `[edges]` when they were searched.
+pub fn decode_with_edges(
+    alpha: &Tensor,
+    beta: &Tensor,
+    edges: Option<&Tensor>,
+    origin: &Path,
+) -> Result<Architecture, DecodeError> {
     let shape_err =
         |what, shape: Vec<i64>, expected| DecodeError::Shape { path: origin.to_owned(), what, shape, expected };
     let alpha = alpha.detach().to_device(Device::Cpu).to_kind(Kind::Double);
@@ -64,7 +80,15 @@ pub fn decode(alpha: &Tensor, beta: &Tensor, origin: &Path) -> Result<Architectu
     }
     let rows = alpha.size()[0] as usize;
     let blocks = blocks_for_edges(rows).ok_or(DecodeError::EdgeCount { path: origin.to_owned(), rows })?;
-    let cell = Genotype::decode_logits(&alpha, blocks)
+    let mut weights = alpha.softmax(-1, Kind::Double);
+    if let Some(edges) = edges {
+        let edges = edges.detach().to_device(Device::Cpu).to_kind(Kind::Double);
+        if edges.size() != [rows as i64] {
+            return Err(shape_err("edges", edges.size(), "[edges], one per row of alpha"));
+        }
+        weights = weights * normalize_edges(&edges, blocks).to_kind(Kind::Double).unsqueeze(1);
+    }
+    let cell = Genotype::decode_weights(&weights, blocks)
         .map_err(|source| DecodeError::Genotype { path: origin.to_owned(), source })?;
     let normalized = Vec::<f64>::try_from(normalize_beta(&beta).to_kind(Kind::Double).flatten(0, -1)).expect("doubles");
     let layers: Vec<[[f64; 3]; NUM_LEVELS]> = normalized
@@ -74,9 +98,21 @@ pub fn decode(alpha: &Tensor, beta: &Tensor, origin: &Path) -> Result<Architectu
     Ok(Architecture { cell, path: viterbi(&layers), extra: Default::default() })
 }
 
-/// Reads raw parameters from a JSON file, a safetensors file or a checkpoint folder, and decodes
-/// them.
-pub fn decode_file(path: &Path) -> Result<Architecture, DecodeError> {
+/// Raw architecture parameters as tensors, as a search stores them.
+#[derive(Debug)]
+pub struct RawTensors {
+    /// α logits `[edges, 8]`.
+    pub alpha: Tensor,
+    /// β logits `[L, 4, 3]`.
+    pub beta: Tensor,
+    /// PC-DARTS edge logits `[edges]`, when they were searched.
+    pub edges: Option<Tensor>,
+    /// The file they were read from (for errors).
+    pub file: PathBuf,
+}
+
+/// Reads raw parameters from a JSON file, a safetensors file or a checkpoint folder.
+pub fn read_raw(path: &Path) -> Result<RawTensors, DecodeError> {
     let read = |message: String| DecodeError::Read { path: path.to_owned(), message };
     let file = if path.is_dir() { path.join("arch.safetensors") } else { path.to_owned() };
     if file.extension().is_some_and(|e| e == "json") {
@@ -86,12 +122,14 @@ pub fn decode_file(path: &Path) -> Result<Architecture, DecodeError> {
         let beta: Vec<f64> = raw.beta.iter().flatten().flatten().copied().collect();
         let alpha = Tensor::from_slice(&alpha).view([raw.alpha.len() as i64, 8]);
         let beta = Tensor::from_slice(&beta).view([raw.beta.len() as i64, NUM_LEVELS as i64, 3]);
-        return decode(&alpha, &beta, &file);
+        let edges = raw.edges.as_deref().map(Tensor::from_slice);
+        return Ok(RawTensors { alpha, beta, edges, file });
     }
     let tensors = Tensor::read_safetensors(&file)
         .map_err(|e| DecodeError::Read { path: file.clone(), message: e.to_string() })?;
-    let find = |name: &str| {
-        tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).ok_or_else(|| DecodeError::Read {
+    let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone());
+    let require = |name: &str| {
+        find(name).ok_or_else(|| DecodeError::Read {
             path: file.clone(),
             message: format!(
                 "no tensor named `{name}` (holds: {})",
@@ -99,5 +137,12 @@ pub fn decode_file(path: &Path) -> Result<Architecture, DecodeError> {
             ),
         })
     };
-    decode(&find("alpha")?, &find("beta")?, &file)
+    Ok(RawTensors { alpha: require("alpha")?, beta: require("beta")?, edges: find("edges"), file: file.clone() })
+}
+
+/// Reads raw parameters from a JSON file, a safetensors file or a checkpoint folder, and decodes
+/// them.
+pub fn decode_file(path: &Path) -> Result<Architecture, DecodeError> {
+    let raw = read_raw(path)?;
+    decode_with_edges(&raw.alpha, &raw.beta, raw.edges.as_ref(), &raw.file)
 }

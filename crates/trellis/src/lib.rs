@@ -4,6 +4,8 @@
 
 pub mod arch;
 pub mod architecture;
+pub mod cost;
+pub mod cost_table;
 pub mod decode;
 pub mod decoded;
 pub mod execution;
@@ -13,8 +15,10 @@ pub mod recompute;
 pub mod space;
 pub mod viterbi;
 
-pub use arch::{normalize_beta, ArchParams, ArchWeights, Entropies};
-pub use decode::{decode, decode_file, DecodeError, RawParams};
+pub use arch::{normalize_beta, normalize_edges, ArchParams, ArchWeights, Entropies};
+pub use cost::{Component, Cost, CostError, CostKind, CostModel, CostTable, Expected, RelaxedCell};
+pub use cost_table::{build_table, TableSpec, Timing};
+pub use decode::{decode, decode_file, decode_with_edges, read_raw, DecodeError, RawParams, RawTensors};
 pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, DropPath, ParameterCount};
 pub use execution::Execution;
 pub use network::{level_sizes, Levels, SearchNetwork, SearchNetworkConfig};

@@ -45,6 +45,10 @@ pub struct SearchNetworkConfig {
     /// edge's input channels through its mixed op; 1 (the paper's search): all of them. K must
     /// divide F (every level's block channels are multiples of F).
     pub partial_channels: i64,
+    /// PC-DARTS edge normalisation (`trellis::arch`): a learnable weight per cell edge in the
+    /// architecture store, the edges into each block weighted by their softmax, in the forward
+    /// pass and in decoding. Off in the paper's search.
+    pub edge_normalization: bool,
 }
 
 impl Default for SearchNetworkConfig {
@@ -57,6 +61,7 @@ impl Default for SearchNetworkConfig {
             stem_channels: [64, 64, 128],
             classes: 19,
             partial_channels: 1,
+            edge_normalization: false,
         }
     }
 }
@@ -305,7 +310,7 @@ impl SearchNetwork {
                 node.inputs.iter().map(|i| beta.get(i.source as i64).get(i.transition.index() as i64)).collect();
             let prev_prev = prev_prev[node.level].as_ref();
             let output = if self.execution.batched_transitions {
-                let outputs = node.cell.forward_transitions(prev_prev, &resampled, &arch.alpha, train);
+                let outputs = node.cell.forward_transitions(prev_prev, &resampled, &arch.cell, train);
                 let (total, c, h, w) = outputs.size4().expect("[T * N, C, H, W]");
                 let t = resampled.len() as i64;
                 let weights = Tensor::stack(&weights, 0).view([t, 1, 1, 1, 1]);
@@ -314,7 +319,7 @@ impl SearchNetwork {
                 resampled
                     .iter()
                     .zip(&weights)
-                    .map(|(x, w)| node.cell.forward_t(prev_prev, x, &arch.alpha, train) * w)
+                    .map(|(x, w)| node.cell.forward_t(prev_prev, x, &arch.cell, train) * w)
                     .reduce(|a, b| a + b)
                     .expect("every node has an input")
             };

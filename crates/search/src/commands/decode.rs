@@ -1,6 +1,6 @@
 //! `search decode`: an architecture from raw α and β.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -9,7 +9,8 @@ pub struct Args {
     /// Raw parameters: a search run folder (its latest intact checkpoint), a search checkpoint
     /// folder (its arch.safetensors), a safetensors file
     /// with tensors `alpha` and `beta`, or JSON {"alpha": [[8 numbers] x edges], "beta":
-    /// [[[3 numbers] x 4] x L]} of raw logits.
+    /// [[[3 numbers] x 4] x L]} of raw logits (and `edges`, one per edge, from a search with
+    /// edge normalisation).
     #[arg(long)]
     params: PathBuf,
     /// Also write the architecture JSON to this file.
@@ -17,14 +18,20 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-pub fn exec(args: Args) -> Result<()> {
-    let params = if args.params.join("checkpoints").is_dir() {
-        search::checkpoint::Checkpoints::new(args.params.join("checkpoints"), 1)?
+/// `--params` as a file or checkpoint folder: a search run folder stands for its latest intact
+/// checkpoint.
+pub fn params_path(params: &Path) -> Result<PathBuf> {
+    if params.join("checkpoints").is_dir() {
+        search::checkpoint::Checkpoints::new(params.join("checkpoints"), 1)?
             .latest_verified()?
-            .with_context(|| format!("--params {}: the run has no checkpoint yet", args.params.display()))?
+            .with_context(|| format!("--params {}: the run has no checkpoint yet", params.display()))
     } else {
-        args.params.clone()
-    };
+        Ok(params.to_owned())
+    }
+}
+
+pub fn exec(args: Args) -> Result<()> {
+    let params = params_path(&args.params)?;
     let architecture = trellis::decode_file(&params).context("decoding --params")?;
     println!("{}", architecture.to_json());
     if let Some(out) = &args.out {

@@ -11,6 +11,8 @@ mod bench;
 mod bench_data;
 mod check;
 mod config;
+mod cost;
+mod cost_table;
 mod decode;
 mod demo;
 mod dist_check;
@@ -64,6 +66,12 @@ enum Command {
     BenchData(bench_data::Args),
     /// Parameters and multiply-adds of the deployable network of an architecture.
     Summary(summary::Args),
+    /// The expected cost (multiply-adds, parameters or latency) of raw α and β, the decoded
+    /// architecture's cost and the trellis nodes' probabilities.
+    Cost(cost::Args),
+    /// Measure the latency of every component of the deployable network on a device: the
+    /// table a latency-aware search uses.
+    CostTable(cost_table::Args),
     /// Decode α and β into an architecture: the cell (top-2 inputs, argmax op without `none`)
     /// and the network path (Viterbi over β).
     Decode(decode::Args),
@@ -95,6 +103,8 @@ impl Cli {
             Command::BenchData(args) => bench_data::exec(args),
             Command::Summary(args) => summary::exec(args),
             Command::Decode(args) => decode::exec(args),
+            Command::Cost(args) => cost::exec(args),
+            Command::CostTable(args) => cost_table::exec(args),
             Command::Run(args) => run::exec(args, threads),
             Command::Bench(args) => bench::exec(args, threads),
             Command::Random(args) => random::exec(args),

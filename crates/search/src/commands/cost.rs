@@ -1,0 +1,120 @@
+//! `search cost`: the expected cost of raw α and β (the relaxed architecture), the cost of the
+//! architecture they decode to, and the probability of every node of the trellis
+//! (docs/cost-aware.md).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tch::Kind;
+use trellis::{CostKind, CostTable, RelaxedCell, TableSpec};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Raw parameters, as `search decode` takes them: a search run folder, a checkpoint
+    /// folder, a safetensors file or JSON of raw logits.
+    #[arg(long)]
+    params: PathBuf,
+    /// What to count: `macs` (multiply-adds), `params` (parameters) or `latency` (ms, from
+    /// `--table`).
+    #[arg(long, default_value = "macs")]
+    kind: CostKind,
+    /// A latency table from `search cost-table` (required for `--kind latency`).
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// Deployment input height.
+    #[arg(long, default_value_t = 1024)]
+    height: i64,
+    /// Deployment input width.
+    #[arg(long, default_value_t = 2048)]
+    width: i64,
+    /// Filter multiplier F of the deployed network (20 / 32 / 48 for Auto-DeepLab-S / M / L).
+    #[arg(long, default_value_t = 20)]
+    filter_multiplier: i64,
+    /// Output classes.
+    #[arg(long, default_value_t = 19)]
+    classes: i64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `search cost` reports.
+#[derive(Debug, Serialize)]
+struct Report {
+    kind: &'static str,
+    unit: &'static str,
+    height: i64,
+    width: i64,
+    filter_multiplier: i64,
+    /// E[cost] under the relaxed architecture.
+    expected: f64,
+    /// The cost of the decoded architecture.
+    decoded: f64,
+    architecture: trellis::Architecture,
+    /// Per layer, the probability of each level (rates 4, 8, 16, 32).
+    node_probabilities: Vec<Vec<f64>>,
+}
+
+pub fn exec(args: Args) -> Result<()> {
+    anyhow::ensure!(args.filter_multiplier >= 1, "--filter-multiplier {}: must be at least 1", args.filter_multiplier);
+    for (flag, value) in [("--height", args.height), ("--width", args.width)] {
+        anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
+    }
+    anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
+    let params = super::decode::params_path(&args.params)?;
+    let raw = trellis::read_raw(&params).context("reading --params")?;
+    let architecture = trellis::decode_with_edges(&raw.alpha, &raw.beta, raw.edges.as_ref(), &raw.file)
+        .context("decoding --params")?;
+    let blocks = architecture.cell.num_blocks();
+    let spec = TableSpec {
+        height: args.height,
+        width: args.width,
+        filter_multiplier: args.filter_multiplier,
+        blocks,
+        classes: args.classes,
+    };
+    let (table, origin) = match (&args.table, args.kind) {
+        (Some(path), _) => {
+            let table = CostTable::load(path).context("reading --table")?;
+            let origin = path.display().to_string();
+            table.check(&origin, spec.height, spec.width, spec.filter_multiplier, blocks, spec.classes)?;
+            (table, origin)
+        }
+        (None, CostKind::Latency) => anyhow::bail!("--kind latency needs --table (write one with `search cost-table`)"),
+        (None, _) => (trellis::build_table(&spec, None), "counted".to_string()),
+    };
+    let model = table.model(args.kind, &origin)?;
+    let cell = RelaxedCell::new(&raw.alpha, raw.edges.as_ref(), blocks);
+    let expected = tch::no_grad(|| model.expected(&cell, &trellis::normalize_beta(&raw.beta.to_kind(Kind::Double))));
+    let nodes = Vec::<f64>::try_from(expected.nodes.flatten(0, -1))?;
+    let report = Report {
+        kind: args.kind.name(),
+        unit: args.kind.unit(),
+        height: args.height,
+        width: args.width,
+        filter_multiplier: args.filter_multiplier,
+        expected: f64::try_from(&expected.cost)?,
+        decoded: model.architecture_cost(&architecture),
+        architecture,
+        node_probabilities: nodes.chunks(4).map(|c| c.to_vec()).collect(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let scale = |v: f64| match args.kind {
+            CostKind::Macs => format!("{:.3}B multiply-adds", v / 1e9),
+            CostKind::Params => format!("{:.3}M parameters", v / 1e6),
+            CostKind::Latency => format!("{v:.3} ms"),
+        };
+        println!("at {}x{}, F = {}:", args.height, args.width, args.filter_multiplier);
+        println!("expected under (α, β): {}", scale(report.expected));
+        println!("decoded (path {:?}): {}", report.architecture.path.levels(), scale(report.decoded));
+        println!("node probabilities (rows: layers; columns: rates 4, 8, 16, 32):");
+        for (l, row) in report.node_probabilities.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|p| format!("{p:.3}")).collect();
+            println!("  layer {l:>2}: {}", cells.join("  "));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `search cost-table`: measures the latency of every component of the deployable network
+//! (each op at each level and stride, the cells' preprocessing, stem, ASPP, decoder) at the
+//! deployment size on a device, and writes the table a cost-aware search reuses
+//! (docs/cost-aware.md).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use search::device::DeviceChoice;
+use tch::Device;
+use trellis::cost::Measurement;
+use trellis::{TableSpec, Timing};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to measure.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// Deployment input height.
+    #[arg(long, default_value_t = 1024)]
+    height: i64,
+    /// Deployment input width.
+    #[arg(long, default_value_t = 2048)]
+    width: i64,
+    /// Filter multiplier F of the deployed network.
+    #[arg(long, default_value_t = 20)]
+    filter_multiplier: i64,
+    /// Blocks per cell B.
+    #[arg(long, default_value_t = 5)]
+    blocks: usize,
+    /// Output classes.
+    #[arg(long, default_value_t = 19)]
+    classes: i64,
+    /// Untimed runs per component before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed runs per component; the table holds their median.
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
+    /// Write the table here (JSON); without it, print it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn exec(args: Args) -> Result<()> {
+    anyhow::ensure!(args.filter_multiplier >= 1, "--filter-multiplier {}: must be at least 1", args.filter_multiplier);
+    for (flag, value) in [("--height", args.height), ("--width", args.width)] {
+        anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
+    }
+    anyhow::ensure!((1..=16).contains(&args.blocks), "--blocks {}: must be in 1..=16", args.blocks);
+    anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
+    anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1");
+    let device = args.device.resolve()?;
+    let env = search::env::EnvReport::collect();
+    let device_name = match device {
+        Device::Cuda(_) => "CUDA device".to_string(),
+        _ => format!("CPU, {} threads", tch::get_num_threads()),
+    };
+    let versions = HashMap::from([
+        ("tch".to_string(), env.tch_version.clone()),
+        ("libtorch".to_string(), env.libtorch_version.clone()),
+        ("search".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    let measurement = Measurement {
+        device: format!("{device:?}").to_lowercase(),
+        device_name,
+        versions,
+        warmup: args.warmup,
+        repeats: args.repeats,
+        threads: tch::get_num_threads(),
+        measured: search::rundir::now_rfc3339(),
+    };
+    let spec = TableSpec {
+        height: args.height,
+        width: args.width,
+        filter_multiplier: args.filter_multiplier,
+        blocks: args.blocks,
+        classes: args.classes,
+    };
+    let timing = Timing { device, warmup: args.warmup, repeats: args.repeats };
+    let started = std::time::Instant::now();
+    let table = trellis::build_table(&spec, Some((&timing, measurement)));
+    tracing::info!(components = table.entries.len(), seconds = started.elapsed().as_secs_f64(), "cost table measured");
+    match &args.out {
+        Some(out) => table.save(out).with_context(|| format!("writing {}", out.display()))?,
+        None => println!("{}", serde_json::to_string_pretty(&table)?),
+    }
+    Ok(())
+}
