@@ -213,7 +213,7 @@ fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<Arc<Group>
         filter_multiplier: 2,
         stem_channels: [4, 4, 8],
         classes: 5,
-        partial_channels: 1,
+        ..Default::default()
     };
     let weights = tch::nn::VarStore::new(tch::Device::Cpu);
     let arch_store = tch::nn::VarStore::new(tch::Device::Cpu);

@@ -45,6 +45,7 @@ fn tiny(layers: usize, blocks: usize) -> SearchNetworkConfig {
         stem_channels: [4, 4, 8],
         classes: 5,
         partial_channels: 1,
+        edge_normalization: false,
     }
 }
 

@@ -250,8 +250,12 @@ impl Task for Search<'_> {
             "lr_arch": if arch_active { Some(c.arch.lr) } else { None },
         });
         if let Some(terms) = terms_seen.get() {
-            fields["cost_expected"] = serde_json::json!(terms.expected_cost);
-            fields["beta_decay"] = serde_json::json!(terms.beta_decay);
+            if let Some(cost) = terms.expected_cost {
+                fields["cost_expected"] = serde_json::json!(cost);
+            }
+            if let Some(decay) = terms.beta_decay {
+                fields["beta_decay"] = serde_json::json!(decay);
+            }
         }
         if c.arch.aux_skip.is_some() {
             fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
@@ -283,15 +287,18 @@ impl Task for Search<'_> {
         });
         let mut fields = fields.as_object().expect("an object").clone();
         if let (Some(cost), Some(weight)) = (self.arch_loss.cost_config(), self.state.cost_weight) {
-            let expected = tch::no_grad(|| self.arch_loss.expected_cost(&self.arch)).map(|t| f64::try_from(&t));
+            let expected = tch::no_grad(|| self.arch_loss.expected_cost(&self.arch))
+                .map(|t| f64::try_from(&t))
+                .transpose()?
+                .expect("a cost is configured");
             let decoded_cost = self.arch_loss.decoded_cost(&decoded).expect("a cost is configured");
             // The adaptive rule acts on epochs that moved α and β.
             let next =
                 if epoch >= self.config.arch_start_epoch { self.arch_loss.adapt(weight, decoded_cost) } else { weight };
-            info!(epoch, kind = cost.kind.name(), expected = ?expected.as_ref().map(|r| r.as_ref().ok()), decoded = decoded_cost, weight, next_weight = next, "cost");
+            info!(epoch, kind = cost.kind.name(), expected, decoded = decoded_cost, weight, next_weight = next, "cost");
             fields.insert("cost_kind".into(), serde_json::json!(cost.kind.name()));
             fields.insert("cost_target".into(), serde_json::json!(cost.target));
-            fields.insert("cost_expected".into(), serde_json::json!(expected.transpose()?));
+            fields.insert("cost_expected".into(), serde_json::json!(expected));
             fields.insert("cost_decoded".into(), serde_json::json!(decoded_cost));
             fields.insert("cost_weight".into(), serde_json::json!(weight));
             self.state.cost_weight = Some(next);

@@ -271,7 +271,10 @@ pub fn components() -> Vec<Component> {
     }
     for p0 in 0..2u8 {
         for p1 in (0..3u8).filter(|&p1| p1.abs_diff(p0) <= 1) {
-            all.push(Component::PrevPrev { from: Feature::Stem2, at: p0.min(p1), to: p1 });
+            let component = Component::PrevPrev { from: Feature::Stem2, at: p0.min(p1), to: p1 };
+            if !all.contains(&component) {
+                all.push(component);
+            }
         }
     }
     for a in levels.clone() {

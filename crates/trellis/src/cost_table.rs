@@ -161,7 +161,8 @@ pub fn build_table(spec: &TableSpec, timing: Option<(&Timing, Measurement)>) -> 
             .map(|component| {
                 let vs = nn::VarStore::new(device);
                 let forward = spec.build(component, &vs.root(), device);
-                let params = vs.variables().values().filter(|t| t.requires_grad()).map(|t| t.numel() as f64).sum();
+                let params =
+                    vs.variables().values().filter(|t| t.requires_grad()).fold(0.0, |n, t| n + t.numel() as f64);
                 let (_, macs) = count_multiply_adds(|| forward(0));
                 let latency_ms = timing.as_ref().map(|(t, _)| time_ms(&forward, t));
                 Entry { component, cost: Cost { macs: macs as f64, params, latency_ms } }
