@@ -149,6 +149,20 @@ fn docs_config_lists_every_key() {
         "data.classes",
         "execution.activation_budget_mib",
         "execution.threads",
+        "arch.cost.kind",
+        "arch.cost.target",
+        "arch.cost.weight",
+        "arch.cost.adapt",
+        "arch.cost.band",
+        "arch.cost.factor",
+        "arch.cost.height",
+        "arch.cost.width",
+        "arch.cost.filter_multiplier",
+        "arch.cost.table",
+        "arch.beta_decay.weight",
+        "arch.beta_decay.schedule",
+        "arch.aux_skip.start",
+        "arch.aux_skip.schedule",
     ]);
     let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "data.classes", "model.layers", "model.blocks"]);
     let check_keys = keys::<SmokeConfig>(&[]);

@@ -310,7 +310,7 @@ fn edge_normalisation_weights_the_forward_pass_and_the_decoding() {
     let arch = ArchParams::for_search(&arch_store.root(), 1, 2, true);
     let mut edges = arch.edges.as_ref().expect("edge weights are searched").shallow_clone();
     tch::no_grad(|| {
-        let _ = edges.copy_(&Tensor::from_slice(&[0.3f32, -0.8]));
+        edges.copy_(&Tensor::from_slice(&[0.3f32, -0.8]));
     });
     let w = arch.weights();
     let gamma = Vec::<f64>::try_from(w.edges.as_ref().unwrap()).unwrap();

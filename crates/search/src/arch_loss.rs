@@ -98,20 +98,19 @@ impl ArchLoss {
         if !self.is_active() {
             return None;
         }
-        let device = arch.beta.device();
-        let mut total = Tensor::zeros([], (Kind::Double, device));
+        let mut parts: Vec<Tensor> = Vec::new();
         let mut terms = Terms { expected_cost: None, beta_decay: None };
         if let (Some(expected), Some(config)) = (self.expected_cost(arch), &self.config.cost) {
             terms.expected_cost = Some(f64::try_from(&expected).expect("a scalar"));
-            total = total + expected * (cost_weight / config.target);
+            parts.push(expected * (cost_weight / config.target));
         }
         if self.config.beta_decay.is_some() {
             // Beta-Decay: the mean over edges of smoothmax(α_e) = logsumexp over the ops.
             let value = arch.alpha.logits().to_kind(Kind::Double).logsumexp([-1], false).mean(Kind::Double);
             terms.beta_decay = Some(f64::try_from(&value).expect("a scalar"));
-            total = total + value * self.beta_decay_weight(t);
+            parts.push(value * self.beta_decay_weight(t));
         }
-        Some((total, terms))
+        Some((Tensor::stack(&parts, 0).sum(Kind::Double), terms))
     }
 
     /// FasterSeg's adaptive rule: the cost weight for the next epoch given the decoded

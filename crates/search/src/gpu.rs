@@ -20,6 +20,12 @@ pub struct GpuMonitor {
     peak: u64,
 }
 
+/// The name of a CUDA device (NVML), `None` on the CPU or without NVML.
+pub fn device_name(device: Device) -> Option<String> {
+    let Device::Cuda(index) = device else { return None };
+    Nvml::init().ok()?.device_by_index(index as u32).ok()?.name().ok()
+}
+
 impl GpuMonitor {
     /// A monitor for `device`: `None` on the CPU or where NVML cannot be loaded.
     pub fn for_device(device: Device) -> Option<GpuMonitor> {

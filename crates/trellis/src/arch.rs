@@ -103,7 +103,7 @@ impl ArchParams {
         if aux_skip != 0.0 {
             let mut skip = [0.0f32; Primitive::COUNT];
             skip[Primitive::SkipConnect as usize] = aux_skip as f32;
-            cell = cell + Tensor::from_slice(&skip).to_device(alpha.device());
+            cell = &cell + Tensor::from_slice(&skip).to_device(alpha.device());
         }
         ArchWeights { alpha, beta: normalize_beta(&self.beta), cell, edges }
     }

@@ -459,7 +459,8 @@ impl CostModel {
             })
             .collect();
         let ops = Tensor::stack(&ops, 0).view([NUM_LEVELS as i64, NUM_LEVELS as i64]);
-        let mut cost = Tensor::from_slice(&[self.v(Component::Stem)]).to_device(device).sum(Kind::Double);
+        // The terms of the expected cost, summed at the end.
+        let mut terms = vec![Tensor::from_slice(&[self.v(Component::Stem)]).to_device(device).sum(Kind::Double)];
         // The stem sits at level 0.
         let start = Tensor::from_slice(&[1.0f64, 0.0, 0.0, 0.0]).to_device(device);
         let mut q: Vec<Tensor> = Vec::with_capacity(layers);
@@ -476,67 +477,65 @@ impl CostModel {
                 }
             });
             let ops = &ops;
-            cost = cost + (&joint * (prev + ops)).sum(Kind::Double);
+            terms.push((&joint * (prev + ops)).sum(Kind::Double));
             // H^{l-2}'s preprocessing.
-            cost = cost
-                + match l {
-                    0 => {
-                        let pp = table(&|_, j| {
-                            if j <= 1 {
-                                self.v(Component::PrevPrev { from: Feature::Stem1, at: 0, to: j as u8 })
+            terms.push(match l {
+                0 => {
+                    let pp = table(&|_, j| {
+                        if j <= 1 {
+                            self.v(Component::PrevPrev { from: Feature::Stem1, at: 0, to: j as u8 })
+                        } else {
+                            0.0
+                        }
+                    });
+                    (&joint * pp).sum(Kind::Double)
+                }
+                1 => {
+                    let pp = table(&|i, j| {
+                        if near(i, j) && i <= 1 {
+                            let at = i.min(j) as u8;
+                            self.v(Component::PrevPrev { from: Feature::Stem2, at, to: j as u8 })
+                        } else {
+                            0.0
+                        }
+                    });
+                    (&joint * pp).sum(Kind::Double)
+                }
+                _ => {
+                    let n = NUM_LEVELS as i64;
+                    let triple =
+                        q[l - 2].view([n, 1, 1]) * transitions[l - 1].view([n, n, 1]) * transitions[l].view([1, n, n]);
+                    let values: Vec<f64> = (0..NUM_LEVELS)
+                        .flat_map(|a| (0..NUM_LEVELS).flat_map(move |b| (0..NUM_LEVELS).map(move |c| (a, b, c))))
+                        .map(|(a, b, c)| {
+                            if near(a, b) && near(b, c) {
+                                self.v(Component::PrevPrev {
+                                    from: Feature::Cell(a as u8),
+                                    at: b.min(c) as u8,
+                                    to: c as u8,
+                                })
                             } else {
                                 0.0
                             }
-                        });
-                        (&joint * pp).sum(Kind::Double)
-                    }
-                    1 => {
-                        let pp = table(&|i, j| {
-                            if near(i, j) && i <= 1 {
-                                let at = i.min(j) as u8;
-                                self.v(Component::PrevPrev { from: Feature::Stem2, at, to: j as u8 })
-                            } else {
-                                0.0
-                            }
-                        });
-                        (&joint * pp).sum(Kind::Double)
-                    }
-                    _ => {
-                        let n = NUM_LEVELS as i64;
-                        let triple = q[l - 2].view([n, 1, 1])
-                            * transitions[l - 1].view([n, n, 1])
-                            * transitions[l].view([1, n, n]);
-                        let values: Vec<f64> = (0..NUM_LEVELS)
-                            .flat_map(|a| (0..NUM_LEVELS).flat_map(move |b| (0..NUM_LEVELS).map(move |c| (a, b, c))))
-                            .map(|(a, b, c)| {
-                                if near(a, b) && near(b, c) {
-                                    self.v(Component::PrevPrev {
-                                        from: Feature::Cell(a as u8),
-                                        at: b.min(c) as u8,
-                                        to: c as u8,
-                                    })
-                                } else {
-                                    0.0
-                                }
-                            })
-                            .collect();
-                        let pp = Tensor::from_slice(&values)
-                            .view([NUM_LEVELS as i64, NUM_LEVELS as i64, NUM_LEVELS as i64])
-                            .to_device(device);
-                        (triple * pp).sum(Kind::Double)
-                    }
-                };
+                        })
+                        .collect();
+                    let pp = Tensor::from_slice(&values)
+                        .view([NUM_LEVELS as i64, NUM_LEVELS as i64, NUM_LEVELS as i64])
+                        .to_device(device);
+                    (triple * pp).sum(Kind::Double)
+                }
+            });
             q.push(joint.sum_dim_intlist(0, false, Kind::Double));
         }
         let last = &q[layers - 1];
         let aspp: Vec<f64> = (0..NUM_LEVELS).map(|j| self.v(Component::Aspp { level: j as u8 })).collect();
-        cost = cost + (last * Tensor::from_slice(&aspp).to_device(device)).sum(Kind::Double);
+        terms.push((last * Tensor::from_slice(&aspp).to_device(device)).sum(Kind::Double));
         // The low-level feature is cell 0's output when the path starts at level 0.
         let starts_fine = q[0].get(0);
         let decoder_fine = self.v(Component::Decoder { low_level: Feature::Cell(0) });
         let decoder_coarse = self.v(Component::Decoder { low_level: Feature::Stem2 });
-        cost = cost + &starts_fine * decoder_fine + (1.0 - &starts_fine) * decoder_coarse;
-        Expected { cost, nodes: Tensor::stack(&q, 0) }
+        terms.push(&starts_fine * decoder_fine + (-&starts_fine + 1.0) * decoder_coarse);
+        Expected { cost: Tensor::stack(&terms, 0).sum(Kind::Double), nodes: Tensor::stack(&q, 0) }
     }
 
     /// The cost of the network decoded as `architecture` (exactly what `search summary` counts

@@ -86,7 +86,7 @@ pub fn decode_with_edges(
         if edges.size() != [rows as i64] {
             return Err(shape_err("edges", edges.size(), "[edges], one per row of alpha"));
         }
-        weights = weights * normalize_edges(&edges, blocks).to_kind(Kind::Double).unsqueeze(1);
+        weights = &weights * normalize_edges(&edges, blocks).to_kind(Kind::Double).unsqueeze(1);
     }
     let cell = Genotype::decode_weights(&weights, blocks)
         .map_err(|source| DecodeError::Genotype { path: origin.to_owned(), source })?;

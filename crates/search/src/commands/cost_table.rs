@@ -54,7 +54,7 @@ pub fn exec(args: Args) -> Result<()> {
     let device = args.device.resolve()?;
     let env = search::env::EnvReport::collect();
     let device_name = match device {
-        Device::Cuda(_) => "CUDA device".to_string(),
+        Device::Cuda(_) => search::gpu::device_name(device).unwrap_or_else(|| "CUDA device (NVML unavailable)".into()),
         _ => format!("CPU, {} threads", tch::get_num_threads()),
     };
     let versions = HashMap::from([
