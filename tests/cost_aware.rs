@@ -277,12 +277,32 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
     std::fs::write(&params, serde_json::json!({"alpha": rows(&alpha, 8), "beta": beta_rows}).to_string()).unwrap();
     let p = params.to_str().unwrap();
     let out = ok(&search(
-        &[&["cost", "--params", p, "--kind", "latency", "--table", t, "--classes", "3", "--json"][..], &size[..]]
-            .concat(),
+        &[
+            &[
+                "cost",
+                "--params",
+                p,
+                "--kind",
+                "latency",
+                "--table",
+                t,
+                "--classes",
+                "3",
+                "--json",
+                "--measure",
+                "--warmup",
+                "1",
+                "--repeats",
+                "2",
+            ][..],
+            &size[..],
+        ]
+        .concat(),
     ));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(report["expected"].as_f64().unwrap() > 0.0 && report["decoded"].as_f64().unwrap() > 0.0);
     assert_eq!(report["node_probabilities"].as_array().unwrap().len(), 3);
+    assert!(report["decoded_measured_ms"].as_f64().unwrap() > 0.0, "--measure times the decoded network");
     // Multiply-adds need no table, and equal `search summary` for the decoded architecture.
     let out =
         ok(&search(&[&["cost", "--params", p, "--kind", "macs", "--classes", "3", "--json"][..], &size[..]].concat()));

@@ -128,8 +128,9 @@ impl TableSpec {
     }
 }
 
-/// Milliseconds of `forward` on one image: the median of `repeats` runs after `warmup`.
-fn time_ms(forward: &Forward, timing: &Timing) -> f64 {
+/// Milliseconds of `forward` on one image (its argument is the batch size, 1 here): the median
+/// of `repeats` runs after `warmup`, synchronised on CUDA.
+pub fn time_ms(forward: &dyn Fn(i64) -> Tensor, timing: &Timing) -> f64 {
     let sync = || {
         if let Device::Cuda(index) = timing.device {
             tch::Cuda::synchronize(index as i64);

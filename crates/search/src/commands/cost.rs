@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use search::device::DeviceChoice;
 use serde::Serialize;
 use tch::Kind;
 use trellis::{CostKind, CostTable, RelaxedCell, TableSpec};
@@ -34,6 +35,18 @@ pub struct Args {
     /// Output classes.
     #[arg(long, default_value_t = 19)]
     classes: i64,
+    /// Also time the decoded network itself (one image, inference) on `--device`, to compare
+    /// with a latency table's sum of components.
+    #[arg(long)]
+    measure: bool,
+    /// Where `--measure` runs.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// Untimed and timed runs of `--measure` (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -54,6 +67,25 @@ struct Report {
     architecture: trellis::Architecture,
     /// Per layer, the probability of each level (rates 4, 8, 16, 32).
     node_probabilities: Vec<Vec<f64>>,
+    /// With `--measure`: the decoded network's own latency, ms (median).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decoded_measured_ms: Option<f64>,
+}
+
+/// The median latency of the decoded network of `architecture` on one image, ms.
+fn measure(args: &Args, architecture: &trellis::Architecture) -> Result<f64> {
+    let device = args.device.resolve()?;
+    let vs = tch::nn::VarStore::new(device);
+    let config = trellis::DecodedNetworkConfig {
+        architecture: architecture.clone(),
+        filter_multiplier: args.filter_multiplier,
+        classes: args.classes,
+    };
+    let net = config.build(&vs.root());
+    let timing = trellis::Timing { device, warmup: args.warmup, repeats: args.repeats };
+    let forward =
+        |n: i64| net.forward_t(&tch::Tensor::randn([n, 3, args.height, args.width], (Kind::Float, device)), false);
+    Ok(tch::no_grad(|| trellis::cost_table::time_ms(&forward, &timing)))
 }
 
 pub fn exec(args: Args) -> Result<()> {
@@ -88,6 +120,7 @@ pub fn exec(args: Args) -> Result<()> {
     let cell = RelaxedCell::new(&raw.alpha, raw.edges.as_ref(), blocks);
     let expected = tch::no_grad(|| model.expected(&cell, &trellis::normalize_beta(&raw.beta.to_kind(Kind::Double))));
     let nodes = Vec::<f64>::try_from(expected.nodes.flatten(0, -1))?;
+    let decoded_measured_ms = args.measure.then(|| measure(&args, &architecture)).transpose()?;
     let report = Report {
         kind: args.kind.name(),
         unit: args.kind.unit(),
@@ -98,6 +131,7 @@ pub fn exec(args: Args) -> Result<()> {
         decoded: model.architecture_cost(&architecture),
         architecture,
         node_probabilities: nodes.chunks(4).map(|c| c.to_vec()).collect(),
+        decoded_measured_ms,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -110,6 +144,9 @@ pub fn exec(args: Args) -> Result<()> {
         println!("at {}x{}, F = {}:", args.height, args.width, args.filter_multiplier);
         println!("expected under (α, β): {}", scale(report.expected));
         println!("decoded (path {:?}): {}", report.architecture.path.levels(), scale(report.decoded));
+        if let Some(ms) = report.decoded_measured_ms {
+            println!("decoded, measured as a whole on {:?}: {ms:.3} ms", args.device);
+        }
         println!("node probabilities (rows: layers; columns: rates 4, 8, 16, 32):");
         for (l, row) in report.node_probabilities.iter().enumerate() {
             let cells: Vec<String> = row.iter().map(|p| format!("{p:.3}")).collect();
