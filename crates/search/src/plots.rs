@@ -175,12 +175,14 @@ pub fn cell_dot(architecture: &Architecture) -> String {
 /// The decoded cell drawn as inputs, blocks and output from left to right.
 pub fn cell_svg(architecture: &Architecture) -> String {
     let blocks = architecture.cell.num_blocks();
-    let (w, h) = (180 * (blocks + 2) as i64, 320);
+    // Room above and below the two rows of nodes for the arcs of long edges.
+    let margin = 110;
+    let (w, h) = (180 * (blocks + 2) as i64, 320 + 2 * margin);
     let position = |node: usize| -> (i64, i64) {
         match node {
-            0 => (60, 90),
-            1 => (60, 230),
-            k => (180 * (k - 1) as i64 + 60, if k % 2 == 0 { 110 } else { 210 }),
+            0 => (60, margin + 90),
+            1 => (60, margin + 230),
+            k => (180 * (k - 1) as i64 + 60, margin + if k % 2 == 0 { 110 } else { 210 }),
         }
     };
     let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
@@ -190,29 +192,33 @@ pub fn cell_svg(architecture: &Architecture) -> String {
     );
     for (b, edges) in architecture.cell.blocks().iter().enumerate() {
         let (x1, y1) = position(b + 2);
-        for (slot, e) in edges.iter().enumerate() {
+        for e in edges {
             let (x0, y0) = (position(e.input).0 + 45, position(e.input).1);
             let x1 = x1 - 45;
+            // Each edge is an arc that bends away from the other row (up into the top row, down
+            // into the bottom one) by an amount that grows with its length, so that edges that
+            // would be collinear (H^{l-2} into blocks 0, 2 and 4) nest instead of overlapping;
+            // its label sits at the arc's middle, on a white ground.
+            let bend = 0.2 * (x1 - x0) as f64 * if (b + 2) % 2 == 0 { -1.0 } else { 1.0 };
+            let (cx, cy) = ((x0 + x1) as f64 / 2.0, (y0 + y1) as f64 / 2.0 + bend);
             svg.push_str(&format!(
-                "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y1}\" stroke=\"#557\" marker-end=\"url(#arrow)\"/>\n"
+                "<path d=\"M{x0},{y0} Q{cx:.0},{cy:.0} {x1},{y1}\" fill=\"none\" stroke=\"#557\" marker-end=\"url(#arrow)\"/>\n"
             ));
-            // The two edges of a block are labelled at different points along them, on a white
-            // ground, so that labels of edges that cross or run close do not overlap.
-            let t = if slot == 0 { 0.55 } else { 0.3 };
-            let (lx, ly) = (x0 as f64 + t * (x1 - x0) as f64, y0 as f64 + t * (y1 - y0) as f64);
+            let (lx, ly) =
+                (0.25 * x0 as f64 + 0.5 * cx + 0.25 * x1 as f64, 0.25 * y0 as f64 + 0.5 * cy + 0.25 * y1 as f64);
             svg.push_str(&format!(
                 "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"76\" height=\"13\" fill=\"white\" opacity=\"0.85\"/>\n",
                 lx - 38.0,
-                ly - 11.0
+                ly - 7.0
             ));
             svg.push_str(&format!(
                 "<text x=\"{lx:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#226\">{}</text>\n",
-                ly - 1.0,
+                ly + 3.0,
                 e.op
             ));
         }
     }
-    let out = (180 * (blocks + 1) as i64 + 60, 160);
+    let out = (180 * (blocks + 1) as i64 + 60, margin + 160);
     for b in 0..blocks {
         let (x, y) = position(b + 2);
         svg.push_str(&format!(
