@@ -62,8 +62,12 @@ pub fn err(out: &Output) -> String {
 }
 
 pub fn tiny_search(root: &Path, out: &Path, extra: &[&str]) -> Output {
-    let config = repo("configs/tiny-search.toml");
-    let mut args = vec!["--threads", "1", "run", "--config", &config, "--device", "cpu"];
+    search_with(&repo("configs/tiny-search.toml"), root, out, extra)
+}
+
+/// `search run` of the config file `config` on `root` into `out`, one thread on the CPU.
+pub fn search_with(config: &str, root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--threads", "1", "run", "--config", config, "--device", "cpu"];
     let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
     args.extend(["--data", root, "--out", out]);
     args.extend(extra);

@@ -6,7 +6,7 @@
 mod common;
 
 use cell::{Genotype, Primitive, SearchCellConfig};
-use common::{err, ok, repo, search, temp, tiny_search};
+use common::{err, ok, repo, search, search_with, temp, tiny_search};
 use rand::SeedableRng;
 use tch::{nn, Device, Kind, Tensor};
 use trellis::space::max_level;
@@ -189,8 +189,7 @@ fn with_a_huge_cost_weight_the_decoded_network_is_the_cheapest() {
         "epochs = 3\narch_start_epoch = 0\n[arch]\nlr = 0.1\n[arch.cost]\nkind = \"macs\"\ntarget = 1e6\nweight = 1e6\nheight = 64\nwidth = 64\nfilter_multiplier = 2\n",
     );
     let run = dir.join("run");
-    let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
-    ok(&search(&["--threads", "1", "run", "--config", &config, "--device", "cpu", "--data", r, "--out", o]));
+    ok(&search_with(&config, &root, &run, &[]));
     let decoded = Architecture::load(&run.join("arch/final.json")).unwrap();
     // The tiny search's shape: L = 3, B = 2, and the synthetic street scenes' 19 classes.
     let spec = TableSpec { height: 64, width: 64, filter_multiplier: 2, blocks: 2, classes: 19 };
@@ -384,12 +383,11 @@ fn a_search_with_edge_weights_and_stabilisers_logs_them_and_decodes_with_them() 
         "[model]\nedge_normalization = true\n[arch.beta_decay]\nweight = 0.5\n[arch.aux_skip]\nstart = 1.0\nschedule = \"linear\"\n",
     );
     let run = dir.join("run");
-    let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
-    ok(&search(&["--threads", "1", "run", "--config", &config, "--device", "cpu", "--data", r, "--out", o]));
+    ok(&search_with(&config, &root, &run, &[]));
     // The checkpoint holds the edge weights, and decoding the run uses them.
     let checkpoint = std::fs::read_dir(run.join("checkpoints")).unwrap().count();
     assert!(checkpoint > 0);
-    let decoded = ok(&search(&["decode", "--params", o]));
+    let decoded = ok(&search(&["decode", "--params", run.to_str().unwrap()]));
     let final_arch = Architecture::load(&run.join("arch/final.json")).unwrap();
     assert_eq!(Architecture::from_json(&decoded, "decode").unwrap().cell, final_arch.cell);
     let rows = metrics(&run);
@@ -420,28 +418,7 @@ fn a_cost_aware_search_with_every_option_resumes_exactly() {
         &dir,
         "epochs = 3\narch_start_epoch = 0\n[model]\nedge_normalization = true\n[arch.cost]\nkind = \"params\"\ntarget = 1e5\nweight = 0.5\nadapt = true\nheight = 64\nwidth = 64\nfilter_multiplier = 2\n[arch.beta_decay]\nweight = 0.5\n[arch.aux_skip]\nschedule = \"cosine\"\n",
     );
-    let run = |out: &std::path::Path, extra: &[&str]| {
-        let o = out.to_str().unwrap();
-        search(
-            &[
-                &[
-                    "--threads",
-                    "1",
-                    "run",
-                    "--config",
-                    &config,
-                    "--device",
-                    "cpu",
-                    "--data",
-                    root.to_str().unwrap(),
-                    "--out",
-                    o,
-                ][..],
-                extra,
-            ]
-            .concat(),
-        )
-    };
+    let run = |out: &std::path::Path, extra: &[&str]| search_with(&config, &root, out, extra);
     let (straight, split) = (dir.join("straight"), dir.join("split"));
     ok(&run(&straight, &[]));
     let stopped = ok(&run(&split, &["--stop-after-steps", "3"]));

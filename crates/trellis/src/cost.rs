@@ -34,7 +34,7 @@ use tch::{Kind, Tensor};
 
 use crate::architecture::Architecture;
 use crate::path::NUM_LEVELS;
-use crate::space::transition_valid;
+use crate::space::{transition_valid, Transition};
 
 /// What a cost counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -428,10 +428,11 @@ impl CostModel {
                     .map(|i| {
                         let cols: Vec<Tensor> = (0..NUM_LEVELS)
                             .map(|j| {
-                                let d = j as i64 - i as i64 + 1;
-                                match crate::space::Transition::ALL.get(d as usize) {
-                                    Some(&t) if (0..3).contains(&d) && transition_valid(l, i, t) => {
-                                        beta.get(l as i64).get(i as i64).get(d)
+                                // The move from level i to level j, d = j - i + 1, if there is one.
+                                let d = (j + 1).checked_sub(i).filter(|&d| d < 3);
+                                match d.map(|d| Transition::ALL[d]) {
+                                    Some(t) if transition_valid(l, i, t) => {
+                                        beta.get(l as i64).get(i as i64).get(t.index() as i64)
                                     }
                                     _ => Tensor::zeros([], (Kind::Double, device)),
                                 }
@@ -476,8 +477,7 @@ impl CostModel {
                     0.0
                 }
             });
-            let ops = &ops;
-            terms.push((&joint * (prev + ops)).sum(Kind::Double));
+            terms.push((&joint * (prev + &ops)).sum(Kind::Double));
             // H^{l-2}'s preprocessing.
             terms.push(match l {
                 0 => {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use search::device::DeviceChoice;
 use serde::Serialize;
 use tch::Kind;
-use trellis::{CostKind, CostTable, RelaxedCell, TableSpec};
+use trellis::{CostKind, CostTable, RelaxedCell};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,18 +23,8 @@ pub struct Args {
     /// A latency table from `search cost-table` (required for `--kind latency`).
     #[arg(long)]
     table: Option<PathBuf>,
-    /// Deployment input height.
-    #[arg(long, default_value_t = 1024)]
-    height: i64,
-    /// Deployment input width.
-    #[arg(long, default_value_t = 2048)]
-    width: i64,
-    /// Filter multiplier F of the deployed network (20 / 32 / 48 for Auto-DeepLab-S / M / L).
-    #[arg(long, default_value_t = 20)]
-    filter_multiplier: i64,
-    /// Output classes.
-    #[arg(long, default_value_t = 19)]
-    classes: i64,
+    #[command(flatten)]
+    deployment: super::DeploymentFlags,
     /// Also time the decoded network itself (one image, inference) on `--device`, to compare
     /// with a latency table's sum of components.
     #[arg(long)]
@@ -78,34 +68,29 @@ fn measure(args: &Args, architecture: &trellis::Architecture) -> Result<f64> {
     let vs = tch::nn::VarStore::new(device);
     let config = trellis::DecodedNetworkConfig {
         architecture: architecture.clone(),
-        filter_multiplier: args.filter_multiplier,
-        classes: args.classes,
+        filter_multiplier: args.deployment.filter_multiplier,
+        classes: args.deployment.classes,
     };
     let net = config.build(&vs.root());
     let timing = trellis::Timing { device, warmup: args.warmup, repeats: args.repeats };
-    let forward =
-        |n: i64| net.forward_t(&tch::Tensor::randn([n, 3, args.height, args.width], (Kind::Float, device)), false);
+    let forward = |n: i64| {
+        net.forward_t(
+            &tch::Tensor::randn([n, 3, args.deployment.height, args.deployment.width], (Kind::Float, device)),
+            false,
+        )
+    };
     Ok(tch::no_grad(|| trellis::cost_table::time_ms(&forward, &timing)))
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    anyhow::ensure!(args.filter_multiplier >= 1, "--filter-multiplier {}: must be at least 1", args.filter_multiplier);
-    for (flag, value) in [("--height", args.height), ("--width", args.width)] {
-        anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
-    }
-    anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
+    args.deployment.validate()?;
+    let d = args.deployment;
     let params = super::decode::params_path(&args.params)?;
     let raw = trellis::read_raw(&params).context("reading --params")?;
     let architecture = trellis::decode_with_edges(&raw.alpha, &raw.beta, raw.edges.as_ref(), &raw.file)
         .context("decoding --params")?;
     let blocks = architecture.cell.num_blocks();
-    let spec = TableSpec {
-        height: args.height,
-        width: args.width,
-        filter_multiplier: args.filter_multiplier,
-        blocks,
-        classes: args.classes,
-    };
+    let spec = d.spec(blocks);
     let (table, origin) = match (&args.table, args.kind) {
         (Some(path), _) => {
             let table = CostTable::load(path).context("reading --table")?;
@@ -124,9 +109,9 @@ pub fn exec(args: Args) -> Result<()> {
     let report = Report {
         kind: args.kind.name(),
         unit: args.kind.unit(),
-        height: args.height,
-        width: args.width,
-        filter_multiplier: args.filter_multiplier,
+        height: d.height,
+        width: d.width,
+        filter_multiplier: d.filter_multiplier,
         expected: f64::try_from(&expected.cost)?,
         decoded: model.architecture_cost(&architecture),
         architecture,
@@ -141,7 +126,7 @@ pub fn exec(args: Args) -> Result<()> {
             CostKind::Params => format!("{:.3}M parameters", v / 1e6),
             CostKind::Latency => format!("{v:.3} ms"),
         };
-        println!("at {}x{}, F = {}:", args.height, args.width, args.filter_multiplier);
+        println!("at {}x{}, F = {}:", d.height, d.width, d.filter_multiplier);
         println!("expected under (α, β): {}", scale(report.expected));
         println!("decoded (path {:?}): {}", report.architecture.path.levels(), scale(report.decoded));
         if let Some(ms) = report.decoded_measured_ms {

@@ -10,28 +10,18 @@ use anyhow::{Context, Result};
 use search::device::DeviceChoice;
 use tch::Device;
 use trellis::cost::Measurement;
-use trellis::{TableSpec, Timing};
+use trellis::Timing;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to measure.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     device: DeviceChoice,
-    /// Deployment input height.
-    #[arg(long, default_value_t = 1024)]
-    height: i64,
-    /// Deployment input width.
-    #[arg(long, default_value_t = 2048)]
-    width: i64,
-    /// Filter multiplier F of the deployed network.
-    #[arg(long, default_value_t = 20)]
-    filter_multiplier: i64,
+    #[command(flatten)]
+    deployment: super::DeploymentFlags,
     /// Blocks per cell B.
     #[arg(long, default_value_t = 5)]
     blocks: usize,
-    /// Output classes.
-    #[arg(long, default_value_t = 19)]
-    classes: i64,
     /// Untimed runs per component before the timed ones.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -44,12 +34,8 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    anyhow::ensure!(args.filter_multiplier >= 1, "--filter-multiplier {}: must be at least 1", args.filter_multiplier);
-    for (flag, value) in [("--height", args.height), ("--width", args.width)] {
-        anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
-    }
+    args.deployment.validate()?;
     anyhow::ensure!((1..=16).contains(&args.blocks), "--blocks {}: must be in 1..=16", args.blocks);
-    anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
     anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1");
     let device = args.device.resolve()?;
     let env = search::env::EnvReport::collect();
@@ -71,13 +57,7 @@ pub fn exec(args: Args) -> Result<()> {
         threads: tch::get_num_threads(),
         measured: search::rundir::now_rfc3339(),
     };
-    let spec = TableSpec {
-        height: args.height,
-        width: args.width,
-        filter_multiplier: args.filter_multiplier,
-        blocks: args.blocks,
-        classes: args.classes,
-    };
+    let spec = args.deployment.spec(args.blocks);
     let timing = Timing { device, warmup: args.warmup, repeats: args.repeats };
     let started = std::time::Instant::now();
     let table = trellis::build_table(&spec, Some((&timing, measurement)));

@@ -113,6 +113,50 @@ impl Cli {
     }
 }
 
+/// The deployed network a cost or summary is counted for: its input size, width and classes.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct DeploymentFlags {
+    /// Deployment input height.
+    #[arg(long, default_value_t = 1024)]
+    pub height: i64,
+    /// Deployment input width.
+    #[arg(long, default_value_t = 2048)]
+    pub width: i64,
+    /// Filter multiplier F (20 / 32 / 48 for Auto-DeepLab-S / M / L).
+    #[arg(long, default_value_t = 20)]
+    pub filter_multiplier: i64,
+    /// Output classes.
+    #[arg(long, default_value_t = 19)]
+    pub classes: i64,
+}
+
+impl DeploymentFlags {
+    /// Errors naming the flag for values no network can have.
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.filter_multiplier >= 1,
+            "--filter-multiplier {}: must be at least 1",
+            self.filter_multiplier
+        );
+        for (flag, value) in [("--height", self.height), ("--width", self.width)] {
+            anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
+        }
+        anyhow::ensure!(self.classes >= 1, "--classes {}: must be at least 1", self.classes);
+        Ok(())
+    }
+
+    /// The networks of cells of `blocks` blocks at this deployment.
+    pub fn spec(&self, blocks: usize) -> trellis::TableSpec {
+        trellis::TableSpec {
+            height: self.height,
+            width: self.width,
+            filter_multiplier: self.filter_multiplier,
+            blocks,
+            classes: self.classes,
+        }
+    }
+}
+
 /// A config file and `--set` overrides, as every configurable command takes them.
 #[derive(Args)]
 pub struct ConfigFlags {
