@@ -116,7 +116,7 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
     crate::gpu::tune(device);
     net.set_execution(execution);
     let mut gpu = crate::gpu::GpuMonitor::for_device(device);
-    let arch = ArchParams::new(&arch_store.root(), model.blocks, model.layers);
+    let arch = ArchParams::for_search(&arch_store.root(), model.blocks, model.layers, model.edge_normalization);
     let mut sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
     let mut adam = Adam::new(Params::of(&arch_store), config.arch.clone());
     let count = |vs: &nn::VarStore| Params::of(vs).tensors().iter().map(|t| t.numel()).sum::<usize>();
