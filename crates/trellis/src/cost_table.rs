@@ -5,6 +5,8 @@
 //! then the median of `repeats` timed ones, in inference mode without gradients (FasterSeg's
 //! lookup table, Chen et al., ICLR 2020, §3.3).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use cell::{count_multiply_adds, OpConfig, OpStyle, ReluConvBn, Widths};
@@ -34,7 +36,8 @@ pub struct Timing {
     pub repeats: usize,
 }
 
-/// One component, built: its forward pass on a batch of `n` images.
+/// One component, built: its forward pass on a batch of `n` images (random inputs, made on the
+/// first call for each `n`).
 type Forward = Box<dyn Fn(i64) -> Tensor>;
 
 impl TableSpec {
@@ -56,7 +59,16 @@ impl TableSpec {
     fn build(&self, component: Component, p: &nn::Path, device: Device) -> Forward {
         let sizes = level_sizes(self.height, self.width);
         let widths = self.widths();
-        let input = move |n: i64, c: i64, (h, w): (i64, i64)| Tensor::randn([n, c, h, w], (Kind::Float, device));
+        // Inputs are made once per batch size and reused, so that timing measures the
+        // component alone.
+        let cache: RefCell<HashMap<[i64; 4], Tensor>> = RefCell::default();
+        let input = move |n: i64, c: i64, (h, w): (i64, i64)| {
+            let mut cache = cache.borrow_mut();
+            cache
+                .entry([n, c, h, w])
+                .or_insert_with(|| Tensor::randn([n, c, h, w], (Kind::Float, device)))
+                .shallow_clone()
+        };
         let (height, width, classes) = (self.height, self.width, self.classes);
         match component {
             Component::Stem => {

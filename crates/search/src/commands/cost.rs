@@ -73,12 +73,8 @@ fn measure(args: &Args, architecture: &trellis::Architecture) -> Result<f64> {
     };
     let net = config.build(&vs.root());
     let timing = trellis::Timing { device, warmup: args.warmup, repeats: args.repeats };
-    let forward = |n: i64| {
-        net.forward_t(
-            &tch::Tensor::randn([n, 3, args.deployment.height, args.deployment.width], (Kind::Float, device)),
-            false,
-        )
-    };
+    let image = tch::Tensor::randn([1, 3, args.deployment.height, args.deployment.width], (Kind::Float, device));
+    let forward = |n: i64| net.forward_t(&image.narrow(0, 0, n), false);
     Ok(tch::no_grad(|| trellis::cost_table::time_ms(&forward, &timing)))
 }
 
