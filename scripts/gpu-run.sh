@@ -8,7 +8,8 @@
 # Prints `search env`, runs the CUDA tests, times the search steps at the paper's settings (crop
 # 321, F = 8, L = 12) at batch 2 and 8 (weight step, architecture step, images/s, peak GPU memory),
 # then retraining steps of the paper's network (F = 20, crop 769, batch 8) without and with fp16
-# autocast. `--device cpu` runs the same chain at tiny sizes (how it is tested without a GPU);
+# autocast, and measures the latency table of a cost-aware search at 1024x2048, F = 20.
+# `--device cpu` runs the same chain at tiny sizes (how it is tested without a GPU);
 # It also runs `search dist-check` on one rank (NCCL on CUDA). `--quick` takes fewer steps. Every stage has a time limit; the whole pass stays under 8 minutes.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,6 +67,9 @@ for batch in $batches; do
     --crop $crop --batch $batch --steps $steps --warmup 1 --set model.layers=$layers --device $device \
     > '$OUT/bench-batch$batch.json'"
 done
+# The latency table of a cost-aware search (docs/cost-aware.md) at the deployment size.
+stage "latency table" 90 "$search" cost-table --device "$device" --height "${size#*x}" --width "${size%x*}" \
+  --filter-multiplier "$retrain_f" --out "$OUT/cost-table.json"
 stage "synthetic data" 60 "$search" synth --out "$work/data" --train 16 --val 2 --size "$size"
 for autocast in false true; do
   [[ "$device" == cpu && "$autocast" == true ]] && continue  # autocast is CUDA-only
@@ -101,6 +105,11 @@ for name in sorted(os.listdir(out)):
         summary["retrain"].append({"autocast": name.endswith("true.jsonl"), "steps": len(steps),
                                    "images_per_second_median": statistics.median(ips) if ips else None,
                                    "peak_gpu_mib": max((s.get("peak_gpu_mib") or 0 for s in steps), default=None) or None})
+table = load("cost-table.json")
+if table:
+    summary["cost_table"] = {"components": len(table["entries"]), "height": table["height"], "width": table["width"],
+                             "filter_multiplier": table["filter_multiplier"],
+                             "latency_ms_sum": sum(e.get("latency_ms") or 0 for e in table["entries"])}
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 print(json.dumps(summary, indent=2))
 PY
