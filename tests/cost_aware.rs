@@ -251,7 +251,7 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
     // A table of counts only has no latency; another size is refused by name.
     let counts = build_table(&spec, None);
     assert!(counts.model(CostKind::Latency, "counts").unwrap_err().to_string().contains("no latency"));
-    let mismatch = back.check("table.json", 64, 33, 2, 2, 3).unwrap_err().to_string();
+    let mismatch = back.check("table.json", &TableSpec { height: 64, ..spec }).unwrap_err().to_string();
     assert!(mismatch.contains("height x width = 33x33") && mismatch.contains("64x33"), "{mismatch}");
 
     // The commands: a table measured by `search cost-table`, used by `search cost`.

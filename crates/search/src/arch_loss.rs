@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use tch::{Kind, Tensor};
-use trellis::{ArchParams, Architecture, CostKind, CostModel, CostTable, RelaxedCell, SearchNetworkConfig, TableSpec};
+use trellis::{ArchParams, Architecture, CostModel, RelaxedCell, SearchNetworkConfig, TableSpec};
 
 use crate::run_config::{ArchConfig, CostConfig};
 
@@ -26,9 +26,9 @@ pub struct Terms {
     pub beta_decay: Option<f64>,
 }
 
-/// The cost model of `[arch.cost]` for networks of `model`'s shape: multiply-adds and
-/// parameters counted from the components themselves, latency from the configured table
-/// (checked against the shape and size).
+/// The cost model of `[arch.cost]` for networks of `model`'s shape: from `arch.cost.table`
+/// when set (checked against the shape and size), else multiply-adds and parameters counted
+/// from the components themselves.
 pub fn cost_model(cost: &CostConfig, model: &SearchNetworkConfig) -> Result<CostModel> {
     let spec = TableSpec {
         height: cost.height,
@@ -37,16 +37,7 @@ pub fn cost_model(cost: &CostConfig, model: &SearchNetworkConfig) -> Result<Cost
         blocks: model.blocks,
         classes: model.classes,
     };
-    let (table, origin) = match (&cost.table, cost.kind) {
-        (Some(path), CostKind::Latency) => {
-            let table = CostTable::load(path).context("config key `arch.cost.table`")?;
-            let origin = path.display().to_string();
-            table.check(&origin, spec.height, spec.width, spec.filter_multiplier, spec.blocks, spec.classes)?;
-            (table, origin)
-        }
-        _ => (trellis::build_table(&spec, None), "counted".to_string()),
-    };
-    Ok(table.model(cost.kind, &origin)?)
+    trellis::cost_model(cost.kind, cost.table.as_deref(), &spec).context("config key `arch.cost.table`")
 }
 
 impl ArchLoss {
@@ -84,7 +75,7 @@ impl ArchLoss {
     /// E[cost] under the current α and β (differentiable), if a cost is configured.
     pub fn expected_cost(&self, arch: &ArchParams) -> Option<Tensor> {
         let model = self.cost.as_ref()?;
-        Some(model.expected(&self.relaxed(arch), &arch.weights().beta).cost)
+        Some(model.expected(&self.relaxed(arch), &trellis::normalize_beta(&arch.beta)).cost)
     }
 
     /// The cost of a decoded architecture, if a cost is configured.
@@ -147,7 +138,7 @@ mod tests {
     #[test]
     fn the_adaptive_rule_moves_the_weight_towards_the_band() {
         let cost = CostConfig {
-            kind: CostKind::Params,
+            kind: trellis::CostKind::Params,
             target: 100.0,
             weight: 1.0,
             adapt: true,

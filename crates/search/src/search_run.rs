@@ -232,6 +232,9 @@ impl Task for Search<'_> {
                 if !timing.loss.is_finite() {
                     bail!("non-finite architecture loss {} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", timing.loss, at.global_step);
                 }
+                if let Some(penalty) = timing.penalty.filter(|p| !p.is_finite()) {
+                    bail!("non-finite architecture penalty {penalty} ([arch.cost] / [arch.beta_decay]) at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
+                }
                 loss_arch = Some(timing.loss);
             } else if let Some(group) = &self.dist {
                 self.adam.params().zero_grad();
@@ -287,10 +290,9 @@ impl Task for Search<'_> {
         });
         let mut fields = fields.as_object().expect("an object").clone();
         if let (Some(cost), Some(weight)) = (self.arch_loss.cost_config(), self.state.cost_weight) {
-            let expected = tch::no_grad(|| self.arch_loss.expected_cost(&self.arch))
-                .map(|t| f64::try_from(&t))
-                .transpose()?
-                .expect("a cost is configured");
+            let expected = f64::try_from(
+                tch::no_grad(|| self.arch_loss.expected_cost(&self.arch)).expect("a cost is configured"),
+            )?;
             let decoded_cost = self.arch_loss.decoded_cost(&decoded).expect("a cost is configured");
             // The adaptive rule acts on epochs that moved α and β.
             let next =
@@ -461,13 +463,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let mut decoded = task.decode()?;
     // How close the cell's decoding came to another choice, in the file and, if close, the log
     // (op weights scaled by the edge weights when those are searched, as decoding scales them).
-    let alpha = tch::no_grad(|| {
-        let weights = task.arch.weights();
-        match &weights.edges {
-            Some(edges) => weights.alpha * edges.unsqueeze(1),
-            None => weights.alpha,
-        }
-    });
+    let alpha = tch::no_grad(|| task.arch.weights().decoding());
     let rows: Vec<[f64; cell::Primitive::COUNT]> =
         Vec::<f64>::try_from(alpha.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))?
             .chunks_exact(cell::Primitive::COUNT)

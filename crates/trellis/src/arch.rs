@@ -109,6 +109,15 @@ impl ArchParams {
     }
 }
 
+/// What decoding weighs the ops by: softmax(α) `[edges, 8]`, each row scaled by its edge's
+/// normalised PC-DARTS weight (`[edges]`) when those are searched.
+pub fn decoding_weights(alpha_weights: &Tensor, edges: Option<&Tensor>) -> Tensor {
+    match edges {
+        Some(edges) => alpha_weights * edges.to_kind(alpha_weights.kind()).unsqueeze(1),
+        None => alpha_weights.shallow_clone(),
+    }
+}
+
 /// PC-DARTS edge normalisation: raw edge logits `[edges]` to the softmax over each block's
 /// inputs, `[edges]` (each block's entries sum to 1).
 pub fn normalize_edges(logits: &Tensor, blocks: usize) -> Tensor {
@@ -161,6 +170,11 @@ impl Entropies {
 }
 
 impl ArchWeights {
+    /// The weights decoding chooses by ([`decoding_weights`]), `[edges, 8]`.
+    pub fn decoding(&self) -> Tensor {
+        decoding_weights(&self.alpha, self.edges.as_ref())
+    }
+
     /// The normalised entropies of these weights.
     pub fn entropies(&self) -> Entropies {
         let entropy = |p: &[f64]| -> f64 {

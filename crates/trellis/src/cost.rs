@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::architecture::Architecture;
+use crate::cost_table::TableSpec;
 use crate::path::NUM_LEVELS;
-use crate::space::{transition_valid, Transition};
+use crate::space::{node_exists, transition_valid, Transition};
 
 /// What a cost counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,6 +190,8 @@ pub enum CostError {
         "{origin}: the table was made for {what} = {table}, but {asked} is asked (make one with `search cost-table`)"
     )]
     Mismatch { origin: String, what: &'static str, table: String, asked: String },
+    #[error("a latency cost needs a table measured by `search cost-table`")]
+    NoTable,
 }
 
 impl CostTable {
@@ -207,15 +210,8 @@ impl CostTable {
     }
 
     /// Checks that the table describes networks of this shape at this size.
-    pub fn check(
-        &self,
-        origin: &str,
-        height: i64,
-        width: i64,
-        filter_multiplier: i64,
-        blocks: usize,
-        classes: i64,
-    ) -> Result<(), CostError> {
+    pub fn check(&self, origin: &str, spec: &TableSpec) -> Result<(), CostError> {
+        let TableSpec { height, width, filter_multiplier, blocks, classes } = *spec;
         let checks = [
             ("height x width", format!("{}x{}", self.height, self.width), format!("{height}x{width}")),
             ("filter_multiplier", self.filter_multiplier.to_string(), filter_multiplier.to_string()),
@@ -317,9 +313,10 @@ impl RelaxedCell {
     pub fn new(alpha: &Tensor, edge_logits: Option<&Tensor>, blocks: usize) -> RelaxedCell {
         let alpha = alpha.to_kind(Kind::Double);
         let device = alpha.device();
-        // Softmax over the seven ops that are not `none`.
-        let none = Tensor::from_slice(&[1.0f64, 0., 0., 0., 0., 0., 0., 0.]).to_device(device);
-        let ops = (alpha - none.g_mul_scalar(1e30)).softmax(-1, Kind::Double);
+        // Softmax over the seven ops that are not `none` (column 0), which gets 0.
+        let rows = alpha.size()[0];
+        let others = alpha.narrow(1, 1, Primitive::COUNT as i64 - 1).softmax(-1, Kind::Double);
+        let ops = Tensor::cat(&[Tensor::zeros([rows, 1], (Kind::Double, device)), others], 1);
         let keep: Vec<Tensor> = (0..blocks)
             .map(|block| {
                 let n = block_inputs(block) as i64;
@@ -471,7 +468,7 @@ impl CostModel {
             // H^{l-1}'s preprocessing and the ops, per (level of l - 1, level of l).
             let from = |i: usize| if l == 0 { Feature::Stem2 } else { Feature::Cell(i as u8) };
             let prev = table(&|i, j| {
-                if near(i, j) && (l > 0 || i == 0) && j <= 1 + l.min(2) {
+                if near(i, j) && node_exists(l.checked_sub(1), i) && node_exists(Some(l), j) {
                     self.v(Component::Prev { from: from(i), to: j as u8 })
                 } else {
                     0.0
@@ -482,7 +479,7 @@ impl CostModel {
             terms.push(match l {
                 0 => {
                     let pp = table(&|_, j| {
-                        if j <= 1 {
+                        if node_exists(Some(0), j) {
                             self.v(Component::PrevPrev { from: Feature::Stem1, at: 0, to: j as u8 })
                         } else {
                             0.0
@@ -492,7 +489,7 @@ impl CostModel {
                 }
                 1 => {
                     let pp = table(&|i, j| {
-                        if near(i, j) && i <= 1 {
+                        if near(i, j) && node_exists(Some(0), i) {
                             let at = i.min(j) as u8;
                             self.v(Component::PrevPrev { from: Feature::Stem2, at, to: j as u8 })
                         } else {

@@ -14,7 +14,11 @@ use seg::conv::{resize_bilinear, ConvBn};
 use seg::{AsppConfig, DecoderConfig};
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 
-use crate::cost::{components, Component, Cost, CostTable, Entry, Feature, Measurement};
+use std::path::Path;
+
+use crate::cost::{
+    components, Component, Cost, CostError, CostKind, CostModel, CostTable, Entry, Feature, Measurement,
+};
 use crate::network::level_sizes;
 use crate::space::downsample;
 
@@ -138,6 +142,23 @@ impl TableSpec {
             }
         }
     }
+}
+
+/// The cost model of `kind` for networks of `spec`: from the table at `table` when given
+/// (checked against `spec`; the file is named in errors), else counted from the components
+/// themselves (multiply-adds and parameters only).
+pub fn cost_model(kind: CostKind, table: Option<&Path>, spec: &TableSpec) -> Result<CostModel, CostError> {
+    let (table, origin) = match table {
+        Some(path) => {
+            let origin = path.display().to_string();
+            let table = CostTable::load(path)?;
+            table.check(&origin, spec)?;
+            (table, origin)
+        }
+        None if kind == CostKind::Latency => return Err(CostError::NoTable),
+        None => (build_table(spec, None), "counted".to_string()),
+    };
+    table.model(kind, &origin)
 }
 
 /// Milliseconds of `forward` on one image (its argument is the batch size, 1 here): the median

@@ -15,7 +15,7 @@ use cell::{Genotype, GenotypeError};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::arch::{normalize_beta, normalize_edges};
+use crate::arch::{decoding_weights, normalize_beta, normalize_edges};
 use crate::architecture::Architecture;
 use crate::path::NUM_LEVELS;
 use crate::viterbi::viterbi;
@@ -80,14 +80,17 @@ pub fn decode_with_edges(
     }
     let rows = alpha.size()[0] as usize;
     let blocks = blocks_for_edges(rows).ok_or(DecodeError::EdgeCount { path: origin.to_owned(), rows })?;
-    let mut weights = alpha.softmax(-1, Kind::Double);
-    if let Some(edges) = edges {
-        let edges = edges.detach().to_device(Device::Cpu).to_kind(Kind::Double);
-        if edges.size() != [rows as i64] {
-            return Err(shape_err("edges", edges.size(), "[edges], one per row of alpha"));
+    let edges = match edges {
+        Some(edges) => {
+            let edges = edges.detach().to_device(Device::Cpu).to_kind(Kind::Double);
+            if edges.size() != [rows as i64] {
+                return Err(shape_err("edges", edges.size(), "[edges], one per row of alpha"));
+            }
+            Some(normalize_edges(&edges, blocks))
         }
-        weights = &weights * normalize_edges(&edges, blocks).to_kind(Kind::Double).unsqueeze(1);
-    }
+        None => None,
+    };
+    let weights = decoding_weights(&alpha.softmax(-1, Kind::Double), edges.as_ref());
     let cell = Genotype::decode_weights(&weights, blocks)
         .map_err(|source| DecodeError::Genotype { path: origin.to_owned(), source })?;
     let normalized = Vec::<f64>::try_from(normalize_beta(&beta).to_kind(Kind::Double).flatten(0, -1)).expect("doubles");

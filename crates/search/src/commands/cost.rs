@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use search::device::DeviceChoice;
 use serde::Serialize;
 use tch::Kind;
-use trellis::{CostKind, CostTable, RelaxedCell};
+use trellis::{CostKind, RelaxedCell};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -87,17 +87,11 @@ pub fn exec(args: Args) -> Result<()> {
         .context("decoding --params")?;
     let blocks = architecture.cell.num_blocks();
     let spec = d.spec(blocks);
-    let (table, origin) = match (&args.table, args.kind) {
-        (Some(path), _) => {
-            let table = CostTable::load(path).context("reading --table")?;
-            let origin = path.display().to_string();
-            table.check(&origin, spec.height, spec.width, spec.filter_multiplier, blocks, spec.classes)?;
-            (table, origin)
-        }
-        (None, CostKind::Latency) => anyhow::bail!("--kind latency needs --table (write one with `search cost-table`)"),
-        (None, _) => (trellis::build_table(&spec, None), "counted".to_string()),
-    };
-    let model = table.model(args.kind, &origin)?;
+    anyhow::ensure!(
+        args.table.is_some() || args.kind != CostKind::Latency,
+        "--kind latency needs --table (write one with `search cost-table`)"
+    );
+    let model = trellis::cost_model(args.kind, args.table.as_deref(), &spec).context("--table")?;
     let cell = RelaxedCell::new(&raw.alpha, raw.edges.as_ref(), blocks);
     let expected = tch::no_grad(|| model.expected(&cell, &trellis::normalize_beta(&raw.beta.to_kind(Kind::Double))));
     let nodes = Vec::<f64>::try_from(expected.nodes.flatten(0, -1))?;
