@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{data, err, ok, search, temp, tensors, tiny_search, tiny_train};
-use search::dist::{Engine, Group, Launch};
+use search::dist::{Group, Launch};
 use tch::{Kind, Tensor};
 
 fn free_port() -> u16 {
@@ -34,7 +34,7 @@ fn two_ranks<D: Send + 'static, T: Send + 'static>(inputs: [D; 2], body: fn(Arc<
                     master_port: port,
                     launcher: "test",
                 };
-                let group = Group::join(&launch, Engine::Gloo, Duration::from_secs(60)).unwrap();
+                let group = Group::join(&launch, tch::Device::Cpu, Duration::from_secs(60)).unwrap();
                 body(Arc::new(group), input)
             })
         })

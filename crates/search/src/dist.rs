@@ -145,6 +145,46 @@ impl Launch {
         }
         Ok(None)
     }
+
+    /// The device this rank computes on, given the device the command resolved (`--device`)
+    /// and how many CUDA devices libtorch sees: the CPU stays the CPU; on CUDA each rank of a
+    /// machine takes the GPU of its local rank, or the only GPU it sees (a launcher that gives
+    /// each rank its own GPU through `CUDA_VISIBLE_DEVICES`). Two ranks on one GPU would make
+    /// NCCL refuse the group, so a local rank without a GPU of its own is an error naming both
+    /// counts.
+    pub fn device(&self, resolved: tch::Device, cuda_devices: usize) -> Result<tch::Device> {
+        match resolved {
+            tch::Device::Cuda(_) if cuda_devices == 1 => Ok(tch::Device::Cuda(0)),
+            tch::Device::Cuda(_) if self.local_rank < cuda_devices => Ok(tch::Device::Cuda(self.local_rank)),
+            tch::Device::Cuda(_) => bail!(
+                "rank {} is local rank {} on its machine ({} launch), but libtorch sees {cuda_devices} CUDA devices \
+                 there: start at most {cuda_devices} ranks per machine (--nproc-per-node), or give each rank one GPU \
+                 through CUDA_VISIBLE_DEVICES",
+                self.rank,
+                self.local_rank,
+                self.launcher
+            ),
+            other => Ok(other),
+        }
+    }
+}
+
+/// This process's device and, when a launcher started it, its group: the device `--device`
+/// resolved to, made this rank's own ([`Launch::device`]), then the group joined on it.
+pub fn join_from_env(resolved: tch::Device, timeout: Duration) -> Result<(tch::Device, Option<Group>)> {
+    let Some(launch) = Launch::from_env()? else { return Ok((resolved, None)) };
+    let device = launch.device(resolved, tch::Cuda::device_count().max(0) as usize)?;
+    let group = Group::join(&launch, device, timeout)?;
+    tracing::info!(
+        rank = launch.rank,
+        world_size = launch.world_size,
+        local_rank = launch.local_rank,
+        launcher = launch.launcher,
+        engine = ?group.engine,
+        ?device,
+        "joined"
+    );
+    Ok((device, Some(group)))
 }
 
 /// Which engine a group runs on.
@@ -157,6 +197,15 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine for tensors on `device`: NCCL on CUDA, Gloo on the CPU.
+    pub fn for_device(device: tch::Device) -> Engine {
+        if device.is_cuda() {
+            Engine::Nccl
+        } else {
+            Engine::Gloo
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Engine::Gloo => "gloo",
@@ -178,6 +227,9 @@ pub struct Group {
     pub rank: usize,
     pub size: usize,
     pub engine: Engine,
+    /// Where this rank's tensors live, and so every tensor of a collective (NCCL takes only
+    /// CUDA tensors, Gloo here only CPU ones).
+    pub device: tch::Device,
     pub timeout: Duration,
 }
 
@@ -199,8 +251,10 @@ fn take_error(error: *mut c_char, what: &str) -> anyhow::Error {
 
 impl Group {
     /// Joins the group `launch` describes (rank 0 serves the store), waiting at most `timeout`
-    /// for the others and for every later collective.
-    pub fn join(launch: &Launch, engine: Engine, timeout: Duration) -> Result<Group> {
+    /// for the others and for every later collective. `device` is this rank's device
+    /// ([`Launch::device`]); it picks the engine ([`Engine::for_device`]).
+    pub fn join(launch: &Launch, device: tch::Device, timeout: Duration) -> Result<Group> {
+        let engine = Engine::for_device(device);
         let backend = CString::new(engine.name())?;
         let addr = CString::new(launch.master_addr.clone())?;
         let mut error: *mut c_char = std::ptr::null_mut();
@@ -235,6 +289,7 @@ impl Group {
             rank: launch.rank,
             size: launch.world_size,
             engine,
+            device,
             timeout,
         })
     }
@@ -536,16 +591,20 @@ impl Group {
         for (i, t) in Group::variables(stores, true).iter().enumerate() {
             sum += f64::try_from(t.to_kind(tch::Kind::Double).sum(tch::Kind::Double))? * (1.0 + i as f64 * 1e-3);
         }
-        let theirs = Tensor::from_slice(&[sum]);
+        let theirs = Tensor::from_slice(&[sum]).to_device(self.device);
         self.broadcast(&[&theirs], 0)?;
-        let differs = f64::try_from(&theirs)?.to_bits() != sum.to_bits();
-        let flags = Tensor::zeros([self.size as i64], (tch::Kind::Float, tch::Device::Cpu));
+        let differs = f64::try_from(theirs.to_device(tch::Device::Cpu))?.to_bits() != sum.to_bits();
+        let flags = Tensor::zeros([self.size as i64], (tch::Kind::Float, self.device));
         if differs {
             let _ = flags.get(self.rank as i64).fill_(1.0);
         }
         self.all_reduce_sum(&[&flags])?;
-        let diverged: Vec<usize> =
-            Vec::<f32>::try_from(&flags)?.iter().enumerate().filter(|(_, &f)| f > 0.0).map(|(r, _)| r).collect();
+        let diverged: Vec<usize> = Vec::<f32>::try_from(flags.to_device(tch::Device::Cpu))?
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| f > 0.0)
+            .map(|(r, _)| r)
+            .collect();
         if !diverged.is_empty() {
             bail!(
                 "the parameters of rank(s) {diverged:?} differ from rank 0's at step {step}: the ranks diverged \
@@ -557,9 +616,9 @@ impl Group {
 
     /// Sums integer counts (a confusion matrix) across the ranks.
     pub fn sum_counts(&self, counts: &[u64]) -> Result<Vec<u64>> {
-        let t = Tensor::from_slice(&counts.iter().map(|&c| c as i64).collect::<Vec<i64>>());
+        let t = Tensor::from_slice(&counts.iter().map(|&c| c as i64).collect::<Vec<i64>>()).to_device(self.device);
         self.all_reduce_sum(&[&t])?;
-        Ok(Vec::<i64>::try_from(&t)?.into_iter().map(|c| c as u64).collect())
+        Ok(Vec::<i64>::try_from(t.to_device(tch::Device::Cpu))?.into_iter().map(|c| c as u64).collect())
     }
 }
 
@@ -631,6 +690,32 @@ mod tests {
     fn launch(vars: &[(&str, &str)]) -> Result<Option<Launch>> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Launch::from_vars(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn each_local_rank_takes_its_own_gpu() {
+        let rank = |local_rank| Launch {
+            rank: 4 + local_rank,
+            world_size: 8,
+            local_rank,
+            master_addr: "node0".into(),
+            master_port: DEFAULT_PORT,
+            launcher: "torchrun",
+        };
+        let cuda = tch::Device::Cuda(0);
+        // Four GPUs, four local ranks: one each, whatever `--device cuda` resolved to.
+        for local in 0..4 {
+            assert_eq!(rank(local).device(cuda, 4).unwrap(), tch::Device::Cuda(local));
+        }
+        // Each rank sees only its own GPU (CUDA_VISIBLE_DEVICES set per rank): device 0.
+        assert_eq!(rank(3).device(cuda, 1).unwrap(), tch::Device::Cuda(0));
+        // More local ranks than GPUs: refused, naming both counts.
+        let error = rank(2).device(cuda, 2).unwrap_err().to_string();
+        assert!(error.contains("local rank 2") && error.contains("sees 2 CUDA devices"), "{error}");
+        // The CPU stays the CPU.
+        assert_eq!(rank(3).device(tch::Device::Cpu, 0).unwrap(), tch::Device::Cpu);
+        assert_eq!(Engine::for_device(tch::Device::Cuda(1)), Engine::Nccl);
+        assert_eq!(Engine::for_device(tch::Device::Cpu), Engine::Gloo);
     }
 
     #[test]

@@ -60,15 +60,8 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     let config: SearchRunConfig = flags.load()?;
     anyhow::ensure!(args.steps >= 1, "--steps must be at least 1");
     search::runtime::set_threads(threads, config.execution.threads)?;
-    let device = args.device.resolve()?;
+    let (device, group) = search::dist::join_from_env(args.device.resolve()?, std::time::Duration::from_secs(300))?;
     let bench = BenchConfig::of(&config, args.steps, args.warmup);
-    let group = match search::dist::Launch::from_env()? {
-        Some(launch) => {
-            let engine = if device.is_cuda() { search::dist::Engine::Nccl } else { search::dist::Engine::Gloo };
-            Some(search::dist::Group::join(&launch, engine, std::time::Duration::from_secs(300))?)
-        }
-        None => None,
-    };
     let report = search::bench::run(&bench, device, group.as_ref())?;
     if group.as_ref().is_none_or(|g| g.rank == 0) {
         println!("{}", serde_json::to_string(&report)?);

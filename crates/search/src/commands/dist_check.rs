@@ -41,12 +41,8 @@ pub fn exec(args: Args) -> Result<()> {
         );
         return Ok(());
     };
-    let device = match args.device.resolve()? {
-        Device::Cuda(_) => Device::Cuda(launch.local_rank),
-        d => d,
-    };
-    let engine = if device.is_cuda() { Engine::Nccl } else { Engine::Gloo };
-    let group = Group::join(&launch, engine, Duration::from_secs(args.timeout_s))?;
+    let device = launch.device(args.device.resolve()?, tch::Cuda::device_count().max(0) as usize)?;
+    let group = Group::join(&launch, device, Duration::from_secs(args.timeout_s))?;
     if args.fail_rank == Some(launch.rank) {
         std::process::exit(3);
     }
@@ -88,7 +84,7 @@ pub fn exec(args: Args) -> Result<()> {
         "{}",
         serde_json::json!({
             "rank": launch.rank, "world_size": launch.world_size, "local_rank": launch.local_rank,
-            "launcher": launch.launcher, "engine": format!("{engine:?}").to_lowercase(),
+            "launcher": launch.launcher, "engine": format!("{:?}", group.engine).to_lowercase(),
             "nccl_built": Engine::nccl_available(),
             "all_reduce": "ok", "broadcast": "ok", "mib": args.mib, "all_reduce_seconds": seconds,
             "algorithm_gib_per_s": args.mib as f64 / 1024.0 / seconds,

@@ -215,20 +215,12 @@ impl RunFlags {
         Some(search::launch::run_local(n, &search::launch::arguments_without_nproc(&all)))
     }
 
-    /// The group of ranks this process is one of, when a launcher started it.
-    pub fn join(&self, device: tch::Device) -> Result<Option<std::sync::Arc<search::dist::Group>>> {
-        let Some(launch) = search::dist::Launch::from_env()? else { return Ok(None) };
-        let engine = if device.is_cuda() { search::dist::Engine::Nccl } else { search::dist::Engine::Gloo };
+    /// This process's device (`--device`, made this rank's own GPU in a launch) and the group
+    /// of ranks it is one of, when a launcher started it.
+    pub fn join(&self) -> Result<(tch::Device, Option<std::sync::Arc<search::dist::Group>>)> {
         let timeout = std::time::Duration::from_secs(self.dist_timeout_s);
-        let group = search::dist::Group::join(&launch, engine, timeout)?;
-        tracing::info!(
-            rank = launch.rank,
-            world_size = launch.world_size,
-            launcher = launch.launcher,
-            ?engine,
-            "joined"
-        );
-        Ok(Some(std::sync::Arc::new(group)))
+        let (device, group) = search::dist::join_from_env(self.device.resolve()?, timeout)?;
+        Ok((device, group.map(std::sync::Arc::new)))
     }
 
     /// The config (the run's own one with --resume), the run folder and whether to resume.

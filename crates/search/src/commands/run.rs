@@ -16,8 +16,7 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     if let Some(done) = args.run.launch_local() {
         return done;
     }
-    let device = args.run.device.resolve()?;
-    let dist = args.run.join(device)?;
+    let (device, dist) = args.run.join()?;
     let writer = dist.as_ref().is_none_or(|g| g.rank == 0);
     let (config, out, resume) =
         args.run.resolve(|c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;

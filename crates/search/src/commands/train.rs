@@ -22,7 +22,6 @@ pub fn exec(args: Args) -> Result<()> {
     if let Some(done) = args.run.launch_local() {
         return done;
     }
-    let device = args.run.device.resolve()?;
     let (config, out, resume) =
         args.run.resolve(|c: &RetrainConfig| c.name.as_str(), |c: &mut RetrainConfig| &mut c.data.root)?;
     let model = if resume {
@@ -41,7 +40,7 @@ pub fn exec(args: Args) -> Result<()> {
             (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
         }
     };
-    let dist = args.run.join(device)?;
+    let (device, dist) = args.run.join()?;
     let writer = dist.as_ref().is_none_or(|g| g.rank == 0);
     let options =
         RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps, dist };
