@@ -3,27 +3,34 @@
 # docs/setup.md). Needs python3 with torch (the libtorch the bundle was built for) and OUT, the
 # folder that receives the log and summary.json.
 #
-#   OUT=<folder> .gpu/run.sh [--device cuda|cpu] [--quick]
+#   OUT=<folder> .gpu/run.sh [--device cuda|cpu] [--quick] [--budget SECONDS]
 #
 # Prints `search env`, runs the CUDA tests, times the search steps at the paper's settings (crop
 # 321, F = 8, L = 12) at batch 2 and 8 (weight step, architecture step, images/s, peak GPU memory),
 # then retraining steps of the paper's network (F = 20, crop 769, batch 8) without and with fp16
 # autocast, and measures the latency table of a cost-aware search at 1024x2048, F = 20.
 # `--device cpu` runs the same chain at tiny sizes (how it is tested without a GPU);
-# It also runs `search dist-check` on one rank (NCCL on CUDA). `--quick` takes fewer steps. Every stage has a time limit; the whole pass stays under 8 minutes.
+# It also runs `search dist-check` on one rank (NCCL on CUDA). `--quick` takes fewer steps.
+# Every stage has its own time limit and all of them share one budget (`--budget`, 450 s by
+# default, so that the pass with its summary ends within 8 minutes): a stage gets at most what is
+# left of it, and a stage that would get under 15 s is skipped and recorded as such.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 device=cuda
 quick=false
+budget=450
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
     --quick) quick=true; shift ;;
-    *) echo "run.sh: unknown argument '$1' (usage: OUT=<folder> run.sh [--device cuda|cpu] [--quick])" >&2; exit 2 ;;
+    --budget) budget="$2"; shift 2 ;;
+    *) echo "run.sh: unknown argument '$1' (usage: OUT=<folder> run.sh [--device cuda|cpu] [--quick] [--budget SECONDS])" >&2; exit 2 ;;
   esac
 done
 [[ -n "${OUT:-}" ]] || { echo "run.sh: set OUT to the folder that receives the results" >&2; exit 2; }
 [[ "$device" == cuda || "$device" == cpu ]] || { echo "run.sh: --device cuda or cpu, not '$device'" >&2; exit 2; }
+[[ "$budget" =~ ^[0-9]+$ ]] || { echo "run.sh: --budget takes whole seconds, not '$budget'" >&2; exit 2; }
+deadline=$((SECONDS + budget))
 mkdir -p "$OUT"
 log="$OUT/run.log"
 exec > >(tee -a "$log") 2>&1
@@ -41,7 +48,14 @@ echo "== search env"
 status=()
 stage() { # name, time limit (s), command...
   local name="$1" limit="$2"; shift 2
-  echo "== $name"
+  local left=$((deadline - SECONDS))
+  if (( left < 15 )); then
+    echo "== $name: skipped, ${left} s of the ${budget} s budget left"
+    status+=("{\"stage\": \"$name\", \"exit\": null, \"skipped\": \"out of time\", \"seconds\": 0}")
+    return 0
+  fi
+  (( limit > left )) && limit=$left
+  echo "== $name (at most $limit s)"
   local start=$SECONDS
   timeout "$limit" "$@"
   local rc=$?
@@ -104,7 +118,9 @@ for name in sorted(os.listdir(out)):
         ips = [s["images_per_second"] for s in steps[1:]] or [s["images_per_second"] for s in steps]
         summary["retrain"].append({"autocast": name.endswith("true.jsonl"), "steps": len(steps),
                                    "images_per_second_median": statistics.median(ips) if ips else None,
-                                   "peak_gpu_mib": max((s.get("peak_gpu_mib") or 0 for s in steps), default=None) or None})
+                                   "peak_gpu_mib": max((s.get("peak_gpu_mib") or 0 for s in steps), default=None) or None,
+                                   "fp16_scale": steps[-1].get("fp16_scale") if steps else None,
+                                   "fp16_skipped_steps": steps[-1].get("fp16_skipped_steps") if steps else None})
 table = load("cost-table.json")
 if table:
     summary["cost_table"] = {"components": len(table["entries"]), "height": table["height"], "width": table["width"],

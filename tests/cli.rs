@@ -117,3 +117,60 @@ fn config_show_prints_the_resolved_config() {
     let out = search().args(["config", "show", "--set", "model.classes=1"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("model.classes"));
 }
+
+/// A `.gpu/` folder as scripts/gpu-bundle.sh lays it out, around this build's binary (the
+/// bundle's own is built against another libtorch, which CI does not install).
+fn bundle_of_this_build(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bundle = dir.join(".gpu");
+    std::fs::create_dir_all(bundle.join("bin")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_search"), bundle.join("bin/search")).unwrap();
+    std::os::unix::fs::symlink(root.join("configs").canonicalize().unwrap(), bundle.join("configs")).unwrap();
+    std::fs::copy(root.join("scripts/gpu-run.sh"), bundle.join("run.sh")).unwrap();
+    std::fs::write(bundle.join("BUILD"), "torch (this build) tch (this build)\n").unwrap();
+    bundle
+}
+
+/// `.gpu/run.sh OUT=… --device cpu --quick [--budget S]`, with python3 importing the set-up's
+/// torch (as the GPU host's): the exit status and summary.json.
+fn gpu_run(bundle: &std::path::Path, out: &std::path::Path, budget: &str) -> (bool, serde_json::Value) {
+    let site = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.libtorch/site");
+    let run = Command::new("bash")
+        .arg(bundle.join("run.sh"))
+        .args(["--device", "cpu", "--quick", "--budget", budget])
+        .env("OUT", out)
+        .env("PYTHONPATH", site)
+        .output()
+        .unwrap();
+    let summary = std::fs::read_to_string(out.join("summary.json"))
+        .unwrap_or_else(|e| panic!("no summary.json ({e}):\n{}", String::from_utf8_lossy(&run.stdout)));
+    (run.status.success(), serde_json::from_str(&summary).unwrap())
+}
+
+/// The GPU host's one prepared pass runs through on the CPU: every stage exits 0, and
+/// summary.json has the search steps at both batches, the retraining steps and the latency
+/// table. With no budget left every stage is skipped, said so, and the summary still written.
+#[test]
+fn the_gpu_bundles_run_script_runs_through_and_keeps_its_budget() {
+    let dir = std::env::temp_dir().join(format!("adl-test-{}-gpu-run", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bundle = bundle_of_this_build(&dir);
+    let (ok, summary) = gpu_run(&bundle, &dir.join("out"), "450");
+    assert!(ok, "{summary:#}");
+    let stages = summary["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 6, "{stages:?}");
+    assert!(stages.iter().all(|s| s["exit"] == 0), "{stages:?}");
+    let search = summary["search"].as_array().unwrap();
+    assert_eq!(search.iter().map(|s| s["batch"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4]);
+    assert!(search.iter().all(|s| s["weight_step"]["median"].as_f64().unwrap() > 0.0), "{search:?}");
+    assert!(search.iter().all(|s| s["peak_gpu_mib"].is_null()), "no GPU figure on the CPU");
+    assert_eq!(summary["retrain"][0]["steps"], 3);
+    assert_eq!(summary["cost_table"]["components"], 94);
+    assert!(dir.join("out/run.log").is_file() && dir.join("out/env.json").is_file());
+
+    let (ok, summary) = gpu_run(&bundle, &dir.join("out-no-time"), "0");
+    assert!(ok);
+    let stages = summary["stages"].as_array().unwrap();
+    assert!(stages.iter().all(|s| s["skipped"] == "out of time" && s["exit"].is_null()), "{stages:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -54,3 +54,41 @@ fn decoded_network_on_cuda_matches_the_cpu() {
     let diff = f64::try_from((a - b).abs().max()).unwrap();
     assert!(diff < 1e-3, "CUDA and CPU logits differ by {diff}");
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn an_fp16_weight_step_on_cuda_is_loss_scaled_and_moves_the_weights() {
+    let device = cuda();
+    tch::manual_seed(0);
+    let weights = nn::VarStore::new(device);
+    let arch_store = nn::VarStore::new(device);
+    let config = SearchNetworkConfig { layers: 4, filter_multiplier: 4, ..Default::default() };
+    let mut net = config.build(&weights.root());
+    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+    let images = Tensor::randn([2, 3, 65, 65], (Kind::Float, device));
+    let labels = Tensor::randint(19, [2, 65, 65], (Kind::Int64, device));
+    // Plain and recomputed backward passes, both under autocast.
+    for recompute in [trellis::Recompute::Never, trellis::Recompute::Always] {
+        net.set_execution(trellis::Execution { recompute, ..Default::default() });
+        let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), Default::default());
+        let before: Vec<Tensor> = sgd.params().tensors().iter().map(|t| t.detach().copy()).collect();
+        let mut scaler = search::loss_scale::LossScaler::for_run(true, device).expect("fp16 on CUDA scales");
+        let timing = search::step::weight_step(
+            &net,
+            &arch,
+            &mut sgd,
+            &images,
+            &labels,
+            0.05,
+            5.0,
+            true,
+            Some(&mut scaler),
+            None,
+        )
+        .unwrap();
+        assert!(timing.loss.is_finite() && timing.loss > 0.5 && timing.loss < 10.0, "unscaled loss {}", timing.loss);
+        assert_eq!(scaler.skipped_steps, 0, "{recompute:?}: fp16 gradients overflowed at the first scale");
+        let moved = before.iter().zip(sgd.params().tensors()).filter(|(a, b)| !a.equal(b)).count();
+        assert!(moved > before.len() / 2, "{recompute:?}: only {moved} of {} weights moved", before.len());
+    }
+}

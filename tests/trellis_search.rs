@@ -290,3 +290,47 @@ fn auto_recompute_follows_the_activation_budget() {
     let never = with(Execution { recompute: Recompute::Never, ..Execution::default() });
     assert_eq!(never.recompute_plan(64, 512, 512), None);
 }
+
+/// The weights after one weight step of `reference(3, 2)`'s network, the loss scaled by
+/// `scaler` (none: plain), run as `execution` says; and the step's loss.
+fn scaled_weight_step(execution: Execution, scaler: Option<&mut search::loss_scale::LossScaler>) -> (f64, Vec<Tensor>) {
+    let reference = reference(3, 2);
+    let (weights, _arch_store, mut net, arch) = copy_of(&reference, &tiny(4, 2));
+    net.set_execution(execution);
+    let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), search::optim::SgdConfig::default());
+    let (images, labels) = (&reference.images, &reference.labels);
+    let timing =
+        search::step::weight_step(&net, &arch, &mut sgd, images, labels, 0.05, 5.0, false, scaler, None).unwrap();
+    (timing.loss, sgd.params().tensors().iter().map(|t| t.detach().copy()).collect())
+}
+
+/// fp16 loss scaling (search::loss_scale) is exact when nothing overflows: a power-of-two scale
+/// multiplies every gradient exactly and dividing undoes it, so the step equals the unscaled
+/// one bit for bit, by the plain and the recomputed backward alike. Gradients that overflow
+/// skip the step: the weights stay, the scale halves.
+#[test]
+fn a_loss_scaled_weight_step_equals_the_plain_one_and_skips_on_overflow() {
+    use search::loss_scale::LossScaler;
+    let recompute_all = Execution { recompute: Recompute::Always, ..Execution::default() };
+    for execution in [Execution::default(), recompute_all] {
+        let (plain_loss, plain) = scaled_weight_step(execution.clone(), None);
+        let mut scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
+        let (scaled_loss, scaled) = scaled_weight_step(execution.clone(), Some(&mut scaler));
+        assert_eq!(plain_loss, scaled_loss, "the reported loss is unscaled");
+        for (a, b) in plain.iter().zip(&scaled) {
+            assert!(a.equal(b), "a scaled step moved a weight differently ({execution:?})");
+        }
+        assert_eq!((scaler.scale, scaler.good_steps, scaler.skipped_steps), (1024.0, 1, 0));
+    }
+    let reference = reference(3, 2);
+    let (before, _, _, _) = copy_of(&reference, &tiny(4, 2));
+    let before: Vec<Tensor> = search::optim::Params::of(&before).tensors().iter().map(|t| t.detach().copy()).collect();
+    // 2^126: the scaled loss is finite, its gradients are not.
+    let mut scaler = LossScaler { scale: 2f64.powi(126), ..LossScaler::default() };
+    let (loss, after) = scaled_weight_step(Execution::default(), Some(&mut scaler));
+    assert!(loss.is_finite());
+    assert_eq!((scaler.scale, scaler.skipped_steps), (2f64.powi(125), 1));
+    for (a, b) in before.iter().zip(&after) {
+        assert!(a.equal(b), "an overflowing step must not move the weights");
+    }
+}

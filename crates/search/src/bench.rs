@@ -125,6 +125,7 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
     let estimated: f64 = net.activation_bytes(config.batch, config.crop, config.crop).iter().sum();
     let recomputed_layers =
         net.recompute_plan(config.batch, config.crop, config.crop).map_or(0, |plan| plan.recomputed());
+    let mut scaler = crate::loss_scale::LossScaler::for_run(config.autocast, device);
     let mut weight_timings: Vec<StepTiming> = Vec::new();
     let mut arch_timings: Vec<StepTiming> = Vec::new();
     for step in 0..config.warmup + config.steps {
@@ -139,6 +140,7 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
             0.01,
             config.weights.grad_clip,
             config.autocast,
+            scaler.as_mut(),
             dist,
         )?;
         let a = arch_step(&net, &arch, &mut weights, &mut adam, &images, &labels, None, dist)?;

@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod interrupt;
 pub mod launch;
 pub mod logging;
+pub mod loss_scale;
 pub mod model_card;
 pub mod npy;
 pub mod optim;

@@ -125,6 +125,8 @@ struct Retrain<'a> {
     val: Vec<SampleRef>,
     batches: Option<EpochBatches>,
     dist: Option<std::sync::Arc<crate::dist::Group>>,
+    /// The fp16 loss scaler (with autocast on CUDA only).
+    loss_scale: Option<crate::loss_scale::LossScaler>,
 }
 
 impl Task for Retrain<'_> {
@@ -134,12 +136,18 @@ impl Task for Retrain<'_> {
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        match &self.loss_scale {
+            Some(scaler) => serde_json::json!({ "loss_scale": scaler }),
+            None => serde_json::Value::Null,
+        }
     }
 
-    fn restore(&mut self, checkpoint: &Path, _state: &serde_json::Value) -> Result<()> {
+    fn restore(&mut self, checkpoint: &Path, state: &serde_json::Value) -> Result<()> {
         load_store(&mut self.vs, &checkpoint.join("weights.safetensors"))?;
         self.sgd.load_state(&read_tensors(&checkpoint.join("optim.safetensors"))?);
+        if let (Some(scaler), Some(saved)) = (self.loss_scale.as_mut(), state.get("loss_scale")) {
+            *scaler = serde_json::from_value(saved.clone()).context("the checkpoint's `loss_scale` state")?;
+        }
         Ok(())
     }
 
@@ -169,7 +177,10 @@ impl Task for Retrain<'_> {
             let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
             loss_value = f64::try_from(&loss)?;
             if loss_value.is_finite() {
-                loss.backward();
+                match &self.loss_scale {
+                    Some(scaler) => (loss * scaler.scale).backward(),
+                    None => loss.backward(),
+                }
             }
             if let Some(group) = &self.dist {
                 // The mean across the ranks: one non-finite loss stops every rank alike.
@@ -178,13 +189,13 @@ impl Task for Retrain<'_> {
             if !loss_value.is_finite() {
                 bail!("non-finite loss {loss_value} at iteration {iteration}; the last good checkpoint is kept");
             }
-            self.sgd.update(lr, c.grad_clip);
+            crate::step::scaled_update(&mut self.sgd, self.loss_scale.as_mut(), lr, c.grad_clip)?;
         } else if let Some(group) = &self.dist {
             // Every rank takes part in every all-reduce: this one adds zero gradients.
             self.sgd.params().zero_grad();
             loss_value = group.average_gradients(self.sgd.params().tensors(), 0.0)?;
             warn!(iteration, "batch has only ignored pixels: this rank adds no gradient");
-            self.sgd.update(lr, c.grad_clip);
+            crate::step::scaled_update(&mut self.sgd, self.loss_scale.as_mut(), lr, c.grad_clip)?;
         } else {
             warn!(iteration, "batch has only ignored pixels: step skipped");
         }
@@ -193,7 +204,11 @@ impl Task for Retrain<'_> {
                 group.check_same(&[&self.vs], iteration)?;
             }
         }
-        let fields = serde_json::json!({"lr": lr});
+        let mut fields = serde_json::json!({"lr": lr});
+        if let Some(scaler) = &self.loss_scale {
+            fields["fp16_scale"] = serde_json::json!(scaler.scale);
+            fields["fp16_skipped_steps"] = serde_json::json!(scaler.skipped_steps);
+        }
         Ok(StepRecord {
             loss: loss_value,
             images: batch.len() * self.dist.as_ref().map_or(1, |g| g.size),
@@ -273,7 +288,9 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         group.broadcast_stores(&[&vs])?;
     }
     let _sync_bn = crate::dist::SyncBatchNormGuard::new(dist.as_ref(), config.sync_bn);
-    let mut task = Retrain { config, device, vs, model, sgd, loader, val, batches: None, dist: dist.clone() };
+    let loss_scale = crate::loss_scale::LossScaler::for_run(config.autocast, device);
+    let mut task =
+        Retrain { config, device, vs, model, sgd, loader, val, batches: None, dist: dist.clone(), loss_scale };
     let loop_config = LoopConfig {
         seed: config.seed,
         total_steps: config.iterations,

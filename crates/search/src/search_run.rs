@@ -59,6 +59,9 @@ struct SearchState {
     /// term and in checkpoints written before it existed).
     #[serde(default)]
     cost_weight: Option<f64>,
+    /// The fp16 loss scaler of the weight step (runs with autocast on CUDA only).
+    #[serde(default)]
+    loss_scale: Option<crate::loss_scale::LossScaler>,
 }
 
 /// Checks the data against the transform before any training: the train split must exist and
@@ -144,7 +147,11 @@ impl Task for Search<'_> {
         if (&state.train_a, &state.train_b) != (&self.state.train_a, &self.state.train_b) {
             bail!("the trainA/trainB split differs from this data set's; was the data changed?");
         }
-        self.state = state;
+        // The checkpoint's scaler where this run scales (a run resumed on another device, or
+        // from a checkpoint older than the scaler, starts or drops it).
+        let loss_scale = crate::loss_scale::LossScaler::for_run(self.config.autocast, self.device)
+            .map(|fresh| state.loss_scale.clone().unwrap_or(fresh));
+        self.state = SearchState { loss_scale, ..state };
         Ok(())
     }
 
@@ -180,6 +187,7 @@ impl Task for Search<'_> {
                 self.lr,
                 c.weights.grad_clip,
                 c.autocast,
+                self.state.loss_scale.as_mut(),
                 self.dist.as_deref(),
             )?;
             loss_weights = timing.loss;
@@ -190,7 +198,7 @@ impl Task for Search<'_> {
             // Every rank takes part in every all-reduce: this one adds zero gradients.
             self.sgd.params().zero_grad();
             loss_weights = group.average_gradients(self.sgd.params().tensors(), 0.0)?;
-            self.sgd.update(self.lr, c.weights.grad_clip);
+            crate::step::scaled_update(&mut self.sgd, self.state.loss_scale.as_mut(), self.lr, c.weights.grad_clip)?;
             warn!(epoch, step, "trainA batch has only ignored pixels: this rank adds no gradient");
         } else {
             warn!(epoch, step, "trainA batch has only ignored pixels: weight step skipped");
@@ -262,6 +270,10 @@ impl Task for Search<'_> {
         }
         if c.arch.aux_skip.is_some() {
             fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
+        }
+        if let Some(scaler) = &self.state.loss_scale {
+            fields["fp16_scale"] = serde_json::json!(scaler.scale);
+            fields["fp16_skipped_steps"] = serde_json::json!(scaler.skipped_steps);
         }
         Ok(StepRecord {
             loss: loss_weights,
@@ -433,6 +445,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             train_a,
             train_b,
             cost_weight: config.arch.cost.as_ref().map(|c| c.weight),
+            loss_scale: crate::loss_scale::LossScaler::for_run(config.autocast, device),
         },
         loader_a,
         loader_b,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tch::{nn, Device, Tensor};
 use trellis::{ArchParams, ArchWeights, RecomputePlan, SearchNetwork};
 
+use crate::loss_scale::LossScaler;
 use crate::optim::{Adam, Sgd};
 
 /// Loss and the time spent in each phase of a step, in seconds (device work included).
@@ -55,31 +56,43 @@ fn recompute_plan(net: &SearchNetwork, images: &Tensor) -> Option<RecomputePlan>
 }
 
 /// Forward, loss and backward of one search step by the network's backward strategy; `arch`
-/// gives the architecture weights (constants for the weight step). Returns the loss value and
-/// the seconds of (forward, backward); a recomputed step interleaves the two and reports all
-/// as backward.
+/// gives the architecture weights (constants for the weight step). The loss is multiplied by
+/// `scale` before the backward pass (fp16 loss scaling, [`crate::loss_scale`]; 1 otherwise).
+/// Returns the (unscaled) loss value and the seconds of (forward, backward); a recomputed
+/// step interleaves the two and reports all as backward.
 fn loss_and_backward(
     net: &SearchNetwork,
     images: &Tensor,
     labels: &Tensor,
     arch: &dyn Fn() -> ArchWeights,
     autocast: bool,
+    scale: f64,
 ) -> (f64, f64, f64) {
     let device = images.device();
     let start = Instant::now();
-    let loss = |logits: &Tensor| segmentation_loss(&logits.to_kind(tch::Kind::Float), labels);
+    let loss = |logits: &Tensor| {
+        let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), labels);
+        if scale == 1.0 {
+            loss
+        } else {
+            loss * scale
+        }
+    };
+    let autocast = autocast && device.is_cuda();
     let (value, forward) = match recompute_plan(net, images) {
-        Some(plan) => (crate::backward::recomputed(net, images, arch, &loss, &plan), 0.0),
+        Some(plan) => (tch::autocast(autocast, || crate::backward::recomputed(net, images, arch, &loss, &plan)), 0.0),
         None => crate::backward::plain(net, images, &arch(), &loss, autocast),
     };
     synchronize(device);
-    (value, forward, start.elapsed().as_secs_f64() - forward)
+    (value / scale, forward, start.elapsed().as_secs_f64() - forward)
 }
 
 /// The weight step on one trainA batch (α and β held constant, so no gradient is computed for
 /// them). With a non-finite loss nothing is updated (the caller decides what to do);
 /// `grad_clip` 0 disables clipping. In a distributed run the gradients (and the loss) are
-/// averaged across the ranks before the update.
+/// averaged across the ranks before the update. With a `scaler` (fp16 autocast on CUDA) the
+/// loss is scaled, the averaged gradients unscaled before clipping, and a step whose
+/// gradients overflowed is skipped ([`scaled_update`]).
 #[allow(clippy::too_many_arguments)]
 pub fn weight_step(
     net: &SearchNetwork,
@@ -90,11 +103,13 @@ pub fn weight_step(
     lr: f64,
     grad_clip: f64,
     autocast: bool,
+    scaler: Option<&mut LossScaler>,
     dist: Option<&crate::dist::Group>,
 ) -> anyhow::Result<StepTiming> {
     sgd.params().zero_grad();
+    let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
     let (mut loss, forward, backward) =
-        loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), autocast);
+        loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), autocast, scale);
     let start = Instant::now();
     if let Some(group) = dist {
         loss = group.average_gradients(sgd.params().tensors(), loss)?;
@@ -103,11 +118,30 @@ pub fn weight_step(
     let mut timing = StepTiming { loss, forward, backward, update: 0.0, communication, penalty: None };
     if loss.is_finite() {
         let start = Instant::now();
-        sgd.update(lr, grad_clip);
+        scaled_update(sgd, scaler, lr, grad_clip)?;
         synchronize(images.device());
         timing.update = start.elapsed().as_secs_f64();
     }
     Ok(timing)
+}
+
+/// The SGD update of gradients computed from a loss scaled by `scaler` (none: the plain
+/// update): unscale them, skip the step if any overflowed, then clip and step; the scaler
+/// learns from the outcome. Returns whether the weights were updated. In a distributed run
+/// call it after averaging: every rank then sees the same overflow and skips alike.
+pub fn scaled_update(sgd: &mut Sgd, scaler: Option<&mut LossScaler>, lr: f64, grad_clip: f64) -> anyhow::Result<bool> {
+    let Some(scaler) = scaler else {
+        sgd.update(lr, grad_clip);
+        return Ok(true);
+    };
+    let finite = scaler.unscale(sgd.params());
+    scaler.update(finite)?;
+    if finite {
+        sgd.update(lr, grad_clip);
+    } else {
+        tracing::warn!(scale = scaler.scale, "fp16 gradients overflowed: step skipped, loss scale halved");
+    }
+    Ok(finite)
 }
 
 /// The architecture step on one trainB batch: the weight store is frozen for its duration, so
@@ -127,7 +161,7 @@ pub fn arch_step(
 ) -> anyhow::Result<StepTiming> {
     weights.freeze();
     adam.params().zero_grad();
-    let (mut loss, forward, mut backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false);
+    let (mut loss, forward, mut backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false, 1.0);
     let penalty = penalty.map(|f| {
         let start = Instant::now();
         let p = f();
