@@ -111,7 +111,7 @@ for name in sorted(os.listdir(out)):
         except ValueError:
             continue
         summary["search"].append({k: b.get(k) for k in ["batch", "crop", "weight_step", "arch_step", "images_per_second",
-                                                        "peak_gpu_mib", "peak_rss_mib", "recomputed_layers",
+                                                        "peak_gpu_mib", "gpu_memory_source", "peak_rss_mib", "recomputed_layers",
                                                         "activation_budget_mib"]})
     if name.startswith("retrain-autocast-"):
         steps = [json.loads(l) for l in open(os.path.join(out, name)) if '"kind":"step"' in l]

@@ -92,3 +92,24 @@ fn an_fp16_weight_step_on_cuda_is_loss_scaled_and_moves_the_weights() {
         assert!(moved > before.len() / 2, "{recompute:?}: only {moved} of {} weights moved", before.len());
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn gpu_memory_is_read_from_the_caching_allocator() {
+    let device = cuda();
+    let mut monitor = search::gpu::GpuMonitor::for_device(device).expect("a monitor on CUDA");
+    assert_eq!(monitor.source(), "allocator", "the allocator's statistics are readable on CUDA");
+    let before = search::gpu::allocator_memory(device).unwrap();
+    let big = Tensor::zeros([64 << 20], (Kind::Float, device)); // 256 MiB
+    let during = search::gpu::allocator_memory(device).unwrap();
+    assert!(during.allocated >= before.allocated + (256 << 20), "{before:?} -> {during:?}");
+    assert!(during.reserved_peak >= during.reserved && during.reserved >= during.allocated, "{during:?}");
+    monitor.sample();
+    drop(big);
+    let after = search::gpu::allocator_memory(device).unwrap();
+    assert!(after.allocated < during.allocated && after.allocated_peak >= during.allocated, "{after:?}");
+    assert!(monitor.peak_mib().unwrap() >= 256.0, "peak {:?} MiB", monitor.peak_mib());
+    search::gpu::reset_allocator_peak(device).unwrap();
+    let reset = search::gpu::allocator_memory(device).unwrap();
+    assert_eq!(reset.allocated_peak, reset.allocated, "{reset:?}");
+}

@@ -18,6 +18,7 @@ fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports its libtorch directory");
     let lib_dir = Path::new(&lib);
     let include = lib_dir.join("../include");
+    allocator_stats(&include);
     let site = lib_dir.join("../..");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
@@ -104,4 +105,27 @@ fn main() {
     }
     println!("cargo:warning=distributed runs are unavailable in this build: the c10d shim compiles only without c10d");
     configure(false, false, false).compile("adl_dist");
+}
+
+/// `csrc/memory.cpp`: the CUDA caching allocator's statistics (`search::gpu`), through c10's
+/// headers alone; without them when it does not compile against this libtorch (the functions
+/// then say so), so that the build never fails for it.
+fn allocator_stats(include: &Path) {
+    println!("cargo:rerun-if-changed=csrc/memory.cpp");
+    let configure = |with_stats: bool| {
+        let mut build = cc::Build::new();
+        build.cpp(true).file("csrc/memory.cpp").include(include).flag("-std=c++17").flag("-D_GLIBCXX_USE_CXX11_ABI=1");
+        build.warnings(false);
+        if !with_stats {
+            build.define("ADL_NO_ALLOCATOR_STATS", None);
+        }
+        build
+    };
+    if let Err(e) = configure(true).try_compile("adl_memory") {
+        println!(
+            "cargo:warning=the CUDA allocator statistics did not compile against this libtorch: {e}; GPU memory then \
+             comes from NVML alone"
+        );
+        configure(false).compile("adl_memory");
+    }
 }

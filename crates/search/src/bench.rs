@@ -81,9 +81,13 @@ pub struct BenchReport {
     pub arch_forward: Seconds,
     pub arch_backward: Seconds,
     pub peak_rss_mib: Option<f64>,
-    /// Peak GPU memory of this process (NVML, `search::gpu`), MiB; absent on the CPU.
+    /// Peak GPU memory of this process, MiB (`search::gpu`: the caching allocator's peak
+    /// reserved memory, or NVML's sampled figure); absent on the CPU or when unreadable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_gpu_mib: Option<f64>,
+    /// Where `peak_gpu_mib` comes from: `allocator` or `nvml`; absent on the CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_source: Option<&'static str>,
     /// Ranks taking part (`--nproc`); `batch` is per rank.
     pub ranks: usize,
     /// Share of a weight step plus an architecture step spent averaging gradients across the
@@ -171,7 +175,8 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
         arch_forward: of(&arch_timings, |t| t.forward),
         arch_backward: of(&arch_timings, |t| t.backward),
         peak_rss_mib: peak_rss_mib(),
-        peak_gpu_mib: gpu.as_ref().map(|g| g.peak_mib()),
+        peak_gpu_mib: gpu.as_ref().and_then(|g| g.peak_mib()),
+        gpu_memory_source: gpu.as_ref().map(|g| g.source()),
         activation_budget_mib: net.execution().budget_mib(),
         estimated_activation_mib: estimated / (1u64 << 20) as f64,
         recomputed_layers,

@@ -309,9 +309,9 @@ pub fn run(
                 fields.insert("elapsed_seconds".into(), json!(elapsed));
                 fields.insert("eta_seconds".into(), json!(eta));
                 fields.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
-                if let Some(gpu) = &gpu {
-                    fields.insert("gpu_mib".into(), json!(gpu.current_mib()));
-                    fields.insert("peak_gpu_mib".into(), json!(gpu.peak_mib()));
+                if let Some((now, peak)) = gpu.as_ref().and_then(|g| g.current_mib().zip(g.peak_mib())) {
+                    fields.insert("gpu_mib".into(), json!(now));
+                    fields.insert("peak_gpu_mib".into(), json!(peak));
                 }
                 info!("{}", log_line(&row, total, epochs));
                 dir.metric(&row)?;
@@ -371,8 +371,8 @@ pub fn run(
             line.insert("val_iou".into(), class_ious(scores));
         }
         line.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
-        if let Some(gpu) = &gpu {
-            line.insert("peak_gpu_mib".into(), json!(gpu.peak_mib()));
+        if let Some(peak) = gpu.as_ref().and_then(|g| g.peak_mib()) {
+            line.insert("peak_gpu_mib".into(), json!(peak));
         }
         dir.metric(&Value::Object(line))?;
         match val_miou {
