@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #endif
 #ifdef ADL_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -79,7 +80,9 @@ int adl_dist_has_nccl() {
 
 // Joins the group of `size` ranks whose store rank 0 serves at addr:port. backend: "gloo" or
 // "nccl". Returns the group, or null with *error set.
-void* adl_dist_init(const char* backend, const char* addr, int port, int rank, int size,
+// `device`: this rank's CUDA device for NCCL (made the current device and bound to the group,
+// as torch.cuda.set_device and init_process_group(device_id=...) do); ignored by Gloo.
+void* adl_dist_init(const char* backend, const char* addr, int port, int rank, int size, int device,
                     int64_t timeout_ms, char** error) {
   Group* group = nullptr;
 #ifdef ADL_NO_C10D
@@ -109,9 +112,12 @@ void* adl_dist_init(const char* backend, const char* addr, int port, int rank, i
 #endif
     } else if (std::string(backend) == "nccl") {
 #ifdef ADL_WITH_NCCL
+      auto index = static_cast<c10::DeviceIndex>(device);
+      c10::cuda::set_device(index);
       auto nccl = c10d::ProcessGroupNCCL::Options::create();
       nccl->timeout = timeout;
       pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl);
+      pg->setBoundDeviceId(at::Device(at::kCUDA, index));
 #else
       throw std::runtime_error("this build of search has no NCCL (built against a libtorch without CUDA)");
 #endif

@@ -20,6 +20,7 @@ extern "C" {
         port: c_int,
         rank: c_int,
         size: c_int,
+        device: c_int,
         timeout_ms: i64,
         error: *mut *mut c_char,
     ) -> *mut c_void;
@@ -265,6 +266,10 @@ impl Group {
                 launch.master_port as c_int,
                 launch.rank as c_int,
                 launch.world_size as c_int,
+                match device {
+                    tch::Device::Cuda(index) => index as c_int,
+                    _ => -1,
+                },
                 timeout.as_millis() as i64,
                 &mut error,
             )
