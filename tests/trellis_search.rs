@@ -291,11 +291,14 @@ fn auto_recompute_follows_the_activation_budget() {
     assert_eq!(never.recompute_plan(64, 512, 512), None);
 }
 
-/// The weights after one weight step of `reference(3, 2)`'s network, the loss scaled by
-/// `scaler` (none: plain), run as `execution` says; and the step's loss.
-fn scaled_weight_step(execution: Execution, scaler: Option<&mut search::loss_scale::LossScaler>) -> (f64, Vec<Tensor>) {
-    let reference = reference(3, 2);
-    let (weights, _arch_store, mut net, arch) = copy_of(&reference, &tiny(4, 2));
+/// The weights after one weight step of `reference`'s network (built with 2 blocks), the loss
+/// scaled by `scaler` (none: plain), run as `execution` says; and the step's loss.
+fn scaled_weight_step(
+    reference: &Reference,
+    execution: Execution,
+    scaler: Option<&mut search::loss_scale::LossScaler>,
+) -> (f64, Vec<Tensor>) {
+    let (weights, _arch_store, mut net, arch) = copy_of(reference, &tiny(4, 2));
     net.set_execution(execution);
     let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), search::optim::SgdConfig::default());
     let (images, labels) = (&reference.images, &reference.labels);
@@ -311,26 +314,42 @@ fn scaled_weight_step(execution: Execution, scaler: Option<&mut search::loss_sca
 #[test]
 fn a_loss_scaled_weight_step_equals_the_plain_one_and_skips_on_overflow() {
     use search::loss_scale::LossScaler;
+    // One reference for every run: tests in other threads draw from torch's global generator.
+    let reference = reference(3, 2);
     let recompute_all = Execution { recompute: Recompute::Always, ..Execution::default() };
     for execution in [Execution::default(), recompute_all] {
-        let (plain_loss, plain) = scaled_weight_step(execution.clone(), None);
+        let (plain_loss, plain) = scaled_weight_step(&reference, execution.clone(), None);
         let mut scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
-        let (scaled_loss, scaled) = scaled_weight_step(execution.clone(), Some(&mut scaler));
+        let (scaled_loss, scaled) = scaled_weight_step(&reference, execution.clone(), Some(&mut scaler));
         assert_eq!(plain_loss, scaled_loss, "the reported loss is unscaled");
         for (a, b) in plain.iter().zip(&scaled) {
             assert!(a.equal(b), "a scaled step moved a weight differently ({execution:?})");
         }
         assert_eq!((scaler.scale, scaler.good_steps, scaler.skipped_steps), (1024.0, 1, 0));
     }
-    let reference = reference(3, 2);
-    let (before, _, _, _) = copy_of(&reference, &tiny(4, 2));
-    let before: Vec<Tensor> = search::optim::Params::of(&before).tensors().iter().map(|t| t.detach().copy()).collect();
-    // 2^126: the scaled loss is finite, its gradients are not.
-    let mut scaler = LossScaler { scale: 2f64.powi(126), ..LossScaler::default() };
-    let (loss, after) = scaled_weight_step(Execution::default(), Some(&mut scaler));
-    assert!(loss.is_finite());
-    assert_eq!((scaler.scale, scaler.skipped_steps), (2f64.powi(125), 1));
-    for (a, b) in before.iter().zip(&after) {
+    // A step whose gradients overflowed (an inf planted in one of them) is skipped: the
+    // weights and the momentum stay, the scale halves.
+    let (weights, _arch_store, _net, _arch) = copy_of(&reference, &tiny(4, 2));
+    let params = search::optim::Params::of(&weights);
+    let before: Vec<Tensor> = params.tensors().iter().map(|t| t.detach().copy()).collect();
+    let mut sgd = search::optim::Sgd::new(params, search::optim::SgdConfig::default());
+    let doubled: Vec<Tensor> = sgd.params().tensors().iter().map(|t| (t * 2.0).sum(Kind::Float)).collect();
+    Tensor::stack(&doubled, 0).sum(Kind::Float).backward();
+    let _ = sgd.params().tensors()[3].grad().get(0).fill_(f64::INFINITY);
+    let mut scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
+    assert!(!search::step::scaled_update(&mut sgd, Some(&mut scaler), 0.05, 5.0).unwrap());
+    assert_eq!((scaler.scale, scaler.skipped_steps), (512.0, 1));
+    for (a, b) in before.iter().zip(sgd.params().tensors()) {
         assert!(a.equal(b), "an overflowing step must not move the weights");
     }
+    assert!(sgd.state().is_empty(), "nor start the momentum");
+    // The same gradients without the inf: unscaled (2/512), then the step is taken.
+    for t in sgd.params().tensors() {
+        let _ = t.grad().fill_(2.0);
+    }
+    assert!(search::step::scaled_update(&mut sgd, Some(&mut scaler), 0.05, 0.0).unwrap());
+    let moved = &before[0] - sgd.params().tensors()[0].detach();
+    let expected = 0.05 * (2.0 / 512.0) + 0.05 * 3e-4 * f64::try_from(before[0].flatten(0, -1).get(0)).unwrap();
+    let got = f64::try_from(moved.flatten(0, -1).get(0)).unwrap();
+    assert!((got - expected).abs() < 1e-7, "moved by {got}, expected {expected}");
 }
