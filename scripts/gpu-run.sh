@@ -7,8 +7,8 @@
 #
 # Prints `search env`, runs the CUDA tests, times the search steps at the paper's settings (crop
 # 321, F = 8, L = 12) at batch 2 and 8 (weight step, architecture step, images/s, peak GPU memory),
-# then retraining steps of the paper's network (F = 20, crop 769, batch 8) without and with fp16
-# autocast, and measures the latency table of a cost-aware search at 1024x2048, F = 20.
+# then retraining steps of the paper's network (F = 20, crop 769, batch 8) in fp32 and under float16
+# and bfloat16 autocast, and measures the latency table of a cost-aware search at 1024x2048, F = 20.
 # `--device cpu` runs the same chain at tiny sizes (how it is tested without a GPU);
 # It also runs `search dist-check` on one rank (NCCL on CUDA). `--quick` takes fewer steps.
 # Every stage has its own time limit and all of them share one budget (`--budget`, 450 s by
@@ -85,14 +85,18 @@ done
 stage "latency table" 90 "$search" cost-table --device "$device" --height "${size#*x}" --width "${size%x*}" \
   --filter-multiplier "$retrain_f" --out "$OUT/cost-table.json"
 stage "synthetic data" 60 "$search" synth --out "$work/data" --train 16 --val 2 --size "$size"
-for autocast in false true; do
-  [[ "$device" == cpu && "$autocast" == true ]] && continue  # autocast is CUDA-only
-  stage "retraining steps, autocast $autocast" 150 "$search" train --arch paper \
-    --config "$here/configs/cityscapes-retrain-s.toml" --data "$work/data" --out "$work/train-$autocast" --device "$device" \
+# fp32, then autocast to float16 (loss-scaled) and to bfloat16; the last is skipped first when
+# the budget runs short.
+for precision in false float16 bfloat16; do
+  [[ "$device" == cpu && "$precision" != false ]] && continue  # autocast is CUDA-only
+  autocast=true; dtype=$precision
+  [[ "$precision" == false ]] && autocast=false && dtype=float16
+  stage "retraining steps, autocast $precision" 150 "$search" train --arch paper \
+    --config "$here/configs/cityscapes-retrain-s.toml" --data "$work/data" --out "$work/train-$precision" --device "$device" \
     --set iterations=$iterations --set eval_every=0 --set log_every_steps=1 --set checkpoint.every_steps=0 \
     --set model.filter_multiplier=$retrain_f --set "data.transform.crop=[$retrain_crop, $retrain_crop]" \
-    --set data.loader.batch=8 --set autocast=$autocast
-  [[ -f "$work/train-$autocast/metrics.jsonl" ]] && cp "$work/train-$autocast/metrics.jsonl" "$OUT/retrain-autocast-$autocast.jsonl"
+    --set data.loader.batch=8 --set autocast=$autocast --set autocast_dtype=$dtype
+  [[ -f "$work/train-$precision/metrics.jsonl" ]] && cp "$work/train-$precision/metrics.jsonl" "$OUT/retrain-autocast-$precision.jsonl"
 done
 
 printf '%s\n' "${status[@]}" > "$OUT/stages.jsonl"
@@ -116,7 +120,7 @@ for name in sorted(os.listdir(out)):
     if name.startswith("retrain-autocast-"):
         steps = [json.loads(l) for l in open(os.path.join(out, name)) if '"kind":"step"' in l]
         ips = [s["images_per_second"] for s in steps[1:]] or [s["images_per_second"] for s in steps]
-        summary["retrain"].append({"autocast": name.endswith("true.jsonl"), "steps": len(steps),
+        summary["retrain"].append({"autocast": name[len("retrain-autocast-"):-len(".jsonl")], "steps": len(steps),
                                    "images_per_second_median": statistics.median(ips) if ips else None,
                                    "peak_gpu_mib": max((s.get("peak_gpu_mib") or 0 for s in steps), default=None) or None,
                                    "fp16_scale": steps[-1].get("fp16_scale") if steps else None,

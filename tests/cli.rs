@@ -164,7 +164,10 @@ fn the_gpu_bundles_run_script_runs_through_and_keeps_its_budget() {
     assert_eq!(search.iter().map(|s| s["batch"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4]);
     assert!(search.iter().all(|s| s["weight_step"]["median"].as_f64().unwrap() > 0.0), "{search:?}");
     assert!(search.iter().all(|s| s["peak_gpu_mib"].is_null()), "no GPU figure on the CPU");
-    assert_eq!(summary["retrain"][0]["steps"], 3);
+    assert_eq!(
+        (&summary["retrain"][0]["autocast"], &summary["retrain"][0]["steps"]),
+        (&serde_json::json!("false"), &serde_json::json!(3))
+    );
     assert_eq!(summary["cost_table"]["components"], 94);
     assert!(dir.join("out/run.log").is_file() && dir.join("out/env.json").is_file());
 

@@ -57,7 +57,7 @@ fn decoded_network_on_cuda_matches_the_cpu() {
 
 #[test]
 #[ignore = "needs a CUDA device"]
-fn an_fp16_weight_step_on_cuda_is_loss_scaled_and_moves_the_weights() {
+fn autocast_weight_steps_on_cuda_move_the_weights_float16_loss_scaled() {
     let device = cuda();
     tch::manual_seed(0);
     let weights = nn::VarStore::new(device);
@@ -67,29 +67,36 @@ fn an_fp16_weight_step_on_cuda_is_loss_scaled_and_moves_the_weights() {
     let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     let images = Tensor::randn([2, 3, 65, 65], (Kind::Float, device));
     let labels = Tensor::randint(19, [2, 65, 65], (Kind::Int64, device));
-    // Plain and recomputed backward passes, both under autocast.
-    for recompute in [trellis::Recompute::Never, trellis::Recompute::Always] {
-        net.set_execution(trellis::Execution { recompute, ..Default::default() });
-        let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), Default::default());
-        let before: Vec<Tensor> = sgd.params().tensors().iter().map(|t| t.detach().copy()).collect();
-        let mut scaler = search::loss_scale::LossScaler::for_run(true, device).expect("fp16 on CUDA scales");
-        let timing = search::step::weight_step(
-            &net,
-            &arch,
-            &mut sgd,
-            &images,
-            &labels,
-            0.05,
-            5.0,
-            true,
-            Some(&mut scaler),
-            None,
-        )
-        .unwrap();
-        assert!(timing.loss.is_finite() && timing.loss > 0.5 && timing.loss < 10.0, "unscaled loss {}", timing.loss);
-        assert_eq!(scaler.skipped_steps, 0, "{recompute:?}: fp16 gradients overflowed at the first scale");
-        let moved = before.iter().zip(sgd.params().tensors()).filter(|(a, b)| !a.equal(b)).count();
-        assert!(moved > before.len() / 2, "{recompute:?}: only {moved} of {} weights moved", before.len());
+    // Plain and recomputed backward passes under both autocast dtypes; float16 with a scaler.
+    use search::precision::{AutocastDtype, Precision};
+    for dtype in [AutocastDtype::Float16, AutocastDtype::Bfloat16] {
+        let precision = Precision::of(true, dtype, device);
+        precision.check().unwrap();
+        for recompute in [trellis::Recompute::Never, trellis::Recompute::Always] {
+            net.set_execution(trellis::Execution { recompute, ..Default::default() });
+            let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), Default::default());
+            let before: Vec<Tensor> = sgd.params().tensors().iter().map(|t| t.detach().copy()).collect();
+            let mut scaler = search::loss_scale::LossScaler::for_run(precision);
+            assert_eq!(scaler.is_some(), dtype == AutocastDtype::Float16);
+            let timing = search::step::weight_step(
+                &net,
+                &arch,
+                &mut sgd,
+                &images,
+                &labels,
+                0.05,
+                5.0,
+                precision,
+                scaler.as_mut(),
+                None,
+            )
+            .unwrap();
+            let what = format!("{dtype:?}, {recompute:?}");
+            assert!(timing.loss.is_finite() && timing.loss > 0.5 && timing.loss < 10.0, "{what}: loss {}", timing.loss);
+            assert!(scaler.is_none_or(|s| s.skipped_steps == 0), "{what}: gradients overflowed at the first scale");
+            let moved = before.iter().zip(sgd.params().tensors()).filter(|(a, b)| !a.equal(b)).count();
+            assert!(moved > before.len() / 2, "{what}: only {moved} of {} weights moved", before.len());
+        }
     }
 }
 

@@ -224,7 +224,19 @@ fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<Arc<Group>
     let sgd_config = search::optim::SgdConfig { momentum: 0.9, weight_decay: 3e-4 };
     let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), sgd_config);
     let guard = search::dist::SyncBatchNormGuard::new(group.as_ref(), true);
-    search::step::weight_step(&net, &arch, &mut sgd, images, labels, 0.05, 5.0, false, None, group.as_deref()).unwrap();
+    search::step::weight_step(
+        &net,
+        &arch,
+        &mut sgd,
+        images,
+        labels,
+        0.05,
+        5.0,
+        search::precision::Precision::Full,
+        None,
+        group.as_deref(),
+    )
+    .unwrap();
     drop(guard);
     let mut named: Vec<(String, Tensor)> = weights.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));

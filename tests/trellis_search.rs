@@ -302,8 +302,19 @@ fn scaled_weight_step(
     net.set_execution(execution);
     let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), search::optim::SgdConfig::default());
     let (images, labels) = (&reference.images, &reference.labels);
-    let timing =
-        search::step::weight_step(&net, &arch, &mut sgd, images, labels, 0.05, 5.0, false, scaler, None).unwrap();
+    let timing = search::step::weight_step(
+        &net,
+        &arch,
+        &mut sgd,
+        images,
+        labels,
+        0.05,
+        5.0,
+        search::precision::Precision::Full,
+        scaler,
+        None,
+    )
+    .unwrap();
     (timing.loss, sgd.params().tensors().iter().map(|t| t.detach().copy()).collect())
 }
 

@@ -18,7 +18,10 @@ fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports its libtorch directory");
     let lib_dir = Path::new(&lib);
     let include = lib_dir.join("../include");
-    allocator_stats(&include);
+    // The CUDA caching allocator's statistics (`search::gpu`) and the autocast dtype
+    // (`search::precision`).
+    optional_shim(&include, "csrc/memory.cpp", "adl_memory", "ADL_NO_ALLOCATOR_STATS", "the CUDA allocator statistics");
+    optional_shim(&include, "csrc/autocast.cpp", "adl_autocast", "ADL_NO_AUTOCAST_DTYPE", "setting the autocast dtype");
     let site = lib_dir.join("../..");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
@@ -107,25 +110,22 @@ fn main() {
     configure(false, false, false).compile("adl_dist");
 }
 
-/// `csrc/memory.cpp`: the CUDA caching allocator's statistics (`search::gpu`), through c10's
-/// headers alone; without them when it does not compile against this libtorch (the functions
-/// then say so), so that the build never fails for it.
-fn allocator_stats(include: &Path) {
-    println!("cargo:rerun-if-changed=csrc/memory.cpp");
-    let configure = |with_stats: bool| {
+/// A small C++ shim `file` that needs libtorch's headers alone, compiled as `lib`; compiled with
+/// `fallback` defined (its functions then say they are unavailable) when it does not compile
+/// against this libtorch, so that the build never fails for it.
+fn optional_shim(include: &Path, file: &str, lib: &str, fallback: &str, what: &str) {
+    println!("cargo:rerun-if-changed={file}");
+    let configure = |full: bool| {
         let mut build = cc::Build::new();
-        build.cpp(true).file("csrc/memory.cpp").include(include).flag("-std=c++17").flag("-D_GLIBCXX_USE_CXX11_ABI=1");
+        build.cpp(true).file(file).include(include).flag("-std=c++17").flag("-D_GLIBCXX_USE_CXX11_ABI=1");
         build.warnings(false);
-        if !with_stats {
-            build.define("ADL_NO_ALLOCATOR_STATS", None);
+        if !full {
+            build.define(fallback, None);
         }
         build
     };
-    if let Err(e) = configure(true).try_compile("adl_memory") {
-        println!(
-            "cargo:warning=the CUDA allocator statistics did not compile against this libtorch: {e}; GPU memory then \
-             comes from NVML alone"
-        );
-        configure(false).compile("adl_memory");
+    if let Err(e) = configure(true).try_compile(lib) {
+        println!("cargo:warning={what} did not compile against this libtorch: {e}; it is unavailable in this build");
+        configure(false).compile(lib);
     }
 }

@@ -11,12 +11,18 @@ use trellis::{level_sizes, ArchWeights, Levels, RecomputePlan, SearchNetwork, NU
 /// A loss of logits `[N, classes, H, W]`: a scalar tensor.
 pub type Loss<'a> = &'a dyn Fn(&Tensor) -> Tensor;
 
-/// Forward (under fp16 autocast on CUDA when `autocast`), `loss` and backward in training
-/// mode; returns the loss value and the seconds the forward pass took. With a non-finite loss
+/// Forward (under autocast with a mixed `precision`), `loss` and backward in training mode;
+/// returns the loss value and the seconds the forward pass took. With a non-finite loss
 /// nothing is back-propagated.
-pub fn plain(net: &SearchNetwork, images: &Tensor, arch: &ArchWeights, loss: Loss, autocast: bool) -> (f64, f64) {
+pub fn plain(
+    net: &SearchNetwork,
+    images: &Tensor,
+    arch: &ArchWeights,
+    loss: Loss,
+    precision: crate::precision::Precision,
+) -> (f64, f64) {
     let start = std::time::Instant::now();
-    let logits = tch::autocast(autocast && images.device().is_cuda(), || net.forward_t(images, arch, true));
+    let logits = precision.run(|| net.forward_t(images, arch, true));
     let loss = loss(&logits);
     let value = f64::try_from(&loss).expect("scalar loss");
     let forward = start.elapsed().as_secs_f64();

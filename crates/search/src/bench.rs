@@ -23,6 +23,7 @@ pub struct BenchConfig {
     pub steps: usize,
     pub warmup: usize,
     pub autocast: bool,
+    pub autocast_dtype: crate::precision::AutocastDtype,
     pub model: SearchNetworkConfig,
     pub execution: Execution,
     /// The optimisers' settings (their cost is part of a step).
@@ -39,6 +40,7 @@ impl BenchConfig {
             steps,
             warmup,
             autocast: search.autocast,
+            autocast_dtype: search.autocast_dtype,
             model: search.model.clone(),
             execution: search.execution.clone(),
             weights: search.weights.clone(),
@@ -129,7 +131,9 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
     let estimated: f64 = net.activation_bytes(config.batch, config.crop, config.crop).iter().sum();
     let recomputed_layers =
         net.recompute_plan(config.batch, config.crop, config.crop).map_or(0, |plan| plan.recomputed());
-    let mut scaler = crate::loss_scale::LossScaler::for_run(config.autocast, device);
+    let precision = crate::precision::Precision::of(config.autocast, config.autocast_dtype, device);
+    precision.check()?;
+    let mut scaler = crate::loss_scale::LossScaler::for_run(precision);
     let mut weight_timings: Vec<StepTiming> = Vec::new();
     let mut arch_timings: Vec<StepTiming> = Vec::new();
     for step in 0..config.warmup + config.steps {
@@ -143,7 +147,7 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
             &labels,
             0.01,
             config.weights.grad_clip,
-            config.autocast,
+            precision,
             scaler.as_mut(),
             dist,
         )?;

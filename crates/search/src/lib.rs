@@ -29,6 +29,7 @@ pub mod model_card;
 pub mod npy;
 pub mod optim;
 pub mod plots;
+pub mod precision;
 pub mod predict;
 pub mod random;
 pub mod retrain;

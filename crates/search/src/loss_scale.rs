@@ -5,14 +5,15 @@
 //! the update (exactly, being a power of two). A step whose gradients overflowed (inf or NaN)
 //! is skipped and the scale halved; after `GROWTH_INTERVAL` good steps in a row it doubles.
 //!
-//! Only the weight updates of fp16 runs on CUDA are scaled (`execution.autocast` for the
-//! search's weight step, `autocast` for retraining); α and β are trained in fp32. The scaler's
+//! Only the weight updates of float16 autocast runs on CUDA are scaled (`autocast` with
+//! `autocast_dtype = "float16"`, `crate::precision`); α and β are trained in fp32. The scaler's
 //! state is part of the checkpoint, so a resumed run scales as the uninterrupted one.
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::optim::Params;
+use crate::precision::Precision;
 
 /// The first scale, 2^16 as PyTorch's.
 pub const INITIAL_SCALE: f64 = 65536.0;
@@ -52,10 +53,10 @@ pub struct ScaleCollapsed {
 }
 
 impl LossScaler {
-    /// A scaler for a run with `autocast` on `device`: only fp16 autocast on CUDA needs one
-    /// (autocast does nothing on the CPU, and fp32 gradients do not underflow).
-    pub fn for_run(autocast: bool, device: Device) -> Option<LossScaler> {
-        (autocast && device.is_cuda()).then(LossScaler::default)
+    /// A scaler for a run of `precision`: only float16 autocast needs one (fp32 and bfloat16
+    /// gradients have fp32's range).
+    pub fn for_run(precision: Precision) -> Option<LossScaler> {
+        precision.scales_the_loss().then(LossScaler::default)
     }
 
     /// Divides every gradient of `params` by the scale, in place; returns whether all of them
@@ -102,7 +103,7 @@ impl LossScaler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::nn;
+    use tch::{nn, Device};
 
     #[test]
     fn the_scale_halves_on_overflow_and_doubles_after_a_run_of_good_steps() {
@@ -123,8 +124,11 @@ mod tests {
         let mut s = LossScaler::default();
         let error = (0..64).find_map(|_| s.update(false).err()).expect("the scale collapses");
         assert!(error.to_string().contains("turn autocast off"), "{error}");
-        assert!(LossScaler::for_run(true, Device::Cpu).is_none(), "no scaling without CUDA");
-        assert!(LossScaler::for_run(false, Device::Cuda(0)).is_none(), "no scaling without autocast");
+        use crate::precision::AutocastDtype::{Bfloat16, Float16};
+        assert!(LossScaler::for_run(Precision::of(true, Float16, Device::Cpu)).is_none(), "no scaling without CUDA");
+        assert!(LossScaler::for_run(Precision::of(false, Float16, Device::Cuda(0))).is_none(), "nor without autocast");
+        assert!(LossScaler::for_run(Precision::of(true, Bfloat16, Device::Cuda(0))).is_none(), "nor for bfloat16");
+        assert!(LossScaler::for_run(Precision::of(true, Float16, Device::Cuda(0))).is_some());
     }
 
     #[test]

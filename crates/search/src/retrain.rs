@@ -125,7 +125,8 @@ struct Retrain<'a> {
     val: Vec<SampleRef>,
     batches: Option<EpochBatches>,
     dist: Option<std::sync::Arc<crate::dist::Group>>,
-    /// The fp16 loss scaler (with autocast on CUDA only).
+    /// The forward pass's precision, and its loss scaler (float16 autocast only).
+    precision: crate::precision::Precision,
     loss_scale: Option<crate::loss_scale::LossScaler>,
 }
 
@@ -172,8 +173,7 @@ impl Task for Retrain<'_> {
         }
         if has_labels(&labels) {
             self.sgd.params().zero_grad();
-            let logits =
-                tch::autocast(c.autocast && self.device.is_cuda(), || self.model.logits(&images, true, progress));
+            let logits = self.precision.run(|| self.model.logits(&images, true, progress));
             let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
             loss_value = f64::try_from(&loss)?;
             if loss_value.is_finite() {
@@ -239,6 +239,8 @@ impl Task for Retrain<'_> {
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
     check_architecture(config, &options.model)?;
+    let precision = crate::precision::Precision::of(config.autocast, config.autocast_dtype, options.device);
+    precision.check()?;
     let device = options.device;
     let data = &config.data;
     let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
@@ -288,9 +290,20 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         group.broadcast_stores(&[&vs])?;
     }
     let _sync_bn = crate::dist::SyncBatchNormGuard::new(dist.as_ref(), config.sync_bn);
-    let loss_scale = crate::loss_scale::LossScaler::for_run(config.autocast, device);
-    let mut task =
-        Retrain { config, device, vs, model, sgd, loader, val, batches: None, dist: dist.clone(), loss_scale };
+    let loss_scale = crate::loss_scale::LossScaler::for_run(precision);
+    let mut task = Retrain {
+        config,
+        device,
+        vs,
+        model,
+        sgd,
+        loader,
+        val,
+        batches: None,
+        dist: dist.clone(),
+        precision,
+        loss_scale,
+    };
     let loop_config = LoopConfig {
         seed: config.seed,
         total_steps: config.iterations,

@@ -5,6 +5,7 @@
 //! validates its values on load ([`Validate`]); the defaults are the paper's settings (see
 //! configs/cityscapes-*.toml).
 
+use crate::precision::AutocastDtype;
 use std::path::{Path, PathBuf};
 
 use seg::data::{DataFormat, Dataset, LoaderConfig, TransformConfig};
@@ -458,8 +459,11 @@ pub struct SearchRunConfig {
     /// Also write the metrics as TensorBoard scalars into `<run>/tensorboard/`.
     pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
-    /// fp16 autocast for the weights' forward pass on CUDA (α and β stay fp32).
+    /// Autocast for the weights' forward pass on CUDA (α and β stay fp32;
+    /// `search::precision`).
     pub autocast: bool,
+    /// The dtype of autocast: `float16` (with loss scaling) or `bfloat16`.
+    pub autocast_dtype: AutocastDtype,
     /// In a distributed run, batch norm normalises with the statistics of every rank's batch
     /// together (synchronised, as torch.nn.SyncBatchNorm) instead of each rank's own (as DDP
     /// does by default). It changes what is computed, so it is a key of the run, not of
@@ -485,6 +489,7 @@ impl Default for SearchRunConfig {
             tensorboard: false,
             checkpoint: CheckpointConfig::default(),
             autocast: false,
+            autocast_dtype: AutocastDtype::default(),
             sync_bn: false,
         }
     }
@@ -582,7 +587,10 @@ pub struct RetrainConfig {
     /// Also write the metrics as TensorBoard scalars into `<run>/tensorboard/`.
     pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
+    /// Autocast for the forward pass on CUDA (`search::precision`).
     pub autocast: bool,
+    /// The dtype of autocast: `float16` (with loss scaling) or `bfloat16`.
+    pub autocast_dtype: AutocastDtype,
     /// Synchronised batch norm across the ranks of a distributed run (see `SearchRunConfig`).
     pub sync_bn: bool,
 }
@@ -605,6 +613,7 @@ impl Default for RetrainConfig {
             tensorboard: false,
             checkpoint: CheckpointConfig { every_steps: 10_000, keep_last: 3, final_weights: FinalWeights::Last },
             autocast: false,
+            autocast_dtype: AutocastDtype::default(),
             sync_bn: false,
         }
     }

@@ -89,6 +89,8 @@ pub fn check_data(data: &DataConfig, samples: &[SampleRef]) -> Result<()> {
 struct Search<'a> {
     config: &'a SearchRunConfig,
     device: Device,
+    /// The weights' forward pass's precision.
+    precision: crate::precision::Precision,
     dir: &'a RunDir,
     net: SearchNetwork,
     weights: nn::VarStore,
@@ -149,7 +151,7 @@ impl Task for Search<'_> {
         }
         // The checkpoint's scaler where this run scales (a run resumed on another device, or
         // from a checkpoint older than the scaler, starts or drops it).
-        let loss_scale = crate::loss_scale::LossScaler::for_run(self.config.autocast, self.device)
+        let loss_scale = crate::loss_scale::LossScaler::for_run(self.precision)
             .map(|fresh| state.loss_scale.clone().unwrap_or(fresh));
         self.state = SearchState { loss_scale, ..state };
         Ok(())
@@ -186,7 +188,7 @@ impl Task for Search<'_> {
                 &labels,
                 self.lr,
                 c.weights.grad_clip,
-                c.autocast,
+                self.precision,
                 self.state.loss_scale.as_mut(),
                 self.dist.as_deref(),
             )?;
@@ -348,6 +350,8 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
+    let precision = crate::precision::Precision::of(config.autocast, config.autocast_dtype, device);
+    precision.check()?;
 
     tch::manual_seed(config.seed as i64);
     let weights = nn::VarStore::new(device);
@@ -433,6 +437,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let mut task = Search {
         config,
         device,
+        precision,
         dir: &dir,
         net,
         weights,
@@ -445,7 +450,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             train_a,
             train_b,
             cost_weight: config.arch.cost.as_ref().map(|c| c.weight),
-            loss_scale: crate::loss_scale::LossScaler::for_run(config.autocast, device),
+            loss_scale: crate::loss_scale::LossScaler::for_run(precision),
         },
         loader_a,
         loader_b,

@@ -11,6 +11,7 @@ use trellis::{ArchParams, ArchWeights, RecomputePlan, SearchNetwork};
 
 use crate::loss_scale::LossScaler;
 use crate::optim::{Adam, Sgd};
+use crate::precision::Precision;
 
 /// Loss and the time spent in each phase of a step, in seconds (device work included).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +66,7 @@ fn loss_and_backward(
     images: &Tensor,
     labels: &Tensor,
     arch: &dyn Fn() -> ArchWeights,
-    autocast: bool,
+    precision: Precision,
     scale: f64,
 ) -> (f64, f64, f64) {
     let device = images.device();
@@ -78,10 +79,9 @@ fn loss_and_backward(
             loss * scale
         }
     };
-    let autocast = autocast && device.is_cuda();
     let (value, forward) = match recompute_plan(net, images) {
-        Some(plan) => (tch::autocast(autocast, || crate::backward::recomputed(net, images, arch, &loss, &plan)), 0.0),
-        None => crate::backward::plain(net, images, &arch(), &loss, autocast),
+        Some(plan) => (precision.run(|| crate::backward::recomputed(net, images, arch, &loss, &plan)), 0.0),
+        None => crate::backward::plain(net, images, &arch(), &loss, precision),
     };
     synchronize(device);
     (value / scale, forward, start.elapsed().as_secs_f64() - forward)
@@ -90,7 +90,7 @@ fn loss_and_backward(
 /// The weight step on one trainA batch (α and β held constant, so no gradient is computed for
 /// them). With a non-finite loss nothing is updated (the caller decides what to do);
 /// `grad_clip` 0 disables clipping. In a distributed run the gradients (and the loss) are
-/// averaged across the ranks before the update. With a `scaler` (fp16 autocast on CUDA) the
+/// averaged across the ranks before the update. With a `scaler` (float16 autocast) the
 /// loss is scaled, the averaged gradients unscaled before clipping, and a step whose
 /// gradients overflowed is skipped ([`scaled_update`]).
 #[allow(clippy::too_many_arguments)]
@@ -102,14 +102,14 @@ pub fn weight_step(
     labels: &Tensor,
     lr: f64,
     grad_clip: f64,
-    autocast: bool,
+    precision: Precision,
     scaler: Option<&mut LossScaler>,
     dist: Option<&crate::dist::Group>,
 ) -> anyhow::Result<StepTiming> {
     sgd.params().zero_grad();
     let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
     let (mut loss, forward, backward) =
-        loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), autocast, scale);
+        loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), precision, scale);
     let start = Instant::now();
     if let Some(group) = dist {
         loss = group.average_gradients(sgd.params().tensors(), loss)?;
@@ -161,7 +161,8 @@ pub fn arch_step(
 ) -> anyhow::Result<StepTiming> {
     weights.freeze();
     adam.params().zero_grad();
-    let (mut loss, forward, mut backward) = loss_and_backward(net, images, labels, &|| arch.weights(), false, 1.0);
+    let (mut loss, forward, mut backward) =
+        loss_and_backward(net, images, labels, &|| arch.weights(), Precision::Full, 1.0);
     let penalty = penalty.map(|f| {
         let start = Instant::now();
         let p = f();
