@@ -6,7 +6,10 @@
 //! has CUDA) needs CUDA headers the wheel's nvidia packages leave out, which setup installs into
 //! `.libtorch/cuda-headers`. The shim is built with what is there, and with less when a part
 //! does not compile against this libtorch (another version's c10d): a distributed run then says
-//! what this build lacks, and the build never fails for it.
+//! what this build lacks, and the build never fails for it. Two smaller shims need libtorch's
+//! headers alone: the CUDA caching allocator's statistics (`csrc/memory.cpp`, `search::gpu`) and
+//! the autocast dtype (`csrc/autocast.cpp`, `search::precision`); each is built without its body
+//! when it does not compile, and its functions then say so.
 
 #[path = "../torch-link.rs"]
 mod torch_link;
