@@ -116,7 +116,4 @@ fn gpu_memory_is_read_from_the_caching_allocator() {
     let after = search::gpu::allocator_memory(device).unwrap();
     assert!(after.allocated < during.allocated && after.allocated_peak >= during.allocated, "{after:?}");
     assert!(monitor.peak_mib().unwrap() >= 256.0, "peak {:?} MiB", monitor.peak_mib());
-    search::gpu::reset_allocator_peak(device).unwrap();
-    let reset = search::gpu::allocator_memory(device).unwrap();
-    assert_eq!(reset.allocated_peak, reset.allocated, "{reset:?}");
 }

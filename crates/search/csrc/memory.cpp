@@ -56,16 +56,4 @@ int adl_cuda_memory(int device, int64_t* out, char* error, size_t len) {
 #endif
 }
 
-// Starts the peaks over from the current figures.
-int adl_cuda_reset_peak(int device, char* error, size_t len) {
-#ifdef ADL_NO_ALLOCATOR_STATS
-  write_message("the allocator statistics did not compile against this libtorch", error, len);
-  return 1;
-#else
-  return guarded(error, len, [&] {
-    c10::getDeviceAllocator(c10::DeviceType::CUDA)->resetPeakStats(static_cast<c10::DeviceIndex>(device));
-  });
-#endif
-}
-
 }  // extern "C"

@@ -131,8 +131,7 @@ pub fn run(config: &BenchConfig, device: Device, dist: Option<&crate::dist::Grou
     let estimated: f64 = net.activation_bytes(config.batch, config.crop, config.crop).iter().sum();
     let recomputed_layers =
         net.recompute_plan(config.batch, config.crop, config.crop).map_or(0, |plan| plan.recomputed());
-    let precision = crate::precision::Precision::of(config.autocast, config.autocast_dtype, device);
-    precision.check()?;
+    let precision = crate::precision::Precision::for_run(config.autocast, config.autocast_dtype, device)?;
     let mut scaler = crate::loss_scale::LossScaler::for_run(precision);
     let mut weight_timings: Vec<StepTiming> = Vec::new();
     let mut arch_timings: Vec<StepTiming> = Vec::new();

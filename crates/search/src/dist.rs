@@ -181,7 +181,7 @@ pub fn join_from_env(resolved: tch::Device, timeout: Duration) -> Result<(tch::D
         world_size = launch.world_size,
         local_rank = launch.local_rank,
         launcher = launch.launcher,
-        engine = ?group.engine,
+        engine = ?group.engine(),
         ?device,
         "joined"
     );
@@ -227,9 +227,8 @@ pub struct Group {
     progress: std::sync::atomic::AtomicU64,
     pub rank: usize,
     pub size: usize,
-    pub engine: Engine,
     /// Where this rank's tensors live, and so every tensor of a collective (NCCL takes only
-    /// CUDA tensors, Gloo here only CPU ones).
+    /// CUDA tensors, Gloo here only CPU ones); it decides the engine ([`Group::engine`]).
     pub device: tch::Device,
     pub timeout: Duration,
 }
@@ -293,10 +292,14 @@ impl Group {
             progress: std::sync::atomic::AtomicU64::new(0),
             rank: launch.rank,
             size: launch.world_size,
-            engine,
             device,
             timeout,
         })
+    }
+
+    /// The engine the group runs on (its device's, [`Engine::for_device`]).
+    pub fn engine(&self) -> Engine {
+        Engine::for_device(self.device)
     }
 
     fn pointers(tensors: &[&Tensor]) -> Vec<*mut c_void> {
@@ -676,7 +679,7 @@ pub fn record(dir: &crate::rundir::RunDir, group: Option<&Group>, per_rank_batch
     }
     dir.metric(&serde_json::json!({
         "kind": "distributed", "world_size": size,
-        "engine": group.map_or("none".to_owned(), |g| format!("{:?}", g.engine).to_lowercase()),
+        "engine": group.map_or("none".to_owned(), |g| format!("{:?}", g.engine()).to_lowercase()),
         "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * size as usize,
     }))
 }

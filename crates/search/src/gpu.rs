@@ -21,7 +21,6 @@ use tch::Device;
 
 extern "C" {
     fn adl_cuda_memory(device: c_int, out: *mut i64, error: *mut c_char, len: usize) -> c_int;
-    fn adl_cuda_reset_peak(device: c_int, error: *mut c_char, len: usize) -> c_int;
 }
 
 /// The CUDA caching allocator's figures for one device, bytes.
@@ -59,16 +58,10 @@ pub fn allocator_memory(device: Device) -> Result<AllocatorMemory, String> {
     Ok(AllocatorMemory { allocated, allocated_peak, reserved, reserved_peak })
 }
 
-/// Starts the allocator's peaks over from the current figures (before a measured phase).
-pub fn reset_allocator_peak(device: Device) -> Result<(), String> {
-    let Device::Cuda(index) = device else { return Err("the CPU has no CUDA allocator".into()) };
-    ffi_call(|error, len| unsafe { adl_cuda_reset_peak(index as c_int, error, len) })
-}
-
 /// Where a monitor reads this process's memory.
 enum Source {
     /// libtorch's caching allocator: exact peaks.
-    Allocator(Device),
+    Allocator,
     /// NVML's per-process figure, sampled.
     Nvml,
 }
@@ -77,7 +70,8 @@ enum Source {
 pub struct GpuMonitor {
     nvml: Option<Nvml>,
     source: Source,
-    index: u32,
+    /// The CUDA device (NVML's index is its index).
+    device: Device,
     /// The latest figure and the peak, once one has been read.
     last: Option<u64>,
     peak: Option<u64>,
@@ -100,26 +94,26 @@ impl GpuMonitor {
             drop(tch::Tensor::zeros([1], (tch::Kind::Float, device)));
         }
         let source = match allocator_memory(device) {
-            Ok(_) => Source::Allocator(device),
+            Ok(_) => Source::Allocator,
             Err(why) if nvml.is_some() => {
                 tracing::debug!(%why, "GPU memory from NVML: the allocator's statistics are not available");
                 Source::Nvml
             }
             Err(_) => return None,
         };
-        Some(GpuMonitor { nvml, source, index: index as u32, last: None, peak: None })
+        Some(GpuMonitor { nvml, source, device, last: None, peak: None })
     }
 
     /// This process's memory on the device now, in bytes (also folded into the peak); `None`
     /// when it cannot be read (NVML does not list this process).
     pub fn sample(&mut self) -> Option<u64> {
         let (used, peak) = match self.source {
-            Source::Allocator(device) => {
-                let memory = allocator_memory(device).ok()?;
+            Source::Allocator => {
+                let memory = allocator_memory(self.device).ok()?;
                 (memory.reserved, memory.reserved_peak)
             }
             Source::Nvml => {
-                let device = self.nvml.as_ref()?.device_by_index(self.index).ok()?;
+                let device = self.nvml_device()?;
                 let pid = std::process::id();
                 let mine: Vec<u64> = device
                     .running_compute_processes()
@@ -146,7 +140,7 @@ impl GpuMonitor {
     /// Where the figures come from: `allocator` or `nvml`.
     pub fn source(&self) -> &'static str {
         match self.source {
-            Source::Allocator(_) => "allocator",
+            Source::Allocator => "allocator",
             Source::Nvml => "nvml",
         }
     }
@@ -163,7 +157,13 @@ impl GpuMonitor {
 
     /// The device's free memory, bytes (NVML).
     pub fn free_bytes(&self) -> Option<u64> {
-        Some(self.nvml.as_ref()?.device_by_index(self.index).ok()?.memory_info().ok()?.free)
+        Some(self.nvml_device()?.memory_info().ok()?.free)
+    }
+
+    /// NVML's handle of the device.
+    fn nvml_device(&self) -> Option<nvml_wrapper::Device<'_>> {
+        let Device::Cuda(index) = self.device else { return None };
+        self.nvml.as_ref()?.device_by_index(index as u32).ok()
     }
 }
 

@@ -59,6 +59,18 @@ impl LossScaler {
         precision.scales_the_loss().then(LossScaler::default)
     }
 
+    /// The factor a loss is multiplied by before its backward pass: the scale, or 1 without a
+    /// scaler.
+    pub fn factor(scaler: Option<&LossScaler>) -> f64 {
+        scaler.map_or(1.0, |s| s.scale)
+    }
+
+    /// Adds the scaler's state to a metrics row: `fp16_scale` and `fp16_skipped_steps`.
+    pub fn log_into(&self, fields: &mut serde_json::Value) {
+        fields["fp16_scale"] = serde_json::json!(self.scale);
+        fields["fp16_skipped_steps"] = serde_json::json!(self.skipped_steps);
+    }
+
     /// Divides every gradient of `params` by the scale, in place; returns whether all of them
     /// are finite (one device synchronisation for all the tensors).
     pub fn unscale(&self, params: &Params) -> bool {

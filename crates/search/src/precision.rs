@@ -26,6 +26,14 @@ pub enum AutocastDtype {
 }
 
 impl AutocastDtype {
+    /// The name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AutocastDtype::Float16 => "float16",
+            AutocastDtype::Bfloat16 => "bfloat16",
+        }
+    }
+
     fn code(self) -> c_int {
         match self {
             AutocastDtype::Float16 => 0,
@@ -37,8 +45,9 @@ impl AutocastDtype {
 /// Why autocast cannot run as asked.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "autocast_dtype = \"{0:?}\": this build cannot set libtorch's autocast dtype (csrc/autocast.cpp did not \
-     compile against its libtorch; see the search crate's build warnings): use float16"
+    "autocast_dtype = \"{}\": this build cannot set libtorch's autocast dtype (csrc/autocast.cpp did not \
+     compile against its libtorch; see the search crate's build warnings): use float16",
+    .0.name()
 )]
 pub struct DtypeUnavailable(pub AutocastDtype);
 
@@ -59,6 +68,14 @@ impl Precision {
         } else {
             Precision::Full
         }
+    }
+
+    /// [`Precision::of`], checked ([`Precision::check`]): what a run calls before it writes
+    /// anything.
+    pub fn for_run(autocast: bool, dtype: AutocastDtype, device: Device) -> Result<Precision, DtypeUnavailable> {
+        let precision = Precision::of(autocast, dtype, device);
+        precision.check()?;
+        Ok(precision)
     }
 
     /// Whether the backward pass needs loss scaling (float16 autocast).
@@ -116,5 +133,7 @@ mod tests {
         assert_eq!(inside, 1);
         assert_eq!(unsafe { adl_autocast_get_dtype() }, before, "restored after the region");
         assert!(Precision::Autocast(AutocastDtype::Bfloat16).check().is_ok());
+        let message = DtypeUnavailable(AutocastDtype::Bfloat16).to_string();
+        assert!(message.starts_with("autocast_dtype = \"bfloat16\""), "{message}");
     }
 }

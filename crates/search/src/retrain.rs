@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 
 use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors};
+use crate::loss_scale::LossScaler;
 use crate::optim::{poly_lr, Params, Sgd};
 use crate::run_config::{FinalWeights, RetrainConfig};
 use crate::rundir::RunDir;
@@ -177,10 +178,7 @@ impl Task for Retrain<'_> {
             let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
             loss_value = f64::try_from(&loss)?;
             if loss_value.is_finite() {
-                match &self.loss_scale {
-                    Some(scaler) => (loss * scaler.scale).backward(),
-                    None => loss.backward(),
-                }
+                (loss * LossScaler::factor(self.loss_scale.as_ref())).backward();
             }
             if let Some(group) = &self.dist {
                 // The mean across the ranks: one non-finite loss stops every rank alike.
@@ -206,8 +204,7 @@ impl Task for Retrain<'_> {
         }
         let mut fields = serde_json::json!({"lr": lr});
         if let Some(scaler) = &self.loss_scale {
-            fields["fp16_scale"] = serde_json::json!(scaler.scale);
-            fields["fp16_skipped_steps"] = serde_json::json!(scaler.skipped_steps);
+            scaler.log_into(&mut fields);
         }
         Ok(StepRecord {
             loss: loss_value,
@@ -239,8 +236,7 @@ impl Task for Retrain<'_> {
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
     check_architecture(config, &options.model)?;
-    let precision = crate::precision::Precision::of(config.autocast, config.autocast_dtype, options.device);
-    precision.check()?;
+    let precision = crate::precision::Precision::for_run(config.autocast, config.autocast_dtype, options.device)?;
     let device = options.device;
     let data = &config.data;
     let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;

@@ -274,8 +274,7 @@ impl Task for Search<'_> {
             fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
         }
         if let Some(scaler) = &self.state.loss_scale {
-            fields["fp16_scale"] = serde_json::json!(scaler.scale);
-            fields["fp16_skipped_steps"] = serde_json::json!(scaler.skipped_steps);
+            scaler.log_into(&mut fields);
         }
         Ok(StepRecord {
             loss: loss_weights,
@@ -350,8 +349,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
-    let precision = crate::precision::Precision::of(config.autocast, config.autocast_dtype, device);
-    precision.check()?;
+    let precision = crate::precision::Precision::for_run(config.autocast, config.autocast_dtype, device)?;
 
     tch::manual_seed(config.seed as i64);
     let weights = nn::VarStore::new(device);

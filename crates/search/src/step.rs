@@ -107,7 +107,7 @@ pub fn weight_step(
     dist: Option<&crate::dist::Group>,
 ) -> anyhow::Result<StepTiming> {
     sgd.params().zero_grad();
-    let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
+    let scale = LossScaler::factor(scaler.as_deref());
     let (mut loss, forward, backward) =
         loss_and_backward(net, images, labels, &|| tch::no_grad(|| arch.weights()), precision, scale);
     let start = Instant::now();

@@ -84,7 +84,7 @@ pub fn exec(args: Args) -> Result<()> {
         "{}",
         serde_json::json!({
             "rank": launch.rank, "world_size": launch.world_size, "local_rank": launch.local_rank,
-            "launcher": launch.launcher, "engine": format!("{:?}", group.engine).to_lowercase(),
+            "launcher": launch.launcher, "engine": format!("{:?}", group.engine()).to_lowercase(),
             "nccl_built": Engine::nccl_available(),
             "all_reduce": "ok", "broadcast": "ok", "mib": args.mib, "all_reduce_seconds": seconds,
             "algorithm_gib_per_s": args.mib as f64 / 1024.0 / seconds,
