@@ -5,7 +5,7 @@ mod common;
 
 use cell::edges::{edge_index, num_edges};
 use cell::{
-    Alpha, CellEdge, FixedCellConfig, Genotype, MixedOp, OpConfig, OpStyle, Primitive, ReferenceMixedOp,
+    Alpha, CellEdge, FixedCellConfig, Genotype, MixedOp, OpConfig, OpStyle, Primitive, ReferenceCell, ReferenceMixedOp,
     SearchCellConfig,
 };
 use common::{has_useful_gradient, max_abs_diff, trainable_numel};
@@ -85,7 +85,7 @@ fn mixed_op_is_the_weighted_sum_of_its_ops_and_ignores_none() {
     let vs_reference = nn::VarStore::new(Device::Cpu);
     let reference = ReferenceMixedOp::new(&(vs_reference.root() / "edge"), C, 1);
     assert_eq!(trainable_numel(&vs_mixed), trainable_numel(&vs_reference));
-    mixed.copy_from_reference(&[&reference]);
+    cell::reference::ops_into(&[&reference], &mixed);
     let ops: Vec<_> = Primitive::ALL.iter().skip(1).map(|&p| reference.op(p)).collect();
     assert_eq!(ops.len(), 7);
 
@@ -296,9 +296,9 @@ fn search_cell_equals_the_per_edge_reference() {
             prev_channels: 10,
             partial_channels,
         };
-        let reference = config.build_reference(&reference_store.root());
+        let reference = ReferenceCell::new(&config, &reference_store.root());
         let cell = config.build(&store.root());
-        cell.copy_from_reference(&reference);
+        reference.copy_into(&cell);
         let prev_prev = input(2, 6, size, size);
         let prevs: Vec<Tensor> = (0..transitions).map(|_| input(2, 10, size, size).set_requires_grad(true)).collect();
         let run = |forward: &CellForward| {

@@ -96,6 +96,34 @@ fn configs_compose_through_base() {
     let lost = temp_toml("lost.toml", "base = \"nowhere.toml\"\n");
     let err = load::<SmokeConfig>(Some(&lost), &[]).unwrap_err().to_string();
     assert!(err.contains("nowhere.toml"), "{err}");
+    // A list of bases: later entries over earlier ones, the file over all; a diamond (two bases
+    // sharing one) is no cycle; a cycle through a list names every file on the way.
+    temp_toml("width.toml", "size = 21\nchannels = 5\n");
+    temp_toml("other.toml", "base = \"base.toml\"\nchannels = 6\n");
+    let listed = temp_toml("listed.toml", "base = [\"middle.toml\", \"width.toml\", \"other.toml\"]\nseed = 2\n");
+    let c: SmokeConfig = load(Some(&listed), &[]).unwrap();
+    // other.toml brings base.toml's size back over width.toml's: later entries win, bases included.
+    assert_eq!((c.batch, c.size, c.channels, c.seed), (3, 9, 6, 2));
+    temp_toml("loop-a.toml", "base = [\"width.toml\", \"loop-b.toml\"]\n");
+    let b = temp_toml("loop-b.toml", "base = [\"loop-a.toml\"]\n");
+    let err = load::<SmokeConfig>(Some(&b), &[]).unwrap_err().to_string();
+    assert!(err.contains("leads back") && err.contains("loop-a.toml → ") && err.contains("loop-b.toml"), "{err}");
+    let odd = temp_toml("odd-base.toml", "base = [3]\n");
+    let err = load::<SmokeConfig>(Some(&odd), &[]).unwrap_err().to_string();
+    assert!(err.contains("odd-base.toml") && err.contains("key `base`"), "{err}");
+    // The widths S/M/L are stated once, in configs/model-{s,m,l}.toml, for every data set.
+    for (data_set, width, f) in
+        [("voc", "m", 32), ("voc", "l", 48), ("ade20k", "m", 32), ("ade20k", "l", 48), ("cityscapes", "s", 20)]
+    {
+        let c: RetrainConfig =
+            load(Some(&repo_file(&format!("configs/{data_set}-retrain-{width}.toml"))), &[]).unwrap();
+        assert_eq!(c.model.filter_multiplier, f, "{data_set} {width}");
+    }
+    for file in std::fs::read_dir(repo_file("configs")).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        let widths = text.lines().filter(|l| l.trim_start().starts_with("filter_multiplier = ")).count();
+        assert!(widths <= 1, "a config states a width once at most");
+    }
 }
 
 /// Values of the right type but out of range are errors naming the key and its source.
@@ -163,6 +191,7 @@ fn docs_config_lists_every_key() {
         "arch.beta_decay.schedule",
         "arch.aux_skip.start",
         "arch.aux_skip.schedule",
+        "arch.unrolled_lr",
     ]);
     let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "data.classes", "model.layers", "model.blocks"]);
     let check_keys = keys::<SmokeConfig>(&[]);

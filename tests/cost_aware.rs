@@ -53,8 +53,13 @@ fn a_decoded_architectures_cost_is_what_search_summary_counts() {
         }
     }
     for architecture in &architectures {
-        let summary =
-            search::summary::summarize(architecture, SPEC.filter_multiplier, SPEC.classes, SPEC.height, SPEC.width);
+        let summary = search::observe::summary::summarize(
+            architecture,
+            SPEC.filter_multiplier,
+            SPEC.classes,
+            SPEC.height,
+            SPEC.width,
+        );
         let path = architecture.path.levels();
         assert_eq!(macs.architecture_cost(architecture), summary.multiply_adds as f64, "multiply-adds of {path:?}");
         assert_eq!(params.architecture_cost(architecture), summary.parameters.total as f64, "parameters of {path:?}");
@@ -307,7 +312,7 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
         ok(&search(&[&["cost", "--params", p, "--kind", "macs", "--classes", "3", "--json"][..], &size[..]].concat()));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let architecture: Architecture = serde_json::from_value(report["architecture"].clone()).unwrap();
-    let summary = search::summary::summarize(&architecture, 2, 3, 33, 33);
+    let summary = search::observe::summary::summarize(&architecture, 2, 3, 33, 33);
     assert_eq!(report["decoded"].as_f64(), Some(summary.multiply_adds as f64));
     // Latency without a table, and a table of another size, are refused plainly.
     let e = err(&search(&[&["cost", "--params", p, "--kind", "latency", "--classes", "3"][..], &size[..]].concat()));
@@ -360,7 +365,7 @@ fn edge_normalisation_weights_the_forward_pass_and_the_decoding() {
     let arch = ArchParams::for_search(&arch_store.root(), 2, 2, true);
     let images = Tensor::randn([2, 3, 33, 33], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(3, [2, 33, 33], (Kind::Int64, Device::Cpu));
-    search::step::segmentation_loss(&net.forward_t(&images, &arch.weights(), true), &labels).backward();
+    search::train::step::segmentation_loss(&net.forward_t(&images, &arch.weights(), true), &labels).backward();
     assert!(common::has_useful_gradient(arch.edges.as_ref().unwrap()));
     // Decoding: equal op weights on every edge, so the edge weights alone choose block 1's
     // inputs (0 and 2 here; without them the lowest inputs win the tie).
@@ -454,7 +459,7 @@ fn beta_decay_pulls_the_largest_logits_down_and_aux_skip_adds_the_input() {
         ..Default::default()
     };
     let model = trellis::SearchNetworkConfig { layers: 2, blocks: 2, filter_multiplier: 2, ..Default::default() };
-    let loss = search::arch_loss::ArchLoss::new(&config, &model).unwrap();
+    let loss = search::train::arch_loss::ArchLoss::new(&config, &model).unwrap();
     let (penalty, terms) = loss.penalty(&arch, 0.0, 0.5).unwrap();
     penalty.backward();
     let expected = arch.alpha.weights() * (3.0 / 5.0);

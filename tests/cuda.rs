@@ -2,7 +2,10 @@
 //! `cargo test --release --test cuda -- --ignored` on a CUDA machine. Each fails, rather than
 //! passes silently, when CUDA is not usable.
 
-use search::step::segmentation_loss;
+use search::dist::Ranks;
+use search::train::architect::{Architect, Order, Unrolled};
+use search::train::optimised::Optimised;
+use search::train::step::{segmentation_loss, Labelled};
 use tch::{nn, Device, Kind, Tensor};
 use trellis::{ArchParams, Architecture, DecodedNetworkConfig, SearchNetworkConfig};
 
@@ -68,32 +71,30 @@ fn autocast_weight_steps_on_cuda_move_the_weights_float16_loss_scaled() {
     let images = Tensor::randn([2, 3, 65, 65], (Kind::Float, device));
     let labels = Tensor::randint(19, [2, 65, 65], (Kind::Int64, device));
     // Plain and recomputed backward passes under both autocast dtypes; float16 with a scaler.
-    use search::precision::{AutocastDtype, Precision};
+    use search::train::precision::{AutocastDtype, Precision};
     for dtype in [AutocastDtype::Float16, AutocastDtype::Bfloat16] {
         let precision = Precision::of(true, dtype, device);
         precision.check().unwrap();
         for recompute in [trellis::Recompute::Never, trellis::Recompute::Always] {
             net.set_execution(trellis::Execution { recompute, ..Default::default() });
-            let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), Default::default());
-            let before: Vec<Tensor> = sgd.params().tensors().iter().map(|t| t.detach().copy()).collect();
-            let mut scaler = search::loss_scale::LossScaler::for_run(precision);
+            let sgd = search::train::optim::Sgd::new(search::train::optim::Params::of(&weights), Default::default());
+            let scaler = search::train::loss_scale::LossScaler::for_run(precision);
             assert_eq!(scaler.is_some(), dtype == AutocastDtype::Float16);
-            let timing = search::step::weight_step(
-                &net,
-                &arch,
-                &mut sgd,
-                &images,
-                &labels,
-                0.05,
-                5.0,
-                precision,
-                scaler.as_mut(),
-                None,
-            )
-            .unwrap();
+            let mut sgd = Optimised::new(sgd, Ranks::Single, 5.0).with_scaler(scaler);
+            let before = sgd.params().snapshot();
+            let batch = Labelled { images: &images, labels: &labels };
+            let timing = search::train::step::weight_step(&net, &arch, &mut sgd, batch, 0.05, precision).unwrap();
             let what = format!("{dtype:?}, {recompute:?}");
             assert!(timing.loss.is_finite() && timing.loss > 0.5 && timing.loss < 10.0, "{what}: loss {}", timing.loss);
+            let scaler = sgd.scaler();
             assert!(scaler.is_none_or(|s| s.skipped_steps == 0), "{what}: gradients overflowed at the first scale");
+            // The second-order architecture step after it (fp32, whatever the weights' precision).
+            let adam =
+                search::train::optim::Adam::new(search::train::optim::Params::of(&arch_store), Default::default());
+            let mut architect = Architect::new(adam, Ranks::Single, Order::Second);
+            let unrolled = Unrolled { weights: &sgd, train_a: batch, weight_lr: 0.05 };
+            let arch_timing = architect.step(&net, &arch, batch, unrolled, None).unwrap();
+            assert!(arch_timing.loss.is_finite(), "{what}: second-order architecture loss {}", arch_timing.loss);
             let moved = before.iter().zip(sgd.params().tensors()).filter(|(a, b)| !a.equal(b)).count();
             assert!(moved > before.len() / 2, "{what}: only {moved} of {} weights moved", before.len());
         }
@@ -104,16 +105,16 @@ fn autocast_weight_steps_on_cuda_move_the_weights_float16_loss_scaled() {
 #[ignore = "needs a CUDA device"]
 fn gpu_memory_is_read_from_the_caching_allocator() {
     let device = cuda();
-    let mut monitor = search::gpu::GpuMonitor::for_device(device).expect("a monitor on CUDA");
+    let mut monitor = search::observe::gpu::GpuMonitor::for_device(device).expect("a monitor on CUDA");
     assert_eq!(monitor.source(), "allocator", "the allocator's statistics are readable on CUDA");
-    let before = search::gpu::allocator_memory(device).unwrap();
+    let before = search::observe::gpu::allocator_memory(device).unwrap();
     let big = Tensor::zeros([64 << 20], (Kind::Float, device)); // 256 MiB
-    let during = search::gpu::allocator_memory(device).unwrap();
+    let during = search::observe::gpu::allocator_memory(device).unwrap();
     assert!(during.allocated >= before.allocated + (256 << 20), "{before:?} -> {during:?}");
     assert!(during.reserved_peak >= during.reserved && during.reserved >= during.allocated, "{during:?}");
     monitor.sample();
     drop(big);
-    let after = search::gpu::allocator_memory(device).unwrap();
+    let after = search::observe::gpu::allocator_memory(device).unwrap();
     assert!(after.allocated < during.allocated && after.allocated_peak >= during.allocated, "{after:?}");
     assert!(monitor.peak_mib().unwrap() >= 256.0, "peak {:?} MiB", monitor.peak_mib());
 }

@@ -57,7 +57,7 @@ fn predicted_logits(run: &Path, root: &Path) -> (PathBuf, PathBuf) {
     let out = temp("export-logits");
     ok(&predict(run, &image, &out, "logits"));
     let logits = out.join(image.with_extension("npy").file_name().unwrap());
-    let (shape, _) = search::npy::read_f32(&logits).unwrap();
+    let (shape, _) = search::deploy::npy::read_f32(&logits).unwrap();
     assert_eq!(shape, [19, 48, 64], "predict --format logits writes [classes, H, W]");
     (image, logits)
 }
@@ -77,7 +77,7 @@ fn exported_files_match_predict_outside_the_tool() {
     ok(&tiny_train(&root, &run, &[]));
 
     // The weights carry what they are.
-    let meta = search::model_card::read_metadata(&run.join("weights.safetensors")).unwrap();
+    let meta = search::deploy::model_card::read_metadata(&run.join("weights.safetensors")).unwrap();
     for key in [
         "architecture",
         "filter_multiplier",
@@ -91,7 +91,7 @@ fn exported_files_match_predict_outside_the_tool() {
     ] {
         assert!(meta.contains_key(key), "weights.safetensors lacks metadata `{key}`: {meta:?}");
     }
-    let card = search::model_card::ModelCard::from_metadata(&meta).unwrap().unwrap();
+    let card = search::deploy::model_card::ModelCard::from_metadata(&meta).unwrap().unwrap();
     assert_eq!((card.filter_multiplier, card.class_table.len()), (2, 19));
     // A bare copy of the weights evaluates without --arch: the metadata says which network.
     let bare = temp("export-bare.safetensors");
@@ -145,7 +145,7 @@ fn exported_files_match_predict_outside_the_tool() {
             .unsqueeze(0)
             .to_kind(tch::Kind::Float);
         let y = tch::no_grad(|| module.forward_ts(&[x]).unwrap());
-        let (_, values) = search::npy::read_f32(&logits).unwrap();
+        let (_, values) = search::deploy::npy::read_f32(&logits).unwrap();
         let ours = tch::Tensor::from_slice(&values).view([1, 19, h as i64, w as i64]);
         let diff = f64::try_from((y - ours).abs().max()).unwrap();
         assert!(diff < 1e-4, "{name}: TorchScript in Rust differs from predict by {diff}");

@@ -118,11 +118,19 @@ fn a_search_writes_its_run_folder() {
 #[test]
 fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     let root = data("resume", 8, (64, 48));
-    let (straight, split) = (temp("resume-straight"), temp("resume-split"));
-    let three_epochs = ["--set", "epochs=3"];
-    ok(&tiny_search(&root, &straight, &three_epochs));
+    // First-order DARTS and the second-order (unrolled) architecture gradient alike.
+    for order in ["1", "2"] {
+        resumes_exactly(&root, order);
+    }
+}
+
+fn resumes_exactly(root: &Path, order: &str) {
+    let (straight, split) = (temp(&format!("resume-straight-{order}")), temp(&format!("resume-split-{order}")));
+    let order_key = format!("arch.order={order}");
+    let three_epochs = ["--set", "epochs=3", "--set", &order_key];
+    ok(&tiny_search(root, &straight, &three_epochs));
     // Interrupted in the middle of epoch 1 (α and β already training), then resumed twice.
-    let stopped = ok(&tiny_search(&root, &split, &["--set", "epochs=3", "--stop-after-steps", "3"]));
+    let stopped = ok(&tiny_search(root, &split, &[&three_epochs[..], &["--stop-after-steps", "3"]].concat()));
     assert!(stopped.contains("stopped at checkpoint"), "{stopped}");
     let out = search(&[
         "--threads",
@@ -143,7 +151,7 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
         assert_eq!(a.len(), b.len());
         for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
             assert_eq!(na, nb);
-            assert!(ta.equal(tb), "{file}: {na} differs after resume");
+            assert!(ta.equal(tb), "order {order}: {file}: {na} differs after resume");
         }
     }
     assert_eq!(
@@ -154,6 +162,12 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     assert!(
         err(&search(&["run", "--resume", split.to_str().unwrap(), "--set", "epochs=9"])).contains("--resume continues")
     );
+    if order == "2" {
+        let config = std::fs::read_to_string(split.join("config.toml")).unwrap();
+        assert!(config.contains("order = 2"), "the run records its order: {config}");
+    }
+    let _ = std::fs::remove_dir_all(straight);
+    let _ = std::fs::remove_dir_all(split);
 }
 
 /// Execution settings never change a variable or its name: a search written with one-call-
@@ -435,7 +449,8 @@ fn every_shipped_config_loads() {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         if name.contains("search") {
             search::config::load::<search::run_config::SearchRunConfig>(Some(&path), &[]).unwrap();
-        } else if name.contains("retrain") {
+        } else if name.contains("retrain") || name.starts_with("model-") {
+            // model-{s,m,l}.toml: the widths the retraining configs list among their bases.
             search::config::load::<search::run_config::RetrainConfig>(Some(&path), &[]).unwrap();
         } else {
             search::config::load::<search::smoke::SmokeConfig>(Some(&path), &[]).unwrap();

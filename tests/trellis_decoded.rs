@@ -7,7 +7,7 @@ use std::process::Command;
 use cell::{CellEdge, Genotype, Primitive};
 use common::has_useful_gradient;
 use rand::{Rng, SeedableRng};
-use search::summary::summarize;
+use search::observe::summary::summarize;
 use tch::{nn, Device, Kind, Reduction, Tensor};
 use trellis::{
     decode, decode_file, ArchParams, Architecture, DecodeError, DecodedNetworkConfig, NetworkPath, RawParams,

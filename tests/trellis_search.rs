@@ -4,7 +4,12 @@
 mod common;
 
 use common::has_useful_gradient;
-use search::step::segmentation_loss;
+use search::dist::Ranks;
+use search::train::loss_scale::LossScaler;
+use search::train::optim::{Optimiser, Params, Sgd, SgdConfig};
+use search::train::optimised::Optimised;
+use search::train::precision::Precision;
+use search::train::step::{segmentation_loss, Labelled};
 use tch::{nn, Device, Kind, Tensor};
 use trellis::arch::beta_mask;
 use trellis::space::{node_exists, transition_valid, Transition};
@@ -215,40 +220,50 @@ fn batched_transitions_equal_the_plain_path() {
 
 /// The memory-saving mode (activations recomputed layer by layer in the backward pass) gives
 /// the loss, every gradient (weights, α, β) and every running statistic of the normal path,
-/// with every layer recomputed and with some layers' activations kept.
+/// with every layer recomputed and with some layers' activations kept, asked for every
+/// gradient or for the architecture's alone (the first-order architecture step).
 #[test]
 fn recomputed_backward_equals_the_normal_one() {
+    use search::train::backward::{plain, recomputed, Wrt};
     let reference = reference(5, 3);
     let (images, labels) = (&reference.images, &reference.labels);
-    let run = |plan: Option<RecomputePlan>, frozen: bool| {
-        let (mut weights, _arch_store, net, arch) = copy_of(&reference, &tiny(4, 3));
-        if frozen {
-            weights.freeze(); // the architecture step
-        }
+    let run = |plan: Option<RecomputePlan>, arch_only: bool| {
+        let (weights, arch_store, net, arch) = copy_of(&reference, &tiny(4, 3));
+        let (weight_params, arch_params) = (Params::of(&weights), Params::of(&arch_store));
+        let wrt = Wrt { weights: if arch_only { &[] } else { weight_params.tensors() }, arch: arch_params.tensors() };
         let loss_of = |logits: &Tensor| segmentation_loss(logits, labels);
-        let loss = if let Some(plan) = &plan {
-            search::backward::recomputed(&net, images, &|| arch.weights(), &loss_of, plan)
-        } else {
-            let loss = segmentation_loss(&net.forward_t(images, &arch.weights(), true), labels);
-            loss.backward();
-            f64::try_from(&loss).unwrap()
+        let grads = match &plan {
+            Some(plan) => recomputed(&net, images, &arch, &loss_of, plan, wrt),
+            None => plain(&net, images, &arch, &loss_of, Precision::Full, wrt),
         };
-        let mut values = gradients_and_statistics(&weights, &arch);
+        let mut values: Vec<(String, Tensor)> = Vec::new();
+        for (name, g) in weight_params.names().iter().zip(&grads.weights) {
+            values.push((name.clone(), g.as_ref().expect("every weight is reached").shallow_clone()));
+        }
+        for (name, g) in arch_params.names().iter().zip(&grads.arch) {
+            values.push((format!("{name}.grad"), g.as_ref().expect("α and β are reached").shallow_clone()));
+        }
+        for (name, t) in weights.variables() {
+            if name.contains("running_") {
+                values.push((name, t.detach().copy()));
+            }
+        }
         values.sort_by(|a, b| a.0.cmp(&b.0));
-        (loss, values)
+        (grads.loss, values)
     };
     let plans = [RecomputePlan::all(4), RecomputePlan { keep: vec![true, false, true, false] }];
-    for (frozen, plan) in [false, true].into_iter().flat_map(|f| plans.iter().map(move |p| (f, p))) {
-        let ((loss_a, normal), (loss_b, recomputed)) = (run(None, frozen), run(Some(plan.clone()), frozen));
+    for (arch_only, plan) in [false, true].into_iter().flat_map(|f| plans.iter().map(move |p| (f, p))) {
+        let ((loss_a, normal), (loss_b, recomputed)) = (run(None, arch_only), run(Some(plan.clone()), arch_only));
         assert!((loss_a - loss_b).abs() < 1e-6, "loss {loss_a} vs {loss_b}");
         assert_eq!(normal.len(), recomputed.len());
+        assert!(normal.iter().any(|(n, _)| n == "alpha.grad") && normal.iter().any(|(n, _)| n == "beta.grad"));
         for ((name, a), (other, b)) in normal.iter().zip(&recomputed) {
             assert_eq!(name, other);
             let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
             let diff = f64::try_from((a - b).abs().max()).unwrap();
             assert!(
                 diff <= 1e-4 * scale + 1e-7,
-                "{name}: recomputed differs by {diff} (scale {scale}), frozen {frozen}, {plan:?}"
+                "{name}: recomputed differs by {diff} (scale {scale}), architecture only {arch_only}, {plan:?}"
             );
         }
     }
@@ -292,74 +307,70 @@ fn auto_recompute_follows_the_activation_budget() {
 }
 
 /// The weights after one weight step of `reference`'s network (built with 2 blocks), the loss
-/// scaled by `scaler` (none: plain), run as `execution` says; and the step's loss.
+/// scaled by `scaler` (none: plain), run as `execution` says; the step's loss and the scaler
+/// after it.
 fn scaled_weight_step(
     reference: &Reference,
     execution: Execution,
-    scaler: Option<&mut search::loss_scale::LossScaler>,
-) -> (f64, Vec<Tensor>) {
+    scaler: Option<LossScaler>,
+) -> (f64, Vec<Tensor>, Option<LossScaler>) {
     let (weights, _arch_store, mut net, arch) = copy_of(reference, &tiny(4, 2));
     net.set_execution(execution);
-    let mut sgd = search::optim::Sgd::new(search::optim::Params::of(&weights), search::optim::SgdConfig::default());
-    let (images, labels) = (&reference.images, &reference.labels);
-    let timing = search::step::weight_step(
-        &net,
-        &arch,
-        &mut sgd,
-        images,
-        labels,
-        0.05,
-        5.0,
-        search::precision::Precision::Full,
-        scaler,
-        None,
-    )
-    .unwrap();
-    (timing.loss, sgd.params().tensors().iter().map(|t| t.detach().copy()).collect())
+    let sgd = Sgd::new(Params::of(&weights), SgdConfig::default());
+    let mut sgd = Optimised::new(sgd, Ranks::Single, 5.0).with_scaler(scaler);
+    let batch = Labelled { images: &reference.images, labels: &reference.labels };
+    let timing = search::train::step::weight_step(&net, &arch, &mut sgd, batch, 0.05, Precision::Full).unwrap();
+    (timing.loss, sgd.params().snapshot(), sgd.scaler().cloned())
 }
 
-/// fp16 loss scaling (search::loss_scale) is exact when nothing overflows: a power-of-two scale
+/// fp16 loss scaling (search::train::loss_scale) is exact when nothing overflows: a power-of-two scale
 /// multiplies every gradient exactly and dividing undoes it, so the step equals the unscaled
 /// one bit for bit, by the plain and the recomputed backward alike. Gradients that overflow
 /// skip the step: the weights stay, the scale halves.
 #[test]
 fn a_loss_scaled_weight_step_equals_the_plain_one_and_skips_on_overflow() {
-    use search::loss_scale::LossScaler;
     // One reference for every run: tests in other threads draw from torch's global generator.
     let reference = reference(3, 2);
     let recompute_all = Execution { recompute: Recompute::Always, ..Execution::default() };
     for execution in [Execution::default(), recompute_all] {
-        let (plain_loss, plain) = scaled_weight_step(&reference, execution.clone(), None);
-        let mut scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
-        let (scaled_loss, scaled) = scaled_weight_step(&reference, execution.clone(), Some(&mut scaler));
+        let (plain_loss, plain, _) = scaled_weight_step(&reference, execution.clone(), None);
+        let scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
+        let (scaled_loss, scaled, scaler) = scaled_weight_step(&reference, execution.clone(), Some(scaler));
         assert_eq!(plain_loss, scaled_loss, "the reported loss is unscaled");
         for (a, b) in plain.iter().zip(&scaled) {
             assert!(a.equal(b), "a scaled step moved a weight differently ({execution:?})");
         }
+        let scaler = scaler.unwrap();
         assert_eq!((scaler.scale, scaler.good_steps, scaler.skipped_steps), (1024.0, 1, 0));
     }
     // A step whose gradients overflowed (an inf planted in one of them) is skipped: the
     // weights and the momentum stay, the scale halves.
     let (weights, _arch_store, _net, _arch) = copy_of(&reference, &tiny(4, 2));
-    let params = search::optim::Params::of(&weights);
-    let before: Vec<Tensor> = params.tensors().iter().map(|t| t.detach().copy()).collect();
-    let mut sgd = search::optim::Sgd::new(params, search::optim::SgdConfig::default());
-    let doubled: Vec<Tensor> = sgd.params().tensors().iter().map(|t| (t * 2.0).sum(Kind::Float)).collect();
-    Tensor::stack(&doubled, 0).sum(Kind::Float).backward();
-    let _ = sgd.params().tensors()[3].grad().get(0).fill_(f64::INFINITY);
-    let mut scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
-    assert!(!search::step::scaled_update(&mut sgd, Some(&mut scaler), 0.05, 5.0).unwrap());
+    let params = Params::of(&weights);
+    let before = params.snapshot();
+    let scaled = |scale: f64, clip: f64| {
+        let sgd = Sgd::new(Params::of(&weights), SgdConfig::default());
+        Optimised::new(sgd, Ranks::Single, clip).with_scaler(Some(LossScaler { scale, ..LossScaler::default() }))
+    };
+    let mut sgd = scaled(1024.0, 5.0);
+    let doubled: Vec<Tensor> = params.tensors().iter().map(|t| (t * 2.0).sum(Kind::Float)).collect();
+    let roots = [Tensor::stack(&doubled, 0).sum(Kind::Float)];
+    let grads: Vec<Option<Tensor>> =
+        Tensor::run_backward(&roots, params.tensors(), false, false).into_iter().map(Some).collect();
+    let _ = grads[3].as_ref().unwrap().get(0).fill_(f64::INFINITY);
+    assert!(!sgd.apply(grads, 1.0, 0.05).unwrap().updated);
+    let scaler = sgd.scaler().unwrap();
     assert_eq!((scaler.scale, scaler.skipped_steps), (512.0, 1));
-    for (a, b) in before.iter().zip(sgd.params().tensors()) {
+    for (a, b) in before.iter().zip(params.tensors()) {
         assert!(a.equal(b), "an overflowing step must not move the weights");
     }
-    assert!(sgd.state().is_empty(), "nor start the momentum");
-    // The same gradients without the inf: unscaled (2/512), then the step is taken.
-    for t in sgd.params().tensors() {
-        let _ = t.grad().fill_(2.0);
-    }
-    assert!(search::step::scaled_update(&mut sgd, Some(&mut scaler), 0.05, 0.0).unwrap());
-    let moved = &before[0] - sgd.params().tensors()[0].detach();
+    assert!(sgd.optimiser().state().is_empty(), "nor start the momentum");
+    // The same gradients without the inf, at the halved scale: unscaled (2/512), then the
+    // step is taken.
+    let mut sgd = scaled(512.0, 0.0);
+    let grads = params.tensors().iter().map(|t| Some(t.detach().full_like(2.0))).collect();
+    assert!(sgd.apply(grads, 1.0, 0.05).unwrap().updated);
+    let moved = &before[0] - params.tensors()[0].detach();
     let expected = 0.05 * (2.0 / 512.0) + 0.05 * 3e-4 * f64::try_from(before[0].flatten(0, -1).get(0)).unwrap();
     let got = f64::try_from(moved.flatten(0, -1).get(0)).unwrap();
     assert!((got - expected).abs() < 1e-7, "moved by {got}, expected {expected}");

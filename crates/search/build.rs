@@ -7,8 +7,8 @@
 //! `.libtorch/cuda-headers`. The shim is built with what is there, and with less when a part
 //! does not compile against this libtorch (another version's c10d): a distributed run then says
 //! what this build lacks, and the build never fails for it. Two smaller shims need libtorch's
-//! headers alone: the CUDA caching allocator's statistics (`csrc/memory.cpp`, `search::gpu`) and
-//! the autocast dtype (`csrc/autocast.cpp`, `search::precision`); each is built without its body
+//! headers alone: the CUDA caching allocator's statistics (`csrc/memory.cpp`, `search::observe::gpu`) and
+//! the autocast dtype (`csrc/autocast.cpp`, `search::train::precision`); each is built without its body
 //! when it does not compile, and its functions then say so.
 
 #[path = "../torch-link.rs"]
@@ -21,8 +21,8 @@ fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports its libtorch directory");
     let lib_dir = Path::new(&lib);
     let include = lib_dir.join("../include");
-    // The CUDA caching allocator's statistics (`search::gpu`) and the autocast dtype
-    // (`search::precision`).
+    // The CUDA caching allocator's statistics (`search::observe::gpu`) and the autocast dtype
+    // (`search::train::precision`).
     optional_shim(&include, "csrc/memory.cpp", "adl_memory", "ADL_NO_ALLOCATOR_STATS", "the CUDA allocator statistics");
     optional_shim(&include, "csrc/autocast.cpp", "adl_autocast", "ADL_NO_AUTOCAST_DTYPE", "setting the autocast dtype");
     let site = lib_dir.join("../..");

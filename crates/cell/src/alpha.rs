@@ -41,6 +41,17 @@ impl Alpha {
     /// Row-wise softmax over the 8 ops, `[edges, 8]`: the mixing weights of every edge.
     /// Computed once per forward pass and handed to every cell.
     pub fn weights(&self) -> Tensor {
-        self.logits.softmax(-1, Kind::Float)
+        self.logits.softmax(-1, float_or_double(self.logits.kind()))
+    }
+}
+
+/// The kind architecture weights and losses are computed in: double stays double (the
+/// finite-difference checks of the architecture gradient run the whole network in double),
+/// anything else (fp32, or fp16/bf16 under autocast) is computed in fp32.
+pub fn float_or_double(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
     }
 }

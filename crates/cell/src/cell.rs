@@ -14,7 +14,6 @@ use crate::edges::{block_inputs, edge_index, num_edges};
 use crate::mixed::MixedOp;
 use crate::ops::ReluConvBn;
 use crate::primitive::Primitive;
-use crate::reference::ReferenceCell;
 
 /// Shape of one search cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,11 +86,6 @@ impl SearchCellConfig {
             .collect();
         SearchCell { config: *self, prev_prev, prev, mixed }
     }
-
-    /// The per-edge reference form of this cell ([`crate::reference`]), for tests.
-    pub fn build_reference(&self, p: &nn::Path) -> ReferenceCell {
-        ReferenceCell::new(self, p)
-    }
 }
 
 /// A search cell's weights. See the module documentation.
@@ -111,23 +105,15 @@ impl SearchCell {
         &self.config
     }
 
-    /// Gives this cell the weights of `reference`, the per-edge form of the same shape, so
-    /// that both compute the same function (for tests).
-    pub fn copy_from_reference(&self, reference: &ReferenceCell) {
-        assert_eq!(self.config, reference.config, "copy from the reference of the same cell");
-        if let (Some(a), Some(b)) = (&self.prev_prev, &reference.prev_prev) {
-            a.copy_from(b);
-        }
-        self.prev.copy_from(&reference.prev);
-        for (input, mixed) in self.mixed.iter().enumerate() {
-            if let Some(mixed) = mixed {
-                let (count, first) = edges_from(input, self.config.blocks);
-                let ops: Vec<_> = (first..first + count)
-                    .map(|b| reference.edges[edge_index(b, input)].as_ref().expect("present"))
-                    .collect();
-                mixed.copy_from_reference(&ops);
-            }
-        }
+    /// The preprocessing of H^{l-2} (absent without it) and of H^{l-1}.
+    pub fn preprocess(&self) -> (Option<&ReluConvBn>, &ReluConvBn) {
+        (self.prev_prev.as_ref(), &self.prev)
+    }
+
+    /// The mixed op of the edges leaving input state `input` (0: H^{l-2}, 1: H^{l-1}, 2 + b:
+    /// block b), `None` for an absent H^{l-2}.
+    pub fn mixed_op(&self, input: usize) -> Option<&MixedOp> {
+        self.mixed.get(input).and_then(Option::as_ref)
     }
 
     /// `prev_prev`: H^{l-2} `[N, C_pp, H, W]` (required exactly when the cell was built with

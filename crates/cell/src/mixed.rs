@@ -29,7 +29,6 @@ use tch::{nn, nn::Module, Tensor};
 use crate::conv::Conv2d;
 use crate::ops::{batch_norm, grouped_batch_norm};
 use crate::primitive::{DepthwiseStage, Pooling, Primitive, SearchOp};
-use crate::reference::ReferenceMixedOp;
 
 /// Largest spatial size (H * W) at which the first-stage depthwise convolutions whose kernels
 /// fit a 5x5 window run as one convolution with zero-padded kernels. Below it a convolution's
@@ -336,33 +335,29 @@ impl MixedOp {
             .collect()
     }
 
-    /// Copies the weights of `ops` (the E per-edge reference ops of these edges, in edge
-    /// order) into this op, so that both compute the same function: how the tests compare
-    /// them.
-    pub fn copy_from_reference(&self, ops: &[&ReferenceMixedOp]) {
-        assert_eq!(ops.len() as i64, self.edges, "one reference op per edge");
+    /// Sets the convolution weights of `primitive` on edge `slot` (0-based among this op's
+    /// edges) from `weights`, the convolutions of a separate op of that primitive in order
+    /// (depthwise 1, pointwise 1, depthwise 2, pointwise 2, …), so that the edge computes what
+    /// the separate op computes: how the equivalence tests give this op the weights of the
+    /// per-edge reference (`crate::reference::ReferenceCell::copy_into`). Other primitives
+    /// have no weights.
+    pub fn set_edge_weights(&self, slot: i64, primitive: Primitive, weights: &[Tensor]) {
+        assert!((0..self.edges).contains(&slot), "edge {slot} of {}", self.edges);
         let (c, e) = (self.channels, self.edges);
+        let Some((_, Term::Convolution(stages))) = self.terms.iter().find(|(p, _)| *p == primitive) else { return };
         tch::no_grad(|| {
-            for (slot, op) in ops.iter().enumerate() {
-                let slot = slot as i64;
-                for (primitive, term) in &self.terms {
-                    let Term::Convolution(stages) = term else { continue };
-                    // The reference's convolutions in order: dw1, pw1, dw2, pw2, ...
-                    let weights = op.op(*primitive).conv_weights();
-                    for (stage, pair) in stages.iter().zip(weights.chunks(2)) {
-                        let (dw, pw) = (&pair[0], &pair[1]);
-                        let target = stage.depthwise.weight();
-                        if stage.from_shared {
-                            // Channel-major outputs: channel ch of edge `slot` is ch * E + slot.
-                            for ch in 0..c {
-                                target.narrow(0, ch * e + slot, 1).copy_(&dw.narrow(0, ch, 1));
-                            }
-                        } else {
-                            target.narrow(0, slot * c, c).copy_(dw);
-                        }
-                        stage.pointwise.weight().narrow(0, slot * c, c).copy_(pw);
+            for (stage, pair) in stages.iter().zip(weights.chunks(2)) {
+                let (dw, pw) = (&pair[0], &pair[1]);
+                let target = stage.depthwise.weight();
+                if stage.from_shared {
+                    // Channel-major outputs: channel ch of edge `slot` is ch * E + slot.
+                    for ch in 0..c {
+                        target.narrow(0, ch * e + slot, 1).copy_(&dw.narrow(0, ch, 1));
                     }
+                } else {
+                    target.narrow(0, slot * c, c).copy_(dw);
                 }
+                stage.pointwise.weight().narrow(0, slot * c, c).copy_(pw);
             }
         });
     }

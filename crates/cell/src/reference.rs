@@ -6,8 +6,10 @@
 
 use tch::{nn, Tensor};
 
-use crate::cell::SearchCellConfig;
+use crate::cell::edges_from;
+use crate::cell::{SearchCell, SearchCellConfig};
 use crate::edges::{block_inputs, edge_index};
+use crate::mixed::MixedOp;
 use crate::ops::{Op, OpConfig, OpStyle, ReluConvBn};
 use crate::primitive::Primitive;
 
@@ -59,6 +61,17 @@ impl ReferenceMixedOp {
     }
 }
 
+/// Gives `mixed` (the production op of `ops.len()` edges leaving one state) the weights of
+/// `ops`, the per-edge reference ops of those edges in edge order.
+pub fn ops_into(ops: &[&ReferenceMixedOp], mixed: &MixedOp) {
+    assert_eq!(ops.len(), mixed.edges(), "one reference op per edge");
+    for (slot, reference) in ops.iter().enumerate() {
+        for op in &reference.ops {
+            mixed.set_edge_weights(slot as i64, op.primitive(), &op.conv_weights());
+        }
+    }
+}
+
 /// A search cell computed edge by edge and transition by transition. Same variables for the
 /// preprocessing as [`crate::SearchCell`]; the edges are `edge<e>/<primitive>/…`.
 #[derive(Debug)]
@@ -87,6 +100,24 @@ impl ReferenceCell {
             }
         }
         ReferenceCell { config: *config, prev_prev, prev, edges }
+    }
+
+    /// Gives `cell`, the production form of the same configuration, this reference's weights,
+    /// so that both compute the same function (for the equivalence tests).
+    pub fn copy_into(&self, cell: &SearchCell) {
+        assert_eq!(cell.config(), &self.config, "copy into the cell of the same configuration");
+        let (prev_prev, prev) = cell.preprocess();
+        if let (Some(a), Some(b)) = (prev_prev, &self.prev_prev) {
+            a.copy_from(b);
+        }
+        prev.copy_from(&self.prev);
+        for input in 0..self.config.blocks + 2 {
+            let Some(mixed) = cell.mixed_op(input) else { continue };
+            let (count, first) = edges_from(input, self.config.blocks);
+            let ops: Vec<&ReferenceMixedOp> =
+                (first..first + count).map(|b| self.edges[edge_index(b, input)].as_ref().expect("present")).collect();
+            ops_into(&ops, mixed);
+        }
     }
 
     /// What [`crate::SearchCell::forward_transitions`] computes, one transition at a time:

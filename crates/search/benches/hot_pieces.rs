@@ -77,7 +77,7 @@ fn main() {
         total.backward()
     });
     println!("search cell, B=5, three transitions one call each: {ms:.2} ms");
-    let reference = config.build_reference(&(vs.root() / "reference"));
+    let reference = cell::ReferenceCell::new(&config, &(vs.root() / "reference"));
     let ms = median_ms(|| {
         reference.forward_transitions(Some(&pp), &inputs, &alpha.weights(), true).sum(Kind::Float).backward()
     });

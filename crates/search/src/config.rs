@@ -1,6 +1,6 @@
 //! Layered configuration: built-in defaults, then a TOML file (itself over the files it names
-//! as `base`, as mmsegmentation's `_base_`), then `--set key=value` overrides from the command
-//! line.
+//! as `base`, one or a list, later entries over earlier ones, as mmsegmentation's `_base_`),
+//! then `--set key=value` overrides from the command line.
 //!
 //! Config structs are serde structs with `#[serde(deny_unknown_fields, default)]`, so a file
 //! only names what it changes, and an unknown key or a bad value is an error that names the
@@ -94,25 +94,52 @@ fn parse(text: &str, origin: &Path) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: origin.to_owned(), message: e.to_string() })
 }
 
-/// The table of the file at `path` merged over the files its `base` key names (a path relative
+/// The table of the file at `path` merged over the files its `base` key names (paths relative
 /// to the file's folder), recursively; `chain` holds the files being read, to refuse cycles.
 fn read_with_bases(path: &Path, chain: &mut Vec<PathBuf>) -> Result<toml::Table, ConfigError> {
     let text = seg::limits::read_text(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     with_bases(parse(&text, path)?, path, chain)
 }
 
+/// The chain of files being read, as `a.toml → b.toml → …`.
+fn describe(chain: &[PathBuf]) -> String {
+    chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" → ")
+}
+
+/// `table` (the file at `path`) merged over its bases: `base = "file.toml"` or a list, `base =
+/// ["model-l.toml", "cityscapes.toml"]`, each read over its own bases, later entries over
+/// earlier ones, the file itself over all of them.
 fn with_bases(mut table: toml::Table, path: &Path, chain: &mut Vec<PathBuf>) -> Result<toml::Table, ConfigError> {
     let Some(base) = table.remove("base") else { return Ok(table) };
     let bad = |message: String| ConfigError::Base { path: path.to_owned(), message };
-    let base = base.as_str().ok_or_else(|| bad(format!("expected a file name, got {base}")))?;
-    let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
-    let key = std::fs::canonicalize(&base_path).unwrap_or_else(|_| base_path.clone());
-    if chain.contains(&key) || chain.len() >= 16 {
-        return Err(bad(format!("`{base}` leads back to a file already being read: {chain:?}")));
+    let names: Vec<String> = match &base {
+        toml::Value::String(name) => vec![name.clone()],
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| bad(format!("expected file names, got {item}"))))
+            .collect::<Result<_, _>>()?,
+        other => return Err(bad(format!("expected a file name or a list of file names, got {other}"))),
+    };
+    let own = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let pushed_self = !chain.contains(&own);
+    if pushed_self {
+        chain.push(own);
     }
-    chain.push(key);
-    let mut merged = read_with_bases(&base_path, chain)?;
-    chain.pop();
+    let mut merged = toml::Table::new();
+    for name in &names {
+        let base_path = path.parent().unwrap_or(Path::new(".")).join(name);
+        let key = std::fs::canonicalize(&base_path).unwrap_or_else(|_| base_path.clone());
+        if chain.contains(&key) || chain.len() >= 16 {
+            let mut cycle = chain.clone();
+            cycle.push(key);
+            return Err(bad(format!("`{name}` leads back to a file already being read: {}", describe(&cycle))));
+        }
+        let below = read_with_bases(&base_path, chain)?;
+        merge(&mut merged, below);
+    }
+    if pushed_self {
+        chain.pop();
+    }
     merge(&mut merged, table);
     Ok(merged)
 }

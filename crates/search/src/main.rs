@@ -1,7 +1,7 @@
 //! `search`: Auto-DeepLab (C. Liu et al., CVPR 2019, arXiv 1901.02985) from the command line.
 //!
 //! The binary parses and dispatches (one module per command in `commands/`); the work is done
-//! in the library (`search::search_run`, `search::retrain`, …) and in the `cell`, `trellis` and
+//! in the library (`search::tasks::search_run`, `search::tasks::retrain`, …) and in the `cell`, `trellis` and
 //! `seg` crates.
 
 use clap::Parser;
@@ -17,10 +17,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// backtrace (whatever `RUST_BACKTRACE` says): they are messages for the user, not crashes.
 fn main() -> std::process::ExitCode {
     search::runtime::tune();
-    search::logging::init();
-    search::interrupt::install();
+    search::observe::logging::init();
+    search::store::interrupt::install();
     match commands::Cli::parse().exec() {
-        Ok(()) if search::interrupt::requested() => std::process::ExitCode::from(search::interrupt::EXIT_INTERRUPTED),
+        Ok(()) if search::store::interrupt::requested() => {
+            std::process::ExitCode::from(search::store::interrupt::EXIT_INTERRUPTED)
+        }
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {}", message(&e));

@@ -5,7 +5,7 @@
 //! validates its values on load ([`Validate`]); the defaults are the paper's settings (see
 //! configs/cityscapes-*.toml).
 
-use crate::precision::AutocastDtype;
+use crate::train::precision::AutocastDtype;
 use std::path::{Path, PathBuf};
 
 use seg::data::{DataFormat, Dataset, LoaderConfig, TransformConfig};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use trellis::{Execution, SearchNetworkConfig};
 
 use crate::config::{Invalid, Validate};
-use crate::optim::{AdamConfig, SgdConfig};
+use crate::train::optim::{AdamConfig, SgdConfig};
 
 /// `Err` naming `key` unless `value` is finite and in `[low, high)` (`high` open) or
 /// `[low, high]` (`high_closed`).
@@ -261,10 +261,16 @@ impl WeightOptimConfig {
 /// `[arch]`: α and β's optimiser (Adam, paper §4.2) and what their loss adds to the
 /// segmentation loss: a cost term (`[arch.cost]`, docs/cost-aware.md) and the stabilisers
 /// (`[arch.beta_decay]`, `[arch.aux_skip]`). Without those tables the architecture loss is the
-/// paper's.
+/// paper's. `order` picks the architecture gradient (`crate::train::architect`): 1, first-order
+/// DARTS (the default, as the paper's search), or 2, DARTS' one-step unrolled gradient with
+/// virtual learning rate `unrolled_lr` (ξ; unset: the weights' current learning rate) and the
+/// Hessian-vector product's finite-difference step ε = `hessian_step` / ‖∇w′ L_val‖ (DARTS' 0.01).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArchConfig {
+    pub order: crate::train::architect::Order,
+    pub unrolled_lr: Option<f64>,
+    pub hessian_step: f64,
     pub lr: f64,
     pub betas: [f64; 2],
     pub eps: f64,
@@ -278,6 +284,9 @@ impl Default for ArchConfig {
     fn default() -> Self {
         let adam = AdamConfig::default();
         ArchConfig {
+            order: crate::train::architect::Order::First,
+            unrolled_lr: None,
+            hessian_step: crate::train::architect::DARTS_HESSIAN_STEP,
             lr: adam.lr,
             betas: adam.betas,
             eps: adam.eps,
@@ -460,7 +469,7 @@ pub struct SearchRunConfig {
     pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
     /// Autocast for the weights' forward pass on CUDA (α and β stay fp32;
-    /// `search::precision`).
+    /// `search::train::precision`).
     pub autocast: bool,
     /// The dtype of autocast: `float16` (with loss scaling) or `bfloat16`.
     pub autocast_dtype: AutocastDtype,
@@ -518,6 +527,10 @@ impl Validate for SearchRunConfig {
         check_sgd(w.momentum, w.weight_decay, w.grad_clip, "weights.")?;
         let a = &self.arch;
         check_positive(a.lr, "arch.lr")?;
+        if let Some(xi) = a.unrolled_lr {
+            check_positive(xi, "arch.unrolled_lr")?;
+        }
+        check_positive(a.hessian_step, "arch.hessian_step")?;
         check_positive(a.eps, "arch.eps")?;
         check_non_negative(a.weight_decay, "arch.weight_decay")?;
         for beta in a.betas {
@@ -587,7 +600,7 @@ pub struct RetrainConfig {
     /// Also write the metrics as TensorBoard scalars into `<run>/tensorboard/`.
     pub tensorboard: bool,
     pub checkpoint: CheckpointConfig,
-    /// Autocast for the forward pass on CUDA (`search::precision`).
+    /// Autocast for the forward pass on CUDA (`search::train::precision`).
     pub autocast: bool,
     /// The dtype of autocast: `float16` (with loss scaling) or `bfloat16`.
     pub autocast_dtype: AutocastDtype,

@@ -44,7 +44,7 @@ pub fn normalize_beta(logits: &Tensor) -> Tensor {
     let mask = beta_mask(layers, logits.device());
     // A large finite fill (not -inf): rows without valid moves stay finite, then are zeroed.
     // Double stays double (for finite-difference checks); anything else is computed in fp32.
-    let kind = if logits.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let kind = cell::alpha::float_or_double(logits.kind());
     let filled = logits.to_kind(kind).masked_fill(&mask.eq(0.0), -1e9);
     filled.softmax(-1, kind) * mask.to_kind(kind)
 }
@@ -123,7 +123,8 @@ pub fn decoding_weights(alpha_weights: &Tensor, edges: Option<&Tensor>) -> Tenso
 pub fn normalize_edges(logits: &Tensor, blocks: usize) -> Tensor {
     let parts: Vec<Tensor> = (0..blocks)
         .map(|b| {
-            logits.narrow(0, edge_offset(b) as i64, block_inputs(b) as i64).to_kind(Kind::Float).softmax(0, Kind::Float)
+            let kind = cell::alpha::float_or_double(logits.kind());
+            logits.narrow(0, edge_offset(b) as i64, block_inputs(b) as i64).to_kind(kind).softmax(0, kind)
         })
         .collect();
     Tensor::cat(&parts, 0)

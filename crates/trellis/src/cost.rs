@@ -33,9 +33,18 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::architecture::Architecture;
-use crate::cost_table::TableSpec;
 use crate::path::NUM_LEVELS;
 use crate::space::{node_exists, transition_valid, Transition};
+
+/// The networks a table describes: their shape and the input size they are deployed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    pub height: i64,
+    pub width: i64,
+    pub filter_multiplier: i64,
+    pub blocks: usize,
+    pub classes: i64,
+}
 
 /// What a cost counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -17,20 +17,10 @@ use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 use std::path::Path;
 
 use crate::cost::{
-    components, Component, Cost, CostError, CostKind, CostModel, CostTable, Entry, Feature, Measurement,
+    components, Component, Cost, CostError, CostKind, CostModel, CostTable, Entry, Feature, Measurement, TableSpec,
 };
 use crate::network::level_sizes;
 use crate::space::downsample;
-
-/// The networks a table describes: their shape and the input size they are deployed at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableSpec {
-    pub height: i64,
-    pub width: i64,
-    pub filter_multiplier: i64,
-    pub blocks: usize,
-    pub classes: i64,
-}
 
 /// How latencies are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,8 +16,8 @@ pub mod space;
 pub mod viterbi;
 
 pub use arch::{normalize_beta, normalize_edges, ArchParams, ArchWeights, Entropies};
-pub use cost::{Component, Cost, CostError, CostKind, CostModel, CostTable, Expected, RelaxedCell};
-pub use cost_table::{build_table, cost_model, TableSpec, Timing};
+pub use cost::{Component, Cost, CostError, CostKind, CostModel, CostTable, Expected, RelaxedCell, TableSpec};
+pub use cost_table::{build_table, cost_model, Timing};
 pub use decode::{decode, decode_file, decode_with_edges, read_raw, DecodeError, RawParams, RawTensors};
 pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, DropPath, ParameterCount};
 pub use execution::Execution;

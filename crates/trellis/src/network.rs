@@ -18,7 +18,7 @@ use cell::{ReluConvBn, SearchCell, SearchCellConfig, Widths};
 use seg::conv::resize_bilinear;
 use seg::{SearchAspp, SearchAsppConfig};
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::ModuleT, Kind, Tensor};
+use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::arch::ArchWeights;
 use crate::execution::Execution;
@@ -384,14 +384,14 @@ impl SearchNetwork {
 
     /// The search heads on the last layer's `features` (level order, as [`Self::backbone`]
     /// gives them): each level's logits upsampled to `h x w` and summed, `[N, classes, h, w]`
-    /// in fp32.
+    /// in fp32 (double for a network in double).
     pub fn heads_logits(&self, features: &[Tensor], h: i64, w: i64, train: bool) -> Tensor {
-        features
+        let logits = features
             .iter()
             .zip(&self.heads)
             .map(|(f, head)| resize_bilinear(&head.forward_t(f, train), h, w))
             .reduce(|a, b| a + b)
-            .expect("at least one level")
-            .to_kind(Kind::Float)
+            .expect("at least one level");
+        logits.to_kind(cell::alpha::float_or_double(logits.kind()))
     }
 }

@@ -1,9 +1,9 @@
 //! `search bench`: search-step time and memory on random data, from a search config.
 
 use anyhow::Result;
-use search::bench::BenchConfig;
 use search::device::DeviceChoice;
 use search::run_config::SearchRunConfig;
+use search::tasks::bench::BenchConfig;
 
 use super::ConfigFlags;
 
@@ -47,7 +47,7 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
                 rest.push(arg);
             }
         }
-        return search::launch::run_local(n, &rest);
+        return search::dist::launch::run_local(n, &rest);
     }
     let mut overrides = args.config.overrides.clone();
     if let Some(crop) = args.crop {
@@ -60,10 +60,10 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     let config: SearchRunConfig = flags.load()?;
     anyhow::ensure!(args.steps >= 1, "--steps must be at least 1");
     search::runtime::set_threads(threads, config.execution.threads)?;
-    let (device, group) = search::dist::join_from_env(args.device.resolve()?, std::time::Duration::from_secs(300))?;
+    let (device, ranks) = search::dist::join_from_env(args.device.resolve()?, std::time::Duration::from_secs(300))?;
     let bench = BenchConfig::of(&config, args.steps, args.warmup);
-    let report = search::bench::run(&bench, device, group.as_ref())?;
-    if group.as_ref().is_none_or(|g| g.rank == 0) {
+    let report = search::tasks::bench::run(&bench, device, &ranks)?;
+    if ranks.rank() == 0 {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())

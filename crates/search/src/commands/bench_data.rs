@@ -63,7 +63,7 @@ pub fn exec(args: Args) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--classes: {}", e.message))?;
     let dataset = seg::data::Dataset::new(args.format, root.clone(), table);
     let results =
-        search::bench_data::measure(&dataset, &transform, args.batch, args.prefetch, &args.workers, args.epochs);
+        search::tasks::bench_data::measure(&dataset, &transform, args.batch, args.prefetch, &args.workers, args.epochs);
     if args.data.is_none() {
         std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
     }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use search::device::DeviceChoice;
-use search::env::EnvReport;
+use search::observe::env::EnvReport;
 use search::smoke::{self, SmokeConfig};
 use tracing::info;
 

@@ -38,9 +38,11 @@ pub fn exec(args: Args) -> Result<()> {
     anyhow::ensure!((1..=16).contains(&args.blocks), "--blocks {}: must be in 1..=16", args.blocks);
     anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1");
     let device = args.device.resolve()?;
-    let env = search::env::EnvReport::collect();
+    let env = search::observe::env::EnvReport::collect();
     let device_name = match device {
-        Device::Cuda(_) => search::gpu::device_name(device).unwrap_or_else(|| "CUDA device (NVML unavailable)".into()),
+        Device::Cuda(_) => {
+            search::observe::gpu::device_name(device).unwrap_or_else(|| "CUDA device (NVML unavailable)".into())
+        }
         _ => format!("CPU, {} threads", tch::get_num_threads()),
     };
     let versions = HashMap::from([
@@ -55,7 +57,7 @@ pub fn exec(args: Args) -> Result<()> {
         warmup: args.warmup,
         repeats: args.repeats,
         threads: tch::get_num_threads(),
-        measured: search::rundir::now_rfc3339(),
+        measured: search::store::rundir::now_rfc3339(),
     };
     let spec = args.deployment.spec(args.blocks);
     let timing = Timing { device, warmup: args.warmup, repeats: args.repeats };

@@ -22,7 +22,7 @@ pub struct Args {
 /// checkpoint.
 pub fn params_path(params: &Path) -> Result<PathBuf> {
     if params.join("checkpoints").is_dir() {
-        search::checkpoint::Checkpoints::new(params.join("checkpoints"), 1)?
+        search::store::checkpoint::Checkpoints::new(params.join("checkpoints"), 1)?
             .latest_verified()?
             .with_context(|| format!("--params {}: the run has no checkpoint yet", params.display()))
     } else {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use search::device::DeviceChoice;
-use search::env::EnvReport;
+use search::observe::env::EnvReport;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,7 +38,7 @@ pub fn exec(args: Args) -> Result<()> {
     });
     let start = std::time::Instant::now();
     print!("{}", EnvReport::collect().to_text());
-    let options = search::demo::DemoOptions {
+    let options = search::tasks::demo::DemoOptions {
         out: out.clone(),
         device,
         seed: args.seed,
@@ -46,7 +46,7 @@ pub fn exec(args: Args) -> Result<()> {
         search_overrides: args.search_overrides,
         retrain_overrides: args.retrain_overrides,
     };
-    let report = search::demo::run(&options)?;
+    let report = search::tasks::demo::run(&options)?;
     let total = start.elapsed().as_secs_f64();
     println!("decoded cell: {}", serde_json::to_string(&report.architecture.cell)?);
     println!("decoded path: {:?}", report.architecture.path.levels());

@@ -32,7 +32,7 @@ pub struct Args {
 pub fn exec(args: Args) -> Result<()> {
     if let Some(n) = args.nproc_per_node {
         let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        return search::launch::run_local(n, &search::launch::arguments_without_nproc(&all));
+        return search::dist::launch::run_local(n, &search::dist::launch::arguments_without_nproc(&all));
     }
     let Some(launch) = Launch::from_env_with_single()? else {
         println!(

@@ -1,7 +1,7 @@
 //! `search env`: versions, CUDA and threads.
 
 use anyhow::Result;
-use search::env::EnvReport;
+use search::observe::env::EnvReport;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -60,13 +60,20 @@ pub fn exec(args: Args) -> Result<()> {
                 "say what to evaluate: --pred FOLDER, or --weights (with --arch)"
             );
             let device = args.device.resolve()?;
-            let model = search::trained::load(&args.model.resolve(args.format)?, device)?;
+            let model = search::deploy::trained::load(&args.model.resolve(args.format)?, device)?;
             let dataset = Dataset { annotation, ..Dataset::new(model.format, args.data.clone(), model.table.clone()) };
             let samples = dataset.list_samples(&args.split)?;
             let forward = |x: &tch::Tensor| model.forward(x);
             let names = model.table.names();
-            let matrix =
-                search::evaluate::evaluate(&samples, names, &model.transform, &model.protocol, device, 2, &forward)?;
+            let matrix = search::deploy::evaluate::evaluate(
+                &samples,
+                names,
+                &model.transform,
+                &model.protocol,
+                device,
+                2,
+                &forward,
+            )?;
             (matrix.scores(), matrix.counts(), samples.len())
         }
     };
@@ -75,7 +82,7 @@ pub fn exec(args: Args) -> Result<()> {
     if let Some(path) = &args.json {
         let json =
             serde_json::json!({"images": images, "split": args.split, "scores": scores, "confusion_counts": counts});
-        search::rundir::write_file(path, (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
+        search::store::rundir::write_file(path, (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
     }
     Ok(())
 }

@@ -37,7 +37,7 @@ enum Format {
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    let request = search::export::ExportRequest {
+    let request = search::deploy::export::ExportRequest {
         model: args.model.resolve(args.data_format)?,
         torchscript: args.format != Format::Onnx,
         onnx: args.format != Format::Torchscript,
@@ -45,7 +45,7 @@ pub fn exec(args: Args) -> Result<()> {
         out: args.out.clone(),
         fold_bn: args.fold_bn,
     };
-    let report = search::export::export(&request)?;
+    let report = search::deploy::export::export(&request)?;
     println!("{}", serde_json::to_string(&report)?);
     println!("wrote {} to {}", report.files.join(", "), args.out.display());
     Ok(())

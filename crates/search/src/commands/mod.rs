@@ -212,15 +212,14 @@ impl RunFlags {
     pub fn launch_local(&self) -> Option<Result<()>> {
         let n = self.nproc_per_node?;
         let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        Some(search::launch::run_local(n, &search::launch::arguments_without_nproc(&all)))
+        Some(search::dist::launch::run_local(n, &search::dist::launch::arguments_without_nproc(&all)))
     }
 
     /// This process's device (`--device`, made this rank's own GPU in a launch) and the group
     /// of ranks it is one of, when a launcher started it.
-    pub fn join(&self) -> Result<(tch::Device, Option<std::sync::Arc<search::dist::Group>>)> {
+    pub fn join(&self) -> Result<(tch::Device, search::dist::Ranks)> {
         let timeout = std::time::Duration::from_secs(self.dist_timeout_s);
-        let (device, group) = search::dist::join_from_env(self.device.resolve()?, timeout)?;
-        Ok((device, group.map(std::sync::Arc::new)))
+        search::dist::join_from_env(self.device.resolve()?, timeout)
     }
 
     /// The config (the run's own one with --resume), the run folder and whether to resume.
@@ -296,9 +295,9 @@ pub struct ModelFlags {
 impl ModelFlags {
     /// The model arguments; `format` is the data set format the command was given (its class
     /// table is the network's unless --classes names one).
-    pub fn resolve(&self, format: Option<seg::data::DataFormat>) -> Result<search::trained::ModelArgs> {
+    pub fn resolve(&self, format: Option<seg::data::DataFormat>) -> Result<search::deploy::trained::ModelArgs> {
         let weights = self.weights.clone().context("--weights is required")?;
-        Ok(search::trained::ModelArgs {
+        Ok(search::deploy::trained::ModelArgs {
             arch: self.arch.clone(),
             weights,
             filter_multiplier: self.filter_multiplier,

@@ -41,15 +41,15 @@ enum FormatArg {
 
 pub fn exec(args: Args) -> Result<()> {
     let device = args.device.resolve()?;
-    let model = search::trained::load(&args.model.resolve(args.data_format)?, device)?;
-    use search::predict::PredictOutput;
+    let model = search::deploy::trained::load(&args.model.resolve(args.data_format)?, device)?;
+    use search::deploy::predict::PredictOutput;
     let format = match args.format {
         FormatArg::Color => PredictOutput::Png(PredictionFormat::Color),
         FormatArg::Labelids => PredictOutput::Png(PredictionFormat::Labelids),
         FormatArg::Overlay => PredictOutput::Png(PredictionFormat::Overlay),
         FormatArg::Logits => PredictOutput::Logits,
     };
-    let count = search::predict::predict(&model, &args.input, &args.out, format, device)?;
+    let count = search::deploy::predict::predict(&model, &args.input, &args.out, format, device)?;
     println!("wrote {count} predictions to {}", args.out.display());
     Ok(())
 }

@@ -29,8 +29,8 @@ pub fn exec(args: Args) -> Result<()> {
     let flags = super::ConfigFlags { config: args.space.clone(), overrides: args.overrides.clone() };
     let config: SearchRunConfig = flags.load()?;
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
-    let architectures = search::random::draw(&config.model, args.n, args.seed);
-    for path in search::random::write(&args.out, &architectures)? {
+    let architectures = search::tasks::random::draw(&config.model, args.n, args.seed);
+    for path in search::tasks::random::write(&args.out, &architectures)? {
         println!("{}", path.display());
     }
     Ok(())

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use search::run_config::SearchRunConfig;
-use search::search_run::{SearchOptions, SearchOutcome};
+use search::tasks::search_run::{SearchOptions, SearchOutcome};
 
 use super::RunFlags;
 
@@ -16,13 +16,13 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     if let Some(done) = args.run.launch_local() {
         return done;
     }
-    let (device, dist) = args.run.join()?;
-    let writer = dist.as_ref().is_none_or(|g| g.rank == 0);
+    let (device, ranks) = args.run.join()?;
+    let writer = ranks.rank() == 0;
     let (config, out, resume) =
         args.run.resolve(|c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;
     search::runtime::set_threads(threads, config.execution.threads)?;
-    let options = SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps, dist };
-    match search::search_run::run(options)? {
+    let options = SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };
+    match search::tasks::search_run::run(options)? {
         SearchOutcome::Finished(architecture) if writer => println!("{}", architecture.to_json()),
         SearchOutcome::Stopped(checkpoint) if writer => println!("stopped at checkpoint {}", checkpoint.display()),
         _ => {}

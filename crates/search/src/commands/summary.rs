@@ -29,8 +29,13 @@ pub fn exec(args: Args) -> Result<()> {
     anyhow::ensure!(args.height >= 1 && args.width >= 1, "--height and --width must be at least 1");
     anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
     let architecture = search::arch_source::resolve(&args.arch).context("reading --arch")?;
-    let summary =
-        search::summary::summarize(&architecture, args.filter_multiplier, args.classes, args.height, args.width);
+    let summary = search::observe::summary::summarize(
+        &architecture,
+        args.filter_multiplier,
+        args.classes,
+        args.height,
+        args.width,
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

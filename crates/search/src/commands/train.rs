@@ -1,8 +1,8 @@
 //! `search train`: retraining a decoded network (or the per-pixel baseline).
 
 use anyhow::{Context, Result};
-use search::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
 use search::run_config::RetrainConfig;
+use search::tasks::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
 
 use super::RunFlags;
 
@@ -40,11 +40,11 @@ pub fn exec(args: Args) -> Result<()> {
             (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
         }
     };
-    let (device, dist) = args.run.join()?;
-    let writer = dist.as_ref().is_none_or(|g| g.rank == 0);
+    let (device, ranks) = args.run.join()?;
+    let writer = ranks.rank() == 0;
     let options =
-        RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps, dist };
-    match search::retrain::train(options)? {
+        RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };
+    match search::tasks::retrain::train(options)? {
         RetrainOutcome::Finished { val_miou, weights } if writer => {
             println!("val mIoU {:.2} %, weights {}", 100.0 * val_miou, weights.display())
         }

@@ -22,5 +22,6 @@ pub use files::{read_label, read_rgb, read_sample, LabelRef, Sample, SampleRef};
 pub use format::{DataFormat, Dataset};
 pub use loader::{Batch, Loader, LoaderConfig, LoaderError, Mode};
 pub use split::split_halves;
-pub use synthetic::{generate, SynthConfig, SynthTask};
+pub use synth_layout::generate;
+pub use synthetic::{SynthConfig, SynthTask};
 pub use transform::{TransformConfig, TransformError};

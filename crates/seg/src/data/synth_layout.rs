@@ -86,6 +86,14 @@ fn stored_values(format: DataFormat) -> [u8; 256] {
     map
 }
 
+/// Writes `config.train` and `config.val` scenes under `out` in the Cityscapes layout
+/// (`leftImg8bit/<split>/<city>/…_leftImg8bit.png`, `gtFine/<split>/<city>/…_gtFine_labelIds.png`
+/// and `…_gtFine_color.png`), in parallel. Returns the image paths written. Other layouts:
+/// [`generate_as`].
+pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataError> {
+    generate_as(out, config, super::DataFormat::Cityscapes)
+}
+
 /// Writes `config.train` and `config.val` scenes under `out` in `format` (see the module
 /// documentation), in parallel. Returns the image paths written.
 pub fn generate_as(out: &Path, config: &SynthConfig, format: DataFormat) -> Result<Vec<PathBuf>, DataError> {

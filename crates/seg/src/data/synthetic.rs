@@ -17,12 +17,9 @@
 //! demo's size); one-pixel-wide poles and sign wires that need fine resolution; and a textured
 //! background (terrain).
 
-use std::path::{Path, PathBuf};
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::error::DataError;
 use super::seed::mix_seed;
 
 /// Label ids used by the generator (facts §8).
@@ -79,14 +76,6 @@ pub const DRAWN_LABEL_IDS: [u8; 12] = [
     id::PERSON,
     id::CAR,
 ];
-
-/// Writes `config.train` and `config.val` scenes under `out` in the Cityscapes layout
-/// (`leftImg8bit/<split>/<city>/…_leftImg8bit.png`, `gtFine/<split>/<city>/…_gtFine_labelIds.png`
-/// and `…_gtFine_color.png`), in parallel. Returns the image paths written. Other layouts:
-/// [`super::synth_layout::generate_as`].
-pub fn generate(out: &Path, config: &SynthConfig) -> Result<Vec<PathBuf>, DataError> {
-    super::synth_layout::generate_as(out, config, super::DataFormat::Cityscapes)
-}
 
 /// Deterministic per-pixel noise in [0, 1).
 fn hash_noise(seed: u64, x: i64, y: i64) -> f32 {

@@ -11,8 +11,8 @@ use seg::data::transform::inference_image;
 use seg::palette::{write_prediction, PredictionFormat};
 use tch::{Device, Tensor};
 
-use crate::evaluate::predict_logits;
-use crate::trained::TrainedModel;
+use crate::deploy::evaluate::predict_logits;
+use crate::deploy::trained::TrainedModel;
 
 /// Image files under `input` (a file, or a folder searched recursively, symlinked folders once
 /// each), sorted, with their path relative to `input`; `out` (where predictions go) is skipped
@@ -62,7 +62,7 @@ pub enum PredictOutput {
 /// says.
 pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOutput, device: Device) -> Result<usize> {
     let inputs = list_inputs(input, out)?;
-    let bar = crate::logging::progress(inputs.len() as u64, "predict");
+    let bar = crate::observe::logging::progress(inputs.len() as u64, "predict");
     for (path, relative) in &inputs {
         let (width, height, rgb) = read_rgb(path)?;
         let (image, h, w) = inference_image(width, height, rgb.clone(), &model.transform);
@@ -85,7 +85,7 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
                 let values =
                     Vec::<f32>::try_from(logits.squeeze_dim(0).to_device(Device::Cpu).contiguous().flatten(0, -1))?;
                 let classes = model.table.len();
-                crate::npy::write_f32(&target, &[classes, height as usize, width as usize], &values)?;
+                crate::deploy::npy::write_f32(&target, &[classes, height as usize, width as usize], &values)?;
                 bar.inc(1);
                 continue;
             }
@@ -97,17 +97,17 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
         if format == PredictionFormat::Overlay {
             // The overlay with the class legend beside it.
             let blended = seg::palette::overlay(&model.table, &rgb, &labels, 0.5);
-            let (w, h, pixels) = crate::plots::with_legend(&model.table, width, height, &blended)?;
+            let (w, h, pixels) = crate::observe::plots::with_legend(&model.table, width, height, &blended)?;
             seg::png::write_png(&target, w, h, image::ColorType::Rgb8, &pixels)?;
         } else {
             write_prediction(&model.table, &target, width, height, &labels, format, Some(&rgb))?;
         }
         bar.inc(1);
     }
-    crate::logging::finish_progress();
+    crate::observe::logging::finish_progress();
     if matches!(output, PredictOutput::Png(PredictionFormat::Color | PredictionFormat::Overlay)) {
-        crate::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg(&model.table).as_bytes())?;
-        crate::plots::png_beside(&out.join("legend.svg"))?;
+        crate::store::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg(&model.table).as_bytes())?;
+        crate::observe::plots::png_beside(&out.join("legend.svg"))?;
     }
     Ok(inputs.len())
 }

@@ -1,7 +1,7 @@
 //! `search train`: retraining a decoded network from scratch (paper §5.2): SGD with momentum and
 //! DeepLab's poly learning rate, random crops, scheduled drop path, evaluation on the val split
 //! every `eval_every` iterations, gradient clipping as in the search. The steps run in the one
-//! training loop ([`crate::train_loop`]). The same task trains the demo's per-pixel baseline.
+//! training loop ([`crate::train::train_loop`]). The same task trains the demo's per-pixel baseline.
 
 use std::path::{Path, PathBuf};
 
@@ -14,14 +14,16 @@ use tch::{nn, Device, Tensor};
 use tracing::{info, warn};
 use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 
-use crate::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors};
-use crate::loss_scale::LossScaler;
-use crate::optim::{poly_lr, Params, Sgd};
+use crate::dist::Ranks;
 use crate::run_config::{FinalWeights, RetrainConfig};
-use crate::rundir::RunDir;
-use crate::search_run::check_data;
-use crate::step::{has_labels, segmentation_loss};
-use crate::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, StepRecord, Task};
+use crate::store::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors};
+use crate::store::rundir::RunDir;
+use crate::tasks::search_run::check_data;
+use crate::train::loss_scale::LossScaler;
+use crate::train::optim::{poly_lr, Optimiser, Params, Sgd};
+use crate::train::optimised::{defined, Optimised};
+use crate::train::step::{has_labels, segmentation_loss};
+use crate::train::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, StepRecord, Task};
 
 /// A network that maps normalised images `[N, 3, H, W]` to logits `[N, classes, H, W]`.
 pub trait Segmenter {
@@ -72,8 +74,8 @@ pub struct RetrainOptions {
     pub device: Device,
     pub resume: bool,
     pub stop_after_steps: Option<usize>,
-    /// The ranks of a distributed run (docs/distributed.md); `None` for one process.
-    pub dist: Option<std::sync::Arc<crate::dist::Group>>,
+    /// The ranks of the run (docs/distributed.md).
+    pub ranks: Ranks,
 }
 
 /// How a retraining ended.
@@ -121,24 +123,25 @@ struct Retrain<'a> {
     device: Device,
     vs: nn::VarStore,
     model: Box<dyn Segmenter>,
-    sgd: Sgd,
+    /// SGD with the loss scaler (float16 autocast only), the ranks and clipping.
+    sgd: Optimised<Sgd>,
     loader: Loader,
     val: Vec<SampleRef>,
     batches: Option<EpochBatches>,
-    dist: Option<std::sync::Arc<crate::dist::Group>>,
-    /// The forward pass's precision, and its loss scaler (float16 autocast only).
-    precision: crate::precision::Precision,
-    loss_scale: Option<crate::loss_scale::LossScaler>,
+    ranks: Ranks,
+    /// The forward pass's precision.
+    precision: crate::train::precision::Precision,
 }
 
 impl Task for Retrain<'_> {
     fn checkpoint_files(&self) -> Vec<(&'static str, Vec<(String, Tensor)>)> {
-        let optim = self.sgd.state().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
+        let optim =
+            self.sgd.optimiser().state().into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
         vec![("weights", store_tensors(&self.vs)), ("optim", optim)]
     }
 
     fn state(&self) -> serde_json::Value {
-        match &self.loss_scale {
+        match self.sgd.scaler() {
             Some(scaler) => serde_json::json!({ "loss_scale": scaler }),
             None => serde_json::Value::Null,
         }
@@ -146,9 +149,9 @@ impl Task for Retrain<'_> {
 
     fn restore(&mut self, checkpoint: &Path, state: &serde_json::Value) -> Result<()> {
         load_store(&mut self.vs, &checkpoint.join("weights.safetensors"))?;
-        self.sgd.load_state(&read_tensors(&checkpoint.join("optim.safetensors"))?);
-        if let (Some(scaler), Some(saved)) = (self.loss_scale.as_mut(), state.get("loss_scale")) {
-            *scaler = serde_json::from_value(saved.clone()).context("the checkpoint's `loss_scale` state")?;
+        self.sgd.optimiser_mut().load_state(&read_tensors(&checkpoint.join("optim.safetensors"))?);
+        if let Some(saved) = state.get("loss_scale").filter(|_| self.sgd.scaler().is_some()) {
+            self.sgd.set_scaler(serde_json::from_value(saved.clone()).context("the checkpoint's `loss_scale` state")?);
         }
         Ok(())
     }
@@ -167,48 +170,36 @@ impl Task for Retrain<'_> {
         let (images, labels) = batch.to_tensors(self.device);
         let lr = poly_lr(c.lr, iteration, c.iterations, c.lr_power);
         let progress = iteration as f64 / c.iterations as f64;
-        let mut loss_value = f64::NAN;
-        if let Some(group) = &self.dist {
-            group.record_progress(iteration as u64 + 1);
-            group.broadcast_buffers(&[&self.vs])?;
-        }
-        if has_labels(&labels) {
-            self.sgd.params().zero_grad();
+        self.ranks.record_progress(iteration as u64 + 1);
+        self.ranks.broadcast_buffers(&[&self.vs])?;
+        let loss_value = if has_labels(&labels) {
             let logits = self.precision.run(|| self.model.logits(&images, true, progress));
-            let loss = segmentation_loss(&logits.to_kind(tch::Kind::Float), &labels);
-            loss_value = f64::try_from(&loss)?;
-            if loss_value.is_finite() {
-                (loss * LossScaler::factor(self.loss_scale.as_ref())).backward();
+            let loss = segmentation_loss(&logits, &labels);
+            let value = f64::try_from(&loss)?;
+            let grads = if value.is_finite() {
+                let params: Vec<&Tensor> = self.sgd.params().tensors().iter().collect();
+                defined(Tensor::run_backward(&[loss * self.sgd.loss_factor()], &params, false, false))
+            } else {
+                self.sgd.params().tensors().iter().map(|_| None).collect()
+            };
+            // The mean across the ranks: one non-finite loss stops every rank alike.
+            let applied = self.sgd.apply(grads, value, lr)?;
+            if !applied.loss.is_finite() {
+                bail!("non-finite loss {} at iteration {iteration}; the last good checkpoint is kept", applied.loss);
             }
-            if let Some(group) = &self.dist {
-                // The mean across the ranks: one non-finite loss stops every rank alike.
-                loss_value = group.average_gradients(self.sgd.params().tensors(), loss_value)?;
-            }
-            if !loss_value.is_finite() {
-                bail!("non-finite loss {loss_value} at iteration {iteration}; the last good checkpoint is kept");
-            }
-            crate::step::scaled_update(&mut self.sgd, self.loss_scale.as_mut(), lr, c.grad_clip)?;
-        } else if let Some(group) = &self.dist {
-            // Every rank takes part in every all-reduce: this one adds zero gradients.
-            self.sgd.params().zero_grad();
-            loss_value = group.average_gradients(self.sgd.params().tensors(), 0.0)?;
-            warn!(iteration, "batch has only ignored pixels: this rank adds no gradient");
-            crate::step::scaled_update(&mut self.sgd, self.loss_scale.as_mut(), lr, c.grad_clip)?;
+            applied.loss
         } else {
-            warn!(iteration, "batch has only ignored pixels: step skipped");
-        }
-        if let Some(group) = &self.dist {
-            if iteration % crate::dist::CHECK_EVERY_STEPS == 0 {
-                group.check_same(&[&self.vs], iteration)?;
-            }
-        }
+            warn!(iteration, "batch has only ignored pixels: this rank adds no gradient");
+            self.sgd.apply_empty(lr)?.map_or(f64::NAN, |a| a.loss)
+        };
+        self.ranks.check_same_every(&[&self.vs], iteration)?;
         let mut fields = serde_json::json!({"lr": lr});
-        if let Some(scaler) = &self.loss_scale {
+        if let Some(scaler) = self.sgd.scaler() {
             scaler.log_into(&mut fields);
         }
         Ok(StepRecord {
             loss: loss_value,
-            images: batch.len() * self.dist.as_ref().map_or(1, |g| g.size),
+            images: batch.len() * self.ranks.size(),
             fields: fields.as_object().expect("object").clone(),
             data_seconds,
         })
@@ -219,16 +210,14 @@ impl Task for Retrain<'_> {
     }
 
     fn evaluate(&mut self) -> Result<seg::Scores> {
-        if let Some(group) = &self.dist {
-            group.broadcast_buffers(&[&self.vs])?;
-        }
+        self.ranks.broadcast_buffers(&[&self.vs])?;
         let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
-        crate::evaluate::val_scores(&self.val, &self.config.data, self.device, &forward, self.dist.as_deref())
+        crate::deploy::evaluate::val_scores(&self.val, &self.config.data, self.device, &forward, &self.ranks)
     }
 
-    fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>> {
+    fn pictures(&mut self, n: usize) -> Result<Vec<crate::observe::tensorboard::Picture>> {
         let forward = |x: &Tensor| self.model.logits(x, false, 1.0);
-        crate::evaluate::prediction_pictures(&self.val, &self.config.data, self.device, n, &forward)
+        crate::deploy::evaluate::prediction_pictures(&self.val, &self.config.data, self.device, n, &forward)
     }
 }
 
@@ -236,7 +225,8 @@ impl Task for Retrain<'_> {
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
     check_architecture(config, &options.model)?;
-    let precision = crate::precision::Precision::for_run(config.autocast, config.autocast_dtype, options.device)?;
+    let precision =
+        crate::train::precision::Precision::for_run(config.autocast, config.autocast_dtype, options.device)?;
     let device = options.device;
     let data = &config.data;
     let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
@@ -245,16 +235,11 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
     let mut val = dataset.list_samples(&data.val_split).context("listing the val split")?;
-    let dist = options.dist.clone();
-    let samples = match &dist {
-        // Each rank its own deterministic share; the global batch is the per-rank batch times
-        // the world size.
-        Some(group) => {
-            val = crate::dist::shard(&val, group.rank, group.size);
-            crate::dist::shard_even(&samples, group.rank, group.size)
-        }
-        None => samples,
-    };
+    let ranks = options.ranks.clone();
+    // Each rank its own deterministic share; the global batch is the per-rank batch times the
+    // world size.
+    val = ranks.share(&val);
+    let samples = ranks.share_even(&samples);
     let loader =
         Loader::new(samples, data.transform.clone(), data.loader.clone(), Mode::Train).context("the training split")?;
 
@@ -263,7 +248,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         config,
         device,
         options.resume,
-        dist.as_deref(),
+        &ranks,
         data.loader.batch,
         config.checkpoint.keep_last,
     )?;
@@ -274,32 +259,21 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         dir.enable_tensorboard()?;
     }
     tch::manual_seed(config.seed as i64);
-    crate::gpu::tune(device);
+    crate::observe::gpu::tune(device);
     let vs = nn::VarStore::new(device);
     let model = build_model(&options.model, config, &vs);
-    let sgd = Sgd::new(Params::of(&vs), config.sgd());
+    let sgd = Optimised::new(Sgd::new(Params::of(&vs), config.sgd()), ranks.clone(), config.grad_clip)
+        .with_scaler(LossScaler::for_run(precision));
     let parameters: usize = Params::of(&vs).tensors().iter().map(|t| t.numel()).sum();
     let steps_per_epoch = loader.batches_per_epoch();
     info!(parameters, iterations = config.iterations, batches_per_epoch = steps_per_epoch, "train");
-    if let (Some(group), false) = (&dist, options.resume) {
+    if !options.resume {
         // Every rank starts from rank 0's parameters (on resume, all read one checkpoint).
-        group.broadcast_stores(&[&vs])?;
+        ranks.broadcast_stores(&[&vs])?;
     }
-    let _sync_bn = crate::dist::SyncBatchNormGuard::new(dist.as_ref(), config.sync_bn);
-    let loss_scale = crate::loss_scale::LossScaler::for_run(precision);
-    let mut task = Retrain {
-        config,
-        device,
-        vs,
-        model,
-        sgd,
-        loader,
-        val,
-        batches: None,
-        dist: dist.clone(),
-        precision,
-        loss_scale,
-    };
+    let _sync_bn = crate::dist::SyncBatchNormGuard::new(&ranks, config.sync_bn);
+    let mut task =
+        Retrain { config, device, vs, model, sgd, loader, val, batches: None, ranks: ranks.clone(), precision };
     let loop_config = LoopConfig {
         seed: config.seed,
         total_steps: config.iterations,
@@ -312,7 +286,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         stop_after_steps: options.stop_after_steps,
         device,
     };
-    let val_miou = match crate::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
+    let val_miou = match crate::train::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
         LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),
         LoopOutcome::Finished { val_miou } => val_miou.expect("the loop evaluates at the end"),
     };
@@ -334,8 +308,8 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     match &options.model {
         // The decoded network's weights carry what it is (docs/deploy.md).
         ModelChoice::Deployed(architecture) => {
-            let card = crate::model_card::ModelCard::for_retraining(config, architecture, Some(val_miou))?;
-            crate::model_card::write_with_metadata(&weights, &store_tensors(&task.vs), &card.to_metadata())?
+            let card = crate::deploy::model_card::ModelCard::for_retraining(config, architecture, Some(val_miou))?;
+            crate::deploy::model_card::write_with_metadata(&weights, &store_tensors(&task.vs), &card.to_metadata())?
         }
         ModelChoice::PixelBaseline => write_tensors(&weights, &store_tensors(&task.vs))?,
     }

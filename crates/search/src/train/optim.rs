@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
+/// Gradients aligned with a [`Params`] list, by position: `None` for a parameter that took no
+/// part in the loss (it is then left alone by the update).
+pub type Grads = Vec<Option<Tensor>>;
+
 /// The trainable variables of a VarStore, sorted by name (a stable order for state files).
 pub struct Params {
     names: Vec<String>,
@@ -30,35 +34,82 @@ impl Params {
         &self.tensors
     }
 
-    /// Sets every gradient to zero.
-    pub fn zero_grad(&self) {
-        for t in &self.tensors {
-            let mut grad = t.grad();
-            if grad.defined() {
-                let _ = grad.detach_().zero_();
-            }
-        }
+    /// The names, in the tensors' order.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
-    /// Scales gradients so that their global L2 norm is at most `max_norm`; returns the norm
-    /// before clipping.
-    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
+    /// Number of scalars.
+    pub fn numel(&self) -> usize {
+        self.tensors.iter().map(Tensor::numel).sum()
+    }
+
+    /// Zero gradients for every parameter (what a rank without a labelled batch contributes).
+    pub fn zeros(&self) -> Grads {
+        self.tensors.iter().map(|t| Some(t.zeros_like())).collect()
+    }
+
+    /// A copy of the values (detached), to [`Params::restore`] bit for bit.
+    pub fn snapshot(&self) -> Vec<Tensor> {
+        tch::no_grad(|| self.tensors.iter().map(|t| t.detach().copy()).collect())
+    }
+
+    /// Copies `values` (from [`Params::snapshot`]) back into the parameters, in place.
+    pub fn restore(&self, values: &[Tensor]) {
         tch::no_grad(|| {
-            let grads: Vec<Tensor> = self.tensors.iter().map(|t| t.grad()).filter(|g| g.defined()).collect();
-            if grads.is_empty() {
-                return 0.0;
+            for (p, v) in self.tensors.iter().zip(values) {
+                p.shallow_clone().copy_(v);
             }
-            let squares: Vec<Tensor> = grads.iter().map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float)).collect();
-            let norm = f64::try_from(Tensor::stack(&squares, 0).sum(Kind::Float).sqrt()).expect("scalar norm");
-            if norm > max_norm {
-                let scale = max_norm / (norm + 1e-6);
-                for mut g in grads {
-                    let _ = g.g_mul_scalar_(scale);
+        });
+    }
+
+    /// Adds `scale * direction` to every parameter that has a direction, in place.
+    pub fn add_scaled(&self, direction: &[Option<Tensor>], scale: f64) {
+        tch::no_grad(|| {
+            for (p, d) in self.tensors.iter().zip(direction) {
+                if let Some(d) = d {
+                    let _ = p.shallow_clone().g_add_(&(d * scale));
                 }
             }
-            norm
-        })
+        });
     }
+}
+
+/// The global L2 norm of `grads` (0 without any).
+pub fn grad_norm(grads: &[Option<Tensor>]) -> f64 {
+    tch::no_grad(|| {
+        let squares: Vec<Tensor> =
+            grads.iter().flatten().map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float)).collect();
+        if squares.is_empty() {
+            return 0.0;
+        }
+        f64::try_from(Tensor::stack(&squares, 0).sum(Kind::Float).sqrt()).expect("scalar norm")
+    })
+}
+
+/// Scales `grads` in place so that their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping.
+pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> f64 {
+    let norm = grad_norm(grads);
+    if norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        tch::no_grad(|| {
+            for g in grads.iter_mut().flatten() {
+                let _ = g.g_mul_scalar_(scale);
+            }
+        });
+    }
+    norm
+}
+
+/// An optimiser over a [`Params`] list, whose state is saved with every checkpoint.
+pub trait Optimiser {
+    /// The parameters it updates.
+    fn params(&self) -> &Params;
+    /// One update from `grads` (aligned with [`Optimiser::params`]) at learning rate `lr`.
+    fn step(&mut self, grads: &[Option<Tensor>], lr: f64);
+    /// Its state by variable name.
+    fn state(&self) -> Vec<(String, Tensor)>;
 }
 
 /// SGD hyperparameters (the learning rate comes from the schedule at each step).
@@ -88,32 +139,48 @@ impl Sgd {
         Sgd { config, params, buffers }
     }
 
-    pub fn params(&self) -> &Params {
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+
+    /// The update direction of each parameter for `grads`: `momentum * buffer + grad + decay *
+    /// p` (`None` where the gradient is), so that a step is `p -= lr * direction`. The rule of
+    /// [`Optimiser::step`], also used by the second-order architecture step's virtual step
+    /// (`crate::train::architect`), which must move the weights exactly as this optimiser would.
+    pub fn directions(&self, grads: &[Option<Tensor>]) -> Grads {
+        tch::no_grad(|| {
+            self.params
+                .tensors
+                .iter()
+                .zip(&self.buffers)
+                .zip(grads)
+                .map(|((p, buffer), grad)| {
+                    let d = grad.as_ref()? + p * self.config.weight_decay;
+                    Some(match buffer {
+                        None => d,
+                        Some(b) => b * self.config.momentum + d,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Restores momentum buffers saved by [`Optimiser::state`].
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) {
+        self.buffers = restore(&self.params, state, "momentum");
+    }
+}
+
+impl Optimiser for Sgd {
+    fn params(&self) -> &Params {
         &self.params
     }
 
-    /// Clips the gradients' total norm to `grad_clip` (0: no clipping, as DARTS clips at 5),
-    /// then takes a step: the update of every training step, search and retraining alike.
-    pub fn update(&mut self, lr: f64, grad_clip: f64) {
-        if grad_clip > 0.0 {
-            self.params().clip_grad_norm(grad_clip);
-        }
-        self.step(lr);
-    }
-
-    /// One update with learning rate `lr` from the current gradients.
-    pub fn step(&mut self, lr: f64) {
+    fn step(&mut self, grads: &[Option<Tensor>], lr: f64) {
+        let directions = self.directions(grads);
         tch::no_grad(|| {
-            for (p, buffer) in self.params.tensors.iter().zip(self.buffers.iter_mut()) {
-                let grad = p.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let d = &grad + p * self.config.weight_decay;
-                let update = match buffer.take() {
-                    None => d,
-                    Some(b) => b * self.config.momentum + d,
-                };
+            for ((p, buffer), update) in self.params.tensors.iter().zip(self.buffers.iter_mut()).zip(directions) {
+                let Some(update) = update else { continue };
                 let mut p = p.shallow_clone();
                 let _ = p.g_sub_(&(&update * lr));
                 *buffer = Some(update);
@@ -122,13 +189,8 @@ impl Sgd {
     }
 
     /// Momentum buffers by variable name.
-    pub fn state(&self) -> Vec<(String, Tensor)> {
+    fn state(&self) -> Vec<(String, Tensor)> {
         named_state(&self.params, &[("momentum", &self.buffers)])
-    }
-
-    /// Restores momentum buffers saved by [`Sgd::state`].
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) {
-        self.buffers = restore(&self.params, state, "momentum");
     }
 }
 
@@ -164,8 +226,8 @@ impl Adam {
         Adam { config, params, first: (0..n).map(|_| None).collect(), second: (0..n).map(|_| None).collect(), steps: 0 }
     }
 
-    pub fn params(&self) -> &Params {
-        &self.params
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
     }
 
     /// Number of updates made so far.
@@ -173,19 +235,30 @@ impl Adam {
         self.steps
     }
 
-    /// One update from the current gradients.
-    pub fn step(&mut self) {
+    /// Restores moments saved by [`Optimiser::state`] and the step count.
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps: i64) {
+        self.first = restore(&self.params, state, "adam_m");
+        self.second = restore(&self.params, state, "adam_v");
+        self.steps = steps;
+    }
+}
+
+impl Optimiser for Adam {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// One update from `grads` at learning rate `lr` (the config's `lr` is what callers pass).
+    fn step(&mut self, grads: &[Option<Tensor>], lr: f64) {
         self.steps += 1;
         let [b1, b2] = self.config.betas;
         let correction1 = 1.0 - b1.powi(self.steps as i32);
         let correction2 = 1.0 - b2.powi(self.steps as i32);
         tch::no_grad(|| {
-            for ((p, m), v) in self.params.tensors.iter().zip(self.first.iter_mut()).zip(self.second.iter_mut()) {
-                let grad = p.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let g = &grad + p * self.config.weight_decay;
+            let slots = self.first.iter_mut().zip(self.second.iter_mut());
+            for ((p, (m, v)), grad) in self.params.tensors.iter().zip(slots).zip(grads) {
+                let Some(grad) = grad else { continue };
+                let g = grad + p * self.config.weight_decay;
                 let new_m = match m.take() {
                     None => &g * (1.0 - b1),
                     Some(m) => m * b1 + &g * (1.0 - b1),
@@ -196,7 +269,7 @@ impl Adam {
                 };
                 let denominator = (&new_v / correction2).sqrt() + self.config.eps;
                 let mut p = p.shallow_clone();
-                let _ = p.g_sub_(&(&new_m / &denominator * (self.config.lr / correction1)));
+                let _ = p.g_sub_(&(&new_m / &denominator * (lr / correction1)));
                 *m = Some(new_m);
                 *v = Some(new_v);
             }
@@ -204,15 +277,8 @@ impl Adam {
     }
 
     /// Moments by variable name (the step count is saved by the caller).
-    pub fn state(&self) -> Vec<(String, Tensor)> {
+    fn state(&self) -> Vec<(String, Tensor)> {
         named_state(&self.params, &[("adam_m", &self.first), ("adam_v", &self.second)])
-    }
-
-    /// Restores moments saved by [`Adam::state`] and the step count.
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps: i64) {
-        self.first = restore(&self.params, state, "adam_m");
-        self.second = restore(&self.params, state, "adam_v");
-        self.steps = steps;
     }
 }
 
@@ -253,6 +319,11 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    /// The gradient of `loss` with respect to `x`.
+    fn grad(loss: Tensor, x: &Tensor) -> Grads {
+        Tensor::run_backward(&[loss], &[x], false, false).into_iter().map(Some).collect()
+    }
+
     fn quadratic_store(start: &[f32]) -> (nn::VarStore, Tensor) {
         let vs = nn::VarStore::new(Device::Cpu);
         let x = vs.root().var_copy("x", &Tensor::from_slice(start));
@@ -267,9 +338,8 @@ mod tests {
         let mut expected = [1.0f64, -2.0];
         let mut buf = [0.0f64; 2];
         for step in 0..3 {
-            sgd.params().zero_grad();
-            (x.square().sum(Kind::Float) / 2.0).backward();
-            sgd.step(0.1);
+            let g = grad(x.square().sum(Kind::Float) / 2.0, &x);
+            sgd.step(&g, 0.1);
             for i in 0..2 {
                 let d = expected[i] + 0.01 * expected[i];
                 buf[i] = if step == 0 { d } else { 0.9 * buf[i] + d };
@@ -282,20 +352,21 @@ mod tests {
         }
     }
 
-    /// The update of every training step clips the gradients' norm before stepping (both the
-    /// search and the retraining go through it), and leaves them alone with a clip of 0.
+    /// Clipping scales the gradients' norm down to the limit before a step.
     #[test]
-    fn update_clips_the_gradient_norm() {
-        for (clip, expected) in [(0.5, [1.0 - 0.15, -2.0 + 0.2]), (0.0, [1.0 - 1.5, -2.0 + 2.0])] {
+    fn clipping_scales_the_gradient_norm() {
+        for (clip, expected) in [(Some(0.5), [1.0 - 0.15, -2.0 + 0.2]), (None, [1.0 - 1.5, -2.0 + 2.0])] {
             // grad = (3, -4), norm 5; lr 0.5, no momentum or decay.
             let (vs, x) = quadratic_store(&[1.0, -2.0]);
             let mut sgd = Sgd::new(Params::of(&vs), SgdConfig { momentum: 0.0, weight_decay: 0.0 });
-            sgd.params().zero_grad();
-            (&x * Tensor::from_slice(&[3.0f32, -4.0])).sum(Kind::Float).backward();
-            sgd.update(0.5, clip);
+            let mut g = grad((&x * Tensor::from_slice(&[3.0f32, -4.0])).sum(Kind::Float), &x);
+            if let Some(clip) = clip {
+                assert!((clip_grad_norm(&mut g, clip) - 5.0).abs() < 1e-6);
+            }
+            sgd.step(&g, 0.5);
             let got = Vec::<f32>::try_from(&x).unwrap();
             for i in 0..2 {
-                assert!((got[i] as f64 - expected[i]).abs() < 1e-5, "clip {clip}: {got:?} vs {expected:?}");
+                assert!((got[i] as f64 - expected[i]).abs() < 1e-5, "clip {clip:?}: {got:?} vs {expected:?}");
             }
         }
     }
@@ -309,9 +380,8 @@ mod tests {
                 adam.load_state(&s, n);
             }
             for _ in 0..steps {
-                adam.params().zero_grad();
-                (x.square().sum(Kind::Float) / 2.0).backward();
-                adam.step();
+                let g = grad(x.square().sum(Kind::Float) / 2.0, &x);
+                adam.step(&g, config.lr);
             }
             let state: HashMap<String, Tensor> = adam.state().into_iter().collect();
             (Vec::<f32>::try_from(&x).unwrap(), state, adam.steps())

@@ -1,6 +1,6 @@
 //! Mixed precision of the weights' forward pass (Micikevicius et al., "Mixed Precision
 //! Training", ICLR 2018): fp32, or CUDA autocast to float16 (with dynamic loss scaling,
-//! [`crate::loss_scale`]) or bfloat16 (fp32's exponent range, so no loss scaling). α and β, the
+//! [`crate::train::loss_scale`]) or bfloat16 (fp32's exponent range, so no loss scaling). α and β, the
 //! losses and the optimisers stay fp32. Autocast does nothing on the CPU, so a run there is
 //! fp32 whatever the config says.
 

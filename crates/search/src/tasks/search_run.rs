@@ -17,13 +17,17 @@ use tch::{nn, Device, Kind, Tensor};
 use tracing::{info, warn};
 use trellis::{ArchParams, Architecture, SearchNetwork};
 
-use crate::arch_loss::ArchLoss;
-use crate::checkpoint::{load_store, read_tensors, store_tensors};
-use crate::optim::{cosine_lr, Adam, Params, Sgd};
+use crate::dist::Ranks;
 use crate::run_config::{DataConfig, SearchRunConfig};
-use crate::rundir::RunDir;
-use crate::step::has_labels;
-use crate::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, StepRecord, Task};
+use crate::store::checkpoint::{load_store, read_tensors, store_tensors};
+use crate::store::rundir::RunDir;
+use crate::train::arch_loss::ArchLoss;
+use crate::train::architect::{Architect, Unrolled};
+use crate::train::loss_scale::LossScaler;
+use crate::train::optim::{cosine_lr, Adam, Optimiser, Params, Sgd};
+use crate::train::optimised::Optimised;
+use crate::train::step::{weight_step, Labelled};
+use crate::train::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, StepRecord, Task};
 
 /// How `search run` was asked to run.
 pub struct SearchOptions {
@@ -35,8 +39,8 @@ pub struct SearchOptions {
     pub resume: bool,
     /// Stop (with a checkpoint, as on Ctrl-C) once this many steps are done in total.
     pub stop_after_steps: Option<usize>,
-    /// The ranks of a distributed run (docs/distributed.md); `None` for one process.
-    pub dist: Option<std::sync::Arc<crate::dist::Group>>,
+    /// The ranks of the run (docs/distributed.md).
+    pub ranks: Ranks,
 }
 
 /// How a search ended.
@@ -61,7 +65,7 @@ struct SearchState {
     cost_weight: Option<f64>,
     /// The fp16 loss scaler of the weight step (runs with autocast on CUDA only).
     #[serde(default)]
-    loss_scale: Option<crate::loss_scale::LossScaler>,
+    loss_scale: Option<crate::train::loss_scale::LossScaler>,
 }
 
 /// Checks the data against the transform before any training: the train split must exist and
@@ -90,14 +94,16 @@ struct Search<'a> {
     config: &'a SearchRunConfig,
     device: Device,
     /// The weights' forward pass's precision.
-    precision: crate::precision::Precision,
+    precision: crate::train::precision::Precision,
     dir: &'a RunDir,
     net: SearchNetwork,
     weights: nn::VarStore,
     arch_store: nn::VarStore,
     arch: ArchParams,
-    sgd: Sgd,
-    adam: Adam,
+    /// The weights' SGD (with the loss scaler under float16 autocast, the ranks and clipping).
+    sgd: Optimised<Sgd>,
+    /// α, β (and the edge weights): Adam and the architecture gradient.
+    architect: Architect,
     state: SearchState,
     loader_a: Loader,
     loader_b: Loader,
@@ -107,7 +113,7 @@ struct Search<'a> {
     /// when it is shorter): the cycle and its stream.
     batches_b: Option<(usize, EpochBatches)>,
     lr: f64,
-    dist: Option<std::sync::Arc<crate::dist::Group>>,
+    ranks: Ranks,
     /// The architecture loss's extra terms and the stabilisers.
     arch_loss: ArchLoss,
     total_steps: usize,
@@ -129,14 +135,15 @@ impl Search<'_> {
 
 impl Task for Search<'_> {
     fn checkpoint_files(&self) -> Vec<(&'static str, Vec<(String, Tensor)>)> {
-        let mut optim = self.sgd.state();
-        optim.extend(self.adam.state());
+        let mut optim = self.sgd.optimiser().state();
+        optim.extend(self.architect.adam().state());
         let optim = optim.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect();
         vec![("weights", store_tensors(&self.weights)), ("arch", store_tensors(&self.arch_store)), ("optim", optim)]
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::to_value(&self.state).expect("the search state serialises")
+        let state = SearchState { loss_scale: self.sgd.scaler().cloned(), ..self.state.clone() };
+        serde_json::to_value(&state).expect("the search state serialises")
     }
 
     fn restore(&mut self, checkpoint: &Path, state: &serde_json::Value) -> Result<()> {
@@ -144,16 +151,17 @@ impl Task for Search<'_> {
         load_store(&mut self.arch_store, &checkpoint.join("arch.safetensors"))?;
         let state: SearchState = serde_json::from_value(state.clone()).context("the search's state")?;
         let optim = read_tensors(&checkpoint.join("optim.safetensors"))?;
-        self.sgd.load_state(&optim);
-        self.adam.load_state(&optim, state.arch_steps);
+        self.sgd.optimiser_mut().load_state(&optim);
+        self.architect.adam_mut().load_state(&optim, state.arch_steps);
         if (&state.train_a, &state.train_b) != (&self.state.train_a, &self.state.train_b) {
             bail!("the trainA/trainB split differs from this data set's; was the data changed?");
         }
         // The checkpoint's scaler where this run scales (a run resumed on another device, or
         // from a checkpoint older than the scaler, starts or drops it).
-        let loss_scale = crate::loss_scale::LossScaler::for_run(self.precision)
-            .map(|fresh| state.loss_scale.clone().unwrap_or(fresh));
-        self.state = SearchState { loss_scale, ..state };
+        if let Some(saved) = state.loss_scale.clone() {
+            self.sgd.set_scaler(saved);
+        }
+        self.state = SearchState { loss_scale: None, ..state };
         Ok(())
     }
 
@@ -172,42 +180,21 @@ impl Task for Search<'_> {
         let batch_a: Batch = self.batches_a.as_mut().expect("begun").next().context("trainA ended early")??;
         let mut data_seconds = waiting.elapsed().as_secs_f64();
         let (images, labels) = batch_a.to_tensors(self.device);
-        let mut loss_weights = f64::NAN;
+        let train_a = Labelled { images: &images, labels: &labels };
         let progress = at.global_step as f64 / self.total_steps.max(1) as f64;
         self.arch.aux_skip.set(self.arch_loss.aux_skip(progress));
-        if let Some(group) = &self.dist {
-            group.record_progress(at.global_step as u64 + 1);
-            group.broadcast_buffers(&[&self.weights])?;
-        }
-        if has_labels(&labels) {
-            let timing = crate::step::weight_step(
-                &self.net,
-                &self.arch,
-                &mut self.sgd,
-                &images,
-                &labels,
-                self.lr,
-                c.weights.grad_clip,
-                self.precision,
-                self.state.loss_scale.as_mut(),
-                self.dist.as_deref(),
-            )?;
-            loss_weights = timing.loss;
-            if !loss_weights.is_finite() {
-                bail!("non-finite weight loss {loss_weights} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
-            }
-        } else if let Some(group) = &self.dist {
-            // Every rank takes part in every all-reduce: this one adds zero gradients.
-            self.sgd.params().zero_grad();
-            loss_weights = group.average_gradients(self.sgd.params().tensors(), 0.0)?;
-            crate::step::scaled_update(&mut self.sgd, self.state.loss_scale.as_mut(), self.lr, c.weights.grad_clip)?;
+        self.ranks.record_progress(at.global_step as u64 + 1);
+        self.ranks.broadcast_buffers(&[&self.weights])?;
+        let timing = weight_step(&self.net, &self.arch, &mut self.sgd, train_a, self.lr, self.precision)?;
+        let loss_weights = timing.loss;
+        if !timing.labelled {
             warn!(epoch, step, "trainA batch has only ignored pixels: this rank adds no gradient");
-        } else {
-            warn!(epoch, step, "trainA batch has only ignored pixels: weight step skipped");
+        } else if !loss_weights.is_finite() {
+            bail!("non-finite weight loss {loss_weights} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
         }
         let arch_active = epoch >= c.arch_start_epoch;
         let mut loss_arch = None;
-        let terms_seen = std::cell::Cell::new(None::<crate::arch_loss::Terms>);
+        let terms_seen = std::cell::Cell::new(None::<crate::train::arch_loss::Terms>);
         if arch_active {
             let b_per_epoch = self.loader_b.batches_per_epoch();
             let cycle = step / b_per_epoch;
@@ -220,44 +207,27 @@ impl Task for Search<'_> {
             let batch_b = stream.next().context("trainB ended early")??;
             data_seconds += waiting.elapsed().as_secs_f64();
             let (images_b, labels_b) = batch_b.to_tensors(self.device);
-            if has_labels(&labels_b) {
-                let cost_weight = self.state.cost_weight.unwrap_or(0.0);
-                let (arch_loss, arch) = (&self.arch_loss, &self.arch);
-                let penalty_fn = || {
-                    let (penalty, terms) = arch_loss.penalty(arch, cost_weight, progress).expect("active");
-                    terms_seen.set(Some(terms));
-                    penalty
-                };
-                let penalty: Option<&dyn Fn() -> Tensor> = arch_loss.is_active().then_some(&penalty_fn);
-                let timing = crate::step::arch_step(
-                    &self.net,
-                    arch,
-                    &mut self.weights,
-                    &mut self.adam,
-                    &images_b,
-                    &labels_b,
-                    penalty,
-                    self.dist.as_deref(),
-                )?;
-                if !timing.loss.is_finite() {
-                    bail!("non-finite architecture loss {} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", timing.loss, at.global_step);
-                }
-                if let Some(penalty) = timing.penalty.filter(|p| !p.is_finite()) {
-                    bail!("non-finite architecture penalty {penalty} ([arch.cost] / [arch.beta_decay]) at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
-                }
-                loss_arch = Some(timing.loss);
-            } else if let Some(group) = &self.dist {
-                self.adam.params().zero_grad();
-                loss_arch = Some(group.average_gradients(self.adam.params().tensors(), 0.0)?);
-                self.adam.step();
+            let cost_weight = self.state.cost_weight.unwrap_or(0.0);
+            let (arch_loss, arch) = (&self.arch_loss, &self.arch);
+            let penalty_fn = || {
+                let (penalty, terms) = arch_loss.penalty(arch, cost_weight, progress).expect("active");
+                terms_seen.set(Some(terms));
+                penalty
+            };
+            let penalty: Option<&dyn Fn() -> Tensor> = arch_loss.is_active().then_some(&penalty_fn);
+            let unrolled = Unrolled { weights: &self.sgd, train_a, weight_lr: self.lr };
+            let train_b = Labelled { images: &images_b, labels: &labels_b };
+            let timing = self.architect.step(&self.net, arch, train_b, unrolled, penalty)?;
+            if let Some(penalty) = timing.penalty.filter(|p| !p.is_finite()) {
+                bail!("non-finite architecture penalty {penalty} ([arch.cost] / [arch.beta_decay]) at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", at.global_step);
             }
-        }
-        if let Some(group) = &self.dist {
-            if at.global_step % crate::dist::CHECK_EVERY_STEPS == 0 {
-                group.check_same(&[&self.weights, &self.arch_store], at.global_step)?;
+            if timing.labelled && !timing.loss.is_finite() {
+                bail!("non-finite architecture loss {} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", timing.loss, at.global_step);
             }
+            loss_arch = timing.loss.is_finite().then_some(timing.loss);
         }
-        self.state.arch_steps = self.adam.steps();
+        self.ranks.check_same_every(&[&self.weights, &self.arch_store], at.global_step)?;
+        self.state.arch_steps = self.architect.adam().steps();
         let mut fields = serde_json::json!({
             "loss_weights": loss_weights, "loss_arch": loss_arch, "lr_weights": self.lr,
             "lr_arch": if arch_active { Some(c.arch.lr) } else { None },
@@ -273,12 +243,12 @@ impl Task for Search<'_> {
         if c.arch.aux_skip.is_some() {
             fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
         }
-        if let Some(scaler) = &self.state.loss_scale {
+        if let Some(scaler) = self.sgd.scaler() {
             scaler.log_into(&mut fields);
         }
         Ok(StepRecord {
             loss: loss_weights,
-            images: batch_a.len() * self.dist.as_ref().map_or(1, |g| g.size),
+            images: batch_a.len() * self.ranks.size(),
             fields: fields.as_object().expect("an object").clone(),
             data_seconds,
         })
@@ -290,7 +260,7 @@ impl Task for Search<'_> {
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
         if self.dir.is_writer() {
             record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
-            append_history(self.dir, epoch, &self.arch)?;
+            crate::observe::arch_history::append(self.dir, epoch, &self.arch)?;
         }
         let entropies = tch::no_grad(|| self.arch.weights()).entropies();
         let (alpha_entropy, beta_entropy) = (entropies.alpha_mean(), entropies.beta_mean());
@@ -322,20 +292,18 @@ impl Task for Search<'_> {
     }
 
     fn evaluate(&mut self) -> Result<seg::Scores> {
-        if let Some(group) = &self.dist {
-            group.broadcast_buffers(&[&self.weights])?;
-        }
+        self.ranks.broadcast_buffers(&[&self.weights])?;
         let val = self.val.as_ref().context("no val split was listed")?;
         let weights = tch::no_grad(|| self.arch.weights());
         let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
-        crate::evaluate::val_scores(val, &self.config.data, self.device, &forward, self.dist.as_deref())
+        crate::deploy::evaluate::val_scores(val, &self.config.data, self.device, &forward, &self.ranks)
     }
 
-    fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>> {
+    fn pictures(&mut self, n: usize) -> Result<Vec<crate::observe::tensorboard::Picture>> {
         let val = self.val.as_ref().context("no val split was listed")?;
         let weights = tch::no_grad(|| self.arch.weights());
         let forward = |x: &Tensor| self.net.forward_t(x, &weights, false);
-        crate::evaluate::prediction_pictures(val, &self.config.data, self.device, n, &forward)
+        crate::deploy::evaluate::prediction_pictures(val, &self.config.data, self.device, n, &forward)
     }
 }
 
@@ -349,14 +317,14 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
-    let precision = crate::precision::Precision::for_run(config.autocast, config.autocast_dtype, device)?;
+    let precision = crate::train::precision::Precision::for_run(config.autocast, config.autocast_dtype, device)?;
 
     tch::manual_seed(config.seed as i64);
     let weights = nn::VarStore::new(device);
     let arch_store = nn::VarStore::new(device);
     let mut net = config.model.build(&weights.root());
-    let execution = crate::gpu::sized_for(&config.execution, device);
-    crate::gpu::tune(device);
+    let execution = crate::observe::gpu::sized_for(&config.execution, device);
+    crate::observe::gpu::tune(device);
     info!(activation_budget_mib = execution.budget_mib(), recompute = ?execution.recompute, "execution");
     net.set_execution(execution);
     let arch = ArchParams::for_search(
@@ -365,19 +333,19 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         config.model.layers,
         config.model.edge_normalization,
     );
-    let sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
+    let ranks = options.ranks.clone();
+    let sgd =
+        Optimised::new(Sgd::new(Params::of(&weights), config.weights.sgd()), ranks.clone(), config.weights.grad_clip)
+            .with_scaler(LossScaler::for_run(precision));
     let adam = Adam::new(Params::of(&arch_store), config.arch.adam());
+    let architect = Architect::new(adam, ranks.clone(), config.arch.order)
+        .unrolled(config.arch.unrolled_lr, config.arch.hessian_step);
     let arch_loss = ArchLoss::new(&config.arch, &config.model)?;
 
     let (train_a, train_b) = split_halves(samples.len(), config.seed);
-    let dist = options.dist.clone();
     // Each rank reads its own deterministic share of trainA and of trainB.
     let pick = |indices: &[usize]| -> Vec<SampleRef> {
-        let all: Vec<SampleRef> = indices.iter().map(|&i| samples[i].clone()).collect();
-        match &dist {
-            Some(group) => crate::dist::shard_even(&all, group.rank, group.size),
-            None => all,
-        }
+        ranks.share_even(&indices.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>())
     };
     let loader_a = Loader::new(pick(&train_a), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainA (the half of the training split that trains the weights)")?;
@@ -396,10 +364,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     let val = if config.eval_every_epochs > 0 {
         let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
-        Some(match &dist {
-            Some(group) => crate::dist::shard(&val, group.rank, group.size),
-            None => val,
-        })
+        Some(ranks.share(&val))
     } else {
         None
     };
@@ -410,15 +375,13 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         config,
         device,
         options.resume,
-        dist.as_deref(),
+        &ranks,
         data.loader.batch,
         config.checkpoint.keep_last,
     )?;
-    if let Some(group) = &dist {
-        if !options.resume {
-            // Every rank starts from rank 0's weights, α and β.
-            group.broadcast_stores(&[&weights, &arch_store])?;
-        }
+    if !options.resume {
+        // Every rank starts from rank 0's weights, α and β.
+        ranks.broadcast_stores(&[&weights, &arch_store])?;
     }
     if config.tensorboard {
         dir.enable_tensorboard()?;
@@ -431,7 +394,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         weights = Params::of(&weights).tensors().iter().map(|t| t.numel()).sum::<usize>(),
         "search"
     );
-    let _sync_bn = crate::dist::SyncBatchNormGuard::new(dist.as_ref(), config.sync_bn);
+    let _sync_bn = crate::dist::SyncBatchNormGuard::new(&ranks, config.sync_bn);
     let mut task = Search {
         config,
         device,
@@ -442,13 +405,13 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         arch_store,
         arch,
         sgd,
-        adam,
+        architect,
         state: SearchState {
             arch_steps: 0,
             train_a,
             train_b,
             cost_weight: config.arch.cost.as_ref().map(|c| c.weight),
-            loss_scale: crate::loss_scale::LossScaler::for_run(precision),
+            loss_scale: None,
         },
         loader_a,
         loader_b,
@@ -456,7 +419,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         batches_a: None,
         batches_b: None,
         lr: config.weights.lr_max,
-        dist: dist.clone(),
+        ranks: ranks.clone(),
         arch_loss,
         total_steps: config.epochs * steps_per_epoch,
     };
@@ -472,7 +435,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         stop_after_steps: options.stop_after_steps,
         device,
     };
-    match crate::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
+    match crate::train::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
         LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),
         LoopOutcome::Finished { .. } => {}
     }
@@ -499,43 +462,8 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     if dir.is_writer() {
         decoded.save(&dir.path("arch/final.json"))?;
-        crate::plots::write_search_pictures(&dir, &decoded)?;
+        crate::observe::plots::write_search_pictures(&dir, &decoded)?;
     }
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
     Ok(SearchOutcome::Finished(decoded))
-}
-
-/// One line per epoch in `arch/history.jsonl`: softmax(α) and normalised β, for the pictures.
-fn append_history(dir: &RunDir, epoch: usize, arch: &ArchParams) -> Result<()> {
-    let weights = tch::no_grad(|| arch.weights());
-    let to_vec = |t: &Tensor| {
-        Vec::<f64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1)).expect("doubles")
-    };
-    let entropies = weights.entropies();
-    let line = serde_json::json!({
-        "epoch": epoch,
-        "alpha_entropy": entropies.alpha,
-        "beta_entropy": entropies.beta,
-        "alpha": to_vec(&weights.alpha).chunks(8).map(|c| c.to_vec()).collect::<Vec<_>>(),
-        "beta": to_vec(&weights.beta).chunks(12).map(|l| l.chunks(3).map(|c| c.to_vec()).collect::<Vec<_>>()).collect::<Vec<_>>(),
-    });
-    let path = dir.path("arch/history.jsonl");
-    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    // Drop a line for this epoch left by a run that died before its checkpoint.
-    text = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()) != Some(epoch as u64)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    text.push_str(&format!("{line}\n"));
-    seg::atomic::write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Reads `arch/history.jsonl` of a run folder.
-pub fn read_history(root: &Path) -> Result<Vec<serde_json::Value>> {
-    let path = root.join("arch/history.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("parsing {}", path.display()))).collect()
 }

@@ -9,10 +9,10 @@ use seg::data::{DataFormat, TransformConfig};
 use seg::ClassTable;
 use tch::{nn, Device};
 
-use crate::checkpoint::load_store;
-use crate::model_card::{read_metadata, InputConvention, ModelCard, TrainingData};
-use crate::retrain::{build_model, ModelChoice, Segmenter};
+use crate::deploy::model_card::{read_metadata, InputConvention, ModelCard, TrainingData};
 use crate::run_config::RetrainConfig;
+use crate::store::checkpoint::load_store;
+use crate::tasks::retrain::{build_model, ModelChoice, Segmenter};
 
 /// What the command line says about the network.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +48,7 @@ pub struct TrainedModel {
     pub store: nn::VarStore,
     pub transform: TransformConfig,
     /// Window, scales and flips of inference.
-    pub protocol: crate::evaluate::Protocol,
+    pub protocol: crate::deploy::evaluate::Protocol,
 }
 
 impl TrainedModel {
@@ -146,7 +146,7 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
         scales.iter().all(|s| s.is_finite() && *s > 0.0),
         "--scales {scales:?}: every scale must be a finite number > 0"
     );
-    let protocol = crate::evaluate::Protocol { window, scales, flip: args.flip };
+    let protocol = crate::deploy::evaluate::Protocol { window, scales, flip: args.flip };
     let training_data = match &run_config {
         Some(c) => Some(TrainingData {
             format: c.data.format.to_string(),

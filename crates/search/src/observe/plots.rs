@@ -9,7 +9,7 @@ use cell::Primitive;
 use plotters::prelude::*;
 use trellis::Architecture;
 
-use crate::rundir::{write_file, RunDir};
+use crate::store::rundir::{write_file, RunDir};
 
 /// `svg` rendered to RGBA pixels on white: (width, height, pixels).
 fn rasterize(svg: &[u8]) -> Result<(u32, u32, Vec<u8>)> {
@@ -87,7 +87,7 @@ fn write_svgs(dir: &RunDir, architecture: &Architecture) -> Result<()> {
     write_file(&dir.path("arch/cell.dot"), cell_dot(architecture).as_bytes())?;
     write_file(&dir.path("arch/cell.svg"), cell_svg(architecture).as_bytes())?;
     write_file(&dir.path("arch/path.svg"), path_svg(architecture).as_bytes())?;
-    let history = crate::search_run::read_history(dir.root())?;
+    let history = crate::observe::arch_history::read(dir.root())?;
     let alpha: Vec<Vec<f64>> = history
         .iter()
         .map(|h| {

@@ -22,8 +22,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tch::{CModule, Device, Kind, Tensor};
 
-use crate::model_card::ModelCard;
-use crate::trained::{ModelArgs, TrainedModel};
+use crate::deploy::model_card::ModelCard;
+use crate::deploy::trained::{ModelArgs, TrainedModel};
 
 /// The smallest and largest side an export accepts: the network downsamples by 32, and a
 /// traced graph of a huge image is mostly constants of its size.
@@ -106,7 +106,7 @@ pub fn export(request: &ExportRequest) -> Result<ExportReport> {
     if !request.torchscript && !request.onnx {
         bail!("nothing to export: --format torchscript, onnx or all");
     }
-    let mut model = crate::trained::load(&request.model, Device::Cpu)?;
+    let mut model = crate::deploy::trained::load(&request.model, Device::Cpu)?;
     // Constants of the traced graph: the weights must not require gradients.
     model.store.freeze();
     let (h, w) = request.size.unwrap_or((model.transform.crop[0], model.transform.crop[1]));

@@ -18,9 +18,9 @@ use serde_json::{json, Map, Value};
 use tch::Tensor;
 use tracing::{info, info_span};
 
-use crate::checkpoint::{read_state, Checkpoints};
 use crate::run_config::CheckpointConfig;
-use crate::rundir::{peak_rss_mib, RunDir};
+use crate::store::checkpoint::{read_state, Checkpoints};
+use crate::store::rundir::{peak_rss_mib, RunDir};
 
 /// When the loop evaluates on the val split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub trait Task {
     fn evaluate(&mut self) -> Result<seg::Scores>;
     /// The current model's predictions on the first `n` val images, blended over them: (id,
     /// height, width, PNG), for TensorBoard.
-    fn pictures(&mut self, n: usize) -> Result<Vec<crate::tensorboard::Picture>>;
+    fn pictures(&mut self, n: usize) -> Result<Vec<crate::observe::tensorboard::Picture>>;
 }
 
 /// Position and bookkeeping saved in every checkpoint.
@@ -255,11 +255,12 @@ pub fn run(
     };
     let total = config.total_steps;
     let epochs = total.div_ceil(config.steps_per_epoch.max(1));
-    let mut gpu = crate::gpu::GpuMonitor::for_device(config.device);
-    let stopping =
-        |p: &Progress| crate::interrupt::requested() || config.stop_after_steps.is_some_and(|n| p.global_step >= n);
+    let mut gpu = crate::observe::gpu::GpuMonitor::for_device(config.device);
+    let stopping = |p: &Progress| {
+        crate::store::interrupt::requested() || config.stop_after_steps.is_some_and(|n| p.global_step >= n)
+    };
     // One progress display over the whole run (in a terminal; log lines otherwise).
-    let bar = crate::logging::progress(total as u64, format!("epoch {}/{epochs}", p.epoch + 1));
+    let bar = crate::observe::logging::progress(total as u64, format!("epoch {}/{epochs}", p.epoch + 1));
     bar.set_position(p.global_step as u64);
     let (run_start, first_step) = (Instant::now(), p.global_step);
 
@@ -336,7 +337,7 @@ pub fn run(
                     }
                 }
                 if stopping(&p) {
-                    crate::logging::finish_progress();
+                    crate::observe::logging::finish_progress();
                     info!(checkpoint = %path.display(), "stopped; resume with --resume");
                     return Ok(LoopOutcome::Stopped(path));
                 }
@@ -380,12 +381,12 @@ pub fn run(
             None => info!("epoch {}/{epochs} done: train loss {train_loss:.4}", epoch + 1),
         }
         if let (Some(path), true) = (checkpoint, stopping(&p) && p.global_step < total) {
-            crate::logging::finish_progress();
+            crate::observe::logging::finish_progress();
             info!(checkpoint = %path.display(), "stopped; resume with --resume");
             return Ok(LoopOutcome::Stopped(path));
         }
     }
-    crate::logging::finish_progress();
+    crate::observe::logging::finish_progress();
     if config.eval_at_end {
         save(&mut p, task, false)?;
         let (scores, best) = evaluate(&mut p, task, true)?;

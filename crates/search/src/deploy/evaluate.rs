@@ -122,15 +122,16 @@ pub fn val_scores(
     data: &crate::run_config::DataConfig,
     device: Device,
     forward: &dyn Fn(&Tensor) -> Tensor,
-    dist: Option<&crate::dist::Group>,
+    ranks: &crate::dist::Ranks,
 ) -> Result<seg::Scores> {
     let protocol = Protocol::single(data.eval_window);
     let names = data.class_table().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?.names();
     let matrix = evaluate(samples, names.clone(), &data.transform, &protocol, device, data.loader.workers, forward)?;
-    match dist {
+    if ranks.is_distributed() {
         // Each rank evaluated its share of the split: the counts add up to the whole split's.
-        Some(group) => Ok(seg::Scores::from_counts(&group.sum_counts(&matrix.counts())?, &names)),
-        None => Ok(matrix.scores()),
+        Ok(seg::Scores::from_counts(&ranks.sum_counts(&matrix.counts())?, &names))
+    } else {
+        Ok(matrix.scores())
     }
 }
 
@@ -147,7 +148,7 @@ pub fn evaluate(
     forward: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<ConfusionMatrix> {
     let mut matrix = ConfusionMatrix::new(names, device);
-    let bar = crate::logging::progress(samples.len() as u64, "eval");
+    let bar = crate::observe::logging::progress(samples.len() as u64, "eval");
     for chunk in samples.chunks(workers.max(1) * 2) {
         let inputs: Vec<_> = chunk
             .par_iter()
@@ -165,7 +166,7 @@ pub fn evaluate(
             bar.inc(1);
         }
     }
-    crate::logging::finish_progress();
+    crate::observe::logging::finish_progress();
     Ok(matrix)
 }
 
@@ -177,7 +178,7 @@ pub fn prediction_pictures(
     device: Device,
     n: usize,
     forward: &dyn Fn(&Tensor) -> Tensor,
-) -> Result<Vec<crate::tensorboard::Picture>> {
+) -> Result<Vec<crate::observe::tensorboard::Picture>> {
     let protocol = Protocol::single(data.eval_window);
     let table = data.class_table().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
     samples

@@ -6,14 +6,13 @@
 //! is skipped and the scale halved; after `GROWTH_INTERVAL` good steps in a row it doubles.
 //!
 //! Only the weight updates of float16 autocast runs on CUDA are scaled (`autocast` with
-//! `autocast_dtype = "float16"`, `crate::precision`); α and β are trained in fp32. The scaler's
+//! `autocast_dtype = "float16"`, `crate::train::precision`); α and β are trained in fp32. The scaler's
 //! state is part of the checkpoint, so a resumed run scales as the uninterrupted one.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::optim::Params;
-use crate::precision::Precision;
+use crate::train::precision::Precision;
 
 /// The first scale, 2^16 as PyTorch's.
 pub const INITIAL_SCALE: f64 = 65536.0;
@@ -71,17 +70,15 @@ impl LossScaler {
         fields["fp16_skipped_steps"] = serde_json::json!(self.skipped_steps);
     }
 
-    /// Divides every gradient of `params` by the scale, in place; returns whether all of them
-    /// are finite (one device synchronisation for all the tensors).
-    pub fn unscale(&self, params: &Params) -> bool {
+    /// Divides every gradient by the scale, in place; returns whether all of them are finite
+    /// (one device synchronisation for all the tensors).
+    pub fn unscale(&self, grads: &mut [Option<Tensor>]) -> bool {
         tch::no_grad(|| {
             let inverse = 1.0 / self.scale;
-            let finite: Vec<Tensor> = params
-                .tensors()
-                .iter()
-                .map(Tensor::grad)
-                .filter(Tensor::defined)
-                .map(|mut g| {
+            let finite: Vec<Tensor> = grads
+                .iter_mut()
+                .flatten()
+                .map(|g| {
                     let _ = g.g_mul_scalar_(inverse);
                     g.isfinite().all().to_kind(Kind::Float)
                 })
@@ -136,7 +133,7 @@ mod tests {
         let mut s = LossScaler::default();
         let error = (0..64).find_map(|_| s.update(false).err()).expect("the scale collapses");
         assert!(error.to_string().contains("turn autocast off"), "{error}");
-        use crate::precision::AutocastDtype::{Bfloat16, Float16};
+        use crate::train::precision::AutocastDtype::{Bfloat16, Float16};
         assert!(LossScaler::for_run(Precision::of(true, Float16, Device::Cpu)).is_none(), "no scaling without CUDA");
         assert!(LossScaler::for_run(Precision::of(false, Float16, Device::Cuda(0))).is_none(), "nor without autocast");
         assert!(LossScaler::for_run(Precision::of(true, Bfloat16, Device::Cuda(0))).is_none(), "nor for bfloat16");
@@ -148,16 +145,17 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let a = vs.root().var("a", &[3], nn::Init::Const(1.0));
         let b = vs.root().var("b", &[2], nn::Init::Const(1.0));
-        let params = Params::of(&vs);
         let scaler = LossScaler { scale: 1024.0, ..LossScaler::default() };
         let loss = (&a * Tensor::from_slice(&[1.0f32, 2.0, 3.0])).sum(Kind::Float) + (&b * 4.0).sum(Kind::Float);
-        (loss * scaler.scale).backward();
-        assert!(scaler.unscale(&params));
-        assert_eq!(Vec::<f32>::try_from(a.grad()).unwrap(), [1.0, 2.0, 3.0]);
-        assert_eq!(Vec::<f32>::try_from(b.grad()).unwrap(), [4.0, 4.0]);
-        let _ = b.grad().get(1).fill_(f64::INFINITY);
-        assert!(!scaler.unscale(&params), "an inf is an overflow");
-        let _ = b.grad().get(1).fill_(f64::NAN);
-        assert!(!scaler.unscale(&params), "a NaN is an overflow");
+        let mut grads: Vec<Option<Tensor>> =
+            Tensor::run_backward(&[loss * scaler.scale], &[&a, &b], false, false).into_iter().map(Some).collect();
+        assert!(scaler.unscale(&mut grads));
+        let values = |g: &Option<Tensor>| Vec::<f32>::try_from(g.as_ref().unwrap()).unwrap();
+        assert_eq!(values(&grads[0]), [1.0, 2.0, 3.0]);
+        assert_eq!(values(&grads[1]), [4.0, 4.0]);
+        let _ = grads[1].as_ref().unwrap().get(1).fill_(f64::INFINITY);
+        assert!(!scaler.unscale(&mut grads), "an inf is an overflow");
+        let _ = grads[1].as_ref().unwrap().get(1).fill_(f64::NAN);
+        assert!(!scaler.unscale(&mut grads), "a NaN is an overflow");
     }
 }

@@ -15,14 +15,14 @@ use tch::Device;
 use tracing::info;
 use trellis::Architecture;
 
-use crate::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
 use crate::run_config::{RetrainConfig, SearchRunConfig};
-use crate::search_run::{SearchOptions, SearchOutcome};
+use crate::tasks::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
+use crate::tasks::search_run::{SearchOptions, SearchOutcome};
 
 /// The demo's search settings (configs/demo-search.toml, built in).
-pub const SEARCH_CONFIG: &str = include_str!("../../../configs/demo-search.toml");
+pub const SEARCH_CONFIG: &str = include_str!("../../../../configs/demo-search.toml");
 /// The demo's retraining settings (configs/demo-retrain.toml, built in).
-pub const RETRAIN_CONFIG: &str = include_str!("../../../configs/demo-retrain.toml");
+pub const RETRAIN_CONFIG: &str = include_str!("../../../../configs/demo-retrain.toml");
 
 /// The synthetic data of the demo drawn from `seed`: the context task, on which the choice of
 /// ops and path shows in the val mIoU.
@@ -97,13 +97,13 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     let space = search.model.clone();
     let search =
         SearchRunConfig { data: crate::run_config::DataConfig { root: data.clone(), ..search.data }, ..search };
-    let architecture = match crate::search_run::run(SearchOptions {
+    let architecture = match crate::tasks::search_run::run(SearchOptions {
         config: search,
         out: out.join("search"),
         device,
         resume: false,
         stop_after_steps: None,
-        dist: None,
+        ranks: crate::dist::Ranks::Single,
     })? {
         SearchOutcome::Finished(architecture) => architecture,
         SearchOutcome::Stopped(checkpoint) => {
@@ -113,8 +113,9 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     lap("search", &mut seconds);
     // Decoding the saved checkpoint gives the same architecture as the search's own decode.
     let checkpoint = out.join("search/checkpoints");
-    let latest =
-        crate::checkpoint::Checkpoints::new(checkpoint, 1)?.latest()?.context("the search wrote no checkpoint")?;
+    let latest = crate::store::checkpoint::Checkpoints::new(checkpoint, 1)?
+        .latest()?
+        .context("the search wrote no checkpoint")?;
     let decoded = trellis::decode_file(&latest)?;
     if (&decoded.cell, &decoded.path) != (&architecture.cell, &architecture.path) {
         bail!("decoding {} gave {decoded:?}, the search ended with {architecture:?}", latest.display());
@@ -126,14 +127,14 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), &retrain_overrides)?;
     retrain.data.root = data.clone();
     let train = |model: ModelChoice, folder: &str, config: &RetrainConfig| -> Result<f64> {
-        match crate::retrain::train(RetrainOptions {
+        match crate::tasks::retrain::train(RetrainOptions {
             config: config.clone(),
             model,
             out: out.join(folder),
             device,
             resume: false,
             stop_after_steps: None,
-            dist: None,
+            ranks: crate::dist::Ranks::Single,
         })? {
             RetrainOutcome::Finished { val_miou, .. } => Ok(val_miou),
             RetrainOutcome::Stopped(checkpoint) => bail!("training was stopped at {}", checkpoint.display()),
@@ -142,14 +143,14 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     train(ModelChoice::Deployed(architecture.clone()), "retrain", &retrain)?;
     lap("retrain", &mut seconds);
 
-    let model = crate::trained::load(
-        &crate::trained::ModelArgs { weights: out.join("retrain"), ..Default::default() },
+    let model = crate::deploy::trained::load(
+        &crate::deploy::trained::ModelArgs { weights: out.join("retrain"), ..Default::default() },
         device,
     )?;
     let dataset = Dataset::new(DataFormat::Cityscapes, data.clone(), model.table.clone());
     let val = dataset.list_samples("val")?;
     let forward = |x: &tch::Tensor| model.forward(x);
-    let searched_miou = crate::evaluate::evaluate(
+    let searched_miou = crate::deploy::evaluate::evaluate(
         &val,
         model.table.names(),
         &model.transform,
@@ -163,32 +164,32 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     lap("eval", &mut seconds);
 
     let predictions = out.join("predictions");
-    crate::predict::predict(
+    crate::deploy::predict::predict(
         &model,
         &data.join("leftImg8bit/val"),
         &predictions,
-        crate::predict::PredictOutput::Png(PredictionFormat::Labelids),
+        crate::deploy::predict::PredictOutput::Png(PredictionFormat::Labelids),
         device,
     )?;
     let predicted_files_miou = seg::eval::evaluate_folder(&predictions, &dataset, "val")?.scores.miou;
-    crate::predict::predict(
+    crate::deploy::predict::predict(
         &model,
         &data.join("leftImg8bit/val"),
         &out.join("overlays"),
-        crate::predict::PredictOutput::Png(PredictionFormat::Overlay),
+        crate::deploy::predict::PredictOutput::Png(PredictionFormat::Overlay),
         device,
     )?;
     lap("predict", &mut seconds);
 
-    let drawn = crate::random::draw(&space, options.random, options.seed);
-    crate::random::write(&out.join("random"), &drawn)?;
+    let drawn = crate::tasks::random::draw(&space, options.random, options.seed);
+    crate::tasks::random::write(&out.join("random"), &drawn)?;
     let mut random_mious = Vec::with_capacity(drawn.len());
     for (i, architecture) in drawn.into_iter().enumerate() {
         let miou = train(ModelChoice::Deployed(architecture), &format!("random/{i:03}"), &retrain)?;
         info!(draw = i, val_miou = miou, "random architecture retrained");
         random_mious.push(miou);
     }
-    let (random_mean, random_std) = crate::random::mean_std(&random_mious);
+    let (random_mean, random_std) = crate::tasks::random::mean_std(&random_mious);
     let rank = 1 + random_mious.iter().filter(|&&m| m > searched_miou).count();
     lap("random", &mut seconds);
 

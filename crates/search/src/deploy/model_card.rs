@@ -161,7 +161,7 @@ pub fn write_with_metadata(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let plain = path.with_extension("plain.tmp");
-    crate::checkpoint::write_tensors(&plain, tensors)?;
+    crate::store::checkpoint::write_tensors(&plain, tensors)?;
     let bytes = std::fs::read(&plain).with_context(|| format!("reading {}", plain.display()))?;
     std::fs::remove_file(&plain).with_context(|| format!("removing {}", plain.display()))?;
     let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
@@ -208,7 +208,7 @@ mod tests {
         let loaded = tch::Tensor::read_safetensors(&path).unwrap();
         assert_eq!(loaded[0].0, "a.weight");
         assert_eq!(Vec::<f32>::try_from(&loaded[0].1).unwrap(), [1.0, 2.0, 3.0], "libtorch still reads it");
-        crate::checkpoint::write_tensors(&path, &tensors).unwrap();
+        crate::store::checkpoint::write_tensors(&path, &tensors).unwrap();
         assert!(ModelCard::from_metadata(&read_metadata(&path).unwrap()).unwrap().is_none(), "no card in a plain file");
         std::fs::remove_dir_all(dir).unwrap();
     }

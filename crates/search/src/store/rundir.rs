@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::env::EnvReport;
+use crate::observe::env::EnvReport;
 
 /// An open run folder, locked for this process while it is open.
 pub struct RunDir {
@@ -17,7 +17,7 @@ pub struct RunDir {
     /// checkpoint) but write nothing.
     writer: bool,
     /// TensorBoard event file the metrics rows are also written to, when enabled.
-    tensorboard: std::sync::Mutex<Option<crate::tensorboard::EventWriter>>,
+    tensorboard: std::sync::Mutex<Option<crate::observe::tensorboard::EventWriter>>,
 }
 
 /// `run.lock` in a run folder: the pid and host of the process that has the folder open, so
@@ -87,7 +87,7 @@ const RUN_FILES: [&str; 9] = [
 /// Whether `root/checkpoints` holds a finished checkpoint (a half-written `.tmp` one does not
 /// count).
 fn has_checkpoint(root: &Path) -> bool {
-    crate::checkpoint::Checkpoints::new(root.join("checkpoints"), 1)
+    crate::store::checkpoint::Checkpoints::new(root.join("checkpoints"), 1)
         .and_then(|c| c.latest())
         .is_ok_and(|latest| latest.is_some())
 }
@@ -150,7 +150,7 @@ impl RunDir {
         let toml = toml::to_string(config).context("serialising the resolved config")?;
         write_file(&dir.path("config.toml"), toml.as_bytes())?;
         dir.write_env(device)?;
-        crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
+        crate::observe::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
         Ok(dir)
     }
 
@@ -166,7 +166,7 @@ impl RunDir {
             tensorboard: Default::default(),
         };
         dir.write_env(device)?;
-        crate::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
+        crate::observe::logging::log_to_file(&dir.path("log.txt")).context("opening log.txt")?;
         Ok(dir)
     }
 
@@ -206,18 +206,18 @@ impl RunDir {
         config: &impl Serialize,
         device: tch::Device,
         resume: bool,
-        dist: Option<&crate::dist::Group>,
+        ranks: &crate::dist::Ranks,
         per_rank_batch: usize,
         keep_last: usize,
-    ) -> Result<(RunDir, crate::checkpoint::Checkpoints)> {
-        let dir = match (dist, resume) {
-            (Some(group), _) if group.rank != 0 => RunDir::follower(out),
-            (_, true) => RunDir::open(out, device)?,
-            (_, false) => RunDir::create(out, config, device)?,
+    ) -> Result<(RunDir, crate::store::checkpoint::Checkpoints)> {
+        let dir = match resume {
+            _ if ranks.rank() != 0 => RunDir::follower(out),
+            true => RunDir::open(out, device)?,
+            false => RunDir::create(out, config, device)?,
         };
-        let mut checkpoints = crate::checkpoint::Checkpoints::new(dir.path("checkpoints"), keep_last)?;
+        let mut checkpoints = crate::store::checkpoint::Checkpoints::new(dir.path("checkpoints"), keep_last)?;
         if dir.is_writer() {
-            crate::dist::record(&dir, dist, per_rank_batch, resume)?;
+            record_layout(&dir, ranks, per_rank_batch, resume)?;
         } else {
             checkpoints = checkpoints.reading_only();
         }
@@ -270,7 +270,7 @@ impl RunDir {
         if !self.writer {
             return Ok(());
         }
-        let writer = crate::tensorboard::EventWriter::create(&self.path("tensorboard"), &host_name())?;
+        let writer = crate::observe::tensorboard::EventWriter::create(&self.path("tensorboard"), &host_name())?;
         *self.tensorboard.lock().expect("tensorboard lock") = Some(writer);
         Ok(())
     }
@@ -281,7 +281,7 @@ impl RunDir {
     }
 
     /// Writes `images` (tag, height, width, PNG) to TensorBoard at `step`, when enabled.
-    pub fn tensorboard_images(&self, step: usize, images: &[crate::tensorboard::Picture]) -> Result<()> {
+    pub fn tensorboard_images(&self, step: usize, images: &[crate::observe::tensorboard::Picture]) -> Result<()> {
         match self.tensorboard.lock().expect("tensorboard lock").as_mut() {
             Some(writer) => writer.images(step as i64, images),
             None => Ok(()),
@@ -308,7 +308,7 @@ impl RunDir {
         writeln!(file, "{record}").with_context(|| format!("writing {}", path.display()))?;
         if let Some(writer) = self.tensorboard.lock().expect("tensorboard lock").as_mut() {
             let step = record["step"].as_i64().unwrap_or(0);
-            writer.scalars(step, &crate::tensorboard::scalars_of(&record))?;
+            writer.scalars(step, &crate::observe::tensorboard::scalars_of(&record))?;
         }
         Ok(())
     }
@@ -320,4 +320,41 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// The world size a run folder last ran with (1 when it never ran distributed).
+fn last_world_size(dir: &RunDir) -> u64 {
+    std::fs::read_to_string(dir.path("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "distributed")
+        .and_then(|v| v["world_size"].as_u64())
+        .unwrap_or(1)
+}
+
+/// Records the distributed layout of a run in `metrics.jsonl` (rank 0, or the single process
+/// after a distributed one), and on resume says when the number of ranks changed: the run goes
+/// on, but each rank's share of the data and the global batch are then other ones.
+pub fn record_layout(dir: &RunDir, ranks: &crate::dist::Ranks, per_rank_batch: usize, resume: bool) -> Result<()> {
+    let group = ranks.group();
+    let size = ranks.size() as u64;
+    let before = if resume { last_world_size(dir) } else { 1 };
+    if resume && before != size {
+        tracing::warn!(
+            before,
+            now = size,
+            "resuming on another number of ranks: the run goes on, but the data order (each rank's share and \
+             the global batch) changes, so it will not match an uninterrupted run"
+        );
+    }
+    if group.is_none() && before == 1 {
+        return Ok(());
+    }
+    dir.metric(&serde_json::json!({
+        "kind": "distributed", "world_size": size,
+        "engine": group.map_or("none".to_owned(), |g| format!("{:?}", g.engine()).to_lowercase()),
+        "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * size as usize,
+    }))
 }
