@@ -186,6 +186,7 @@ fn docs_config_lists_every_key() {
         "arch.cost.height",
         "arch.cost.width",
         "arch.cost.filter_multiplier",
+        "arch.cost.stem_channels",
         "arch.cost.table",
         "arch.beta_decay.weight",
         "arch.beta_decay.schedule",

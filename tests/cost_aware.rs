@@ -15,7 +15,8 @@ use trellis::{
     TableSpec, Timing,
 };
 
-const SPEC: TableSpec = TableSpec { height: 65, width: 97, filter_multiplier: 4, blocks: 5, classes: 5 };
+const SPEC: TableSpec =
+    TableSpec { height: 65, width: 97, filter_multiplier: 4, blocks: 5, classes: 5, stem_channels: [64, 64, 128] };
 
 fn model(spec: &TableSpec, kind: CostKind) -> CostModel {
     build_table(spec, None).model(kind, "counted").unwrap()
@@ -38,8 +39,16 @@ fn all_paths(layers: usize) -> Vec<Vec<usize>> {
 
 #[test]
 fn a_decoded_architectures_cost_is_what_search_summary_counts() {
-    let macs = model(&SPEC, CostKind::Macs);
-    let params = model(&SPEC, CostKind::Params);
+    // The paper's stem, then another one: the cost table builds its stem from the spec, as the
+    // decoded network does from its config.
+    for stem_channels in [trellis::PAPER_STEM_CHANNELS, [8, 12, 24]] {
+        decoded_costs_are_counted(&TableSpec { stem_channels, ..SPEC });
+    }
+}
+
+fn decoded_costs_are_counted(spec: &TableSpec) {
+    let macs = model(spec, CostKind::Macs);
+    let params = model(spec, CostKind::Params);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let mut architectures = vec![Architecture::paper()];
     for layers in [1, 2, 6] {
@@ -53,13 +62,13 @@ fn a_decoded_architectures_cost_is_what_search_summary_counts() {
         }
     }
     for architecture in &architectures {
-        let summary = search::observe::summary::summarize(
-            architecture,
-            SPEC.filter_multiplier,
-            SPEC.classes,
-            SPEC.height,
-            SPEC.width,
-        );
+        let config = trellis::DecodedNetworkConfig {
+            architecture: architecture.clone(),
+            filter_multiplier: spec.filter_multiplier,
+            classes: spec.classes,
+            stem_channels: spec.stem_channels,
+        };
+        let summary = search::observe::summary::summarize_config(&config, spec.height, spec.width);
         let path = architecture.path.levels();
         assert_eq!(macs.architecture_cost(architecture), summary.multiply_adds as f64, "multiply-adds of {path:?}");
         assert_eq!(params.architecture_cost(architecture), summary.parameters.total as f64, "parameters of {path:?}");
@@ -197,7 +206,7 @@ fn with_a_huge_cost_weight_the_decoded_network_is_the_cheapest() {
     ok(&search_with(&config, &root, &run, &[]));
     let decoded = Architecture::load(&run.join("arch/final.json")).unwrap();
     // The tiny search's shape: L = 3, B = 2, and the synthetic street scenes' 19 classes.
-    let spec = TableSpec { height: 64, width: 64, filter_multiplier: 2, blocks: 2, classes: 19 };
+    let spec = TableSpec { height: 64, width: 64, filter_multiplier: 2, blocks: 2, classes: 19, ..SPEC };
     let model = model(&spec, CostKind::Macs);
     // The cheapest network: ops that cost nothing (pooling, skip at stride 1) on the cheapest path.
     let free = Genotype::new(vec![
@@ -227,7 +236,7 @@ fn with_a_huge_cost_weight_the_decoded_network_is_the_cheapest() {
 
 #[test]
 fn a_latency_table_round_trips_and_the_commands_use_it() {
-    let spec = TableSpec { height: 33, width: 33, filter_multiplier: 2, blocks: 2, classes: 3 };
+    let spec = TableSpec { height: 33, width: 33, filter_multiplier: 2, blocks: 2, classes: 3, ..SPEC };
     let measurement = trellis::cost::Measurement {
         device: "cpu".into(),
         device_name: "test".into(),

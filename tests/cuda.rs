@@ -45,7 +45,12 @@ fn search_step_on_cuda_gives_finite_gradients() {
 fn decoded_network_on_cuda_matches_the_cpu() {
     let device = cuda();
     tch::manual_seed(0);
-    let config = DecodedNetworkConfig { architecture: Architecture::paper(), filter_multiplier: 8, classes: 19 };
+    let config = DecodedNetworkConfig {
+        architecture: Architecture::paper(),
+        filter_multiplier: 8,
+        classes: 19,
+        stem_channels: trellis::PAPER_STEM_CHANNELS,
+    };
     let cpu_store = nn::VarStore::new(Device::Cpu);
     let cpu_net = config.build(&cpu_store.root());
     let mut gpu_store = nn::VarStore::new(device);

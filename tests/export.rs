@@ -131,7 +131,7 @@ fn exported_files_match_predict_outside_the_tool() {
         }
         if name == "folded" {
             assert_eq!(checks["ts_batch_norms"], 0, "every batch norm folded");
-            assert_eq!(report["python"]["batch_norm_nodes_folded"], 0);
+            assert_eq!(report["fold_bn"]["batch_norm_nodes_folded"], 0);
         } else {
             assert!(checks["ts_batch_norms"].as_i64().unwrap() > 0);
         }
@@ -192,6 +192,20 @@ fn bad_exports_are_refused_and_leave_nothing() {
     let message = err(&search(&["export", "--weights", run_s, "--out", existing.to_str().unwrap()]));
     assert!(message.contains("exists"), "{message}");
     assert_eq!(std::fs::read_to_string(existing.join("keep.txt")).unwrap(), "mine");
+
+    // Formats come from the exporters' registry: an unknown one is named with the known ones;
+    // one format writes its file and model.json alone.
+    let message = err(&search(&["export", "--weights", run_s, "--out", out.to_str().unwrap(), "--format", "pdf"]));
+    assert!(message.contains("--format pdf") && message.contains("torchscript, onnx"), "{message}");
+    let only = parent.join("only-torchscript");
+    let report = export(&run, &only, &["--format", "torchscript"]);
+    assert_eq!(report["files"], serde_json::json!(["model.pt", "model.json"]));
+    assert!(report["formats"]["torchscript"]["max_abs_diff"].as_f64().unwrap() < 1e-4, "{report}");
+    let mut written: Vec<String> =
+        std::fs::read_dir(&only).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    written.sort();
+    assert_eq!(written, ["model.json", "model.pt"], "no staging or traced file left");
+    std::fs::remove_dir_all(&only).unwrap();
 
     let searched = temp("export-bad-search");
     ok(&tiny_search(&root, &searched, &[]));

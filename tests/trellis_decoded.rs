@@ -49,8 +49,13 @@ fn random_architecture(rng: &mut impl Rng, blocks: usize, layers: usize) -> Arch
 
 fn forward_backward(architecture: Architecture, f: i64, (h, w): (i64, i64)) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = DecodedNetworkConfig { architecture: architecture.clone(), filter_multiplier: f, classes: 19 }
-        .build(&vs.root());
+    let net = DecodedNetworkConfig {
+        architecture: architecture.clone(),
+        filter_multiplier: f,
+        classes: 19,
+        stem_channels: trellis::PAPER_STEM_CHANNELS,
+    }
+    .build(&vs.root());
     let images = Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(19, [2, h, w], (Kind::Int64, Device::Cpu));
     let logits = net.forward_t(&images, true);

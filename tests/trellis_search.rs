@@ -230,7 +230,10 @@ fn recomputed_backward_equals_the_normal_one() {
     let run = |plan: Option<RecomputePlan>, arch_only: bool| {
         let (weights, arch_store, net, arch) = copy_of(&reference, &tiny(4, 3));
         let (weight_params, arch_params) = (Params::of(&weights), Params::of(&arch_store));
-        let wrt = Wrt { weights: if arch_only { &[] } else { weight_params.tensors() }, arch: arch_params.tensors() };
+        let wrt = match arch_only {
+            true => Wrt::arch(arch_params.tensors(), weight_params.tensors()),
+            false => Wrt { weights: weight_params.tensors(), arch: arch_params.tensors(), constant: &[] },
+        };
         let loss_of = |logits: &Tensor| segmentation_loss(logits, labels);
         let grads = match &plan {
             Some(plan) => recomputed(&net, images, &arch, &loss_of, plan, wrt),

@@ -4,6 +4,13 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+/// Waits for the device to finish queued work, so that wall-clock phases are honest on CUDA.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
 /// The device a command runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

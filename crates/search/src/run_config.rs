@@ -332,6 +332,9 @@ pub struct CostConfig {
     pub width: i64,
     #[serde(default = "CostConfig::default_filter_multiplier")]
     pub filter_multiplier: i64,
+    /// The deployed network's stem channels (the retraining config's `model.stem_channels`).
+    #[serde(default = "trellis::network::paper_stem_channels")]
+    pub stem_channels: [i64; 3],
     /// A latency table written by `search cost-table` (required for `latency`).
     #[serde(default)]
     pub table: Option<PathBuf>,
@@ -568,11 +571,20 @@ pub struct RetrainModelConfig {
     pub blocks: Option<usize>,
     /// Keep probability of scheduled drop path at the end of training (1: off).
     pub drop_path_keep_prob: f64,
+    /// Channels of the three stem convolutions (the paper's 64, 64, 128).
+    pub stem_channels: [i64; 3],
 }
 
 impl Default for RetrainModelConfig {
     fn default() -> Self {
-        RetrainModelConfig { filter_multiplier: 20, classes: 19, layers: None, blocks: None, drop_path_keep_prob: 1.0 }
+        RetrainModelConfig {
+            filter_multiplier: 20,
+            classes: 19,
+            layers: None,
+            blocks: None,
+            drop_path_keep_prob: 1.0,
+            stem_channels: trellis::PAPER_STEM_CHANNELS,
+        }
     }
 }
 
@@ -667,6 +679,9 @@ impl Validate for RetrainModelConfig {
         check(m.blocks != Some(0), "blocks", || "must be at least 1 when set".into())?;
         check(m.drop_path_keep_prob > 0.0 && m.drop_path_keep_prob <= 1.0, "drop_path_keep_prob", || {
             format!("must be in (0, 1], got {}", m.drop_path_keep_prob)
+        })?;
+        check(m.stem_channels.iter().all(|&c| c >= 1), "stem_channels", || {
+            format!("every entry must be at least 1, got {:?}", m.stem_channels)
         })?;
         Ok(())
     }

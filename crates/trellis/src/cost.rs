@@ -44,6 +44,8 @@ pub struct TableSpec {
     pub filter_multiplier: i64,
     pub blocks: usize,
     pub classes: i64,
+    /// The stem's channels (`trellis::PAPER_STEM_CHANNELS` for the paper's networks).
+    pub stem_channels: [i64; 3],
 }
 
 /// What a cost counts.
@@ -181,6 +183,9 @@ pub struct CostTable {
     pub filter_multiplier: i64,
     pub blocks: usize,
     pub classes: i64,
+    /// The stem's channels (tables written before they were recorded: the paper's).
+    #[serde(default = "crate::network::paper_stem_channels")]
+    pub stem_channels: [i64; 3],
     /// How the latencies were measured; `None` for a table of multiply-adds and parameters
     /// only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,12 +225,13 @@ impl CostTable {
 
     /// Checks that the table describes networks of this shape at this size.
     pub fn check(&self, origin: &str, spec: &TableSpec) -> Result<(), CostError> {
-        let TableSpec { height, width, filter_multiplier, blocks, classes } = *spec;
+        let TableSpec { height, width, filter_multiplier, blocks, classes, stem_channels } = *spec;
         let checks = [
             ("height x width", format!("{}x{}", self.height, self.width), format!("{height}x{width}")),
             ("filter_multiplier", self.filter_multiplier.to_string(), filter_multiplier.to_string()),
             ("blocks", self.blocks.to_string(), blocks.to_string()),
             ("classes", self.classes.to_string(), classes.to_string()),
+            ("stem_channels", format!("{:?}", self.stem_channels), format!("{stem_channels:?}")),
         ];
         for (what, table, asked) in checks {
             if table != asked {

@@ -43,8 +43,8 @@ impl TableSpec {
     fn feature(&self, feature: Feature) -> (i64, (i64, i64), usize) {
         let sizes = level_sizes(self.height, self.width);
         match feature {
-            Feature::Stem1 => (64, ((self.height - 1) / 2 + 1, (self.width - 1) / 2 + 1), 0),
-            Feature::Stem2 => (128, sizes[0], 0),
+            Feature::Stem1 => (self.stem_channels[1], ((self.height - 1) / 2 + 1, (self.width - 1) / 2 + 1), 0),
+            Feature::Stem2 => (self.stem_channels[2], sizes[0], 0),
             Feature::Cell(level) => (self.widths().cell(level as usize), sizes[level as usize], level as usize),
         }
     }
@@ -64,12 +64,13 @@ impl TableSpec {
                 .shallow_clone()
         };
         let (height, width, classes) = (self.height, self.width, self.classes);
+        let [c0, c1, c2] = self.stem_channels;
         match component {
             Component::Stem => {
                 let stem = [
-                    ConvBn::new(&(p / "stem0"), 3, 64, 3, 2, 1),
-                    ConvBn::new(&(p / "stem1"), 64, 64, 3, 1, 1),
-                    ConvBn::new(&(p / "stem2"), 64, 128, 3, 2, 1),
+                    ConvBn::new(&(p / "stem0"), 3, c0, 3, 2, 1),
+                    ConvBn::new(&(p / "stem1"), c0, c1, 3, 1, 1),
+                    ConvBn::new(&(p / "stem2"), c1, c2, 3, 2, 1),
                 ];
                 Box::new(move |n| {
                     let x = stem[0].forward_t(&input(n, 3, (height, width)), false).relu();
@@ -199,6 +200,7 @@ pub fn build_table(spec: &TableSpec, timing: Option<(&Timing, Measurement)>) -> 
         filter_multiplier: spec.filter_multiplier,
         blocks: spec.blocks,
         classes: spec.classes,
+        stem_channels: spec.stem_channels,
         measurement: timing.map(|(_, m)| m),
         entries,
     }

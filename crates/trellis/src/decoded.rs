@@ -36,6 +36,10 @@ pub struct DecodedNetworkConfig {
     pub filter_multiplier: i64,
     /// Output classes (19 for Cityscapes).
     pub classes: i64,
+    /// Channels of the three stem convolutions (the paper's 64, 64, 128 by default; the
+    /// second's output is H^{-2} of the first cell, the third's H^{-1}).
+    #[serde(default = "crate::network::paper_stem_channels")]
+    pub stem_channels: [i64; 3],
 }
 
 /// Where the parameters of a deployable network sit.
@@ -59,14 +63,15 @@ impl DecodedNetworkConfig {
         let genotype = &self.architecture.cell;
         let widths = Widths::new(self.filter_multiplier, genotype.num_blocks());
         let bp = p / "backbone";
+        let [c0, c1, c2] = self.stem_channels;
         let stem = [
-            ConvBn::new(&(&bp / "stem0"), 3, 64, 3, 2, 1),
-            ConvBn::new(&(&bp / "stem1"), 64, 64, 3, 1, 1),
-            ConvBn::new(&(&bp / "stem2"), 64, 128, 3, 2, 1),
+            ConvBn::new(&(&bp / "stem0"), 3, c0, 3, 2, 1),
+            ConvBn::new(&(&bp / "stem1"), c0, c1, 3, 1, 1),
+            ConvBn::new(&(&bp / "stem2"), c1, c2, 3, 2, 1),
         ];
         let levels = self.architecture.path.levels();
         // Channels of H^{l-2} and H^{l-1} as the cells go.
-        let (mut prev_prev, mut prev) = (64, 128);
+        let (mut prev_prev, mut prev) = (c1, c2);
         let mut previous_level = 0u8;
         let cells: Vec<FixedCell> = levels
             .iter()
@@ -90,7 +95,7 @@ impl DecodedNetworkConfig {
         let last_level = *levels.last().expect("a path has layers") as usize;
         let low_level_channels = match self.low_level_cell() {
             Some(_) => widths.cell(0),
-            None => 128,
+            None => c2,
         };
         let aspp = AsppConfig::deeplab(widths.cell(last_level), downsample(last_level)).build(&(p / "aspp"));
         let decoder = DecoderConfig::deeplab(low_level_channels, self.classes).build(&(p / "decoder"));

@@ -21,7 +21,7 @@ pub use cost_table::{build_table, cost_model, Timing};
 pub use decode::{decode, decode_file, decode_with_edges, read_raw, DecodeError, RawParams, RawTensors};
 pub use decoded::{count_parameters, DecodedNetwork, DecodedNetworkConfig, DropPath, ParameterCount};
 pub use execution::Execution;
-pub use network::{level_sizes, Levels, SearchNetwork, SearchNetworkConfig};
+pub use network::{level_sizes, Levels, SearchNetwork, SearchNetworkConfig, PAPER_STEM_CHANNELS};
 pub use recompute::{Recompute, RecomputePlan};
 pub use space::Transition;
 pub use viterbi::viterbi;

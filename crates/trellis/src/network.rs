@@ -51,6 +51,16 @@ pub struct SearchNetworkConfig {
     pub edge_normalization: bool,
 }
 
+/// The stem of the paper's networks (facts §3): three 3x3 convolutions to 64, 64 and 128
+/// channels, the first and the last with stride 2. Every network (search, deployed, cost table)
+/// takes its stem from its model config, with this default.
+pub const PAPER_STEM_CHANNELS: [i64; 3] = [64, 64, 128];
+
+/// serde's default for configs and files written before the stem was configurable.
+pub fn paper_stem_channels() -> [i64; 3] {
+    PAPER_STEM_CHANNELS
+}
+
 impl Default for SearchNetworkConfig {
     fn default() -> Self {
         // The paper's search (facts §3, §4): L = 12, B = 5, F = 8, 19 classes.
@@ -58,7 +68,7 @@ impl Default for SearchNetworkConfig {
             layers: 12,
             blocks: 5,
             filter_multiplier: 8,
-            stem_channels: [64, 64, 128],
+            stem_channels: PAPER_STEM_CHANNELS,
             classes: 19,
             partial_channels: 1,
             edge_normalization: false,

@@ -10,9 +10,10 @@ use super::ModelFlags;
 pub struct Args {
     #[command(flatten)]
     model: ModelFlags,
-    /// Which files: TorchScript (`model.pt`), ONNX (`model.onnx`, opset 17) or both.
-    #[arg(long, value_enum, default_value_t = Format::All)]
-    format: Format,
+    /// Which files: `all`, or one or more registered formats, comma-separated: `torchscript`
+    /// (`model.pt`), `onnx` (`model.onnx`, opset 17).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    format: Vec<String>,
     /// Input size WIDTHxHEIGHT the files take (fixed: tracing records every resize at this
     /// size; the batch size stays free). Default: the run's training crop.
     #[arg(long, value_parser = super::parse_size)]
@@ -29,18 +30,10 @@ pub struct Args {
     data_format: Option<seg::data::DataFormat>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Torchscript,
-    Onnx,
-    All,
-}
-
 pub fn exec(args: Args) -> Result<()> {
     let request = search::deploy::export::ExportRequest {
         model: args.model.resolve(args.data_format)?,
-        torchscript: args.format != Format::Onnx,
-        onnx: args.format != Format::Torchscript,
+        formats: args.format.clone(),
         size: args.size.map(|(w, h)| (h, w)),
         out: args.out.clone(),
         fold_bn: args.fold_bn,

@@ -153,6 +153,7 @@ impl DeploymentFlags {
             filter_multiplier: self.filter_multiplier,
             blocks,
             classes: self.classes,
+            stem_channels: trellis::PAPER_STEM_CHANNELS,
         }
     }
 }
@@ -224,8 +225,11 @@ impl RunFlags {
 
     /// The config (the run's own one with --resume), the run folder and whether to resume.
     /// `name` gives a config's run name, `root` its data root.
+    /// On resume only rank 0 reads the run's config; the other ranks get it from rank 0
+    /// (docs/distributed.md: they need no access to the run folder).
     pub fn resolve<T: serde::de::DeserializeOwned + Validate>(
         &self,
+        ranks: &search::dist::Ranks,
         name: impl Fn(&T) -> &str,
         root: impl Fn(&mut T) -> &mut PathBuf,
     ) -> Result<(T, PathBuf, bool)> {
@@ -237,8 +241,11 @@ impl RunFlags {
                     "--resume continues a run with its own config: drop --config, --data, --out and every --set \
                      but `--set execution.*` (how it runs, which never changes its results)"
                 );
-                let config = configs::load(Some(&dir.join("config.toml")), &self.config.overrides)
-                    .context("reading the run's config")?;
+                let path = dir.join("config.toml");
+                let read = seg::limits::read_text(&path).with_context(|| format!("reading {}", path.display()));
+                let text = String::from_utf8(ranks.from_rank0(read.map(String::into_bytes))?)?;
+                let config =
+                    configs::load_text(&text, &path, &self.config.overrides).context("reading the run's config")?;
                 Ok((config, dir.clone(), true))
             }
             None => {

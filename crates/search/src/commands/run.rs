@@ -19,7 +19,7 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     let (device, ranks) = args.run.join()?;
     let writer = ranks.rank() == 0;
     let (config, out, resume) =
-        args.run.resolve(|c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;
+        args.run.resolve(&ranks, |c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;
     search::runtime::set_threads(threads, config.execution.threads)?;
     let options = SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };
     match search::tasks::search_run::run(options)? {

@@ -22,16 +22,26 @@ pub fn exec(args: Args) -> Result<()> {
     if let Some(done) = args.run.launch_local() {
         return done;
     }
+    let (device, ranks) = args.run.join()?;
     let (config, out, resume) =
-        args.run.resolve(|c: &RetrainConfig| c.name.as_str(), |c: &mut RetrainConfig| &mut c.data.root)?;
+        args.run.resolve(&ranks, |c: &RetrainConfig| c.name.as_str(), |c: &mut RetrainConfig| &mut c.data.root)?;
     let model = if resume {
         anyhow::ensure!(
             args.arch.is_none() && !args.baseline,
             "--resume continues a run with its own architecture: drop --arch and --baseline"
         );
-        match out.join("arch.json") {
-            arch if arch.is_file() => ModelChoice::Deployed(trellis::Architecture::load(&arch)?),
-            _ => ModelChoice::PixelBaseline,
+        // Rank 0 reads the run's arch.json (none: the per-pixel baseline) for every rank.
+        let path = out.join("arch.json");
+        let read = match path.is_file() {
+            true => std::fs::read(&path).with_context(|| format!("reading {}", path.display())),
+            false => Ok(Vec::new()),
+        };
+        match ranks.from_rank0(read)? {
+            bytes if bytes.is_empty() => ModelChoice::PixelBaseline,
+            bytes => ModelChoice::Deployed(trellis::Architecture::from_json(
+                &String::from_utf8(bytes)?,
+                &path.display().to_string(),
+            )?),
         }
     } else {
         match (&args.arch, args.baseline) {
@@ -40,7 +50,6 @@ pub fn exec(args: Args) -> Result<()> {
             (None, false) => anyhow::bail!("say what to train: --arch FILE|paper, or --baseline"),
         }
     };
-    let (device, ranks) = args.run.join()?;
     let writer = ranks.rank() == 0;
     let options =
         RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };

@@ -33,8 +33,9 @@ impl ModelCard {
         let data = &config.data;
         let t = &data.transform;
         Ok(ModelCard {
-            architecture: serde_json::from_str(&architecture.to_json())?,
+            architecture: architecture.clone(),
             filter_multiplier: config.model.filter_multiplier,
+            stem_channels: config.model.stem_channels,
             class_table: data.class_table().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?,
             input: InputConvention { channels: "RGB".into(), base_scale: t.base_scale, mean: t.mean, std: t.std },
             training_data: Some(TrainingData {
@@ -62,9 +63,12 @@ pub struct TrainingData {
 /// The description of a trained network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
-    /// The decoded architecture (the architecture file's JSON).
-    pub architecture: serde_json::Value,
+    /// The decoded architecture.
+    pub architecture: trellis::Architecture,
     pub filter_multiplier: i64,
+    /// The stem's channels (cards written before they were recorded: the paper's).
+    #[serde(default = "trellis::network::paper_stem_channels")]
+    pub stem_channels: [i64; 3],
     /// The class table: output channel `i` is `class_table.class[i]`.
     pub class_table: seg::ClassTable,
     pub input: InputConvention,
@@ -88,8 +92,9 @@ impl ModelCard {
         }
         let mut m = BTreeMap::new();
         m.insert(MARK.into(), "1".into());
-        m.insert("architecture".into(), self.architecture.to_string());
+        m.insert("architecture".into(), json(&self.architecture));
         m.insert("filter_multiplier".into(), self.filter_multiplier.to_string());
+        m.insert("stem_channels".into(), json(&self.stem_channels));
         m.insert("classes".into(), self.class_table.len().to_string());
         m.insert("class_table".into(), json(&self.class_table));
         m.insert("mean".into(), json(&self.input.mean));
@@ -117,8 +122,12 @@ impl ModelCard {
             serde_json::from_str(get(k)?).with_context(|| format!("metadata `{k}` is not JSON"))
         };
         Ok(Some(ModelCard {
-            architecture: parse("architecture")?,
+            architecture: trellis::Architecture::from_json(get("architecture")?, "metadata `architecture`")?,
             filter_multiplier: get("filter_multiplier")?.parse().context("metadata `filter_multiplier`")?,
+            stem_channels: match m.get("stem_channels") {
+                Some(text) => serde_json::from_str(text).context("metadata `stem_channels`")?,
+                None => trellis::PAPER_STEM_CHANNELS,
+            },
             class_table: serde_json::from_value(parse("class_table")?).context("metadata `class_table`")?,
             input: serde_json::from_value(parse("input")?).context("metadata `input`")?,
             training_data: m.get("training_data").map(|t| serde_json::from_str(t)).transpose()?,
@@ -184,8 +193,9 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_a_safetensors_file() {
         let card = ModelCard {
-            architecture: serde_json::json!({"cell": [], "path": [0, 1]}),
+            architecture: trellis::Architecture::paper(),
             filter_multiplier: 20,
+            stem_channels: [32, 48, 96],
             class_table: seg::ClassTable::voc(),
             input: InputConvention { channels: "RGB".into(), base_scale: 0.5, mean: [127.5; 3], std: [127.5; 3] },
             training_data: Some(TrainingData {
@@ -205,6 +215,11 @@ mod tests {
         write_with_metadata(&path, &tensors, &card.to_metadata()).unwrap();
         let back = ModelCard::from_metadata(&read_metadata(&path).unwrap()).unwrap().unwrap();
         assert_eq!(back, card);
+        // A card written before the stem was recorded reads as the paper's stem.
+        let mut old = card.to_metadata();
+        old.remove("stem_channels");
+        let back = ModelCard::from_metadata(&old).unwrap().unwrap();
+        assert_eq!(back.stem_channels, trellis::PAPER_STEM_CHANNELS);
         let loaded = tch::Tensor::read_safetensors(&path).unwrap();
         assert_eq!(loaded[0].0, "a.weight");
         assert_eq!(Vec::<f32>::try_from(&loaded[0].1).unwrap(), [1.0, 2.0, 3.0], "libtorch still reads it");

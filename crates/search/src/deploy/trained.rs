@@ -10,7 +10,7 @@ use seg::ClassTable;
 use tch::{nn, Device};
 
 use crate::deploy::model_card::{read_metadata, InputConvention, ModelCard, TrainingData};
-use crate::run_config::RetrainConfig;
+use crate::run_config::{RetrainConfig, RetrainModelConfig};
 use crate::store::checkpoint::load_store;
 use crate::tasks::retrain::{build_model, ModelChoice, Segmenter};
 
@@ -58,84 +58,140 @@ impl TrainedModel {
     }
 }
 
-/// The run folder a weights path belongs to, if any: the folder itself, or the run holding a
-/// checkpoint folder.
-fn run_folder(weights: &Path) -> Option<PathBuf> {
-    [weights.to_owned(), weights.join("../..")].into_iter().find(|p| p.join("config.toml").is_file())
+/// Where a trained network comes from, resolved once from `--weights`: a retraining's run folder
+/// or one of its checkpoint folders (the run's config, read through the config loader, and its
+/// `arch.json`), or a bare weights file (what its model card says, or the flags). The weights
+/// file carries the model card whenever a retraining wrote it.
+pub struct Source {
+    /// The safetensors file.
+    pub weights: PathBuf,
+    /// The run folder and its config, when the weights belong to one.
+    pub run: Option<(PathBuf, RetrainConfig)>,
+    /// The weights' model card, when a retraining wrote them.
+    pub card: Option<ModelCard>,
+}
+
+impl Source {
+    /// Resolves `weights` (a run folder, a checkpoint folder, or a file).
+    pub fn resolve(weights: &Path) -> Result<Source> {
+        if !weights.exists() {
+            anyhow::bail!("--weights {}: no such file or folder", weights.display());
+        }
+        let dir = weights
+            .is_dir()
+            .then(|| [weights.to_owned(), weights.join("../..")].into_iter().find(|p| p.join("config.toml").is_file()));
+        let run = match dir.flatten() {
+            Some(dir) => {
+                if dir.join("arch/final.json").is_file() && !dir.join("arch.json").is_file() {
+                    anyhow::bail!(
+                        "--weights {} is a search run, not a trained network: retrain its architecture first \
+                         (search train --arch {} --config …), then evaluate that run",
+                        weights.display(),
+                        dir.join("arch/final.json").display()
+                    );
+                }
+                let config = crate::config::load(Some(&dir.join("config.toml")), &[])
+                    .with_context(|| format!("reading the run's config {}", dir.join("config.toml").display()))?;
+                Some((dir, config))
+            }
+            None => None,
+        };
+        let file = if weights.is_dir() { weights.join("weights.safetensors") } else { weights.to_owned() };
+        let card = match file.is_file() {
+            true => ModelCard::from_metadata(&read_metadata(&file)?)
+                .with_context(|| format!("reading the metadata of {}", file.display()))?,
+            false => None,
+        };
+        Ok(Source { weights: file, run, card })
+    }
+
+    fn config(&self) -> Option<&RetrainConfig> {
+        self.run.as_ref().map(|(_, c)| c)
+    }
+
+    /// The architecture: `--arch`, else the run's `arch.json`, else the card's.
+    fn architecture(&self, flag: Option<&str>) -> Result<trellis::Architecture> {
+        match (flag, &self.run, &self.card) {
+            (Some(spec), _, _) => crate::arch_source::resolve(spec).context("reading --arch"),
+            (None, Some((dir, _)), _) => Ok(trellis::Architecture::load(&dir.join("arch.json"))?),
+            (None, None, Some(card)) => Ok(card.architecture.clone()),
+            (None, None, None) => anyhow::bail!(
+                "--weights {} is a file without our metadata: say which network it is with --arch",
+                self.weights.display()
+            ),
+        }
+    }
+
+    /// The network's model config: the run's, else the card's width and stem, else the
+    /// defaults; `--filter-multiplier` over all of them; the classes from `table`.
+    fn model(&self, args: &ModelArgs, table: &ClassTable) -> Result<RetrainModelConfig> {
+        let mut model = match (self.config(), &self.card) {
+            (Some(config), _) => config.model.clone(),
+            (None, Some(card)) => RetrainModelConfig {
+                filter_multiplier: card.filter_multiplier,
+                stem_channels: card.stem_channels,
+                ..Default::default()
+            },
+            (None, None) => RetrainModelConfig::default(),
+        };
+        if let Some(f) = args.filter_multiplier {
+            model.filter_multiplier = f;
+        }
+        model.classes = table.len() as i64;
+        crate::config::Validate::validate(&model).map_err(|e| {
+            anyhow::anyhow!(
+                "model.{}: {} (--filter-multiplier, --classes, --format or the run's config)",
+                e.key,
+                e.message
+            )
+        })?;
+        Ok(model)
+    }
+
+    /// The input transform: the run's, else the card's convention; `--base-scale` over both.
+    fn transform(&self, args: &ModelArgs) -> Result<TransformConfig> {
+        let mut transform = match (self.config(), &self.card) {
+            (Some(c), _) => c.data.transform.clone(),
+            (None, Some(card)) => TransformConfig {
+                base_scale: card.input.base_scale,
+                mean: card.input.mean,
+                std: card.input.std,
+                ..Default::default()
+            },
+            (None, None) => TransformConfig { base_scale: 1.0, ..Default::default() },
+        };
+        if let Some(s) = args.base_scale {
+            transform.base_scale = s;
+        }
+        transform.validate()?;
+        Ok(transform)
+    }
+
+    /// Where the network was trained: the run's data, else the card's.
+    fn training_data(&self) -> Option<TrainingData> {
+        match self.config() {
+            Some(c) => Some(TrainingData {
+                format: c.data.format.to_string(),
+                root: c.data.root.display().to_string(),
+                train_split: c.data.train_split.clone(),
+                val_split: c.data.val_split.clone(),
+            }),
+            None => self.card.as_ref().and_then(|c| c.training_data.clone()),
+        }
+    }
 }
 
 /// Loads the network `args` describe onto `device`.
 pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
-    if !args.weights.exists() {
-        anyhow::bail!("--weights {}: no such file or folder", args.weights.display());
-    }
-    let run = if args.weights.is_dir() { run_folder(&args.weights) } else { None };
-    if let Some(dir) = &run {
-        if dir.join("arch/final.json").is_file() && !dir.join("arch.json").is_file() {
-            anyhow::bail!(
-                "--weights {} is a search run, not a trained network: retrain its architecture first \
-                 (search train --arch {} --config …), then evaluate that run",
-                args.weights.display(),
-                dir.join("arch/final.json").display()
-            );
-        }
-    }
-    let run_config: Option<RetrainConfig> = match &run {
-        Some(dir) => {
-            Some(crate::config::load(Some(&dir.join("config.toml")), &[]).context("reading the run's config")?)
-        }
-        None => None,
-    };
-    let weights_file =
-        if args.weights.is_dir() { args.weights.join("weights.safetensors") } else { args.weights.clone() };
-    // What the weights say they are (docs/deploy.md), when a retraining wrote them.
-    let stored = match weights_file.is_file() {
-        true => ModelCard::from_metadata(&read_metadata(&weights_file)?)
-            .with_context(|| format!("reading the metadata of {}", weights_file.display()))?,
-        false => None,
-    };
-    let architecture = match (&args.arch, &run, &stored) {
-        (Some(spec), _, _) => crate::arch_source::resolve(spec).context("reading --arch")?,
-        (None, Some(dir), _) => trellis::Architecture::load(&dir.join("arch.json"))?,
-        (None, None, Some(card)) => {
-            trellis::Architecture::from_json(&card.architecture.to_string(), "the weights' metadata")?
-        }
-        (None, None, None) => anyhow::bail!(
-            "--weights {} is a file without our metadata: say which network it is with --arch",
-            args.weights.display()
-        ),
-    };
-    let mut config = run_config.clone().unwrap_or_default();
-    if let Some(f) = args
-        .filter_multiplier
-        .or(run_config.as_ref().map(|c| c.model.filter_multiplier))
-        .or(stored.as_ref().map(|c| c.filter_multiplier))
-    {
-        config.model.filter_multiplier = f;
-    }
-    let (format, table) = class_table(args, run_config.as_ref(), stored.as_ref())?;
-    config.model.classes = table.len() as i64;
-    crate::config::Validate::validate(&config.model).map_err(|e| {
-        anyhow::anyhow!("model.{}: {} (--filter-multiplier, --classes, --format or the run's config)", e.key, e.message)
-    })?;
-    let mut transform = match (&run_config, &stored) {
-        (Some(c), _) => c.data.transform.clone(),
-        (None, Some(card)) => TransformConfig {
-            base_scale: card.input.base_scale,
-            mean: card.input.mean,
-            std: card.input.std,
-            ..Default::default()
-        },
-        (None, None) => TransformConfig { base_scale: 1.0, ..Default::default() },
-    };
-    if let Some(s) = args.base_scale {
-        transform.base_scale = s;
-    }
-    transform.validate()?;
-    let window = args.window.or(run_config.as_ref().and_then(|c| c.data.eval_window));
+    let source = Source::resolve(&args.weights)?;
+    let architecture = source.architecture(args.arch.as_deref())?;
+    let (format, table) = class_table(args, source.config(), source.card.as_ref())?;
+    let config = RetrainConfig { model: source.model(args, &table)?, ..source.config().cloned().unwrap_or_default() };
+    let transform = source.transform(args)?;
+    let window = args.window.or(source.config().and_then(|c| c.data.eval_window));
     let mut store = nn::VarStore::new(device);
     let model = build_model(&ModelChoice::Deployed(architecture.clone()), &config, &store);
-    load_store(&mut store, &weights_file).with_context(|| {
+    load_store(&mut store, &source.weights).with_context(|| {
         format!(
             "the weights do not fit the network (filter multiplier {}, {} classes of the `{}` class table)",
             config.model.filter_multiplier, config.model.classes, table.name
@@ -147,18 +203,11 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
         "--scales {scales:?}: every scale must be a finite number > 0"
     );
     let protocol = crate::deploy::evaluate::Protocol { window, scales, flip: args.flip };
-    let training_data = match &run_config {
-        Some(c) => Some(TrainingData {
-            format: c.data.format.to_string(),
-            root: c.data.root.display().to_string(),
-            train_split: c.data.train_split.clone(),
-            val_split: c.data.val_split.clone(),
-        }),
-        None => stored.as_ref().and_then(|c| c.training_data.clone()),
-    };
+    let stored = source.card.as_ref();
     let card = ModelCard {
-        architecture: serde_json::from_str(&architecture.to_json())?,
+        architecture,
         filter_multiplier: config.model.filter_multiplier,
+        stem_channels: config.model.stem_channels,
         class_table: table.clone(),
         input: InputConvention {
             channels: "RGB".into(),
@@ -166,10 +215,10 @@ pub fn load(args: &ModelArgs, device: Device) -> Result<TrainedModel> {
             mean: transform.mean,
             std: transform.std,
         },
-        training_data,
-        val_miou: stored.as_ref().and_then(|c| c.val_miou),
-        commit: stored.as_ref().map_or_else(|| "unknown (not recorded with the weights)".into(), |c| c.commit.clone()),
-        tool_version: stored.as_ref().map_or_else(|| env!("CARGO_PKG_VERSION").into(), |c| c.tool_version.clone()),
+        training_data: source.training_data(),
+        val_miou: stored.and_then(|c| c.val_miou),
+        commit: stored.map_or_else(|| "unknown (not recorded with the weights)".into(), |c| c.commit.clone()),
+        tool_version: stored.map_or_else(|| env!("CARGO_PKG_VERSION").into(), |c| c.tool_version.clone()),
     };
     Ok(TrainedModel { model, format, table, card, store, transform, protocol })
 }

@@ -18,12 +18,23 @@ pub struct Summary {
     pub multiply_adds: u64,
 }
 
-/// Builds the network of `architecture` at filter multiplier `f` and counts it. The
-/// multiply-adds come from a forward pass over an empty batch of the given size, which
-/// propagates shapes without computing.
+/// Builds the network of `architecture` at filter multiplier `f` (with the paper's stem) and
+/// counts it: [`summarize_config`].
 pub fn summarize(architecture: &Architecture, f: i64, classes: i64, height: i64, width: i64) -> Summary {
+    let config = DecodedNetworkConfig {
+        architecture: architecture.clone(),
+        filter_multiplier: f,
+        classes,
+        stem_channels: trellis::PAPER_STEM_CHANNELS,
+    };
+    summarize_config(&config, height, width)
+}
+
+/// Builds the network `config` describes and counts it. The multiply-adds come from a forward
+/// pass over an empty batch of the given size, which propagates shapes without computing.
+pub fn summarize_config(config: &DecodedNetworkConfig, height: i64, width: i64) -> Summary {
     let vs = nn::VarStore::new(Device::Cpu);
-    let config = DecodedNetworkConfig { architecture: architecture.clone(), filter_multiplier: f, classes };
+    let (architecture, f, classes) = (&config.architecture, config.filter_multiplier, config.classes);
     let net = config.build(&vs.root());
     let parameters = count_parameters(&vs);
     let images = Tensor::zeros([0, 3, height, width], (Kind::Float, Device::Cpu));

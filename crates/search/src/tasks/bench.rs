@@ -15,6 +15,7 @@ use crate::dist::Ranks;
 use crate::observe::env::EnvReport;
 use crate::run_config::{SearchRunConfig, WeightOptimConfig};
 use crate::store::rundir::peak_rss_mib;
+use crate::store::session::Compute;
 use crate::train::architect::{Architect, Order, Unrolled};
 use crate::train::loss_scale::LossScaler;
 use crate::train::optim::{Adam, AdamConfig, Params, Sgd};
@@ -136,17 +137,17 @@ pub struct BenchReport {
 
 /// Runs `warmup` + `steps` pairs of weight and architecture steps on random data.
 pub fn run(config: &BenchConfig, device: Device, ranks: &Ranks) -> anyhow::Result<BenchReport> {
-    tch::manual_seed(0);
+    let compute = Compute::of(device, ranks.clone(), 0, (config.autocast, config.autocast_dtype));
+    let prepared = crate::store::session::prepare(compute)?;
+    let precision = prepared.precision();
     let weights = nn::VarStore::new(device);
     let arch_store = nn::VarStore::new(device);
     let model = &config.model;
     let mut net = model.build(&weights.root());
     let execution = crate::observe::gpu::sized_for(&config.execution, device);
-    crate::observe::gpu::tune(device);
     net.set_execution(execution);
     let mut gpu = crate::observe::gpu::GpuMonitor::for_device(device);
     let arch = ArchParams::for_search(&arch_store.root(), model.blocks, model.layers, model.edge_normalization);
-    let precision = crate::train::precision::Precision::for_run(config.autocast, config.autocast_dtype, device)?;
     let sgd = Sgd::new(Params::of(&weights), config.weights.sgd());
     let mut sgd =
         Optimised::new(sgd, ranks.clone(), config.weights.grad_clip).with_scaler(LossScaler::for_run(precision));

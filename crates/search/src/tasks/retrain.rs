@@ -17,7 +17,7 @@ use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 use crate::dist::Ranks;
 use crate::run_config::{FinalWeights, RetrainConfig};
 use crate::store::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors};
-use crate::store::rundir::RunDir;
+use crate::store::session::{self, Compute, Folder};
 use crate::tasks::search_run::check_data;
 use crate::train::loss_scale::LossScaler;
 use crate::train::optim::{poly_lr, Optimiser, Params, Sgd};
@@ -97,6 +97,7 @@ pub fn build_model(choice: &ModelChoice, config: &RetrainConfig, vs: &nn::VarSto
                 architecture: architecture.clone(),
                 filter_multiplier: config.model.filter_multiplier,
                 classes: config.model.classes,
+                stem_channels: config.model.stem_channels,
             }
             .build(&vs.root());
             Box::new(Deployed { net, drop_path_keep_prob: config.model.drop_path_keep_prob })
@@ -225,55 +226,43 @@ impl Task for Retrain<'_> {
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
     check_architecture(config, &options.model)?;
-    let precision =
-        crate::train::precision::Precision::for_run(config.autocast, config.autocast_dtype, options.device)?;
     let device = options.device;
     let data = &config.data;
+    let autocast = (config.autocast, config.autocast_dtype);
+    let prepared = session::prepare(Compute::of(device, options.ranks.clone(), config.seed, autocast))?;
     let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
     let samples = dataset
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
-    let mut val = dataset.list_samples(&data.val_split).context("listing the val split")?;
-    let ranks = options.ranks.clone();
     // Each rank its own deterministic share; the global batch is the per-rank batch times the
     // world size.
-    val = ranks.share(&val);
-    let samples = ranks.share_even(&samples);
-    let loader =
-        Loader::new(samples, data.transform.clone(), data.loader.clone(), Mode::Train).context("the training split")?;
-
-    let (dir, checkpoints) = RunDir::for_run(
-        &options.out,
-        config,
-        device,
-        options.resume,
-        &ranks,
-        data.loader.batch,
-        config.checkpoint.keep_last,
-    )?;
+    let val = prepared.share(&dataset.list_samples(&data.val_split).context("listing the val split")?);
+    let loader = Loader::new(prepared.share_even(&samples), data.transform.clone(), data.loader.clone(), Mode::Train)
+        .context("the training split")?;
+    let folder = Folder {
+        out: &options.out,
+        resume: options.resume,
+        sync_bn: config.sync_bn,
+        tensorboard: config.tensorboard,
+        per_rank_batch: data.loader.batch,
+        keep_last: config.checkpoint.keep_last,
+    };
+    let session = prepared.open(folder, config)?;
+    let dir = &session.dir;
     if let (ModelChoice::Deployed(architecture), false, true) = (&options.model, options.resume, dir.is_writer()) {
         architecture.save(&dir.path("arch.json"))?;
     }
-    if config.tensorboard {
-        dir.enable_tensorboard()?;
-    }
-    tch::manual_seed(config.seed as i64);
-    crate::observe::gpu::tune(device);
     let vs = nn::VarStore::new(device);
     let model = build_model(&options.model, config, &vs);
-    let sgd = Optimised::new(Sgd::new(Params::of(&vs), config.sgd()), ranks.clone(), config.grad_clip)
-        .with_scaler(LossScaler::for_run(precision));
+    let sgd = Optimised::new(Sgd::new(Params::of(&vs), config.sgd()), session.ranks.clone(), config.grad_clip)
+        .with_scaler(LossScaler::for_run(session.precision));
     let parameters: usize = Params::of(&vs).tensors().iter().map(|t| t.numel()).sum();
     let steps_per_epoch = loader.batches_per_epoch();
     info!(parameters, iterations = config.iterations, batches_per_epoch = steps_per_epoch, "train");
-    if !options.resume {
-        // Every rank starts from rank 0's parameters (on resume, all read one checkpoint).
-        ranks.broadcast_stores(&[&vs])?;
-    }
-    let _sync_bn = crate::dist::SyncBatchNormGuard::new(&ranks, config.sync_bn);
-    let mut task =
-        Retrain { config, device, vs, model, sgd, loader, val, batches: None, ranks: ranks.clone(), precision };
+    session.start(&[&vs])?;
+    let (ranks, precision) = (session.ranks.clone(), session.precision);
+    let mut task = Retrain { config, device, vs, model, sgd, loader, val, batches: None, ranks, precision };
     let loop_config = LoopConfig {
         seed: config.seed,
         total_steps: config.iterations,
@@ -286,10 +275,11 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         stop_after_steps: options.stop_after_steps,
         device,
     };
-    let val_miou = match crate::train::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
+    let val_miou = match session.run(&loop_config, &mut task)? {
         LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),
         LoopOutcome::Finished { val_miou } => val_miou.expect("the loop evaluates at the end"),
     };
+    let checkpoints = &session.checkpoints;
     let weights = dir.path("weights.safetensors");
     if !dir.is_writer() {
         // Rank 0 writes the final weights and their metrics.

@@ -21,6 +21,7 @@ use crate::dist::Ranks;
 use crate::run_config::{DataConfig, SearchRunConfig};
 use crate::store::checkpoint::{load_store, read_tensors, store_tensors};
 use crate::store::rundir::RunDir;
+use crate::store::session::{self, Compute, Folder};
 use crate::train::arch_loss::ArchLoss;
 use crate::train::architect::{Architect, Unrolled};
 use crate::train::loss_scale::LossScaler;
@@ -317,14 +318,13 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
-    let precision = crate::train::precision::Precision::for_run(config.autocast, config.autocast_dtype, device)?;
-
-    tch::manual_seed(config.seed as i64);
+    let autocast = (config.autocast, config.autocast_dtype);
+    let prepared = session::prepare(Compute::of(device, options.ranks.clone(), config.seed, autocast))?;
+    let precision = prepared.precision();
     let weights = nn::VarStore::new(device);
     let arch_store = nn::VarStore::new(device);
     let mut net = config.model.build(&weights.root());
     let execution = crate::observe::gpu::sized_for(&config.execution, device);
-    crate::observe::gpu::tune(device);
     info!(activation_budget_mib = execution.budget_mib(), recompute = ?execution.recompute, "execution");
     net.set_execution(execution);
     let arch = ArchParams::for_search(
@@ -333,7 +333,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         config.model.layers,
         config.model.edge_normalization,
     );
-    let ranks = options.ranks.clone();
+    let ranks = prepared.ranks().clone();
     let sgd =
         Optimised::new(Sgd::new(Params::of(&weights), config.weights.sgd()), ranks.clone(), config.weights.grad_clip)
             .with_scaler(LossScaler::for_run(precision));
@@ -345,7 +345,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let (train_a, train_b) = split_halves(samples.len(), config.seed);
     // Each rank reads its own deterministic share of trainA and of trainB.
     let pick = |indices: &[usize]| -> Vec<SampleRef> {
-        ranks.share_even(&indices.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>())
+        prepared.share_even(&indices.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>())
     };
     let loader_a = Loader::new(pick(&train_a), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainA (the half of the training split that trains the weights)")?;
@@ -364,28 +364,24 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     let val = if config.eval_every_epochs > 0 {
         let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
-        Some(ranks.share(&val))
+        Some(prepared.share(&val))
     } else {
         None
     };
     // The run folder is created only once the data and the loaders are known to be usable;
     // in a distributed run rank 0 alone writes it.
-    let (dir, checkpoints) = RunDir::for_run(
-        &options.out,
-        config,
-        device,
-        options.resume,
-        &ranks,
-        data.loader.batch,
-        config.checkpoint.keep_last,
-    )?;
-    if !options.resume {
-        // Every rank starts from rank 0's weights, α and β.
-        ranks.broadcast_stores(&[&weights, &arch_store])?;
-    }
-    if config.tensorboard {
-        dir.enable_tensorboard()?;
-    }
+    let folder = Folder {
+        out: &options.out,
+        resume: options.resume,
+        sync_bn: config.sync_bn,
+        tensorboard: config.tensorboard,
+        per_rank_batch: data.loader.batch,
+        keep_last: config.checkpoint.keep_last,
+    };
+    let session = prepared.open(folder, config)?;
+    let dir = &session.dir;
+    // Every rank starts from rank 0's weights, α and β.
+    session.start(&[&weights, &arch_store])?;
     info!(
         train_a = train_a.len(),
         train_b = train_b.len(),
@@ -394,12 +390,11 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         weights = Params::of(&weights).tensors().iter().map(|t| t.numel()).sum::<usize>(),
         "search"
     );
-    let _sync_bn = crate::dist::SyncBatchNormGuard::new(&ranks, config.sync_bn);
     let mut task = Search {
         config,
         device,
         precision,
-        dir: &dir,
+        dir,
         net,
         weights,
         arch_store,
@@ -435,7 +430,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         stop_after_steps: options.stop_after_steps,
         device,
     };
-    match crate::train::train_loop::run(&loop_config, &mut task, &dir, &checkpoints, options.resume)? {
+    match session.run(&loop_config, &mut task)? {
         LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),
         LoopOutcome::Finished { .. } => {}
     }
@@ -462,7 +457,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     if dir.is_writer() {
         decoded.save(&dir.path("arch/final.json"))?;
-        crate::observe::plots::write_search_pictures(&dir, &decoded)?;
+        crate::observe::plots::write_search_pictures(dir, &decoded)?;
     }
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
     Ok(SearchOutcome::Finished(decoded))

@@ -36,6 +36,7 @@ pub fn cost_model(cost: &CostConfig, model: &SearchNetworkConfig) -> Result<Cost
         filter_multiplier: cost.filter_multiplier,
         blocks: model.blocks,
         classes: model.classes,
+        stem_channels: cost.stem_channels,
     };
     trellis::cost_model(cost.kind, cost.table.as_deref(), &spec).context("config key `arch.cost.table`")
 }
@@ -147,6 +148,7 @@ mod tests {
             height: 64,
             width: 64,
             filter_multiplier: 2,
+            stem_channels: trellis::PAPER_STEM_CHANNELS,
             table: None,
         };
         let config = ArchConfig { cost: Some(cost), ..Default::default() };

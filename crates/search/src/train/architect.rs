@@ -40,7 +40,7 @@ use crate::train::backward::Wrt;
 use crate::train::optim::{grad_norm, Adam, Grads, Sgd};
 use crate::train::optimised::Optimised;
 use crate::train::precision::Precision;
-use crate::train::step::{has_labels, timed_gradients, Labelled, StepTiming};
+use crate::train::step::{gradients, has_labels, Labelled, StepTiming};
 
 /// The architecture-gradient strategy (`arch.order`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -216,7 +216,8 @@ impl Architect {
         let arch_params = self.optimised.params().tensors();
         match self.order {
             Order::First => {
-                let (grads, forward, backward) = pass(net, arch, train_b, Wrt::arch(arch_params));
+                let weights = unrolled.weights.params().tensors();
+                let (grads, forward, backward) = pass(net, arch, train_b, Wrt::arch(arch_params, weights));
                 Ok(ArchGradient { loss: grads.0, grads: grads.2, forward, backward, communication: 0.0 })
             }
             Order::Second => {
@@ -256,7 +257,7 @@ impl Architect {
         let directions = unrolled.weights.optimiser().directions(&g);
         weights.add_scaled(&directions, -xi);
         // ∇α L_trainB(w′, α) and ∇w′ L_trainB(w′, α).
-        let wrt = Wrt { weights: w, arch: arch_params };
+        let wrt = Wrt { weights: w, arch: arch_params, constant: &[] };
         let ((loss_b, mut dw, dalpha), f, b) = pass(net, arch, train_b, wrt);
         timed((f, b));
         let start = Instant::now();
@@ -271,7 +272,7 @@ impl Architect {
             let mut at = |sign: f64| {
                 weights.restore(&original);
                 weights.add_scaled(&dw, sign * eps);
-                let ((_, _, da), f, b) = pass(net, arch, unrolled.train_a, Wrt::arch(arch_params));
+                let ((_, _, da), f, b) = pass(net, arch, unrolled.train_a, Wrt::arch(arch_params, w));
                 timed((f, b));
                 da
             };
@@ -304,6 +305,7 @@ fn pass(net: &SearchNetwork, arch: &ArchParams, batch: Labelled, wrt: Wrt) -> ((
         let zeros = |tensors: &[Tensor]| -> Grads { tensors.iter().map(|t| Some(t.zeros_like())).collect() };
         return ((0.0, zeros(wrt.weights), zeros(wrt.arch)), 0.0, 0.0);
     }
-    let (g, forward, backward) = timed_gradients(net, arch, batch, Precision::Full, 1.0, wrt);
+    let g = gradients(net, arch, batch, Precision::Full, 1.0, wrt);
+    let (forward, backward) = (g.forward_seconds, g.backward_seconds);
     ((g.loss, g.weights, g.arch), forward, backward)
 }

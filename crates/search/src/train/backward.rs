@@ -19,22 +19,27 @@ pub type Loss<'a> = &'a dyn Fn(&Tensor) -> Tensor;
 
 /// The parameters a backward pass is asked for: weights and architecture parameters (either may
 /// be empty). Architecture weights are constants (no graph into α and β) when `arch` is empty,
-/// and the stem runs without a graph when `weights` is.
-#[derive(Clone, Copy)]
+/// and the stem runs without a graph when `weights` is. `constant` are parameters held constant
+/// for the pass (`crate::train::step::gradients` turns their `requires_grad` off and back on), so
+/// that no graph is recorded into them: the weights during an architecture-only pass, which
+/// then costs what a pass with frozen weights costs.
+#[derive(Clone, Copy, Default)]
 pub struct Wrt<'a> {
     pub weights: &'a [Tensor],
     pub arch: &'a [Tensor],
+    pub constant: &'a [Tensor],
 }
 
 impl<'a> Wrt<'a> {
     /// The weights' gradients only (α and β constants): the weight step.
     pub fn weights(weights: &'a [Tensor]) -> Wrt<'a> {
-        Wrt { weights, arch: &[] }
+        Wrt { weights, ..Wrt::default() }
     }
 
-    /// The architecture's gradients only: the first-order architecture step.
-    pub fn arch(arch: &'a [Tensor]) -> Wrt<'a> {
-        Wrt { weights: &[], arch }
+    /// The architecture's gradients only, `weights` held constant: the first-order
+    /// architecture step and the second order's Hessian passes.
+    pub fn arch(arch: &'a [Tensor], weights: &'a [Tensor]) -> Wrt<'a> {
+        Wrt { arch, constant: weights, ..Wrt::default() }
     }
 
     /// The architecture weights of one pass: with a graph into α and β when asked for.
@@ -61,6 +66,9 @@ pub struct Gradients {
     pub arch: Grads,
     /// Seconds of the forward pass (0 for a recomputed pass, which interleaves the two).
     pub forward_seconds: f64,
+    /// Seconds of the backward pass (set by `crate::train::step::gradients`, which times the
+    /// whole pass with the device's queued work).
+    pub backward_seconds: f64,
 }
 
 impl Gradients {
@@ -70,6 +78,7 @@ impl Gradients {
             weights: wrt.weights.iter().map(|_| None).collect(),
             arch: wrt.arch.iter().map(|_| None).collect(),
             forward_seconds,
+            backward_seconds: 0.0,
         }
     }
 

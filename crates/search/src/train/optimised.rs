@@ -97,7 +97,7 @@ impl<O: Optimiser> Optimised<O> {
         let start = std::time::Instant::now();
         applied.updated = self.update(grads, lr)?;
         if let Some(p) = self.optimiser.params().tensors().first() {
-            crate::train::step::synchronize(p.device());
+            crate::device::synchronize(p.device());
         }
         applied.update = start.elapsed().as_secs_f64();
         Ok(applied)

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 use trellis::{ArchParams, RecomputePlan, SearchNetwork};
 
 use crate::train::backward::{self, Gradients, Wrt};
@@ -51,13 +51,6 @@ impl StepTiming {
     }
 }
 
-/// Waits for the device to finish queued work, so that wall-clock phases are honest on CUDA.
-pub fn synchronize(device: Device) {
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
-    }
-}
-
 /// Whether a batch of labels has any pixel that is not ignored (255).
 pub fn has_labels(labels: &Tensor) -> bool {
     bool::try_from(labels.ne(255).any()).expect("scalar bool")
@@ -86,7 +79,9 @@ pub struct Labelled<'a> {
 /// Forward, loss and backward of one search step by the network's backward strategy (the
 /// recompute plan of its execution settings), with the gradients `wrt` asks for. The loss is
 /// multiplied by `scale` before the backward pass (fp16 loss scaling,
-/// [`crate::train::loss_scale`]; 1 otherwise); the returned loss value is unscaled.
+/// [`crate::train::loss_scale`]; 1 otherwise); the returned loss value is unscaled. Timed,
+/// device work included: a recomputed pass interleaves forward and backward and reports all as
+/// backward.
 pub fn gradients(
     net: &SearchNetwork,
     arch: &ArchParams,
@@ -95,6 +90,7 @@ pub fn gradients(
     scale: f64,
     wrt: Wrt,
 ) -> Gradients {
+    let start = Instant::now();
     let labels = batch.labels;
     let loss = |logits: &Tensor| {
         let loss = segmentation_loss(logits, labels);
@@ -104,29 +100,21 @@ pub fn gradients(
             loss * scale
         }
     };
+    let held: Vec<Tensor> = wrt.constant.iter().filter(|t| t.requires_grad()).map(Tensor::shallow_clone).collect();
+    for t in &held {
+        let _ = t.set_requires_grad(false);
+    }
     let mut out = match recompute_plan(net, batch.images) {
         Some(plan) => precision.run(|| backward::recomputed(net, batch.images, arch, &loss, &plan, wrt)),
         None => backward::plain(net, batch.images, arch, &loss, precision, wrt),
     };
+    for t in &held {
+        let _ = t.set_requires_grad(true);
+    }
     out.loss /= scale;
+    crate::device::synchronize(batch.images.device());
+    out.backward_seconds = start.elapsed().as_secs_f64() - out.forward_seconds;
     out
-}
-
-/// [`gradients`] timed: the gradients and the seconds of (forward, backward), device work
-/// included; a recomputed pass interleaves the two and reports all as backward.
-pub fn timed_gradients(
-    net: &SearchNetwork,
-    arch: &ArchParams,
-    batch: Labelled,
-    precision: Precision,
-    scale: f64,
-    wrt: Wrt,
-) -> (Gradients, f64, f64) {
-    let start = Instant::now();
-    let out = gradients(net, arch, batch, precision, scale, wrt);
-    synchronize(batch.images.device());
-    let forward = out.forward_seconds;
-    (out, forward, start.elapsed().as_secs_f64() - forward)
 }
 
 /// The weight step on one trainA batch (α and β held constant, so no gradient is computed for
@@ -148,7 +136,8 @@ pub fn weight_step(
     }
     let scale = weights.loss_factor();
     let wrt = Wrt::weights(weights.params().tensors());
-    let (grads, forward, backward) = timed_gradients(net, arch, batch, precision, scale, wrt);
+    let grads = gradients(net, arch, batch, precision, scale, wrt);
+    let (forward, backward) = (grads.forward_seconds, grads.backward_seconds);
     let applied = weights.apply(grads.weights, grads.loss, lr)?;
     Ok(StepTiming {
         loss: applied.loss,

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use tch::Tensor;
 use tracing::{info, info_span};
 
+use crate::dist::Ranks;
 use crate::run_config::CheckpointConfig;
 use crate::store::checkpoint::{read_state, Checkpoints};
 use crate::store::rundir::{peak_rss_mib, RunDir};
@@ -192,27 +193,27 @@ fn class_ious(scores: &seg::Scores) -> Value {
 }
 
 /// Runs `task` for `config.total_steps` steps, from the latest checkpoint in `checkpoints`
-/// when `resume`.
-///
-/// Every `log_every_steps` steps a metrics row and a log line report the interval: mean losses,
-/// learning rates, seconds per step, the share of it spent waiting for data, images/s, elapsed
-/// time and the ETA of the whole run, memory. Every row of `metrics.jsonl` carries `time` and
-/// `step` (the global step count); docs/pipeline.md documents the schema.
+/// when `resume`. In a distributed run only rank 0 reads the checkpoint; the other ranks
+/// restore from the copy it sends them (`Ranks::share_folder`), so they need no access to the
+/// run folder.
 pub fn run(
     config: &LoopConfig,
     task: &mut dyn Task,
     dir: &RunDir,
     checkpoints: &Checkpoints,
     resume: bool,
+    ranks: &Ranks,
 ) -> Result<LoopOutcome> {
     let mut p = Progress::default();
     if resume {
-        let checkpoint = checkpoints.latest_verified()?.with_context(|| {
-            format!(
-                "{} has no checkpoint to resume: the run stopped before its first one; start it again with the \
-                 same --out and its config",
-                dir.root().display()
-            )
+        let checkpoint = ranks.share_folder(|| {
+            checkpoints.latest_verified()?.with_context(|| {
+                format!(
+                    "{} has no checkpoint to resume: the run stopped before its first one; start it again with \
+                     the same --out and its config",
+                    dir.root().display()
+                )
+            })
         })?;
         p = read_state(&checkpoint)?;
         if p.threads != tch::get_num_threads() {
@@ -226,6 +227,7 @@ pub fn run(
         }
         dir.forget_metrics_after(p.global_step, p.epoch)?;
         task.restore(&checkpoint, &p.task).with_context(|| format!("restoring {}", checkpoint.display()))?;
+        ranks.done_with(&checkpoint);
         info!(checkpoint = %checkpoint.display(), epoch = p.epoch, batch = p.batch, step = p.global_step, "resuming");
     }
     let save = |p: &mut Progress, task: &dyn Task, best: bool| -> Result<PathBuf> {

@@ -1,0 +1,264 @@
+//! `search export`: the retrained network for use outside the tool (docs/deploy.md), as a
+//! **registry of exporters** ([`registry`]): each format is one [`Exporter`] in its own file
+//! (`torchscript.rs`, `onnx.rs`), which writes its file from the traced network and checks it.
+//! A third format is one more file and one more entry in [`registry`]; `--format` takes any
+//! registered name.
+//!
+//! The pipeline: libtorch's tracer records the network in eval mode (batch norm with its running
+//! statistics, no drop path) behind the input normalisation, so the files take RGB in 0..255,
+//! `[N, 3, H, W]` float32, and give logits `[N, classes, H, W]`; tracing fixes the height and
+//! width (every resize in the graph has a constant size), the batch size stays free. With
+//! `--fold-bn` every convolution + batch norm pair of the traced graph is folded first
+//! (`torch.jit.freeze`, by the Python torch that `scripts/setup.sh` installs), so every format
+//! gets the folded graph. Then each requested exporter writes its file, and `model.json` holds
+//! the model card and what every exporter checked.
+//!
+//! Everything is written into a temporary folder beside `--out` (`seg::atomic`), renamed into
+//! place only when every file is written and checked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use tch::{CModule, Device, Kind, Tensor};
+
+use crate::deploy::model_card::ModelCard;
+use crate::deploy::trained::{ModelArgs, TrainedModel};
+
+mod onnx;
+mod torchscript;
+
+/// The smallest and largest side an export accepts: the network downsamples by 32, and a
+/// traced graph of a huge image is mostly constants of its size.
+pub const MIN_SIDE: u32 = 32;
+pub const MAX_SIDE: u32 = 8192;
+
+/// The traced network every exporter starts from.
+pub struct Traced<'a> {
+    /// The traced (with `--fold-bn`, folded) TorchScript file, in the staging folder.
+    pub file: &'a Path,
+    /// The network it was traced from.
+    pub model: &'a TrainedModel,
+    pub height: u32,
+    pub width: u32,
+    /// The model card as string pairs (for formats with metadata), with the input size.
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+/// One export format.
+pub trait Exporter: Sync {
+    /// Its `--format` name.
+    fn name(&self) -> &'static str;
+    /// The file it writes in the export folder.
+    fn file(&self) -> &'static str;
+    /// Writes `dir/<file>` from `traced` and checks it; returns what it checked (its entry of
+    /// `model.json`'s `export.formats`).
+    fn write(&self, traced: &Traced, dir: &Path) -> Result<serde_json::Value>;
+}
+
+/// Every export format, in the order `--format all` writes them.
+pub fn registry() -> &'static [&'static dyn Exporter] {
+    &[&torchscript::TorchScript, &onnx::Onnx]
+}
+
+/// The exporters `formats` names (`all`: every one), or an error listing the known names.
+pub fn exporters(formats: &[String]) -> Result<Vec<&'static dyn Exporter>> {
+    let known = || registry().iter().map(|e| e.name()).collect::<Vec<_>>().join(", ");
+    if formats.is_empty() {
+        bail!("nothing to export: --format all, or one or more of {}", known());
+    }
+    if formats.iter().any(|f| f == "all") {
+        return Ok(registry().to_vec());
+    }
+    let mut out: Vec<&'static dyn Exporter> = Vec::new();
+    for name in formats {
+        let exporter = registry()
+            .iter()
+            .find(|e| e.name() == name)
+            .with_context(|| format!("--format {name}: not a format; known: all, {}", known()))?;
+        if !out.iter().any(|e| e.name() == exporter.name()) {
+            out.push(*exporter);
+        }
+    }
+    Ok(out)
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub model: ModelArgs,
+    /// Registered format names (`all`: every one).
+    pub formats: Vec<String>,
+    /// `(height, width)`; default: the run's training crop.
+    pub size: Option<(u32, u32)>,
+    pub out: PathBuf,
+    pub fold_bn: bool,
+}
+
+/// What an export wrote and checked (also `model.json`'s `export` entry).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub files: Vec<String>,
+    pub height: u32,
+    pub width: u32,
+    /// The input the files take.
+    pub input: String,
+    /// What they give.
+    pub output: String,
+    pub batch: String,
+    /// Seconds to trace the network.
+    pub trace_seconds: f64,
+    /// With `--fold-bn`: batch norm counts before and after folding, the largest |difference|
+    /// of the folded graph's logits from the traced one's, seconds.
+    pub fold_bn: Option<serde_json::Value>,
+    /// What each exporter checked, by format name.
+    pub formats: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where the Python torch, onnx and onnxruntime are: `.libtorch/site` (which the binary was
+/// built against) and `.libtorch/tools`.
+fn python_path() -> Result<String> {
+    let lib = Path::new(env!("ADL_LIBTORCH_LIB"));
+    let site = lib.join("../..");
+    let tools = site.join("../tools");
+    if !site.join("torch/__init__.py").is_file() || !tools.join("onnx").is_dir() {
+        bail!(
+            "the ONNX export and --fold-bn run the Python torch and onnx that scripts/setup.sh installs, \
+             looked for in {} and {}: run scripts/setup.sh",
+            site.display(),
+            tools.display()
+        );
+    }
+    Ok(format!("{}:{}", site.display(), tools.display()))
+}
+
+/// Runs the Python half (`export.py`, embedded) on `job` in `dir`; returns the JSON line it
+/// prints.
+fn run_python(dir: &Path, job: &serde_json::Value) -> Result<serde_json::Value> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = dir.join(".export.py");
+    std::fs::write(&script, include_str!("export.py")).context("writing the export script")?;
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(job.to_string())
+        .env("PYTHONPATH", python_path()?)
+        .output()
+        .with_context(|| format!("running {python}"))?;
+    std::fs::remove_file(&script).context("removing the export script")?;
+    if !output.status.success() {
+        bail!("the Python export step failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .with_context(|| format!("the Python export step printed {stdout}"))
+}
+
+/// The traced network: normalisation, then the network in eval mode.
+fn trace(model: &TrainedModel, h: u32, w: u32) -> Result<CModule> {
+    let (mean, std) = normalisation(model);
+    let example = Tensor::rand([1, 3, h as i64, w as i64], (Kind::Float, Device::Cpu)) * 255.0;
+    let mut forward = |inputs: &[Tensor]| vec![model.forward(&((&inputs[0] - &mean) / &std))];
+    let module = tch::no_grad(|| CModule::create_by_tracing("AutoDeepLab", "forward", &[example], &mut forward))
+        .context("tracing the network")?;
+    Ok(module)
+}
+
+/// The model's input normalisation as `[1, 3, 1, 1]` mean and std.
+fn normalisation(model: &TrainedModel) -> (Tensor, Tensor) {
+    let mean = Tensor::from_slice(&model.transform.mean).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&model.transform.std).view([1, 3, 1, 1]);
+    (mean, std)
+}
+
+/// Exports the network `request` names.
+pub fn export(request: &ExportRequest) -> Result<ExportReport> {
+    if request.out.exists() {
+        bail!("--out {} exists: export writes a new folder (choose another name)", request.out.display());
+    }
+    let exporters = exporters(&request.formats)?;
+    let mut model = crate::deploy::trained::load(&request.model, Device::Cpu)?;
+    // Constants of the traced graph: the weights must not require gradients.
+    model.store.freeze();
+    let (h, w) = request.size.unwrap_or((model.transform.crop[0], model.transform.crop[1]));
+    for (side, value) in [("height", h), ("width", w)] {
+        if !(MIN_SIDE..=MAX_SIDE).contains(&value) {
+            bail!(
+                "--size: a {side} of {value} pixels is not accepted: the network takes {MIN_SIDE} to {MAX_SIDE} \
+                 (it downsamples by 32)"
+            );
+        }
+    }
+    if let Some(parent) = request.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut report = None;
+    seg::atomic::write_atomic_with(&request.out, |staging| -> Result<()> {
+        std::fs::create_dir(staging).with_context(|| format!("creating {}", staging.display()))?;
+        report = Some(write_all(request, &exporters, &model, h, w, staging)?);
+        Ok(())
+    })
+    .with_context(|| format!("exporting to {}", request.out.display()))?;
+    Ok(report.expect("written"))
+}
+
+fn write_all(
+    request: &ExportRequest,
+    exporters: &[&'static dyn Exporter],
+    model: &TrainedModel,
+    h: u32,
+    w: u32,
+    dir: &Path,
+) -> Result<ExportReport> {
+    let start = Instant::now();
+    let traced = dir.join(".traced.pt");
+    trace(model, h, w)?.save(&traced).with_context(|| format!("writing {}", traced.display()))?;
+    let trace_seconds = start.elapsed().as_secs_f64();
+    let fold_bn = if request.fold_bn {
+        let job = serde_json::json!({"mode": "fold", "torchscript": traced, "height": h, "width": w});
+        Some(run_python(dir, &job)?)
+    } else {
+        None
+    };
+    let card = &model.card;
+    let mut metadata: BTreeMap<String, String> = card.to_metadata().into_iter().collect();
+    metadata.insert("input_size".into(), format!("[{h}, {w}]"));
+    metadata.insert("input_convention".into(), input_text(card, h, w));
+    let source = Traced { file: &traced, model, height: h, width: w, metadata: &metadata };
+    let mut formats = BTreeMap::new();
+    for exporter in exporters {
+        let checked = exporter.write(&source, dir).with_context(|| format!("the {} export", exporter.name()))?;
+        formats.insert(exporter.name().to_owned(), checked);
+    }
+    std::fs::remove_file(&traced).context("removing the traced file")?;
+    let mut files: Vec<String> = exporters.iter().map(|e| e.file().to_owned()).collect();
+    files.push("model.json".into());
+    let report = ExportReport {
+        files,
+        height: h,
+        width: w,
+        input: input_text(card, h, w),
+        output: format!(
+            "logits [N, {}, {h}, {w}] float32, channel i = class_table.class[i]; argmax for labels",
+            card.class_table.len()
+        ),
+        batch: "any (dynamic)".into(),
+        trace_seconds,
+        fold_bn,
+        formats,
+    };
+    let json = serde_json::json!({"model": card, "export": report});
+    seg::atomic::write_atomic(&dir.join("model.json"), (serde_json::to_string_pretty(&json)? + "\n").as_bytes())
+        .context("writing model.json")?;
+    Ok(report)
+}
+
+/// The input convention in words.
+fn input_text(card: &ModelCard, h: u32, w: u32) -> String {
+    format!(
+        "image [N, 3, {h}, {w}] float32, RGB in 0..255 (the file normalises with mean {:?} and std {:?}); \
+         resize images by base_scale {} to about this size first",
+        card.input.mean, card.input.std, card.input.base_scale
+    )
+}
