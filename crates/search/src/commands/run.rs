@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use search::run_config::SearchRunConfig;
+use search::store::session::RunRequest;
 use search::tasks::search_run::{SearchOptions, SearchOutcome};
 
 use super::RunFlags;
@@ -21,7 +22,8 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     let (config, out, resume) =
         args.run.resolve(&ranks, |c: &SearchRunConfig| c.name.as_str(), |c: &mut SearchRunConfig| &mut c.data.root)?;
     search::runtime::set_threads(threads, config.execution.threads)?;
-    let options = SearchOptions { config, out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };
+    let run = RunRequest { out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };
+    let options = SearchOptions { config, run };
     match search::tasks::search_run::run(options)? {
         SearchOutcome::Finished(architecture) if writer => println!("{}", architecture.to_json()),
         SearchOutcome::Stopped(checkpoint) if writer => println!("stopped at checkpoint {}", checkpoint.display()),

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use search::run_config::RetrainConfig;
+use search::store::session::RunRequest;
 use search::tasks::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
 
 use super::RunFlags;
@@ -51,8 +52,11 @@ pub fn exec(args: Args) -> Result<()> {
         }
     };
     let writer = ranks.rank() == 0;
-    let options =
-        RetrainOptions { config, model, out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks };
+    let options = RetrainOptions {
+        config,
+        model,
+        run: RunRequest { out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks },
+    };
     match search::tasks::retrain::train(options)? {
         RetrainOutcome::Finished { val_miou, weights } if writer => {
             println!("val mIoU {:.2} %, weights {}", 100.0 * val_miou, weights.display())

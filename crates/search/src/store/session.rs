@@ -26,6 +26,34 @@ use crate::store::rundir::RunDir;
 use crate::train::precision::{AutocastDtype, Precision};
 use crate::train::train_loop::{LoopConfig, LoopOutcome, Task};
 
+/// How a command asks a task (search, retraining) to run: where, on what, on which ranks,
+/// resuming or not.
+#[derive(Clone)]
+pub struct RunRequest {
+    /// The run folder.
+    pub out: std::path::PathBuf,
+    pub device: Device,
+    /// Continue the run in `out` from its latest checkpoint.
+    pub resume: bool,
+    /// Stop (with a checkpoint, as on Ctrl-C) once this many steps are done in total.
+    pub stop_after_steps: Option<usize>,
+    /// The ranks of the run (docs/distributed.md).
+    pub ranks: Ranks,
+}
+
+impl RunRequest {
+    /// A fresh run into `out` in one process on `device` (the demo's stages).
+    pub fn fresh(out: std::path::PathBuf, device: Device) -> RunRequest {
+        RunRequest { out, device, resume: false, stop_after_steps: None, ranks: Ranks::Single }
+    }
+
+    /// Where this run keeps its files, with a config's `sync_bn`, `tensorboard`, per-rank batch
+    /// and checkpoints kept.
+    pub fn folder(&self, (sync_bn, tensorboard): (bool, bool), per_rank_batch: usize, keep_last: usize) -> Folder<'_> {
+        Folder { out: &self.out, resume: self.resume, sync_bn, tensorboard, per_rank_batch, keep_last }
+    }
+}
+
 /// How a run computes: what [`prepare`] needs.
 #[derive(Clone)]
 pub struct Compute {

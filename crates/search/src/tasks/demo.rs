@@ -97,14 +97,8 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     let space = search.model.clone();
     let search =
         SearchRunConfig { data: crate::run_config::DataConfig { root: data.clone(), ..search.data }, ..search };
-    let architecture = match crate::tasks::search_run::run(SearchOptions {
-        config: search,
-        out: out.join("search"),
-        device,
-        resume: false,
-        stop_after_steps: None,
-        ranks: crate::dist::Ranks::Single,
-    })? {
+    let run = crate::store::session::RunRequest::fresh(out.join("search"), device);
+    let architecture = match crate::tasks::search_run::run(SearchOptions { config: search, run })? {
         SearchOutcome::Finished(architecture) => architecture,
         SearchOutcome::Stopped(checkpoint) => {
             bail!("the search was stopped; resume it with `search run --resume {}`", checkpoint.display())
@@ -127,15 +121,8 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), &retrain_overrides)?;
     retrain.data.root = data.clone();
     let train = |model: ModelChoice, folder: &str, config: &RetrainConfig| -> Result<f64> {
-        match crate::tasks::retrain::train(RetrainOptions {
-            config: config.clone(),
-            model,
-            out: out.join(folder),
-            device,
-            resume: false,
-            stop_after_steps: None,
-            ranks: crate::dist::Ranks::Single,
-        })? {
+        let run = crate::store::session::RunRequest::fresh(out.join(folder), device);
+        match crate::tasks::retrain::train(RetrainOptions { config: config.clone(), model, run })? {
             RetrainOutcome::Finished { val_miou, .. } => Ok(val_miou),
             RetrainOutcome::Stopped(checkpoint) => bail!("training was stopped at {}", checkpoint.display()),
         }

@@ -17,7 +17,7 @@ use trellis::{Architecture, DecodedNetwork, DecodedNetworkConfig, DropPath};
 use crate::dist::Ranks;
 use crate::run_config::{FinalWeights, RetrainConfig};
 use crate::store::checkpoint::{load_store, read_state, read_tensors, store_tensors, write_tensors};
-use crate::store::session::{self, Compute, Folder};
+use crate::store::session::{self, Compute, RunRequest};
 use crate::tasks::search_run::check_data;
 use crate::train::loss_scale::LossScaler;
 use crate::train::optim::{poly_lr, Optimiser, Params, Sgd};
@@ -70,12 +70,7 @@ pub enum ModelChoice {
 pub struct RetrainOptions {
     pub config: RetrainConfig,
     pub model: ModelChoice,
-    pub out: PathBuf,
-    pub device: Device,
-    pub resume: bool,
-    pub stop_after_steps: Option<usize>,
-    /// The ranks of the run (docs/distributed.md).
-    pub ranks: Ranks,
+    pub run: RunRequest,
 }
 
 /// How a retraining ended.
@@ -194,16 +189,9 @@ impl Task for Retrain<'_> {
             self.sgd.apply_empty(lr)?.map_or(f64::NAN, |a| a.loss)
         };
         self.ranks.check_same_every(&[&self.vs], iteration)?;
-        let mut fields = serde_json::json!({"lr": lr});
-        if let Some(scaler) = self.sgd.scaler() {
-            scaler.log_into(&mut fields);
-        }
-        Ok(StepRecord {
-            loss: loss_value,
-            images: batch.len() * self.ranks.size(),
-            fields: fields.as_object().expect("object").clone(),
-            data_seconds,
-        })
+        let fields = serde_json::json!({"lr": lr});
+        let images = batch.len() * self.ranks.size();
+        Ok(StepRecord::new(loss_value, images, fields, data_seconds, self.sgd.scaler()))
     }
 
     fn end_epoch(&mut self, _epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
@@ -226,6 +214,8 @@ impl Task for Retrain<'_> {
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
     check_architecture(config, &options.model)?;
+    let model_choice = &options.model;
+    let options = &options.run;
     let device = options.device;
     let data = &config.data;
     let autocast = (config.autocast, config.autocast_dtype);
@@ -240,21 +230,15 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let val = prepared.share(&dataset.list_samples(&data.val_split).context("listing the val split")?);
     let loader = Loader::new(prepared.share_even(&samples), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("the training split")?;
-    let folder = Folder {
-        out: &options.out,
-        resume: options.resume,
-        sync_bn: config.sync_bn,
-        tensorboard: config.tensorboard,
-        per_rank_batch: data.loader.batch,
-        keep_last: config.checkpoint.keep_last,
-    };
+    let flags = (config.sync_bn, config.tensorboard);
+    let folder = options.folder(flags, data.loader.batch, config.checkpoint.keep_last);
     let session = prepared.open(folder, config)?;
     let dir = &session.dir;
-    if let (ModelChoice::Deployed(architecture), false, true) = (&options.model, options.resume, dir.is_writer()) {
+    if let (ModelChoice::Deployed(architecture), false, true) = (model_choice, options.resume, dir.is_writer()) {
         architecture.save(&dir.path("arch.json"))?;
     }
     let vs = nn::VarStore::new(device);
-    let model = build_model(&options.model, config, &vs);
+    let model = build_model(model_choice, config, &vs);
     let sgd = Optimised::new(Sgd::new(Params::of(&vs), config.sgd()), session.ranks.clone(), config.grad_clip)
         .with_scaler(LossScaler::for_run(session.precision));
     let parameters: usize = Params::of(&vs).tensors().iter().map(|t| t.numel()).sum();
@@ -295,7 +279,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
             from = Some(best);
         }
     }
-    match &options.model {
+    match model_choice {
         // The decoded network's weights carry what it is (docs/deploy.md).
         ModelChoice::Deployed(architecture) => {
             let card = crate::deploy::model_card::ModelCard::for_retraining(config, architecture, Some(val_miou))?;

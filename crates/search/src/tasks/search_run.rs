@@ -21,7 +21,7 @@ use crate::dist::Ranks;
 use crate::run_config::{DataConfig, SearchRunConfig};
 use crate::store::checkpoint::{load_store, read_tensors, store_tensors};
 use crate::store::rundir::RunDir;
-use crate::store::session::{self, Compute, Folder};
+use crate::store::session::{self, Compute, RunRequest};
 use crate::train::arch_loss::ArchLoss;
 use crate::train::architect::{Architect, Unrolled};
 use crate::train::loss_scale::LossScaler;
@@ -33,15 +33,7 @@ use crate::train::train_loop::{EvalSchedule, LoopConfig, LoopOutcome, Position, 
 /// How `search run` was asked to run.
 pub struct SearchOptions {
     pub config: SearchRunConfig,
-    /// The run folder.
-    pub out: PathBuf,
-    pub device: Device,
-    /// Continue the run in `out` from its latest checkpoint.
-    pub resume: bool,
-    /// Stop (with a checkpoint, as on Ctrl-C) once this many steps are done in total.
-    pub stop_after_steps: Option<usize>,
-    /// The ranks of the run (docs/distributed.md).
-    pub ranks: Ranks,
+    pub run: RunRequest,
 }
 
 /// How a search ended.
@@ -244,15 +236,8 @@ impl Task for Search<'_> {
         if c.arch.aux_skip.is_some() {
             fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
         }
-        if let Some(scaler) = self.sgd.scaler() {
-            scaler.log_into(&mut fields);
-        }
-        Ok(StepRecord {
-            loss: loss_weights,
-            images: batch_a.len() * self.ranks.size(),
-            fields: fields.as_object().expect("an object").clone(),
-            data_seconds,
-        })
+        let images = batch_a.len() * self.ranks.size();
+        Ok(StepRecord::new(loss_weights, images, fields, data_seconds, self.sgd.scaler()))
     }
 
     fn end_epoch(&mut self, epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
@@ -311,6 +296,7 @@ impl Task for Search<'_> {
 /// Runs (or resumes) a search.
 pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     let config = &options.config;
+    let options = &options.run;
     let device = options.device;
     let data = &config.data;
     let dataset = data.dataset().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
@@ -370,14 +356,8 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     };
     // The run folder is created only once the data and the loaders are known to be usable;
     // in a distributed run rank 0 alone writes it.
-    let folder = Folder {
-        out: &options.out,
-        resume: options.resume,
-        sync_bn: config.sync_bn,
-        tensorboard: config.tensorboard,
-        per_rank_batch: data.loader.batch,
-        keep_last: config.checkpoint.keep_last,
-    };
+    let flags = (config.sync_bn, config.tensorboard);
+    let folder = options.folder(flags, data.loader.batch, config.checkpoint.keep_last);
     let session = prepared.open(folder, config)?;
     let dir = &session.dir;
     // Every rank starts from rank 0's weights, α and β.

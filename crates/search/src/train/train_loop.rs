@@ -79,6 +79,28 @@ pub struct StepRecord {
     pub data_seconds: f64,
 }
 
+impl StepRecord {
+    /// The record of a step that trained on `images` (over all ranks) with `loss`, its metrics
+    /// `fields` (a JSON object) and, when the run scales its loss, float16's scaler state
+    /// (`fp16_scale`, `fp16_skipped_steps`).
+    pub fn new(
+        loss: f64,
+        images: usize,
+        mut fields: Value,
+        data_seconds: f64,
+        scaler: Option<&crate::train::loss_scale::LossScaler>,
+    ) -> StepRecord {
+        if let Some(scaler) = scaler {
+            scaler.log_into(&mut fields);
+        }
+        let fields = match fields {
+            Value::Object(map) => map,
+            other => panic!("a step's fields are a JSON object, not {other}"),
+        };
+        StepRecord { loss, images, fields, data_seconds }
+    }
+}
+
 /// A command's part of the loop.
 pub trait Task {
     /// The named tensor files of a checkpoint (`weights`, `optim`, …), on the CPU.
