@@ -114,7 +114,9 @@ for name in sorted(os.listdir(out)):
             b = json.load(open(os.path.join(out, name)))
         except ValueError:
             continue
-        summary["search"].append({k: b.get(k) for k in ["batch", "crop", "weight_step", "arch_step", "images_per_second",
+        summary["search"].append({k: b.get(k) for k in ["batch", "crop", "weight_step", "arch_step",
+                                                        "arch_step_second_order", "second_order_ratio",
+                                                        "images_per_second", "peak_gpu_mib_first_order",
                                                         "peak_gpu_mib", "gpu_memory_source", "peak_rss_mib", "recomputed_layers",
                                                         "activation_budget_mib"]})
     if name.startswith("retrain-autocast-"):
