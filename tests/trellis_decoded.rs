@@ -156,6 +156,24 @@ fn summary_cli_prints_the_counts() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["parameters"]["total"], 10_147_427);
+    // Another stem: its three convolutions (3x3, batch norm) and the first cell's preprocessing
+    // of H^{-2} and H^{-1} (1x1, batch norm) shrink with it.
+    let narrow = |stem: &str| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_search"))
+            .args(["summary", "--arch", "paper", "--json", "--stem-channels", stem])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(narrow("64,64,128")["parameters"]["total"], 10_147_427, "the paper's stem is the default");
+    let fewer = narrow("32,32,64")["parameters"]["total"].as_i64().unwrap();
+    assert!(fewer < 10_147_427, "{fewer}");
+    let zero = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["summary", "--arch", "paper", "--stem-channels", "0,32,64"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--stem-channels"));
     let bad =
         Command::new(env!("CARGO_BIN_EXE_search")).args(["summary", "--arch", "/nonexistent/a.json"]).output().unwrap();
     assert!(!bad.status.success());

@@ -70,7 +70,7 @@ fn measure(args: &Args, architecture: &trellis::Architecture) -> Result<f64> {
         architecture: architecture.clone(),
         filter_multiplier: args.deployment.filter_multiplier,
         classes: args.deployment.classes,
-        stem_channels: trellis::PAPER_STEM_CHANNELS,
+        stem_channels: args.deployment.stem(),
     };
     let net = config.build(&vs.root());
     let timing = trellis::Timing { device, warmup: args.warmup, repeats: args.repeats };

@@ -128,9 +128,31 @@ pub struct DeploymentFlags {
     /// Output classes.
     #[arg(long, default_value_t = 19)]
     pub classes: i64,
+    /// Channels of the three stem convolutions, `A,B,C` (the retraining config's
+    /// `model.stem_channels`).
+    #[arg(long, value_parser = parse_stem, default_value = "64,64,128")]
+    pub stem_channels: [i64; 3],
+}
+
+/// `A,B,C`: three stem widths, each at least 1.
+pub fn parse_stem(text: &str) -> Result<[i64; 3], String> {
+    let widths: Vec<i64> = text
+        .split(',')
+        .map(|w| w.trim().parse::<i64>().map_err(|_| format!("{text:?}: three widths A,B,C expected")))
+        .collect::<Result<_, _>>()?;
+    let widths: [i64; 3] = widths.try_into().map_err(|_| format!("{text:?}: three widths A,B,C expected"))?;
+    if widths.iter().any(|&w| w < 1) {
+        return Err(format!("{text:?}: every width must be at least 1"));
+    }
+    Ok(widths)
 }
 
 impl DeploymentFlags {
+    /// `--stem-channels`.
+    pub fn stem(&self) -> [i64; 3] {
+        self.stem_channels
+    }
+
     /// Errors naming the flag for values no network can have.
     pub fn validate(&self) -> Result<()> {
         anyhow::ensure!(
@@ -153,7 +175,7 @@ impl DeploymentFlags {
             filter_multiplier: self.filter_multiplier,
             blocks,
             classes: self.classes,
-            stem_channels: trellis::PAPER_STEM_CHANNELS,
+            stem_channels: self.stem(),
         }
     }
 }

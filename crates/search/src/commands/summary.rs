@@ -19,6 +19,9 @@ pub struct Args {
     /// Output classes.
     #[arg(long, default_value_t = 19)]
     classes: i64,
+    /// Channels of the three stem convolutions (the retraining config's `model.stem_channels`).
+    #[arg(long, value_parser = super::parse_stem, default_value = "64,64,128")]
+    stem_channels: [i64; 3],
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -29,13 +32,13 @@ pub fn exec(args: Args) -> Result<()> {
     anyhow::ensure!(args.height >= 1 && args.width >= 1, "--height and --width must be at least 1");
     anyhow::ensure!(args.classes >= 1, "--classes {}: must be at least 1", args.classes);
     let architecture = search::arch_source::resolve(&args.arch).context("reading --arch")?;
-    let summary = search::observe::summary::summarize(
-        &architecture,
-        args.filter_multiplier,
-        args.classes,
-        args.height,
-        args.width,
-    );
+    let config = trellis::DecodedNetworkConfig {
+        architecture,
+        filter_multiplier: args.filter_multiplier,
+        classes: args.classes,
+        stem_channels: args.stem_channels,
+    };
+    let summary = search::observe::summary::summarize_config(&config, args.height, args.width);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
