@@ -177,7 +177,7 @@ impl FileSum {
 /// Checks every file of `checkpoint` against its `checksums.json`.
 pub fn verify(checkpoint: &Path) -> Result<()> {
     let path = checkpoint.join(CHECKSUMS);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = seg::limits::read_text(&path).with_context(|| format!("reading {}", path.display()))?;
     let sums: HashMap<String, FileSum> =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     anyhow::ensure!(!sums.is_empty(), "{} lists no file", path.display());
@@ -200,6 +200,6 @@ pub fn verify(checkpoint: &Path) -> Result<()> {
 /// Reads `state.json` of a checkpoint.
 pub fn read_state<T: DeserializeOwned>(checkpoint: &Path) -> Result<T> {
     let path = checkpoint.join("state.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = seg::limits::read_text(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
