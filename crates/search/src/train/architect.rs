@@ -12,11 +12,10 @@
 //!   product by central differences: [∇α L_trainA(w⁺, α) − ∇α L_trainA(w⁻, α)] / 2ε with
 //!   w± = w ± ε·∇w′ L_trainB(w′, α) and ε = r / ‖∇w′ L_trainB(w′, α)‖, r = `arch.hessian_step`
 //!   (DARTS' 0.01 by default). ξ is `arch.unrolled_lr`, by default the weights' current learning
-//!   rate (as DARTS). The central difference's error grows with r²: on the tiny network of
-//!   tests/architect.rs (double precision) the difference at DARTS' r = 0.01 is further from the
-//!   exact product (double backward) than the product's own size, at r = 1e-4 within 1e-3 of it,
-//!   at r = 1e-6 within 1e-7 (docs/performance.md); in fp32 a small r loses digits to
-//!   cancellation instead, so r is a config key.
+//!   rate (as DARTS). The central difference's error grows with r: on the tiny network of
+//!   tests/architect.rs (double precision, ξ = 0.5) the gradient at DARTS' r = 0.01 is 0.97
+//!   (relative) from the brute-force derivative, at r = 1e-4 6.9e-4 (docs/performance.md); in
+//!   fp32 a small r loses digits to cancellation instead, so r is a config key.
 //!
 //! The second-order step leaves the weight store exactly as it found it: the weights are
 //! restored bit for bit from a copy, and its forward passes do not update the batch norms'
@@ -154,7 +153,8 @@ impl Architect {
         penalty: Option<&dyn Fn() -> Tensor>,
     ) -> Result<StepTiming> {
         let lr = self.adam().config().lr;
-        if !has_labels(train_b.labels) && !self.optimised.ranks().is_distributed() {
+        let labelled = has_labels(train_b.labels);
+        if !labelled && !self.optimised.ranks().is_distributed() {
             return Ok(StepTiming::empty(None));
         }
         let gradient = self.gradient(net, arch, train_b, unrolled)?;
@@ -169,12 +169,7 @@ impl Architect {
                     let params: Vec<&Tensor> = self.optimised.params().tensors().iter().collect();
                     let extra = Tensor::run_backward(&[p], &params, false, false);
                     for (slot, g) in grads.iter_mut().zip(extra) {
-                        if g.defined() {
-                            *slot = Some(match slot.take() {
-                                Some(acc) => acc + g,
-                                None => g,
-                            });
-                        }
+                        crate::train::backward::add(slot, g);
                     }
                 }
                 backward += start.elapsed().as_secs_f64();
@@ -189,7 +184,7 @@ impl Architect {
             update: 0.0,
             communication: gradient.communication,
             penalty,
-            labelled: has_labels(train_b.labels),
+            labelled,
         };
         // The penalty is the same on every rank (α and β are), so every rank skips alike.
         if penalty.is_some_and(|p| !p.is_finite()) {
@@ -265,7 +260,6 @@ impl Architect {
         communication += start.elapsed().as_secs_f64();
         // The Hessian-vector product by central differences around w.
         let norm = grad_norm(&dw);
-
         let mut grads = dalpha;
         if norm > 0.0 && norm.is_finite() && loss_a.is_finite() {
             let eps = self.hessian_step / norm;
@@ -277,7 +271,6 @@ impl Architect {
                 da
             };
             let (plus, minus) = (at(1.0), at(-1.0));
-
             let factor = xi / (2.0 * eps);
             grads = grads
                 .into_iter()

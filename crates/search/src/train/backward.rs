@@ -96,7 +96,7 @@ impl Gradients {
 }
 
 /// Adds `g` (when defined: an input a graph did not reach has none) to `slot`.
-fn add(slot: &mut Option<Tensor>, g: Tensor) {
+pub fn add(slot: &mut Option<Tensor>, g: Tensor) {
     if g.defined() {
         *slot = Some(match slot.take() {
             Some(acc) => acc + g,
