@@ -475,8 +475,8 @@ fn beta_decay_pulls_the_largest_logits_down_and_aux_skip_adds_the_input() {
     assert!(common::max_abs_diff(&arch.alpha.logits().grad(), &expected) < 1e-6);
     assert!(terms.beta_decay.is_some() && terms.expected_cost.is_none());
     // The auxiliary skip adds its coefficient to every edge's skip_connect weight, outside α.
-    let plain = arch.weights_with(0.0);
-    let aux = arch.weights_with(0.4);
+    let plain = arch.weights_with(0.0, 1.0);
+    let aux = arch.weights_with(0.4, 1.0);
     let mut skip = [0.0f32; 8];
     skip[Primitive::SkipConnect as usize] = 0.4;
     assert!(common::max_abs_diff(&(aux.cell - plain.cell), &Tensor::from_slice(&skip).expand([5, 8], false)) < 1e-7);

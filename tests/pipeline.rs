@@ -120,14 +120,31 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     let root = data("resume", 8, (64, 48));
     // First-order DARTS and the second-order (unrolled) architecture gradient alike.
     for order in ["1", "2"] {
-        resumes_exactly(&root, order);
+        resumes_exactly(&root, order, &[]);
     }
+    // Progressive decisions (one at the end of epochs 1 and 2) and an annealed temperature: the
+    // decisions taken before the interruption are kept, the later ones taken as without it.
+    let levers = ["--set", "arch.progressive.every_epochs=1", "--set", "arch.temperature.end=0.5"];
+    resumes_exactly(&root, "1", &levers);
+    let run = temp("resume-straight-1-levers");
+    let final_arch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("arch/final.json")).unwrap()).unwrap();
+    let decisions = final_arch["decisions"].as_array().expect("the decisions are recorded");
+    assert_eq!(decisions.len(), 2, "{final_arch}");
+    assert_eq!(final_arch["margins"]["alpha_mean"].as_f64().map(|m| m > 0.99), Some(true), "{final_arch}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    // Arch steps at global steps 2..=5 of 6: τ = 0.5 + 0.5 (1 − t), t = 0, ¼, ½, ¾.
+    for tau in ["1.0", "0.875", "0.75", "0.625"] {
+        assert!(metrics.contains(&format!("\"temperature\":{tau}")), "τ = {tau} is logged");
+    }
+    let _ = std::fs::remove_dir_all(run);
 }
 
-fn resumes_exactly(root: &Path, order: &str) {
-    let (straight, split) = (temp(&format!("resume-straight-{order}")), temp(&format!("resume-split-{order}")));
+fn resumes_exactly(root: &Path, order: &str, extra: &[&str]) {
+    let label = if extra.is_empty() { order.to_owned() } else { format!("{order}-levers") };
+    let (straight, split) = (temp(&format!("resume-straight-{label}")), temp(&format!("resume-split-{label}")));
     let order_key = format!("arch.order={order}");
-    let three_epochs = ["--set", "epochs=3", "--set", &order_key];
+    let three_epochs = [&["--set", "epochs=3", "--set", order_key.as_str()][..], extra].concat();
     ok(&tiny_search(root, &straight, &three_epochs));
     // Interrupted in the middle of epoch 1 (α and β already training), then resumed twice.
     let stopped = ok(&tiny_search(root, &split, &[&three_epochs[..], &["--stop-after-steps", "3"]].concat()));
@@ -166,7 +183,9 @@ fn resumes_exactly(root: &Path, order: &str) {
         let config = std::fs::read_to_string(split.join("config.toml")).unwrap();
         assert!(config.contains("order = 2"), "the run records its order: {config}");
     }
-    let _ = std::fs::remove_dir_all(straight);
+    if extra.is_empty() {
+        let _ = std::fs::remove_dir_all(straight);
+    }
     let _ = std::fs::remove_dir_all(split);
 }
 

@@ -209,23 +209,27 @@ impl Genotype {
     /// op against the next op on each kept edge). Below [`NEAR_TIE_MARGIN`] the decoded cell is
     /// close to a coin toss.
     pub fn decision_margin(weights: &[[f64; Primitive::COUNT]], blocks: usize) -> f64 {
+        (0..blocks.min(weights.len())).map(|block| Genotype::block_margin(weights, block)).fold(f64::INFINITY, f64::min)
+    }
+
+    /// [`Genotype::decision_margin`] of one block: how close its two inputs and their ops came
+    /// to another choice (`weights` as there; rows missing from it are left out).
+    pub fn block_margin(weights: &[[f64; Primitive::COUNT]], block: usize) -> f64 {
         let mut margin = f64::INFINITY;
-        for block in 0..blocks.min(weights.len()) {
-            let mut strengths: Vec<(f64, f64)> = (0..block_inputs(block))
-                .filter_map(|input| weights.get(edge_offset(block) + input))
-                .map(|row| {
-                    let mut ops: Vec<f64> = Primitive::ALL[1..].iter().map(|p| row[p.index()]).collect();
-                    ops.sort_by(|a, b| b.total_cmp(a));
-                    (ops[0], ops[0] - ops[1])
-                })
-                .collect();
-            strengths.sort_by(|a, b| b.0.total_cmp(&a.0));
-            for kept in strengths.iter().take(2) {
-                margin = margin.min(kept.1);
-            }
-            if let (Some(second), Some(dropped)) = (strengths.get(1), strengths.get(2)) {
-                margin = margin.min(second.0 - dropped.0);
-            }
+        let mut strengths: Vec<(f64, f64)> = (0..block_inputs(block))
+            .filter_map(|input| weights.get(edge_offset(block) + input))
+            .map(|row| {
+                let mut ops: Vec<f64> = Primitive::ALL[1..].iter().map(|p| row[p.index()]).collect();
+                ops.sort_by(|a, b| b.total_cmp(a));
+                (ops[0], ops[0] - ops[1])
+            })
+            .collect();
+        strengths.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for kept in strengths.iter().take(2) {
+            margin = margin.min(kept.1);
+        }
+        if let (Some(second), Some(dropped)) = (strengths.get(1), strengths.get(2)) {
+            margin = margin.min(second.0 - dropped.0);
         }
         margin
     }

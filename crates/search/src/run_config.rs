@@ -278,6 +278,11 @@ pub struct ArchConfig {
     pub cost: Option<CostConfig>,
     pub beta_decay: Option<BetaDecayConfig>,
     pub aux_skip: Option<AuxSkipConfig>,
+    pub temperature: Option<TemperatureConfig>,
+    pub progressive: Option<ProgressiveConfig>,
+    /// The fewest architecture steps a search may have (`crate::tasks::search_budget`); fewer
+    /// are refused before the run starts.
+    pub min_steps: usize,
 }
 
 impl Default for ArchConfig {
@@ -294,6 +299,9 @@ impl Default for ArchConfig {
             cost: None,
             beta_decay: None,
             aux_skip: None,
+            temperature: None,
+            progressive: None,
+            min_steps: 40,
         }
     }
 }
@@ -445,6 +453,56 @@ impl AuxSkipConfig {
     }
 }
 
+/// `[arch.temperature]`: the softmax over α's ops and β's moves is taken at temperature τ,
+/// falling from `start` to `end` by `schedule` (default linear) over the steps that update α and
+/// β (SNAS / GDAS-style annealing): the supernet trains on ever sharper mixtures, closer to the
+/// one network decoding keeps. Decoding, entropies and margins read the logits at τ = 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemperatureConfig {
+    #[serde(default = "TemperatureConfig::default_start")]
+    pub start: f64,
+    pub end: f64,
+    #[serde(default = "BetaDecayConfig::default_schedule")]
+    pub schedule: Schedule,
+}
+
+impl TemperatureConfig {
+    fn default_start() -> f64 {
+        1.0
+    }
+
+    /// τ at fraction `t` of the architecture phase.
+    pub fn at(&self, t: f64) -> f64 {
+        self.end + (self.start - self.end) * self.schedule.factor(t, false)
+    }
+}
+
+/// `[arch.progressive]`: SGAS-style progressive decisions (`trellis::progressive`): at the end of
+/// the `after_epochs`-th epoch that updates α and β, and every `every_epochs` epochs after it,
+/// the most certain undecided block of the cell is fixed to its decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressiveConfig {
+    #[serde(default = "ProgressiveConfig::one")]
+    pub every_epochs: usize,
+    #[serde(default = "ProgressiveConfig::one")]
+    pub after_epochs: usize,
+}
+
+impl ProgressiveConfig {
+    fn one() -> usize {
+        1
+    }
+
+    /// Whether a block is decided at the end of `epoch`, for a search whose architecture steps
+    /// begin at epoch `arch_start`.
+    pub fn decides_after(&self, epoch: usize, arch_start: usize) -> bool {
+        let done = (epoch + 1).saturating_sub(arch_start);
+        done >= self.after_epochs && (done - self.after_epochs) % self.every_epochs == 0
+    }
+}
+
 /// `search run`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -460,6 +518,13 @@ pub struct SearchRunConfig {
     pub arch_start_epoch: usize,
     /// Cap on steps per epoch (None: all of trainA).
     pub steps_per_epoch: Option<usize>,
+    /// Size the search from the data set instead (`crate::tasks::search_budget`): this many
+    /// steps in all, epochs of one pass over trainA (at most a tenth of the steps), and
+    /// `warmup_fraction` of the epochs weight-only; `epochs`, `arch_start_epoch` and
+    /// `steps_per_epoch` are then ignored.
+    pub budget_steps: Option<usize>,
+    /// With `budget_steps`: the fraction of epochs that train the weights alone.
+    pub warmup_fraction: f64,
     pub weights: WeightOptimConfig,
     pub arch: ArchConfig,
     /// How the search runs (never what it computes).
@@ -493,6 +558,8 @@ impl Default for SearchRunConfig {
             epochs: 40,
             arch_start_epoch: 20,
             steps_per_epoch: None,
+            budget_steps: None,
+            warmup_fraction: 0.4,
             weights: WeightOptimConfig::default(),
             arch: ArchConfig::default(),
             execution: Execution::default(),
@@ -524,6 +591,8 @@ impl Validate for SearchRunConfig {
             )
         })?;
         check(self.steps_per_epoch != Some(0), "steps_per_epoch", || "must be at least 1 when set".into())?;
+        check(self.budget_steps.is_none_or(|b| b >= 2), "budget_steps", || "must be at least 2 when set".into())?;
+        check_range(self.warmup_fraction, "warmup_fraction", 0.0, 1.0, false)?;
         let w = &self.weights;
         check_positive(w.lr_max, "weights.lr_max")?;
         check_range(w.lr_min, "weights.lr_min", 0.0, w.lr_max, true)?;
@@ -547,6 +616,14 @@ impl Validate for SearchRunConfig {
         }
         if let Some(skip) = &a.aux_skip {
             check_non_negative(skip.start, "arch.aux_skip.start")?;
+        }
+        if let Some(t) = &a.temperature {
+            check_positive(t.start, "arch.temperature.start")?;
+            check_positive(t.end, "arch.temperature.end")?;
+        }
+        if let Some(p) = &a.progressive {
+            check(p.every_epochs >= 1, "arch.progressive.every_epochs", || "must be at least 1".into())?;
+            check(p.after_epochs >= 1, "arch.progressive.after_epochs", || "must be at least 1".into())?;
         }
         check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", || "must be at least 1".into())?;
         check(self.checkpoint.final_weights == FinalWeights::Last, "checkpoint.final", || {

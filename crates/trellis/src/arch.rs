@@ -61,6 +61,10 @@ pub struct ArchParams {
     /// DARTS-'s auxiliary skip coefficient that [`ArchParams::weights`] applies (0: none); the
     /// search sets it by its schedule before each step.
     pub aux_skip: std::cell::Cell<f64>,
+    /// The softmax temperature τ of α and β in [`ArchParams::weights`] (1: the paper's plain
+    /// softmax); the search anneals it by `[arch.temperature]`. Decoding, entropies and margins
+    /// always read the logits at τ = 1 ([`ArchParams::decision_weights`]).
+    pub temperature: std::cell::Cell<f64>,
 }
 
 impl ArchParams {
@@ -70,7 +74,13 @@ impl ArchParams {
         let alpha = Alpha::new(p, blocks);
         let beta =
             p.var("beta", &[layers as i64, NUM_LEVELS as i64, 3], nn::Init::Randn { mean: 0.0, stdev: BETA_INIT_STD });
-        ArchParams { alpha, beta, edges: None, aux_skip: std::cell::Cell::new(0.0) }
+        ArchParams {
+            alpha,
+            beta,
+            edges: None,
+            aux_skip: std::cell::Cell::new(0.0),
+            temperature: std::cell::Cell::new(1.0),
+        }
     }
 
     /// As [`ArchParams::new`], with PC-DARTS edge weights (variable `edges`, `[edges]`,
@@ -88,13 +98,24 @@ impl ArchParams {
     /// softmax(α), normalised β and the cells' weights, computed once and passed to the whole
     /// network.
     pub fn weights(&self) -> ArchWeights {
-        self.weights_with(self.aux_skip.get())
+        self.weights_with(self.aux_skip.get(), self.temperature.get())
+    }
+
+    /// The weights decisions are read from: softmax(α) and β at τ = 1, without the auxiliary
+    /// skip (decoding, entropies and margins).
+    pub fn decision_weights(&self) -> ArchWeights {
+        self.weights_with(0.0, 1.0)
     }
 
     /// [`ArchParams::weights`] with DARTS-'s auxiliary skip connection at coefficient
-    /// `aux_skip` (0: none).
-    pub fn weights_with(&self, aux_skip: f64) -> ArchWeights {
-        let alpha = self.alpha.weights();
+    /// `aux_skip` (0: none) and α and β's softmax at temperature `temperature` (> 0).
+    pub fn weights_with(&self, aux_skip: f64, temperature: f64) -> ArchWeights {
+        let (alpha, beta) = if temperature == 1.0 {
+            (self.alpha.weights(), normalize_beta(&self.beta))
+        } else {
+            let kind = cell::alpha::float_or_double(self.alpha.logits().kind());
+            ((self.alpha.logits() / temperature).softmax(-1, kind), normalize_beta(&(&self.beta / temperature)))
+        };
         let edges = self.edges.as_ref().map(|logits| normalize_edges(logits, self.alpha.blocks()));
         let mut cell = match &edges {
             Some(e) => &alpha * e.unsqueeze(1),
@@ -105,7 +126,7 @@ impl ArchParams {
             skip[Primitive::SkipConnect as usize] = aux_skip as f32;
             cell = &cell + Tensor::from_slice(&skip).to_device(alpha.device());
         }
-        ArchWeights { alpha, beta: normalize_beta(&self.beta), cell, edges }
+        ArchWeights { alpha, beta, cell, edges }
     }
 }
 

@@ -62,6 +62,17 @@ pub fn exec(args: Args) -> Result<()> {
         "search ended with α entropy {:.3}, β entropy {:.3} (1 = uniform, 0 = decided)",
         report.alpha_entropy, report.beta_entropy
     );
+    match &report.margins {
+        Some(m) => println!(
+            "decision margins (chosen weight minus runner-up): α {:.3} per kept edge, β {:.3} per node ({:.3} on the path); closest call {:.4}{}",
+            m.alpha_mean,
+            m.beta_mean,
+            m.beta_path_mean,
+            m.closest,
+            if m.closest < cell::genotype::NEAR_TIE_MARGIN { " (a near tie)" } else { "" }
+        ),
+        None => println!("decision margins: not recorded by this search"),
+    }
     if !report.random_mious.is_empty() {
         let list: Vec<String> = report.random_mious.iter().map(|m| format!("{:.2}", 100.0 * m)).collect();
         println!(

@@ -10,6 +10,7 @@ use search::device::DeviceChoice;
 mod bench;
 mod bench_data;
 mod check;
+mod compare;
 mod config;
 mod cost;
 mod cost_table;
@@ -81,6 +82,10 @@ enum Command {
     Bench(bench::Args),
     /// Draw architectures uniformly from a search space: the baseline a search must beat.
     Random(random::Args),
+    /// The searched architecture (or a search run now) against random draws and hand-designed
+    /// baselines from the same space, each retrained alike for several seeds: mean ± sd, ranks,
+    /// Welch's test, Hedges' g, compare.json/.md/.svg. Resumable; shared out across ranks.
+    Compare(compare::Args),
     /// The resolved config of a command (`config show --for run|train|check`).
     Config(config::Args),
 }
@@ -108,6 +113,7 @@ impl Cli {
             Command::Run(args) => run::exec(args, threads),
             Command::Bench(args) => bench::exec(args, threads),
             Command::Random(args) => random::exec(args),
+            Command::Compare(args) => compare::exec(args),
             Command::Config(args) => config::exec(args),
         }
     }

@@ -25,8 +25,10 @@ pub struct Args {
     /// Number of validation images.
     #[arg(long, default_value_t = 16)]
     val: usize,
-    /// Which scenes: street scenes (12 classes), or the context task (regions told apart only
-    /// by wide context, thin structures; the demo's).
+    /// Which scenes: street scenes (12 classes); the context task (regions told apart only by
+    /// wide context, thin structures; the demo's); scale (the class is the size of a blob);
+    /// shape (the class is the outline, colours are shared); rare (twelve stripe-textured
+    /// classes, most of them rare). docs/data.md describes each.
     #[arg(long, value_enum, default_value_t = TaskArg::Street)]
     task: TaskArg,
     /// Image size as WIDTHxHEIGHT.
@@ -38,6 +40,9 @@ pub struct Args {
 enum TaskArg {
     Street,
     Context,
+    Scale,
+    Shape,
+    Rare,
 }
 
 pub fn exec(args: Args) -> Result<()> {
@@ -45,6 +50,9 @@ pub fn exec(args: Args) -> Result<()> {
     let task = match args.task {
         TaskArg::Street => SynthTask::Street,
         TaskArg::Context => SynthTask::Context,
+        TaskArg::Scale => SynthTask::Scale,
+        TaskArg::Shape => SynthTask::Shape,
+        TaskArg::Rare => SynthTask::Rare,
     };
     let config = SynthConfig { seed: args.seed, train: args.train, val: args.val, width, height, task };
     let occupied = std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false);

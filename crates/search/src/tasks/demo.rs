@@ -66,10 +66,21 @@ pub struct DemoReport {
     /// nodes) at the end of the search: 1 = uniform, 0 = decided.
     pub alpha_entropy: f64,
     pub beta_entropy: f64,
+    /// The decision margins the search ended with (its `arch/final.json`'s `margins`).
+    pub margins: Option<MarginsRecord>,
     /// Val mIoU of the per-pixel baseline.
     pub baseline_miou: f64,
     /// Seconds per stage.
     pub seconds: Vec<(String, f64)>,
+}
+
+/// The margins of `trellis::Margins` as `arch/final.json` records them.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MarginsRecord {
+    pub alpha_mean: f64,
+    pub beta_mean: f64,
+    pub beta_path_mean: f64,
+    pub closest: f64,
 }
 
 /// Runs the demo as `options` say.
@@ -116,6 +127,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     }
     info!(cell = %serde_json::to_string(&architecture.cell)?, path = ?architecture.path.levels(), "decoded");
     let (alpha_entropy, beta_entropy) = final_entropies(&out.join("search"))?;
+    let margins = architecture.extra.get("margins").and_then(|m| serde_json::from_value(m.clone()).ok());
 
     let mut retrain: RetrainConfig =
         crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), &retrain_overrides)?;
@@ -193,6 +205,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         rank,
         alpha_entropy,
         beta_entropy,
+        margins,
         baseline_miou,
         seconds,
     })

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use seg::data::loader::EpochBatches;
 use seg::data::{split_halves, Batch, Loader, Mode, SampleRef};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 use tracing::{info, warn};
 use trellis::{ArchParams, Architecture, SearchNetwork};
 
@@ -22,6 +22,7 @@ use crate::run_config::{DataConfig, SearchRunConfig};
 use crate::store::checkpoint::{load_store, read_tensors, store_tensors};
 use crate::store::rundir::RunDir;
 use crate::store::session::{self, Compute, RunRequest};
+use crate::tasks::search_budget::Budget;
 use crate::train::arch_loss::ArchLoss;
 use crate::train::architect::{Architect, Unrolled};
 use crate::train::loss_scale::LossScaler;
@@ -59,6 +60,9 @@ struct SearchState {
     /// The fp16 loss scaler of the weight step (runs with autocast on CUDA only).
     #[serde(default)]
     loss_scale: Option<crate::train::loss_scale::LossScaler>,
+    /// The blocks fixed so far by `[arch.progressive]`, in the order they were decided.
+    #[serde(default)]
+    decisions: Vec<trellis::progressive::Decision>,
 }
 
 /// Checks the data against the transform before any training: the train split must exist and
@@ -110,6 +114,8 @@ struct Search<'a> {
     /// The architecture loss's extra terms and the stabilisers.
     arch_loss: ArchLoss,
     total_steps: usize,
+    /// The global step of the first architecture step.
+    arch_start_step: usize,
 }
 
 impl Search<'_> {
@@ -176,6 +182,11 @@ impl Task for Search<'_> {
         let train_a = Labelled { images: &images, labels: &labels };
         let progress = at.global_step as f64 / self.total_steps.max(1) as f64;
         self.arch.aux_skip.set(self.arch_loss.aux_skip(progress));
+        if let Some(t) = &c.arch.temperature {
+            let arch_steps = self.total_steps.saturating_sub(self.arch_start_step).max(1);
+            let t_arch = at.global_step.saturating_sub(self.arch_start_step) as f64 / arch_steps as f64;
+            self.arch.temperature.set(t.at(t_arch));
+        }
         self.ranks.record_progress(at.global_step as u64 + 1);
         self.ranks.broadcast_buffers(&[&self.weights])?;
         let timing = weight_step(&self.net, &self.arch, &mut self.sgd, train_a, self.lr, self.precision)?;
@@ -218,6 +229,9 @@ impl Task for Search<'_> {
                 bail!("non-finite architecture loss {} at epoch {epoch}, step {step} (global step {}); the last good checkpoint is kept", timing.loss, at.global_step);
             }
             loss_arch = timing.loss.is_finite().then_some(timing.loss);
+            if !self.state.decisions.is_empty() {
+                trellis::progressive::project(&self.arch, &self.state.decisions);
+            }
         }
         self.ranks.check_same_every(&[&self.weights, &self.arch_store], at.global_step)?;
         self.state.arch_steps = self.architect.adam().steps();
@@ -236,11 +250,26 @@ impl Task for Search<'_> {
         if c.arch.aux_skip.is_some() {
             fields["aux_skip"] = serde_json::json!(self.arch.aux_skip.get());
         }
+        if c.arch.temperature.is_some() {
+            fields["temperature"] = serde_json::json!(self.arch.temperature.get());
+        }
         let images = batch_a.len() * self.ranks.size();
         Ok(StepRecord::new(loss_weights, images, fields, data_seconds, self.sgd.scaler()))
     }
 
     fn end_epoch(&mut self, epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let c = self.config;
+        let mut decided = None;
+        if let Some(p) = c.arch.progressive.as_ref().filter(|p| p.decides_after(epoch, c.arch_start_epoch)) {
+            let weights = tch::no_grad(|| self.arch.decision_weights());
+            if let Some(d) = trellis::progressive::most_certain(&weights, c.model.blocks, &self.state.decisions, epoch)
+            {
+                info!(epoch, block = d.block, edges = ?d.edges, margin = d.margin, every_epochs = p.every_epochs, "progressive decision");
+                self.state.decisions.push(d.clone());
+                trellis::progressive::project(&self.arch, &self.state.decisions);
+                decided = Some(d);
+            }
+        }
         let decoded = self.decode()?;
         let mut record = decoded.clone();
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
@@ -248,14 +277,20 @@ impl Task for Search<'_> {
             record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
             crate::observe::arch_history::append(self.dir, epoch, &self.arch)?;
         }
-        let entropies = tch::no_grad(|| self.arch.weights()).entropies();
+        let weights = tch::no_grad(|| self.arch.decision_weights());
+        let entropies = weights.entropies();
+        let margins = trellis::Margins::of(&weights, &decoded);
         let (alpha_entropy, beta_entropy) = (entropies.alpha_mean(), entropies.beta_mean());
-        info!(epoch, path = ?decoded.path.levels(), alpha_entropy, beta_entropy, "decoded");
+        let (alpha_margin, beta_margin) = (margins.alpha_mean, margins.beta_mean);
+        info!(epoch, path = ?decoded.path.levels(), alpha_entropy, beta_entropy, alpha_margin, beta_margin, "decoded");
         let fields = serde_json::json!({
             "lr_weights": self.lr, "arch_active": epoch >= self.config.arch_start_epoch,
             "cell": decoded.cell, "path": decoded.path,
             "alpha_entropy": alpha_entropy, "beta_entropy": beta_entropy,
             "alpha_entropy_per_edge": entropies.alpha, "beta_entropy_per_node": entropies.beta,
+            "alpha_margin": alpha_margin, "beta_margin": beta_margin,
+            "beta_path_margin": margins.beta_path_mean, "decision_margin": margins.closest,
+            "decided_block": decided,
         });
         let mut fields = fields.as_object().expect("an object").clone();
         if let (Some(cost), Some(weight)) = (self.arch_loss.cost_config(), self.state.cost_weight) {
@@ -337,17 +372,29 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         .context("trainA (the half of the training split that trains the weights)")?;
     let loader_b = Loader::new(pick(&train_b), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainB (the half of the training split that trains α and β)")?;
-    let steps_per_epoch =
-        config.steps_per_epoch.map_or(loader_a.batches_per_epoch(), |s| s.min(loader_a.batches_per_epoch()));
-    if config.steps_per_epoch.is_some_and(|s| s > steps_per_epoch) {
+    if config.budget_steps.is_none() && config.steps_per_epoch.is_some_and(|s| s > loader_a.batches_per_epoch()) {
         warn!(
-            steps_per_epoch,
-            "config key `steps_per_epoch` = {} is more than trainA holds ({} batches of {}): an epoch is {steps_per_epoch} steps",
+            "config key `steps_per_epoch` = {} is more than trainA holds ({} batches of {}): an epoch is {} steps",
             config.steps_per_epoch.unwrap_or_default(),
             loader_a.batches_per_epoch(),
-            data.loader.batch
+            data.loader.batch,
+            loader_a.batches_per_epoch()
         );
     }
+    // The schedule, from the data's size when `budget_steps` asks; refused before the run folder
+    // exists when too short to decide.
+    let batch = data.loader.batch * prepared.ranks().size();
+    let budget = Budget::plan(config, train_a.len(), train_b.len(), loader_a.batches_per_epoch(), batch);
+    info!("{}", budget.describe());
+    budget.check(config.arch.min_steps)?;
+    let sized = SearchRunConfig {
+        epochs: budget.epochs,
+        arch_start_epoch: budget.arch_start_epoch,
+        steps_per_epoch: Some(budget.steps_per_epoch),
+        ..config.clone()
+    };
+    let config = &sized;
+    let steps_per_epoch = budget.steps_per_epoch;
     let val = if config.eval_every_epochs > 0 {
         let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
         Some(prepared.share(&val))
@@ -387,6 +434,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             train_b,
             cost_weight: config.arch.cost.as_ref().map(|c| c.weight),
             loss_scale: None,
+            decisions: Vec::new(),
         },
         loader_a,
         loader_b,
@@ -397,6 +445,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         ranks: ranks.clone(),
         arch_loss,
         total_steps: config.epochs * steps_per_epoch,
+        arch_start_step: config.arch_start_epoch * steps_per_epoch,
     };
     let loop_config = LoopConfig {
         seed: config.seed,
@@ -415,23 +464,29 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         LoopOutcome::Finished { .. } => {}
     }
     let mut decoded = task.decode()?;
-    // How close the cell's decoding came to another choice, in the file and, if close, the log
-    // (op weights scaled by the edge weights when those are searched, as decoding scales them).
-    let alpha = tch::no_grad(|| task.arch.weights().decoding());
-    let rows: Vec<[f64; cell::Primitive::COUNT]> =
-        Vec::<f64>::try_from(alpha.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))?
-            .chunks_exact(cell::Primitive::COUNT)
-            .map(|c| c.try_into().expect("rows of 8"))
-            .collect();
-    let margin = cell::Genotype::decision_margin(&rows, config.model.blocks);
-    let near_tie = margin < cell::genotype::NEAR_TIE_MARGIN;
-    decoded.extra.insert("decision_margin".into(), serde_json::json!(margin));
+    // How firmly the search decided (`trellis::margins`), in the file and, if the cell is a near
+    // tie, the log (op weights scaled by the edge weights when those are searched, as decoding
+    // scales them).
+    let margins = trellis::Margins::of(&tch::no_grad(|| task.arch.decision_weights()), &decoded);
+    let near_tie = margins.closest < cell::genotype::NEAR_TIE_MARGIN;
+    decoded.extra.insert("decision_margin".into(), serde_json::json!(margins.closest));
     decoded.extra.insert("near_tie".into(), serde_json::json!(near_tie));
+    decoded.extra.insert("margins".into(), serde_json::to_value(&margins)?);
+    if !task.state.decisions.is_empty() {
+        decoded.extra.insert("decisions".into(), serde_json::to_value(&task.state.decisions)?);
+    }
+    info!(
+        alpha_margin = margins.alpha_mean,
+        beta_margin = margins.beta_mean,
+        beta_path_margin = margins.beta_path_mean,
+        closest = margins.closest,
+        "decision margins (chosen weight minus runner-up, means per kept edge and per node)"
+    );
     if near_tie {
         warn!(
-            margin,
+            margin = margins.closest,
             "the decoded cell is a near tie: a choice won by less than {} of softmax weight; α barely moved \
-             (a longer search or a higher arch.lr separates it)",
+             (a longer search, a higher arch.lr or [arch.progressive] decides it)",
             cell::genotype::NEAR_TIE_MARGIN
         );
     }

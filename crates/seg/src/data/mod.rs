@@ -12,6 +12,7 @@ pub mod loader;
 pub mod seed;
 pub mod split;
 pub mod synth_layout;
+pub mod synth_tasks;
 pub mod synthetic;
 pub mod transform;
 pub mod voc;

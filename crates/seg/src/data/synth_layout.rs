@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use super::error::DataError;
 use super::format::DataFormat;
 use super::seed::mix_seed;
-use super::synthetic::{render, render_context, Scene, SynthConfig, SynthTask, DRAWN_LABEL_IDS};
+use super::synthetic::{Scene, SynthConfig, DRAWN_LABEL_IDS};
 use crate::classes::{voc_color, ClassEntry, ClassTable, ADE20K_NAMES};
 use crate::labels::{CLASSES, LABEL_TO_TRAIN};
 use crate::png::{write_jpeg, write_palette_png, write_png};
@@ -105,10 +105,7 @@ pub fn generate_as(out: &Path, config: &SynthConfig, format: DataFormat) -> Resu
         .map(|&(split, index)| {
             let split_tag = if split == "train" { 1 } else { 2 };
             let seed = mix_seed(config.seed, split_tag, index as u64);
-            let scene = match config.task {
-                SynthTask::Street => render(config.width, config.height, seed),
-                SynthTask::Context => render_context(config.width, config.height, seed),
-            };
+            let scene = config.task.render(config.width, config.height, seed);
             let stored: Vec<u8> = scene.label.iter().map(|&l| map[l as usize]).collect();
             let writer = Writer { out, config, split, index, scene: &scene, stored };
             match format {

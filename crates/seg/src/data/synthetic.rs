@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use super::seed::mix_seed;
 
 /// Label ids used by the generator (facts §8).
-mod id {
+pub(super) mod id {
     pub const ROAD: u8 = 7;
     pub const SIDEWALK: u8 = 8;
     pub const BUILDING: u8 = 11;
@@ -48,6 +48,41 @@ pub enum SynthTask {
     /// Regions told apart only by wide context, and thin structures (see the module
     /// documentation).
     Context,
+    /// Blobs of one texture whose class is their size (`synth_tasks::render_scale`).
+    Scale,
+    /// Shapes of shared colours whose class is their outline (`synth_tasks::render_shape`).
+    Shape,
+    /// Twelve classes told apart by stripe textures, most of them rare
+    /// (`synth_tasks::render_rare`).
+    Rare,
+}
+
+impl SynthTask {
+    /// Every task, for listings.
+    pub const ALL: [SynthTask; 5] =
+        [SynthTask::Street, SynthTask::Context, SynthTask::Scale, SynthTask::Shape, SynthTask::Rare];
+
+    /// The task's name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            SynthTask::Street => "street",
+            SynthTask::Context => "context",
+            SynthTask::Scale => "scale",
+            SynthTask::Shape => "shape",
+            SynthTask::Rare => "rare",
+        }
+    }
+
+    /// Renders one scene of this task of `w x h` from `seed`.
+    pub fn render(self, w: u32, h: u32, seed: u64) -> Scene {
+        match self {
+            SynthTask::Street => render(w, h, seed),
+            SynthTask::Context => render_context(w, h, seed),
+            SynthTask::Scale => super::synth_tasks::render_scale(w, h, seed),
+            SynthTask::Shape => super::synth_tasks::render_shape(w, h, seed),
+            SynthTask::Rare => super::synth_tasks::render_rare(w, h, seed),
+        }
+    }
 }
 
 /// What to generate.
@@ -78,7 +113,7 @@ pub const DRAWN_LABEL_IDS: [u8; 12] = [
 ];
 
 /// Deterministic per-pixel noise in [0, 1).
-fn hash_noise(seed: u64, x: i64, y: i64) -> f32 {
+pub(super) fn hash_noise(seed: u64, x: i64, y: i64) -> f32 {
     let h = mix_seed(seed, x as u64, y as u64);
     (h >> 40) as f32 / (1u64 << 24) as f32
 }
@@ -89,15 +124,15 @@ pub struct Scene {
     pub label: Vec<u8>,
 }
 
-struct Canvas {
-    w: i64,
-    h: i64,
-    rgb: Vec<[f32; 3]>,
-    label: Vec<u8>,
+pub(super) struct Canvas {
+    pub(super) w: i64,
+    pub(super) h: i64,
+    pub(super) rgb: Vec<[f32; 3]>,
+    pub(super) label: Vec<u8>,
 }
 
 impl Canvas {
-    fn put(&mut self, x: i64, y: i64, color: [f32; 3], label: u8) {
+    pub(super) fn put(&mut self, x: i64, y: i64, color: [f32; 3], label: u8) {
         if x >= 0 && y >= 0 && x < self.w && y < self.h {
             let i = (y * self.w + x) as usize;
             self.rgb[i] = color;
@@ -105,7 +140,7 @@ impl Canvas {
         }
     }
 
-    fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, label: u8, color: impl Fn(i64, i64) -> [f32; 3]) {
+    pub(super) fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, label: u8, color: impl Fn(i64, i64) -> [f32; 3]) {
         for y in y0.max(0)..y1.min(self.h) {
             for x in x0.max(0)..x1.min(self.w) {
                 self.put(x, y, color(x, y), label);
@@ -113,7 +148,7 @@ impl Canvas {
         }
     }
 
-    fn ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, label: u8, color: impl Fn(i64, i64) -> [f32; 3]) {
+    pub(super) fn ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, label: u8, color: impl Fn(i64, i64) -> [f32; 3]) {
         let (rx, ry) = (rx.max(0.5), ry.max(0.5));
         for y in (cy - ry).floor() as i64..=(cy + ry).ceil() as i64 {
             for x in (cx - rx).floor() as i64..=(cx + rx).ceil() as i64 {
@@ -126,7 +161,7 @@ impl Canvas {
     }
 
     /// The scene: a lighting gradient and sensor noise over the colours, rounded to bytes.
-    fn finish(self, rng: &mut ChaCha8Rng) -> Scene {
+    pub(super) fn finish(self, rng: &mut ChaCha8Rng) -> Scene {
         let light = rng.random_range(0.8..1.15);
         let noise_seed = rng.random::<u64>();
         let mut rgb = Vec::with_capacity(self.rgb.len() * 3);
@@ -159,16 +194,16 @@ impl Canvas {
     }
 }
 
-fn gray(v: f32) -> [f32; 3] {
+pub(super) fn gray(v: f32) -> [f32; 3] {
     [v, v, v]
 }
 
-fn shade(c: [f32; 3], f: f32) -> [f32; 3] {
+pub(super) fn shade(c: [f32; 3], f: f32) -> [f32; 3] {
     [c[0] * f, c[1] * f, c[2] * f]
 }
 
 /// A colour from the grey range shared by road, sidewalk, buildings, walls, poles and cars.
-fn shared_gray(rng: &mut ChaCha8Rng) -> [f32; 3] {
+pub(super) fn shared_gray(rng: &mut ChaCha8Rng) -> [f32; 3] {
     let v = rng.random_range(85.0..165.0);
     let tint = rng.random_range(-8.0..8.0);
     [v + tint, v, v - tint]

@@ -1,0 +1,542 @@
+//! `search compare`: the protocol that says whether a search was worth its cost (issue 24). The
+//! searched architecture (given, or found by running the search) is retrained beside
+//!
+//! - N architectures drawn uniformly from the same space (`tasks::random`);
+//! - the paper's Auto-DeepLab cell on the paper's path, cut to the space's L (facts §6);
+//! - the searched cell on a fixed DeepLab-like path (rates 4, 8, then 16 to the end: DeepLabv3's
+//!   output stride 16);
+//! - optionally, random architectures whose cells hold exactly as many `skip_connect` edges as
+//!   the searched one (the control for the skip-connection bias);
+//!
+//! every one with the identical retraining config for K seeds (config seed, seed + 1, …). It
+//! reports mean ± sd per architecture and the ranks, Welch's t test and Hedges' g of the searched
+//! network's runs against the random architectures' runs, and how many standard deviations of
+//! the random architectures' means the searched mean lies above their mean; it writes
+//! `compare.json`, `compare.md` and `compare.svg` (a strip plot of every retrained mIoU).
+//!
+//! The folder holds `plan.json` (everything the comparison was asked), `architectures/`, the
+//! search run (`search/`), one run folder per retraining (`runs/<name>/seed<k>`) and one result
+//! file per finished retraining (`results/<name>-seed<k>.json`, written atomically). `--resume`
+//! reads the plan and continues: finished retrainings are read back, a retraining with a
+//! checkpoint resumes from it, one without restarts. In a distributed launch the search runs on
+//! every rank together and the retrainings are shared out (retraining i on rank i mod size, each
+//! alone on its rank's device); rank 0 writes the report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+use tracing::info;
+use trellis::{Architecture, NetworkPath};
+
+use crate::dist::Ranks;
+use crate::run_config::{RetrainConfig, SearchRunConfig};
+use crate::store::session::RunRequest;
+use crate::tasks::compare_stats::{hedges_g, welch, Welch};
+use crate::tasks::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
+use crate::tasks::search_run::{SearchOptions, SearchOutcome};
+
+/// What a comparison was asked to do: `plan.json`, read back by `--resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComparePlan {
+    /// The searched architecture, when given; else [`ComparePlan::search`] finds it.
+    pub searched: Option<Architecture>,
+    /// The search to run when no architecture is given.
+    pub search: Option<SearchRunConfig>,
+    /// The space's cells' blocks and the trellis' layers (random draws and baselines).
+    pub blocks: usize,
+    pub layers: usize,
+    /// The retraining every architecture gets.
+    pub retrain: RetrainConfig,
+    /// Random architectures.
+    pub random: usize,
+    /// Retraining seeds per architecture (`retrain.seed`, `+ 1`, …).
+    pub seeds: usize,
+    /// Seed of the random draws.
+    pub draw_seed: u64,
+    /// Random architectures with the searched cell's number of `skip_connect` edges.
+    pub skip_control: usize,
+}
+
+/// Which group an architecture belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Searched,
+    Random,
+    /// The paper's cell and path.
+    Paper,
+    /// The searched cell on the DeepLab-like path.
+    DeeplabPath,
+    /// Random, with the searched cell's number of skips.
+    SkipControl,
+}
+
+/// One architecture of the comparison.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub architecture: Architecture,
+}
+
+/// One finished retraining: `results/<name>-seed<k>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitResult {
+    pub name: String,
+    pub seed: u64,
+    pub val_miou: f64,
+}
+
+/// How `search compare` was asked to run.
+pub struct CompareOptions {
+    pub plan: ComparePlan,
+    /// The comparison's folder.
+    pub out: PathBuf,
+    /// Continue the comparison in `out` (its `plan.json` must equal `plan`).
+    pub resume: bool,
+    pub device: Device,
+    pub ranks: Ranks,
+}
+
+/// The architectures of one group, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryReport {
+    pub name: String,
+    pub kind: EntryKind,
+    pub cell: cell::Genotype,
+    pub path: Vec<u8>,
+    pub skips: usize,
+    /// Val mIoU per retraining seed (fractions).
+    pub mious: Vec<f64>,
+    pub mean: f64,
+    pub sd: f64,
+    /// Rank of the mean among all architectures (1: best).
+    pub rank: usize,
+}
+
+/// What `compare.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    pub entries: Vec<EntryReport>,
+    pub seeds: usize,
+    /// The random architectures' means: their mean and sample sd (over architectures).
+    pub random_mean: f64,
+    pub random_sd: f64,
+    pub searched_mean: f64,
+    /// (searched mean − random mean) / random sd: the target is ≥ 1.
+    pub searched_sd_above_random: Option<f64>,
+    /// The searched network's rank among all architectures.
+    pub searched_rank: usize,
+    pub architectures: usize,
+    /// Welch's test of the searched network's runs against every random architecture's runs.
+    pub welch: Option<Welch>,
+    /// Hedges' g of the same two sets of runs.
+    pub hedges_g: Option<f64>,
+    /// The skip-count control's mean and sd (over architectures), when run.
+    pub skip_control_mean: Option<f64>,
+    pub skip_control_sd: Option<f64>,
+    /// Whether the searched mean beats both hand-designed baselines.
+    pub beats_baselines: bool,
+}
+
+/// The searched cell's `skip_connect` count.
+fn skips(cell: &cell::Genotype) -> usize {
+    cell.blocks().iter().flatten().filter(|e| e.op == cell::Primitive::SkipConnect).count()
+}
+
+/// The DeepLab-like path of `layers` layers: rates 4, 8, then 16 (levels 0, 1, 2, 2, …).
+pub fn deeplab_path(layers: usize) -> NetworkPath {
+    NetworkPath::new((0..layers).map(|l| l.min(2) as u8).collect()).expect("a valid path")
+}
+
+/// The paper's path cut to its first `layers` layers (a prefix of a valid path is valid).
+fn paper_path(layers: usize) -> Result<NetworkPath> {
+    let paper = NetworkPath::paper();
+    let levels = paper.levels();
+    anyhow::ensure!(layers <= levels.len(), "the paper's path has {} layers, the space {layers}", levels.len());
+    Ok(NetworkPath::new(levels[..layers].to_vec())?)
+}
+
+/// A random cell of `blocks` blocks with exactly `skips` `skip_connect` edges (the inputs as
+/// `cell::Genotype::random` draws them, the other ops uniform over the six that are neither
+/// `none` nor `skip_connect`), on a uniform random path.
+fn skip_matched(blocks: usize, layers: usize, skips: usize, rng: &mut ChaCha8Rng) -> Result<Architecture> {
+    let drawn = cell::Genotype::random(blocks, rng);
+    let mut slots: Vec<usize> = (0..2 * blocks).collect();
+    for i in (1..slots.len()).rev() {
+        slots.swap(i, rng.random_range(0..=i));
+    }
+    let skip_slots = &slots[..skips.min(slots.len())];
+    let others: Vec<cell::Primitive> = cell::Primitive::ALL
+        .iter()
+        .copied()
+        .filter(|p| !matches!(p, cell::Primitive::None | cell::Primitive::SkipConnect))
+        .collect();
+    let blocks_out = drawn
+        .blocks()
+        .iter()
+        .enumerate()
+        .map(|(b, edges)| {
+            let mut edges = edges.clone();
+            for (k, edge) in edges.iter_mut().enumerate() {
+                edge.op = if skip_slots.contains(&(2 * b + k)) {
+                    cell::Primitive::SkipConnect
+                } else {
+                    others[rng.random_range(0..others.len())]
+                };
+            }
+            edges
+        })
+        .collect();
+    Ok(Architecture {
+        cell: cell::Genotype::new(blocks_out)?,
+        path: NetworkPath::random(layers, rng),
+        extra: Default::default(),
+    })
+}
+
+impl ComparePlan {
+    /// The architectures to retrain, the searched one first.
+    pub fn entries(&self, searched: &Architecture) -> Result<Vec<Entry>> {
+        let mut entries = vec![Entry { name: "searched".into(), kind: EntryKind::Searched, architecture: searched.clone() }];
+        let space = trellis::SearchNetworkConfig { blocks: self.blocks, layers: self.layers, ..Default::default() };
+        for (i, architecture) in crate::tasks::random::draw(&space, self.random, self.draw_seed).into_iter().enumerate() {
+            entries.push(Entry { name: format!("random_{i:03}"), kind: EntryKind::Random, architecture });
+        }
+        let paper = Architecture::paper();
+        if paper.cell.num_blocks() == self.blocks && self.layers <= paper.path.levels().len() {
+            let architecture = Architecture { path: paper_path(self.layers)?, ..paper };
+            entries.push(Entry { name: "paper".into(), kind: EntryKind::Paper, architecture });
+        } else {
+            tracing::warn!(
+                blocks = self.blocks,
+                layers = self.layers,
+                "the paper's cell has 5 blocks and its path 12 layers: no paper baseline in this space"
+            );
+        }
+        let architecture = Architecture { path: deeplab_path(self.layers), ..searched.clone() };
+        entries.push(Entry { name: "deeplab_path".into(), kind: EntryKind::DeeplabPath, architecture });
+        let mut rng = ChaCha8Rng::seed_from_u64(self.draw_seed ^ 0x5c1b);
+        for i in 0..self.skip_control {
+            let architecture = skip_matched(self.blocks, self.layers, skips(&searched.cell), &mut rng)?;
+            entries.push(Entry { name: format!("skips_{i:03}"), kind: EntryKind::SkipControl, architecture });
+        }
+        Ok(entries)
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    seg::atomic::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Opens (fresh) or reopens (`resume`) the comparison folder and checks the plan.
+fn open(options: &CompareOptions) -> Result<()> {
+    let out = &options.out;
+    let plan_file = out.join("plan.json");
+    if options.resume {
+        let text = seg::limits::read_text(&plan_file)
+            .with_context(|| format!("--resume {}: reading its plan.json (is it a comparison folder?)", out.display()))?;
+        let saved: ComparePlan =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_file.display()))?;
+        if saved != options.plan {
+            bail!("{} was planned with other settings than these; a resumed comparison keeps its own", plan_file.display());
+        }
+        return Ok(());
+    }
+    if options.ranks.rank() == 0 {
+        if std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false) {
+            bail!(
+                "--out {} is not empty: a comparison starts in a new folder (continue one with --resume {})",
+                out.display(),
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        write_json(&plan_file, &options.plan)?;
+    }
+    Ok(())
+}
+
+/// A run folder that holds a checkpoint to resume from; a folder without one is removed (it
+/// saved nothing), so that the run starts again.
+fn resumable(folder: &Path) -> Result<bool> {
+    if !folder.exists() {
+        return Ok(false);
+    }
+    let latest = crate::store::checkpoint::Checkpoints::new(folder.join("checkpoints"), 1)?.latest()?;
+    if latest.is_some() && folder.join("config.toml").is_file() {
+        return Ok(true);
+    }
+    std::fs::remove_dir_all(folder).with_context(|| format!("removing the unfinished {}", folder.display()))?;
+    Ok(false)
+}
+
+/// The searched architecture: the plan's, the finished search's, or the search run (or resumed)
+/// now on every rank.
+fn searched(options: &CompareOptions) -> Result<Architecture> {
+    if let Some(a) = &options.plan.searched {
+        return Ok(a.clone());
+    }
+    let config = options.plan.search.clone().context("the plan has neither an architecture nor a search")?;
+    let folder = options.out.join("search");
+    let done = folder.join("arch/final.json");
+    // Rank 0 looks at the folder; every rank acts on what it saw.
+    let state = if options.ranks.rank() == 0 {
+        if done.is_file() {
+            2u8
+        } else {
+            resumable(&folder)? as u8
+        }
+    } else {
+        0
+    };
+    let state = options.ranks.from_rank0(Ok(vec![state]))?[0];
+    if state == 2 {
+        let bytes = options.ranks.from_rank0(std::fs::read(&done).with_context(|| format!("reading {}", done.display())))?;
+        return Ok(Architecture::from_json(&String::from_utf8(bytes)?, &done.display().to_string())?);
+    }
+    let run = RunRequest {
+        out: folder.clone(),
+        device: options.device,
+        resume: state == 1,
+        stop_after_steps: None,
+        ranks: options.ranks.clone(),
+    };
+    info!(resume = run.resume, folder = %folder.display(), "compare: the search");
+    match crate::tasks::search_run::run(SearchOptions { config, run })? {
+        SearchOutcome::Finished(architecture) => Ok(architecture),
+        SearchOutcome::Stopped(checkpoint) => {
+            bail!("the search was stopped at {}; continue with --resume {}", checkpoint.display(), options.out.display())
+        }
+    }
+}
+
+/// Runs (or continues) the comparison; the report on rank 0 (`None` on the other ranks).
+pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
+    open(options)?;
+    let out = &options.out;
+    let searched = searched(options)?;
+    let entries = options.plan.entries(&searched)?;
+    if options.ranks.rank() == 0 {
+        std::fs::create_dir_all(out.join("architectures"))?;
+        for entry in &entries {
+            entry.architecture.save(&out.join(format!("architectures/{}.json", entry.name)))?;
+        }
+    }
+    // Seed-major order, so that a comparison stopped early has every architecture's first seeds.
+    let units: Vec<(usize, u64)> = (0..options.plan.seeds as u64)
+        .flat_map(|k| (0..entries.len()).map(move |e| (e, k)))
+        .collect();
+    let results = out.join("results");
+    std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
+    let (rank, size) = (options.ranks.rank(), options.ranks.size());
+    // Each unit's mIoU as f64 bits, on the rank that ran it (0 elsewhere): summed across the
+    // ranks, every rank has all of them, without a shared file system.
+    let mut bits = vec![0u64; units.len()];
+    for (i, &(e, k)) in units.iter().enumerate() {
+        if i % size != rank {
+            continue;
+        }
+        let entry = &entries[e];
+        let result_file = results.join(format!("{}-seed{k}.json", entry.name));
+        let miou = match seg::limits::read_text(&result_file) {
+            Ok(text) => {
+                let result: UnitResult = serde_json::from_str(&text).with_context(|| format!("parsing {}", result_file.display()))?;
+                result.val_miou
+            }
+            Err(_) => {
+                let miou = retrain(options, entry, k, i, units.len())?;
+                write_json(&result_file, &UnitResult { name: entry.name.clone(), seed: k, val_miou: miou })?;
+                miou
+            }
+        };
+        bits[i] = miou.to_bits();
+    }
+    let bits = options.ranks.sum_counts(&bits)?;
+    if rank != 0 {
+        return Ok(None);
+    }
+    let mut mious = vec![Vec::new(); entries.len()];
+    for (&(e, _), b) in units.iter().zip(bits) {
+        mious[e].push(f64::from_bits(b));
+    }
+    let report = summarise(&entries, mious, options.plan.seeds);
+    write_json(&out.join("compare.json"), &report)?;
+    seg::atomic::write_atomic(&out.join("compare.md"), markdown(&report).as_bytes())?;
+    crate::observe::plots::strip_plot(&out.join("compare.svg"), &report)?;
+    Ok(Some(report))
+}
+
+/// Retrains `entry` with seed offset `k` (unit `i` of `n`), resuming a checkpointed run.
+fn retrain(options: &CompareOptions, entry: &Entry, k: u64, i: usize, n: usize) -> Result<f64> {
+    let folder = options.out.join(format!("runs/{}/seed{k}", entry.name));
+    let resume = resumable(&folder)?;
+    let mut config = options.plan.retrain.clone();
+    config.seed += k;
+    config.name = format!("{}-seed{k}", entry.name);
+    let run = RunRequest { out: folder, device: options.device, resume, stop_after_steps: None, ranks: Ranks::of(None) };
+    let start = std::time::Instant::now();
+    let model = ModelChoice::Deployed(entry.architecture.clone());
+    let miou = match crate::tasks::retrain::train(RetrainOptions { config, model, run })? {
+        RetrainOutcome::Finished { val_miou, .. } => val_miou,
+        RetrainOutcome::Stopped(checkpoint) => {
+            bail!("retraining {} was stopped at {}; continue with --resume {}", entry.name, checkpoint.display(), options.out.display())
+        }
+    };
+    info!(unit = i + 1, of = n, name = %entry.name, seed = k, val_miou = miou, seconds = start.elapsed().as_secs_f64(), "compare: retrained");
+    Ok(miou)
+}
+
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    crate::tasks::random::mean_std(values)
+}
+
+/// The report of `entries` with their per-seed mIoUs.
+pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> CompareReport {
+    let mut reports: Vec<EntryReport> = entries
+        .iter()
+        .zip(mious)
+        .map(|(e, m)| {
+            let (mean, sd) = mean_sd(&m);
+            EntryReport {
+                name: e.name.clone(),
+                kind: e.kind,
+                cell: e.architecture.cell.clone(),
+                path: e.architecture.path.levels().to_vec(),
+                skips: skips(&e.architecture.cell),
+                mious: m,
+                mean,
+                sd,
+                rank: 0,
+            }
+        })
+        .collect();
+    let means: Vec<f64> = reports.iter().map(|r| r.mean).collect();
+    for r in &mut reports {
+        r.rank = 1 + means.iter().filter(|&&m| m > r.mean).count();
+    }
+    let of = |kind: EntryKind| reports.iter().filter(move |r| r.kind == kind);
+    let random_means: Vec<f64> = of(EntryKind::Random).map(|r| r.mean).collect();
+    let (random_mean, random_sd) = mean_sd(&random_means);
+    let searched = of(EntryKind::Searched).next().expect("the searched entry").clone();
+    let random_runs: Vec<f64> = of(EntryKind::Random).flat_map(|r| r.mious.clone()).collect();
+    let skip_means: Vec<f64> = of(EntryKind::SkipControl).map(|r| r.mean).collect();
+    let skip = (!skip_means.is_empty()).then(|| mean_sd(&skip_means));
+    let beats_baselines = of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).all(|r| searched.mean > r.mean);
+    CompareReport {
+        seeds,
+        random_mean,
+        random_sd,
+        searched_mean: searched.mean,
+        searched_sd_above_random: (random_means.len() >= 2 && random_sd > 0.0)
+            .then(|| (searched.mean - random_mean) / random_sd),
+        searched_rank: searched.rank,
+        architectures: reports.len(),
+        welch: welch(&searched.mious, &random_runs),
+        hedges_g: hedges_g(&searched.mious, &random_runs),
+        skip_control_mean: skip.map(|s| s.0),
+        skip_control_sd: skip.map(|s| s.1),
+        beats_baselines,
+        entries: reports,
+    }
+}
+
+/// `compare.md`: the verdict, then one row per architecture, best first.
+pub fn markdown(r: &CompareReport) -> String {
+    let pct = |v: f64| format!("{:.2}", 100.0 * v);
+    let mut text = String::from("# search compare\n\n");
+    let sd = r.searched_sd_above_random.map_or("n/a (fewer than two random draws)".into(), |s| format!("{s:+.2}"));
+    text += &format!(
+        "Searched: **{} %** (rank {} of {}); random architectures: {} ± {} % (mean ± sd of {} architectures' means, {} seed(s) each); searched − random mean = {sd} random sd (target ≥ +1); beats both hand-designed baselines: {}.\n\n",
+        pct(r.searched_mean),
+        r.searched_rank,
+        r.architectures,
+        pct(r.random_mean),
+        pct(r.random_sd),
+        r.entries.iter().filter(|e| e.kind == EntryKind::Random).count(),
+        r.seeds,
+        if r.beats_baselines { "yes" } else { "no" }
+    );
+    match (&r.welch, r.hedges_g) {
+        (Some(w), Some(g)) => {
+            text += &format!(
+                "Welch's t test, searched runs against random runs: t = {:.3}, df = {:.1}, one-sided p = {:.4} (two-sided {:.4}); Hedges' g = {g:.3}.\n\n",
+                w.t, w.df, w.p_greater, w.p_two_sided
+            )
+        }
+        _ => text += "Welch's test and Hedges' g need at least two runs on each side with some spread.\n\n",
+    }
+    if let (Some(m), Some(s)) = (r.skip_control_mean, r.skip_control_sd) {
+        text += &format!("Skip-count control (random cells with the searched cell's skips): {} ± {} %.\n\n", pct(m), pct(s));
+    }
+    text += "| rank | architecture | kind | mean mIoU % | sd | per seed | path | skips |\n|---:|---|---|---:|---:|---|---|---:|\n";
+    let mut rows: Vec<&EntryReport> = r.entries.iter().collect();
+    rows.sort_by(|a, b| b.mean.total_cmp(&a.mean));
+    for e in rows {
+        let seeds: Vec<String> = e.mious.iter().map(|&m| pct(m)).collect();
+        text += &format!(
+            "| {} | {} | {} | {} | {} | {} | {:?} | {} |\n",
+            e.rank,
+            e.name,
+            serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            pct(e.mean),
+            pct(e.sd),
+            seeds.join(", "),
+            e.path,
+            e.skips
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In the demo's space (B = 5, L = 4): the paper's cell on its path's first four layers, the
+    /// searched cell on rates 4, 8, 16, 16, and skip controls with exactly the searched skips.
+    #[test]
+    fn the_baselines_come_from_the_same_space() {
+        let searched = crate::tasks::random::draw(&trellis::SearchNetworkConfig { blocks: 5, layers: 4, ..Default::default() }, 1, 9)
+            .remove(0);
+        let plan = ComparePlan {
+            searched: Some(searched.clone()),
+            search: None,
+            blocks: 5,
+            layers: 4,
+            retrain: RetrainConfig::default(),
+            random: 3,
+            seeds: 1,
+            draw_seed: 0,
+            skip_control: 20,
+        };
+        let entries = plan.entries(&searched).unwrap();
+        let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
+        assert_eq!(&kinds[..6], [
+            EntryKind::Searched,
+            EntryKind::Random,
+            EntryKind::Random,
+            EntryKind::Random,
+            EntryKind::Paper,
+            EntryKind::DeeplabPath
+        ]);
+        let paper = &entries[4].architecture;
+        assert_eq!(paper.cell, Architecture::paper().cell);
+        assert_eq!(paper.path.levels(), &Architecture::paper().path.levels()[..4]);
+        assert_eq!(entries[5].architecture.path.levels(), [0, 1, 2, 2]);
+        assert_eq!(entries[5].architecture.cell, searched.cell);
+        for e in &entries[6..] {
+            assert_eq!(skips(&e.architecture.cell), skips(&searched.cell), "{:?}", e.architecture.cell);
+            assert_eq!(e.architecture.path.levels().len(), 4);
+        }
+        let distinct: std::collections::HashSet<String> =
+            entries[6..].iter().map(|e| serde_json::to_string(&e.architecture.cell).unwrap()).collect();
+        assert!(distinct.len() > 15, "the controls are drawn, not copies");
+    }
+}

@@ -1,0 +1,115 @@
+//! Progressive decisions in the style of SGAS (Li et al., "SGAS: Sequential Greedy Architecture
+//! Search", CVPR 2020, §3.2), for Auto-DeepLab's cell (paper §3.1): at each decision point the
+//! search fixes the undecided block whose decoding is the most certain — the largest
+//! `cell::Genotype::block_margin`, so the block whose two inputs and their ops are furthest from
+//! another choice — and keeps training with that block's choice in place of its mixed edges.
+//!
+//! A decision is written into α's logits (and the PC-DARTS edge logits when searched) so that
+//! softmax(α) is one-hot on the chosen op of each kept edge and on `none` for every other input
+//! of the block, to within e^-[`DECIDED_LOGIT`]; the search re-applies it after every Adam step
+//! ([`project`]), so later steps cannot move it. Because the decision lives in the logits,
+//! checkpoints, `search decode` and resumption see it without any other state.
+
+use cell::edges::{block_inputs, edge_offset};
+use cell::{CellEdge, Genotype, Primitive};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::arch::{ArchParams, ArchWeights};
+
+/// The logit a decision gives its chosen op (every other op gets 0): softmax weight
+/// 1 / (1 + 7·e^-20) ≈ 1 − 1.4e-8.
+pub const DECIDED_LOGIT: f64 = 20.0;
+
+/// One block fixed by a progressive decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub block: usize,
+    /// Its two kept edges (input, op), as decoding reads them.
+    pub edges: [CellEdge; 2],
+    /// The block's margin (`cell::Genotype::block_margin`) when it was decided.
+    pub margin: f64,
+    /// The epoch (0-based) at whose end it was decided.
+    pub epoch: usize,
+}
+
+/// The most certain block not in `decided`, decoded from `weights` (at τ = 1:
+/// `ArchParams::decision_weights`), as a decision taken at the end of `epoch`; `None` once
+/// every block is decided.
+pub fn most_certain(weights: &ArchWeights, blocks: usize, decided: &[Decision], epoch: usize) -> Option<Decision> {
+    let flat = Vec::<f64>::try_from(weights.decoding().to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1))
+        .expect("float weights");
+    let rows: Vec<[f64; Primitive::COUNT]> =
+        flat.chunks_exact(Primitive::COUNT).map(|r| r.try_into().expect("rows of 8")).collect();
+    let genotype = Genotype::decode(&rows, blocks).ok()?;
+    (0..blocks)
+        .filter(|b| decided.iter().all(|d| d.block != *b))
+        .map(|block| (block, Genotype::block_margin(&rows, block)))
+        // The largest margin; the lowest block on ties.
+        .fold(None, |best: Option<(usize, f64)>, (b, m)| match best {
+            Some((_, bm)) if bm >= m => best,
+            _ => Some((b, m)),
+        })
+        .map(|(block, margin)| Decision { block, edges: genotype.blocks()[block].clone(), margin, epoch })
+}
+
+/// Writes `decided` into `arch`'s logits (see the module documentation).
+pub fn project(arch: &ArchParams, decided: &[Decision]) {
+    tch::no_grad(|| {
+        let logits = arch.alpha.logits();
+        let (kind, device) = (logits.kind(), logits.device());
+        for decision in decided {
+            for input in 0..block_inputs(decision.block) {
+                let chosen = decision.edges.iter().find(|e| e.input == input).map_or(Primitive::None, |e| e.op);
+                let mut row = [0.0f64; Primitive::COUNT];
+                row[chosen.index()] = DECIDED_LOGIT;
+                let row = Tensor::from_slice(&row).to_kind(kind).to_device(device);
+                logits.narrow(0, (edge_offset(decision.block) + input) as i64, 1).copy_(&row.unsqueeze(0));
+                if let Some(edges) = &arch.edges {
+                    let kept = if chosen == Primitive::None { -DECIDED_LOGIT } else { 0.0 };
+                    let _ = edges.narrow(0, (edge_offset(decision.block) + input) as i64, 1).fill_(kept);
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn;
+
+    /// The most certain block is decided first, the decision survives Adam-sized changes by
+    /// being projected again, and decoding reads it back.
+    #[test]
+    fn the_most_certain_block_is_decided_and_stays_decided() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = ArchParams::new(&vs.root(), 3, 2);
+        tch::no_grad(|| {
+            let _ = arch.alpha.logits().shallow_clone().fill_(0.0);
+            // Block 1 (edges 2, 3, 4): input 0 strongly sep_conv_3x3, input 2 skip.
+            let _ = arch.alpha.logits().get(2).get(Primitive::SepConv3x3.index() as i64).fill_(3.0);
+            let _ = arch.alpha.logits().get(4).get(Primitive::SkipConnect.index() as i64).fill_(2.0);
+        });
+        let first = most_certain(&arch.decision_weights(), 3, &[], 4).unwrap();
+        assert_eq!(first.block, 1);
+        assert_eq!(
+            first.edges,
+            [CellEdge { input: 0, op: Primitive::SepConv3x3 }, CellEdge { input: 2, op: Primitive::SkipConnect }]
+        );
+        assert!(first.margin > 0.0);
+        project(&arch, std::slice::from_ref(&first));
+        let w = arch.decision_weights().alpha;
+        assert!(f64::try_from(w.get(2).get(Primitive::SepConv3x3.index() as i64)).unwrap() > 1.0 - 1e-6);
+        assert!(f64::try_from(w.get(3).get(Primitive::None.index() as i64)).unwrap() > 1.0 - 1e-6);
+        let decoded = Genotype::decode_logits(arch.alpha.logits(), 3).unwrap();
+        assert_eq!(decoded.blocks()[1], first.edges);
+        let mut decided = vec![first];
+        while let Some(next) = most_certain(&arch.decision_weights(), 3, &decided, 5) {
+            assert!(decided.iter().all(|d| d.block != next.block), "a decided block is not decided again");
+            decided.push(next);
+            project(&arch, &decided);
+        }
+        assert_eq!(decided.len(), 3, "every block, once");
+    }
+}

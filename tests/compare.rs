@@ -1,0 +1,90 @@
+//! `search compare` end to end on a tiny folder data set (issue 24): every architecture
+//! retrained for every seed, the report's numbers, the files, and a resumed comparison that
+//! retrains only what was lost and ends with the same report.
+
+mod common;
+
+use common::{err, ok, repo, search, temp};
+
+fn tiny_compare(data: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    search(&[
+        "--threads",
+        "1",
+        "compare",
+        "--search-config",
+        &repo("configs/tiny-search.toml"),
+        "--retrain-config",
+        &repo("configs/tiny-retrain.toml"),
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "folder",
+        "--random",
+        "2",
+        "--seeds",
+        "2",
+        "--skip-control",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn report(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
+    let data = temp("compare-data");
+    ok(&search(&["synth", "--format", "folder", "--train", "8", "--val", "4", "--size", "64x48", "--out", data.to_str().unwrap()]));
+    let out = temp("compare-run");
+    let printed = ok(&tiny_compare(&data, &out));
+    assert!(printed.contains("| rank | architecture |"), "{printed}");
+    let r = report(&out);
+    let entries = r["entries"].as_array().unwrap();
+    // searched, 2 random, the DeepLab-like path, 1 skip control (no paper baseline: B = 2).
+    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["searched", "random_000", "random_001", "deeplab_path", "skips_000"]);
+    let searched = &entries[0];
+    for e in entries {
+        let mious: Vec<f64> = e["mious"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
+        assert_eq!(mious.len(), 2, "two seeds each: {e}");
+        assert!(mious.iter().all(|m| (0.0..=1.0).contains(m)), "{e}");
+        let mean = mious.iter().sum::<f64>() / 2.0;
+        assert!((e["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    }
+    assert_eq!(entries[3]["path"], serde_json::json!([0, 1, 2]), "DeepLab-like: rates 4, 8, 16");
+    assert_eq!(entries[3]["cell"], searched["cell"], "the searched cell on the DeepLab-like path");
+    assert_eq!(entries[4]["skips"], searched["skips"], "the control has the searched cell's skips");
+    let random_means: Vec<f64> = entries[1..3].iter().map(|e| e["mean"].as_f64().unwrap()).collect();
+    assert!((r["random_mean"].as_f64().unwrap() - (random_means[0] + random_means[1]) / 2.0).abs() < 1e-12);
+    let rank = 1 + entries.iter().filter(|e| e["mean"].as_f64() > searched["mean"].as_f64()).count();
+    assert_eq!(r["searched_rank"].as_u64(), Some(rank as u64));
+    assert!(r["welch"]["p_greater"].as_f64().is_some() || r["welch"].is_null(), "{r}");
+    for file in ["plan.json", "compare.md", "compare.svg", "search/arch/final.json", "architectures/skips_000.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    // Lost work is redone on --resume, and only that: one retraining's result and run folder
+    // and the report are removed; the resumed comparison retrains that one (same seed, same
+    // number) and leaves the others' folders alone.
+    let kept = out.join("runs/random_000/seed0/metrics.jsonl");
+    let kept_before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    std::fs::remove_file(out.join("results/random_001-seed1.json")).unwrap();
+    std::fs::remove_dir_all(out.join("runs/random_001/seed1")).unwrap();
+    std::fs::remove_file(out.join("compare.json")).unwrap();
+    let resumed = ok(&search(&["--threads", "1", "compare", "--resume", out.to_str().unwrap(), "--device", "cpu"]));
+    assert!(resumed.contains("| rank |"), "{resumed}");
+    assert_eq!(report(&out)["entries"], r["entries"], "the resumed comparison reports the same runs");
+    assert!(out.join("runs/random_001/seed1/metrics.jsonl").is_file());
+    assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), kept_before, "finished runs are not redone");
+    // A comparison never starts over another, and --resume keeps its own plan.
+    assert!(err(&tiny_compare(&data, &out)).contains("is not empty"));
+    let e = err(&search(&["compare", "--resume", out.to_str().unwrap(), "--search-config", "x.toml"]));
+    assert!(e.contains("--resume continues a comparison with its own plan"), "{e}");
+    assert!(err(&search(&["compare", "--resume", out.to_str().unwrap(), "--random", "3"])).contains("cannot be used with"));
+    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_dir_all(data);
+}
