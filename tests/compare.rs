@@ -85,6 +85,42 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     let e = err(&search(&["compare", "--resume", out.to_str().unwrap(), "--search-config", "x.toml"]));
     assert!(e.contains("--resume continues a comparison with its own plan"), "{e}");
     assert!(err(&search(&["compare", "--resume", out.to_str().unwrap(), "--random", "3"])).contains("cannot be used with"));
+    // Two ranks share the retrainings out (unit i on rank i mod 2) and report the same numbers:
+    // each retraining runs alone on its rank with its own seed. The searched architecture is
+    // given, so that no search runs.
+    let shared = temp("compare-two-ranks");
+    let searched_file = out.join("architectures/searched.json");
+    let two = ok(&search(&[
+        "--threads",
+        "1",
+        "compare",
+        "--arch",
+        searched_file.to_str().unwrap(),
+        "--retrain-config",
+        &repo("configs/tiny-retrain.toml"),
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "folder",
+        "--random",
+        "2",
+        "--seeds",
+        "2",
+        "--skip-control",
+        "1",
+        "--device",
+        "cpu",
+        "--nproc-per-node",
+        "2",
+        "--out",
+        shared.to_str().unwrap(),
+    ]));
+    assert!(!shared.join("search").exists(), "no search with --arch: {two}");
+    let both = report(&shared);
+    for (a, b) in both["entries"].as_array().unwrap().iter().zip(r["entries"].as_array().unwrap()) {
+        assert_eq!((&a["name"], &a["mious"]), (&b["name"], &b["mious"]), "two ranks, the same runs");
+    }
+    let _ = std::fs::remove_dir_all(shared);
     let _ = std::fs::remove_dir_all(out);
     let _ = std::fs::remove_dir_all(data);
 }

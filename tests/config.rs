@@ -193,6 +193,12 @@ fn docs_config_lists_every_key() {
         "arch.aux_skip.start",
         "arch.aux_skip.schedule",
         "arch.unrolled_lr",
+        "budget_steps",
+        "arch.temperature.start",
+        "arch.temperature.end",
+        "arch.temperature.schedule",
+        "arch.progressive.every_epochs",
+        "arch.progressive.after_epochs",
     ]);
     let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "data.classes", "model.layers", "model.blocks"]);
     let check_keys = keys::<SmokeConfig>(&[]);

@@ -145,9 +145,12 @@ pub fn exec(args: Args) -> Result<()> {
                 "--resume continues a comparison with its own plan: drop --search-config, --retrain-config, --arch, \
                  --data, --format and every --set-*"
             );
+            // Rank 0 reads the plan for every rank.
             let path = dir.join("plan.json");
-            let text = seg::limits::read_text(&path)
-                .with_context(|| format!("--resume {}: reading {} (is it a comparison folder?)", dir.display(), path.display()))?;
+            let read = seg::limits::read_text(&path)
+                .map(String::into_bytes)
+                .with_context(|| format!("--resume {}: reading {} (is it a comparison folder?)", dir.display(), path.display()));
+            let text = String::from_utf8(ranks.from_rank0(read)?)?;
             let plan: ComparePlan = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
             (plan, dir.clone(), true)
         }
