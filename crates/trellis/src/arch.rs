@@ -246,4 +246,22 @@ mod tests {
         assert!((e.beta[1][1].unwrap() - 1.0).abs() < 1e-6 && e.beta[1][2].is_none());
         assert!((e.beta_mean() - 1.0).abs() < 1e-6);
     }
+
+    /// The temperature sharpens the mixture the network uses (softmax(α / τ), β / τ) and never
+    /// what decisions read (τ = 1).
+    #[test]
+    fn the_temperature_sharpens_the_mixture_not_the_decisions() {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let arch = ArchParams::new(&vs.root(), 2, 2);
+        let plain = arch.weights();
+        arch.temperature.set(0.25);
+        let sharp = arch.weights();
+        let expected = (arch.alpha.logits() * 4.0).softmax(-1, Kind::Float);
+        assert!(sharp.alpha.allclose(&expected, 1e-6, 1e-7, false));
+        assert!(sharp.beta.allclose(&normalize_beta(&(&arch.beta * 4.0)), 1e-6, 1e-7, false));
+        assert!(arch.decision_weights().alpha.equal(&plain.alpha));
+        assert!(arch.decision_weights().beta.equal(&plain.beta));
+        let max = |t: &Tensor| f64::try_from(t.max()).unwrap();
+        assert!(max(&sharp.alpha) > max(&plain.alpha), "a lower τ puts more weight on the strongest op");
+    }
 }
