@@ -39,7 +39,19 @@ fn report(out: &std::path::Path) -> serde_json::Value {
 #[test]
 fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     let data = temp("compare-data");
-    ok(&search(&["synth", "--format", "folder", "--train", "8", "--val", "4", "--size", "64x48", "--out", data.to_str().unwrap()]));
+    ok(&search(&[
+        "synth",
+        "--format",
+        "folder",
+        "--train",
+        "8",
+        "--val",
+        "4",
+        "--size",
+        "64x48",
+        "--out",
+        data.to_str().unwrap(),
+    ]));
     let out = temp("compare-run");
     let printed = ok(&tiny_compare(&data, &out));
     assert!(printed.contains("| rank | architecture |"), "{printed}");
@@ -84,7 +96,9 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     assert!(err(&tiny_compare(&data, &out)).contains("is not empty"));
     let e = err(&search(&["compare", "--resume", out.to_str().unwrap(), "--search-config", "x.toml"]));
     assert!(e.contains("--resume continues a comparison with its own plan"), "{e}");
-    assert!(err(&search(&["compare", "--resume", out.to_str().unwrap(), "--random", "3"])).contains("cannot be used with"));
+    assert!(
+        err(&search(&["compare", "--resume", out.to_str().unwrap(), "--random", "3"])).contains("cannot be used with")
+    );
     // Two ranks share the retrainings out (unit i on rank i mod 2) and report the same numbers:
     // each retraining runs alone on its rank with its own seed. The searched architecture is
     // given, so that no search runs.

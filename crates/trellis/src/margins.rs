@@ -64,7 +64,7 @@ impl Margins {
             .blocks()
             .iter()
             .enumerate()
-            .map(|(b, edges)| edges.clone().map(|e| op_gap(&alpha[cell::edges::edge_offset(b) + e.input])))
+            .map(|(b, edges)| (*edges).map(|e| op_gap(&alpha[cell::edges::edge_offset(b) + e.input])))
             .collect();
         let alpha_rows: Vec<[f64; cell::Primitive::COUNT]> =
             alpha.iter().map(|r| r.as_slice().try_into().expect("rows of 8")).collect();

@@ -50,7 +50,7 @@ pub fn most_certain(weights: &ArchWeights, blocks: usize, decided: &[Decision], 
             Some((_, bm)) if bm >= m => best,
             _ => Some((b, m)),
         })
-        .map(|(block, margin)| Decision { block, edges: genotype.blocks()[block].clone(), margin, epoch })
+        .map(|(block, margin)| Decision { block, edges: genotype.blocks()[block], margin, epoch })
 }
 
 /// Writes `decided` into `arch`'s logits (see the module documentation).

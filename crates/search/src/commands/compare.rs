@@ -147,14 +147,19 @@ pub fn exec(args: Args) -> Result<()> {
             );
             // Rank 0 reads the plan for every rank.
             let path = dir.join("plan.json");
-            let read = seg::limits::read_text(&path)
-                .map(String::into_bytes)
-                .with_context(|| format!("--resume {}: reading {} (is it a comparison folder?)", dir.display(), path.display()));
+            let read = seg::limits::read_text(&path).map(String::into_bytes).with_context(|| {
+                format!("--resume {}: reading {} (is it a comparison folder?)", dir.display(), path.display())
+            });
             let text = String::from_utf8(ranks.from_rank0(read)?)?;
-            let plan: ComparePlan = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let plan: ComparePlan =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
             (plan, dir.clone(), true)
         }
-        None => (args.plan()?, args.out.clone().context("say where the comparison goes: --out DIR (or --resume DIR)")?, false),
+        None => (
+            args.plan()?,
+            args.out.clone().context("say where the comparison goes: --out DIR (or --resume DIR)")?,
+            false,
+        ),
     };
     let options = CompareOptions { plan, out, resume, device, ranks };
     if let Some(report) = search::tasks::compare::run(&options)? {

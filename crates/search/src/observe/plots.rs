@@ -375,7 +375,10 @@ pub fn strip_plot(path: &std::path::Path, report: &crate::tasks::compare::Compar
         root.fill(&WHITE).context("drawing")?;
         let n = entries.len();
         let mut chart = ChartBuilder::on(&root)
-            .caption("val mIoU (%) per retraining: red searched, grey random, blue baselines, green skip control", ("sans-serif", 12))
+            .caption(
+                "val mIoU (%) per retraining: red searched, grey random, blue baselines, green skip control",
+                ("sans-serif", 12),
+            )
             .margin(10)
             .x_label_area_size(90)
             .y_label_area_size(50)

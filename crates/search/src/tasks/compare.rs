@@ -185,7 +185,7 @@ fn skip_matched(blocks: usize, layers: usize, skips: usize, rng: &mut ChaCha8Rng
         .iter()
         .enumerate()
         .map(|(b, edges)| {
-            let mut edges = edges.clone();
+            let mut edges = *edges;
             for (k, edge) in edges.iter_mut().enumerate() {
                 edge.op = if skip_slots.contains(&(2 * b + k)) {
                     cell::Primitive::SkipConnect
@@ -206,9 +206,11 @@ fn skip_matched(blocks: usize, layers: usize, skips: usize, rng: &mut ChaCha8Rng
 impl ComparePlan {
     /// The architectures to retrain, the searched one first.
     pub fn entries(&self, searched: &Architecture) -> Result<Vec<Entry>> {
-        let mut entries = vec![Entry { name: "searched".into(), kind: EntryKind::Searched, architecture: searched.clone() }];
+        let mut entries =
+            vec![Entry { name: "searched".into(), kind: EntryKind::Searched, architecture: searched.clone() }];
         let space = trellis::SearchNetworkConfig { blocks: self.blocks, layers: self.layers, ..Default::default() };
-        for (i, architecture) in crate::tasks::random::draw(&space, self.random, self.draw_seed).into_iter().enumerate() {
+        for (i, architecture) in crate::tasks::random::draw(&space, self.random, self.draw_seed).into_iter().enumerate()
+        {
             entries.push(Entry { name: format!("random_{i:03}"), kind: EntryKind::Random, architecture });
         }
         let paper = Architecture::paper();
@@ -309,7 +311,8 @@ fn searched(options: &CompareOptions) -> Result<Architecture> {
     };
     let state = options.ranks.from_rank0(Ok(vec![state]))?[0];
     if state == 2 {
-        let bytes = options.ranks.from_rank0(std::fs::read(&done).with_context(|| format!("reading {}", done.display())))?;
+        let bytes =
+            options.ranks.from_rank0(std::fs::read(&done).with_context(|| format!("reading {}", done.display())))?;
         return Ok(Architecture::from_json(&String::from_utf8(bytes)?, &done.display().to_string())?);
     }
     let run = RunRequest {
@@ -323,7 +326,11 @@ fn searched(options: &CompareOptions) -> Result<Architecture> {
     match crate::tasks::search_run::run(SearchOptions { config, run })? {
         SearchOutcome::Finished(architecture) => Ok(architecture),
         SearchOutcome::Stopped(checkpoint) => {
-            bail!("the search was stopped at {}; continue with --resume {}", checkpoint.display(), options.out.display())
+            bail!(
+                "the search was stopped at {}; continue with --resume {}",
+                checkpoint.display(),
+                options.out.display()
+            )
         }
     }
 }
@@ -341,9 +348,8 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
         }
     }
     // Seed-major order, so that a comparison stopped early has every architecture's first seeds.
-    let units: Vec<(usize, u64)> = (0..options.plan.seeds as u64)
-        .flat_map(|k| (0..entries.len()).map(move |e| (e, k)))
-        .collect();
+    let units: Vec<(usize, u64)> =
+        (0..options.plan.seeds as u64).flat_map(|k| (0..entries.len()).map(move |e| (e, k))).collect();
     let results = out.join("results");
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let (rank, size) = (options.ranks.rank(), options.ranks.size());
@@ -358,7 +364,8 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
         let result_file = results.join(format!("{}-seed{k}.json", entry.name));
         let miou = match seg::limits::read_text(&result_file) {
             Ok(text) => {
-                let result: UnitResult = serde_json::from_str(&text).with_context(|| format!("parsing {}", result_file.display()))?;
+                let result: UnitResult =
+                    serde_json::from_str(&text).with_context(|| format!("parsing {}", result_file.display()))?;
                 result.val_miou
             }
             Err(_) => {
@@ -391,13 +398,19 @@ fn retrain(options: &CompareOptions, entry: &Entry, k: u64, i: usize, n: usize) 
     let mut config = options.plan.retrain.clone();
     config.seed += k;
     config.name = format!("{}-seed{k}", entry.name);
-    let run = RunRequest { out: folder, device: options.device, resume, stop_after_steps: None, ranks: Ranks::of(None) };
+    let run =
+        RunRequest { out: folder, device: options.device, resume, stop_after_steps: None, ranks: Ranks::of(None) };
     let start = std::time::Instant::now();
     let model = ModelChoice::Deployed(entry.architecture.clone());
     let miou = match crate::tasks::retrain::train(RetrainOptions { config, model, run })? {
         RetrainOutcome::Finished { val_miou, .. } => val_miou,
         RetrainOutcome::Stopped(checkpoint) => {
-            bail!("retraining {} was stopped at {}; continue with --resume {}", entry.name, checkpoint.display(), options.out.display())
+            bail!(
+                "retraining {} was stopped at {}; continue with --resume {}",
+                entry.name,
+                checkpoint.display(),
+                options.out.display()
+            )
         }
     };
     info!(unit = i + 1, of = n, name = %entry.name, seed = k, val_miou = miou, seconds = start.elapsed().as_secs_f64(), "compare: retrained");
@@ -487,7 +500,11 @@ pub fn markdown(r: &CompareReport) -> String {
         _ => text += "Welch's test and Hedges' g need at least two runs on each side with some spread.\n\n",
     }
     if let (Some(m), Some(s)) = (r.skip_control_mean, r.skip_control_sd) {
-        text += &format!("Skip-count control (random cells with the searched cell's skips): {} ± {} %.\n\n", pct(m), pct(s));
+        text += &format!(
+            "Skip-count control (random cells with the searched cell's skips): {} ± {} %.\n\n",
+            pct(m),
+            pct(s)
+        );
     }
     text += "| rank | architecture | kind | mean mIoU % | sd | per seed | path | skips |\n|---:|---|---|---:|---:|---|---|---:|\n";
     let mut rows: Vec<&EntryReport> = r.entries.iter().collect();
@@ -517,8 +534,12 @@ mod tests {
     /// searched cell on rates 4, 8, 16, 16, and skip controls with exactly the searched skips.
     #[test]
     fn the_baselines_come_from_the_same_space() {
-        let searched = crate::tasks::random::draw(&trellis::SearchNetworkConfig { blocks: 5, layers: 4, ..Default::default() }, 1, 9)
-            .remove(0);
+        let searched = crate::tasks::random::draw(
+            &trellis::SearchNetworkConfig { blocks: 5, layers: 4, ..Default::default() },
+            1,
+            9,
+        )
+        .remove(0);
         let plan = ComparePlan {
             searched: Some(searched.clone()),
             search: None,
@@ -532,14 +553,17 @@ mod tests {
         };
         let entries = plan.entries(&searched).unwrap();
         let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
-        assert_eq!(&kinds[..6], [
-            EntryKind::Searched,
-            EntryKind::Random,
-            EntryKind::Random,
-            EntryKind::Random,
-            EntryKind::Paper,
-            EntryKind::DeeplabPath
-        ]);
+        assert_eq!(
+            &kinds[..6],
+            [
+                EntryKind::Searched,
+                EntryKind::Random,
+                EntryKind::Random,
+                EntryKind::Random,
+                EntryKind::Paper,
+                EntryKind::DeeplabPath
+            ]
+        );
         let paper = &entries[4].architecture;
         assert_eq!(paper.cell, Architecture::paper().cell);
         assert_eq!(paper.path.levels(), &Architecture::paper().path.levels()[..4]);

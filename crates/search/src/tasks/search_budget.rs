@@ -113,7 +113,10 @@ mod tests {
         assert!(b.check(40).is_ok());
         let short = SearchRunConfig { epochs: 3, arch_start_epoch: 1, ..demo.clone() };
         let e = Budget::plan(&short, 32, 32, 8, 4).check(40).unwrap_err().to_string();
-        assert!(e.contains("16 steps would update") && e.contains("arch.min_steps = 40") && e.contains("budget_steps"), "{e}");
+        assert!(
+            e.contains("16 steps would update") && e.contains("arch.min_steps = 40") && e.contains("budget_steps"),
+            "{e}"
+        );
         // 1000 trainA images in batches of 4: an epoch would be 250 steps; a budget of 300
         // steps makes ten epochs of 30, four of warm-up.
         let sized = SearchRunConfig { budget_steps: Some(300), ..demo };

@@ -23,7 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use super::synthetic::{gray, hash_noise, id, shade, shared_gray, Canvas, Scene, DRAWN_LABEL_IDS};
 
 fn canvas(w: u32, h: u32, background: u8) -> Canvas {
-    Canvas { w: w as i64, h: h as i64, rgb: vec![[0.0; 3]; (w * h) as usize], label: vec![background; (w * h) as usize] }
+    Canvas {
+        w: w as i64,
+        h: h as i64,
+        rgb: vec![[0.0; 3]; (w * h) as usize],
+        label: vec![background; (w * h) as usize],
+    }
 }
 
 /// The size classes of [`render_scale`]: (label, radius range as a fraction of the image
@@ -64,7 +69,8 @@ pub fn render_scale(w: u32, h: u32, seed: u64) -> Scene {
 pub const SHAPE_CLASSES: [u8; 4] = [id::TRAFFIC_SIGN, id::CAR, id::TRAFFIC_LIGHT, id::WALL];
 
 /// The colours every shape is drawn in, whatever its class.
-const SHAPE_PALETTE: [[f32; 3]; 4] = [[200.0, 50.0, 45.0], [50.0, 80.0, 200.0], [215.0, 195.0, 50.0], [60.0, 170.0, 80.0]];
+const SHAPE_PALETTE: [[f32; 3]; 4] =
+    [[200.0, 50.0, 45.0], [50.0, 80.0, 200.0], [215.0, 195.0, 50.0], [60.0, 170.0, 80.0]];
 
 /// One scene of the shape task of `w x h` from `seed` (see the module documentation).
 pub fn render_shape(w: u32, h: u32, seed: u64) -> Scene {

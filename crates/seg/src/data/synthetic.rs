@@ -148,7 +148,15 @@ impl Canvas {
         }
     }
 
-    pub(super) fn ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, label: u8, color: impl Fn(i64, i64) -> [f32; 3]) {
+    pub(super) fn ellipse(
+        &mut self,
+        cx: f32,
+        cy: f32,
+        rx: f32,
+        ry: f32,
+        label: u8,
+        color: impl Fn(i64, i64) -> [f32; 3],
+    ) {
         let (rx, ry) = (rx.max(0.5), ry.max(0.5));
         for y in (cy - ry).floor() as i64..=(cy + ry).ceil() as i64 {
             for x in (cx - rx).floor() as i64..=(cx + rx).ceil() as i64 {
