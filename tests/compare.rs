@@ -6,15 +6,19 @@ mod common;
 
 use common::{err, ok, repo, search, temp};
 
-fn tiny_compare(data: &std::path::Path, out: &std::path::Path) -> std::process::Output {
-    search(&[
-        "--threads",
-        "1",
-        "compare",
-        "--search-config",
-        &repo("configs/tiny-search.toml"),
+/// `search compare` on `data` into `out` with the tiny retraining, 2 random draws, 2 seeds and
+/// one skip control; `source` says where the searched architecture comes from (`--arch FILE`
+/// or `--search-config FILE`), `extra` adds flags.
+fn tiny_compare(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    source: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    let retrain = repo("configs/tiny-retrain.toml");
+    let fixed = [
         "--retrain-config",
-        &repo("configs/tiny-retrain.toml"),
+        retrain.as_str(),
         "--data",
         data.to_str().unwrap(),
         "--format",
@@ -29,7 +33,8 @@ fn tiny_compare(data: &std::path::Path, out: &std::path::Path) -> std::process::
         "cpu",
         "--out",
         out.to_str().unwrap(),
-    ])
+    ];
+    search(&[&["--threads", "1", "compare"][..], source, &fixed, extra].concat())
 }
 
 fn report(out: &std::path::Path) -> serde_json::Value {
@@ -53,7 +58,9 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
         data.to_str().unwrap(),
     ]));
     let out = temp("compare-run");
-    let printed = ok(&tiny_compare(&data, &out));
+    let search_config = repo("configs/tiny-search.toml");
+    let searching = ["--search-config", search_config.as_str()];
+    let printed = ok(&tiny_compare(&data, &out, &searching, &[]));
     assert!(printed.contains("| rank | architecture |"), "{printed}");
     let r = report(&out);
     let entries = r["entries"].as_array().unwrap();
@@ -93,7 +100,7 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     assert!(out.join("runs/random_001/seed1/metrics.jsonl").is_file());
     assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), kept_before, "finished runs are not redone");
     // A comparison never starts over another, and --resume keeps its own plan.
-    assert!(err(&tiny_compare(&data, &out)).contains("is not empty"));
+    assert!(err(&tiny_compare(&data, &out, &searching, &[])).contains("is not empty"));
     let e = err(&search(&["compare", "--resume", out.to_str().unwrap(), "--search-config", "x.toml"]));
     assert!(e.contains("--resume continues a comparison with its own plan"), "{e}");
     assert!(
@@ -104,31 +111,8 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     // given, so that no search runs.
     let shared = temp("compare-two-ranks");
     let searched_file = out.join("architectures/searched.json");
-    let two = ok(&search(&[
-        "--threads",
-        "1",
-        "compare",
-        "--arch",
-        searched_file.to_str().unwrap(),
-        "--retrain-config",
-        &repo("configs/tiny-retrain.toml"),
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "folder",
-        "--random",
-        "2",
-        "--seeds",
-        "2",
-        "--skip-control",
-        "1",
-        "--device",
-        "cpu",
-        "--nproc-per-node",
-        "2",
-        "--out",
-        shared.to_str().unwrap(),
-    ]));
+    let given = ["--arch", searched_file.to_str().unwrap()];
+    let two = ok(&tiny_compare(&data, &shared, &given, &["--nproc-per-node", "2"]));
     assert!(!shared.join("search").exists(), "no search with --arch: {two}");
     let both = report(&shared);
     for (a, b) in both["entries"].as_array().unwrap().iter().zip(r["entries"].as_array().unwrap()) {

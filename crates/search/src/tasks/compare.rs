@@ -473,19 +473,35 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> Compa
     }
 }
 
+/// A p value with its leading digits, however small.
+fn p_value(p: f64) -> String {
+    if p >= 1e-3 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.2e}")
+    }
+}
+
 /// `compare.md`: the verdict, then one row per architecture, best first.
 pub fn markdown(r: &CompareReport) -> String {
     let pct = |v: f64| format!("{:.2}", 100.0 * v);
     let mut text = String::from("# search compare\n\n");
-    let sd = r.searched_sd_above_random.map_or("n/a (fewer than two random draws)".into(), |s| format!("{s:+.2}"));
+    let drawn = r.entries.iter().filter(|e| e.kind == EntryKind::Random).count();
+    let random = if drawn == 0 {
+        "no random architectures (--random 0)".to_owned()
+    } else {
+        let sd = r.searched_sd_above_random.map_or("n/a (fewer than two random draws)".into(), |s| format!("{s:+.2}"));
+        format!(
+            "random architectures: {} ± {} % (mean ± sd of {drawn} architectures' means); searched − random mean = {sd} random sd (target ≥ +1)",
+            pct(r.random_mean),
+            pct(r.random_sd)
+        )
+    };
     text += &format!(
-        "Searched: **{} %** (rank {} of {}); random architectures: {} ± {} % (mean ± sd of {} architectures' means, {} seed(s) each); searched − random mean = {sd} random sd (target ≥ +1); beats the hand-designed baselines ({}): {}.\n\n",
+        "Searched: **{} %** (rank {} of {}, {} seed(s) each); {random}; beats the hand-designed baselines ({}): {}.\n\n",
         pct(r.searched_mean),
         r.searched_rank,
         r.architectures,
-        pct(r.random_mean),
-        pct(r.random_sd),
-        r.entries.iter().filter(|e| e.kind == EntryKind::Random).count(),
         r.seeds,
         r.baselines.join(", "),
         if r.beats_baselines { "yes" } else { "no" }
@@ -493,8 +509,11 @@ pub fn markdown(r: &CompareReport) -> String {
     match (&r.welch, r.hedges_g) {
         (Some(w), Some(g)) => {
             text += &format!(
-                "Welch's t test, searched runs against random runs: t = {:.3}, df = {:.1}, one-sided p = {:.4} (two-sided {:.4}); Hedges' g = {g:.3}.\n\n",
-                w.t, w.df, w.p_greater, w.p_two_sided
+                "Welch's t test, searched runs against random runs: t = {:.3}, df = {:.1}, one-sided p = {} (two-sided {}); Hedges' g = {g:.3}.\n\n",
+                w.t,
+                w.df,
+                p_value(w.p_greater),
+                p_value(w.p_two_sided)
             )
         }
         _ => text += "Welch's test and Hedges' g need at least two runs on each side with some spread.\n\n",
