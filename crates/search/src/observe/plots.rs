@@ -352,33 +352,27 @@ fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec
     .with_context(|| format!("writing {}", path.display()))
 }
 
-/// `search compare`'s strip plot: one column per architecture (best mean first), one dot per
-/// retraining seed and a bar at the mean; the searched network in red, the random draws in
-/// grey, the hand-designed baselines in blue, the skip-count control in green; a dashed line at
-/// the random architectures' mean.
-pub fn strip_plot(path: &std::path::Path, report: &crate::tasks::compare::CompareReport) -> Result<()> {
-    use crate::tasks::compare::EntryKind;
-    let mut entries: Vec<_> = report.entries.iter().collect();
-    entries.sort_by(|a, b| b.mean.total_cmp(&a.mean));
-    let values = || entries.iter().flat_map(|e| e.mious.iter().map(|m| 100.0 * m));
+/// One column of a strip plot: its label, colour, values (one dot each) and the bar's height.
+pub struct Strip<'a> {
+    pub name: &'a str,
+    pub colour: RGBColor,
+    pub values: &'a [f64],
+    pub mean: f64,
+}
+
+/// A strip plot (`search compare`'s `compare.svg`): one column per strip in the given order, a
+/// dot per value and a bar at the mean, with a dashed line at `reference` and `title` on top.
+pub fn strip_plot(path: &std::path::Path, title: &str, strips: &[Strip], reference: f64, y_desc: &str) -> Result<()> {
+    let values = || strips.iter().flat_map(|s| s.values.iter().copied());
     let (low, high) = (values().fold(f64::INFINITY, f64::min), values().fold(f64::NEG_INFINITY, f64::max));
     let (low, high) = if low.is_finite() { (low - 1.0, high + 1.0) } else { (0.0, 100.0) };
-    let width = (140 + 46 * entries.len()).max(420) as u32;
-    let colour = |kind: EntryKind| match kind {
-        EntryKind::Searched => RGBColor(200, 30, 30),
-        EntryKind::Random => RGBColor(120, 120, 120),
-        EntryKind::Paper | EntryKind::DeeplabPath => RGBColor(40, 80, 200),
-        EntryKind::SkipControl => RGBColor(30, 150, 60),
-    };
+    let width = (140 + 46 * strips.len()).max(420) as u32;
     seg::atomic::write_atomic_with(path, |tmp| -> Result<()> {
         let root = SVGBackend::new(tmp, (width, 420)).into_drawing_area();
         root.fill(&WHITE).context("drawing")?;
-        let n = entries.len();
+        let n = strips.len();
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "val mIoU (%) per retraining: red searched, grey random, blue baselines, green skip control",
-                ("sans-serif", 12),
-            )
+            .caption(title, ("sans-serif", 12))
             .margin(10)
             .x_label_area_size(90)
             .y_label_area_size(50)
@@ -391,37 +385,36 @@ pub fn strip_plot(path: &std::path::Path, report: &crate::tasks::compare::Compar
             .x_label_formatter(&|x| {
                 let i = x.round();
                 if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                    entries[i as usize].name.clone()
+                    strips[i as usize].name.to_owned()
                 } else {
                     String::new()
                 }
             })
             .x_label_style(("sans-serif", 10).into_font().transform(FontTransform::Rotate90))
-            .y_desc("val mIoU %")
+            .y_desc(y_desc)
             .draw()
             .context("drawing")?;
-        let random = 100.0 * report.random_mean;
+        let grey = RGBColor(120, 120, 120);
         chart
             .draw_series(DashedLineSeries::new(
-                [(-0.5, random), (n as f64 - 0.5, random)],
+                [(-0.5, reference), (n as f64 - 0.5, reference)],
                 6,
                 4,
-                RGBColor(120, 120, 120).stroke_width(1),
+                grey.stroke_width(1),
             ))
             .context("drawing")?;
-        for (i, e) in entries.iter().enumerate() {
-            let c = colour(e.kind);
-            let k = e.mious.len().max(1) as f64;
+        for (i, s) in strips.iter().enumerate() {
+            let k = s.values.len().max(1) as f64;
             chart
-                .draw_series(e.mious.iter().enumerate().map(|(j, m)| {
+                .draw_series(s.values.iter().enumerate().map(|(j, &v)| {
                     let x = i as f64 + 0.25 * ((j as f64 + 0.5) / k - 0.5);
-                    Circle::new((x, 100.0 * m), 4, c.filled())
+                    Circle::new((x, v), 4, s.colour.filled())
                 }))
                 .context("drawing")?;
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    [(i as f64 - 0.3, 100.0 * e.mean), (i as f64 + 0.3, 100.0 * e.mean)],
-                    c.stroke_width(2),
+                    [(i as f64 - 0.3, s.mean), (i as f64 + 0.3, s.mean)],
+                    s.colour.stroke_width(2),
                 )))
                 .context("drawing")?;
         }

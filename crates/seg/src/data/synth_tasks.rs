@@ -20,7 +20,22 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::synthetic::{gray, hash_noise, id, shade, shared_gray, Canvas, Scene, DRAWN_LABEL_IDS};
+use super::synthetic::{
+    gray, hash_noise, id, render, render_context, shade, shared_gray, Canvas, Scene, SynthTask, DRAWN_LABEL_IDS,
+};
+
+impl SynthTask {
+    /// Renders one scene of this task of `w x h` from `seed`.
+    pub fn render(self, w: u32, h: u32, seed: u64) -> Scene {
+        match self {
+            SynthTask::Street => render(w, h, seed),
+            SynthTask::Context => render_context(w, h, seed),
+            SynthTask::Scale => render_scale(w, h, seed),
+            SynthTask::Shape => render_shape(w, h, seed),
+            SynthTask::Rare => render_rare(w, h, seed),
+        }
+    }
+}
 
 fn canvas(w: u32, h: u32, background: u8) -> Canvas {
     Canvas {

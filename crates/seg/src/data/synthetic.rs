@@ -55,6 +55,7 @@ pub enum SynthTask {
     /// Twelve classes told apart by stripe textures, most of them rare
     /// (`synth_tasks::render_rare`).
     Rare,
+    // `SynthTask::render`, which dispatches to every task's renderer, lives in `synth_tasks`.
 }
 
 impl SynthTask {
@@ -70,17 +71,6 @@ impl SynthTask {
             SynthTask::Scale => "scale",
             SynthTask::Shape => "shape",
             SynthTask::Rare => "rare",
-        }
-    }
-
-    /// Renders one scene of this task of `w x h` from `seed`.
-    pub fn render(self, w: u32, h: u32, seed: u64) -> Scene {
-        match self {
-            SynthTask::Street => render(w, h, seed),
-            SynthTask::Context => render_context(w, h, seed),
-            SynthTask::Scale => super::synth_tasks::render_scale(w, h, seed),
-            SynthTask::Shape => super::synth_tasks::render_shape(w, h, seed),
-            SynthTask::Rare => super::synth_tasks::render_rare(w, h, seed),
         }
     }
 }
