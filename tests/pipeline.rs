@@ -125,8 +125,7 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     // Progressive decisions (one at the end of epochs 1 and 2) and an annealed temperature: the
     // decisions taken before the interruption are kept, the later ones taken as without it.
     let levers = ["--set", "arch.progressive.every_epochs=1", "--set", "arch.temperature.end=0.5"];
-    resumes_exactly(&root, "1", &levers);
-    let run = temp("resume-straight-1-levers");
+    let run = resumes_exactly(&root, "1", &levers);
     let final_arch: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("arch/final.json")).unwrap()).unwrap();
     let decisions = final_arch["decisions"].as_array().expect("the decisions are recorded");
@@ -140,7 +139,8 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     let _ = std::fs::remove_dir_all(run);
 }
 
-fn resumes_exactly(root: &Path, order: &str, extra: &[&str]) {
+/// Runs the check; returns the uninterrupted run's folder, kept when `extra` is given.
+fn resumes_exactly(root: &Path, order: &str, extra: &[&str]) -> std::path::PathBuf {
     let label = if extra.is_empty() { order.to_owned() } else { format!("{order}-levers") };
     let (straight, split) = (temp(&format!("resume-straight-{label}")), temp(&format!("resume-split-{label}")));
     let order_key = format!("arch.order={order}");
@@ -184,9 +184,10 @@ fn resumes_exactly(root: &Path, order: &str, extra: &[&str]) {
         assert!(config.contains("order = 2"), "the run records its order: {config}");
     }
     if extra.is_empty() {
-        let _ = std::fs::remove_dir_all(straight);
+        let _ = std::fs::remove_dir_all(&straight);
     }
     let _ = std::fs::remove_dir_all(split);
+    straight
 }
 
 /// Execution settings never change a variable or its name: a search written with one-call-
