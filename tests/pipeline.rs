@@ -227,6 +227,22 @@ fn a_search_resumes_under_other_execution_settings() {
     assert!(e.contains("--resume continues") && e.contains("execution"), "{e}");
 }
 
+/// A search too short to decide is refused before its run folder exists, with its plan in
+/// words and what to change (issue 24: a 24-step folder search decided nothing).
+#[test]
+fn a_search_too_short_to_decide_is_refused() {
+    let root = data("budget", 16, (96, 80));
+    let run = temp("budget-run");
+    let config = repo("configs/demo-search.toml");
+    let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
+    let out = search(&["run", "--config", &config, "--device", "cpu", "--data", r, "--out", o, "--set", "epochs=5"]);
+    let e = err(&out);
+    assert!(e.contains("too short to decide") && e.contains("16 training images"), "{e}");
+    assert!(e.contains("arch.min_steps = 40") && e.contains("budget_steps"), "{e}");
+    assert!(!run.exists(), "refused before the run folder exists");
+    let _ = std::fs::remove_dir_all(root);
+}
+
 #[test]
 fn guard_rails_stop_before_training() {
     let small = data("guard-small", 3, (64, 48));
