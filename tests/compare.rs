@@ -82,7 +82,24 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     assert!((r["random_mean"].as_f64().unwrap() - (random_means[0] + random_means[1]) / 2.0).abs() < 1e-12);
     let rank = 1 + entries.iter().filter(|e| e["mean"].as_f64() > searched["mean"].as_f64()).count();
     assert_eq!(r["searched_rank"].as_u64(), Some(rank as u64));
-    assert!(r["welch"]["p_greater"].as_f64().is_some() || r["welch"].is_null(), "{r}");
+    // Welch's t from the runs themselves: the searched seeds against every random run.
+    let runs = |e: &serde_json::Value| -> Vec<f64> {
+        e["mious"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect()
+    };
+    let (a, b): (Vec<f64>, Vec<f64>) = (runs(searched), entries[1..3].iter().flat_map(runs).collect());
+    let mv = |x: &[f64]| {
+        let m = x.iter().sum::<f64>() / x.len() as f64;
+        (m, x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0))
+    };
+    let ((ma, va), (mb, vb)) = (mv(&a), mv(&b));
+    let se = (va / a.len() as f64 + vb / b.len() as f64).sqrt();
+    if se > 0.0 {
+        let t = r["welch"]["t"].as_f64().expect("Welch's test with spread on both sides");
+        assert!((t - (ma - mb) / se).abs() < 1e-9, "{r}");
+        assert!((0.0..=1.0).contains(&r["welch"]["p_greater"].as_f64().unwrap()), "{r}");
+    } else {
+        assert!(r["welch"].is_null(), "no spread, no test: {r}");
+    }
     for file in ["plan.json", "compare.md", "compare.svg", "search/arch/final.json", "architectures/skips_000.json"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }

@@ -102,14 +102,13 @@ impl Args {
             (None, Some(a)) => (a.cell.num_blocks(), a.path.levels().len()),
             (None, None) => unreachable!("checked above"),
         };
-        if let (Some(s), Some(a)) = (&search, &searched) {
+        if let (Some(_), Some(a)) = (&search, &searched) {
             anyhow::ensure!(
                 (a.cell.num_blocks(), a.path.levels().len()) == (blocks, layers),
                 "--arch has B = {} and L = {}, the search config's space B = {blocks} and L = {layers}",
                 a.cell.num_blocks(),
                 a.path.levels().len()
             );
-            let _ = s;
         }
         Ok(ComparePlan {
             search: if searched.is_some() { None } else { search },

@@ -36,6 +36,7 @@ use crate::dist::Ranks;
 use crate::run_config::{RetrainConfig, SearchRunConfig};
 use crate::store::session::RunRequest;
 use crate::tasks::compare_stats::{hedges_g, welch, Welch};
+use crate::tasks::random::mean_std;
 use crate::tasks::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
 use crate::tasks::search_run::{SearchOptions, SearchOutcome};
 
@@ -444,17 +445,13 @@ fn retrain(options: &CompareOptions, entry: &Entry, k: u64, i: usize, n: usize) 
     Ok(miou)
 }
 
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    crate::tasks::random::mean_std(values)
-}
-
 /// The report of `entries` with their per-seed mIoUs.
 pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> CompareReport {
     let mut reports: Vec<EntryReport> = entries
         .iter()
         .zip(mious)
         .map(|(e, m)| {
-            let (mean, sd) = mean_sd(&m);
+            let (mean, sd) = mean_std(&m);
             EntryReport {
                 name: e.name.clone(),
                 kind: e.kind,
@@ -474,11 +471,11 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> Compa
     }
     let of = |kind: EntryKind| reports.iter().filter(move |r| r.kind == kind);
     let random_means: Vec<f64> = of(EntryKind::Random).map(|r| r.mean).collect();
-    let (random_mean, random_sd) = mean_sd(&random_means);
+    let (random_mean, random_sd) = mean_std(&random_means);
     let searched = of(EntryKind::Searched).next().expect("the searched entry").clone();
     let random_runs: Vec<f64> = of(EntryKind::Random).flat_map(|r| r.mious.clone()).collect();
     let skip_means: Vec<f64> = of(EntryKind::SkipControl).map(|r| r.mean).collect();
-    let skip = (!skip_means.is_empty()).then(|| mean_sd(&skip_means));
+    let skip = (!skip_means.is_empty()).then(|| mean_std(&skip_means));
     let baselines: Vec<&EntryReport> = of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).collect();
     let beats_baselines = baselines.iter().all(|r| searched.mean > r.mean);
     CompareReport {
