@@ -13,6 +13,8 @@ pub mod config;
 pub mod deploy;
 pub mod device;
 pub mod dist;
+pub mod errors;
+pub mod limits;
 pub mod observe;
 pub mod run_config;
 pub mod runtime;

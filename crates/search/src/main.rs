@@ -24,6 +24,10 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(search::store::interrupt::EXIT_INTERRUPTED)
         }
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.chain().any(|c| c.is::<search::store::interrupt::Interrupted>()) => {
+            eprintln!("{}", message(&e));
+            std::process::ExitCode::from(search::store::interrupt::EXIT_INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("Error: {}", message(&e));
             std::process::ExitCode::FAILURE
@@ -35,7 +39,7 @@ fn main() -> std::process::ExitCode {
 /// source in their own message (`{path}: {source}`) would otherwise repeat it.
 fn message(error: &anyhow::Error) -> String {
     let mut text = String::new();
-    for cause in error.chain().map(ToString::to_string) {
+    for cause in error.chain().map(|c| search::errors::without_backtrace(&c.to_string())) {
         if text.contains(&cause) {
             continue;
         }

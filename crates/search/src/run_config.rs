@@ -41,6 +41,17 @@ fn check_sgd(momentum: f64, weight_decay: f64, grad_clip: f64, prefix: &str) -> 
     check_non_negative(grad_clip, &format!("{prefix}grad_clip"))
 }
 
+/// A run's `name` is one folder inside `runs/`: not empty, no `/` or `\\`, not `.` or `..`,
+/// not absolute, so that a run never writes outside the runs folder.
+fn check_run_name(name: &str) -> Result<(), Invalid> {
+    let path = std::path::Path::new(name);
+    let single = path.components().count() == 1
+        && matches!(path.components().next(), Some(std::path::Component::Normal(_)));
+    check(single && !name.contains(['/', '\\']) && !name.starts_with('.'), "name", || {
+        format!("{name:?} is not a folder name: a run's name is one folder inside runs/ (letters, digits, - and _; no /, .. or absolute path)")
+    })
+}
+
 /// `Err` naming `key` unless `ok`.
 fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Invalid> {
     if ok {
@@ -199,7 +210,7 @@ impl Validate for DataConfig {
         if let Some(window) = self.eval_window {
             check(window.iter().all(|&c| c >= 1), "eval_window", || format!("must be at least 1, got {window:?}"))?;
         }
-        Ok(())
+        crate::limits::check_data(self.transform.crop, l.batch, l.workers, l.prefetch)
     }
 }
 
@@ -582,6 +593,9 @@ impl Validate for SearchRunConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.model.validate().map_err(|e| Invalid::from(e).within("model"))?;
+        let m = &self.model;
+        crate::limits::check_model(m.layers, m.blocks, m.filter_multiplier, m.classes).map_err(|e| e.within("model"))?;
+        check_run_name(&self.name)?;
         self.execution.validate().map_err(|e| Invalid::from(e).within("execution"))?;
         check(self.epochs >= 1, "epochs", || "must be at least 1".into())?;
         check(self.arch_start_epoch < self.epochs, "arch_start_epoch", || {
@@ -736,6 +750,7 @@ impl Validate for RetrainConfig {
     fn validate(&self) -> Result<(), Invalid> {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.model.validate().map_err(|e| e.within("model"))?;
+        check_run_name(&self.name)?;
         check(self.iterations >= 1, "iterations", || "must be at least 1".into())?;
         check_positive(self.lr, "lr")?;
         check_positive(self.lr_power, "lr_power")?;
@@ -760,6 +775,6 @@ impl Validate for RetrainModelConfig {
         check(m.stem_channels.iter().all(|&c| c >= 1), "stem_channels", || {
             format!("every entry must be at least 1, got {:?}", m.stem_channels)
         })?;
-        Ok(())
+        crate::limits::check_model(m.layers.unwrap_or(1), m.blocks.unwrap_or(1), m.filter_multiplier, m.classes)
     }
 }

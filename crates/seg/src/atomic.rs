@@ -2,8 +2,14 @@
 //! then renamed over it, so that an interrupted run never leaves a truncated file behind and a
 //! failed write never damages the previous version. The one helper every crate uses; it lives
 //! here, in the crate that owns the project's file I/O, below `trellis` and `search`.
+//!
+//! Every write is checked before the rename: the data is flushed to the disk (`fsync`, which is
+//! where a full disk shows on file systems that allocate late), and the file's size is compared
+//! with what was written ([`write_atomic`]), or, for files a library writes itself
+//! ([`write_atomic_with`]), every file must hold at least one byte. So a full disk is an error
+//! naming the file, never a 0-byte file in place of a good one.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// The temporary path of `path`: `<path>.tmp`, in the same folder (so the rename is atomic).
@@ -22,15 +28,78 @@ fn remove(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The temporary paths being written now, so that a process ending on a signal can remove them
+/// ([`remove_unfinished`]) instead of leaving half a file on the disk.
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks `tmp` as being written while alive.
+struct Unfinished(PathBuf);
+
+impl Unfinished {
+    fn mark(tmp: &Path) -> Unfinished {
+        UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()).push(tmp.to_owned());
+        Unfinished(tmp.to_owned())
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let mut list = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = list.iter().rposition(|p| *p == self.0) {
+            list.remove(at);
+        }
+    }
+}
+
+/// Removes every temporary path being written now (for a process about to exit on a signal);
+/// returns how many there were.
+pub fn remove_unfinished() -> usize {
+    let list = match UNFINISHED.try_lock() {
+        Ok(list) => list.clone(),
+        Err(_) => return 0,
+    };
+    for path in &list {
+        let _ = remove(path);
+    }
+    list.len()
+}
+
+/// Flushes `path` (a file, or every file of a folder) to the disk and checks that no file is
+/// empty: a library that writes through a buffer it never flushes with a check (image
+/// encoders, libtorch) leaves 0 bytes on a full disk and reports nothing.
+fn settle(path: &Path) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            settle(&entry?.path())?;
+        }
+        return Ok(());
+    }
+    std::fs::File::open(path)?.sync_all()?;
+    if std::fs::metadata(path)?.len() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("{} was written with 0 bytes (is the disk full?)", path.display()),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates `path` through `write`, which is given the temporary path to fill (a file, or a
-/// folder it creates). On success the result replaces `path` (a folder replaces a folder); on
-/// failure the temporary path is removed and `path` is left as it was.
+/// folder it creates). The result is flushed to the disk and must hold no empty file; then it
+/// replaces `path` (a folder replaces a folder). On failure the temporary path is removed and
+/// `path` is left as it was.
 pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
     let tmp = temporary(path);
     remove(&tmp)?;
+    let _unfinished = Unfinished::mark(&tmp);
     if let Err(e) = write(&tmp) {
         let _ = remove(&tmp);
         return Err(e);
+    }
+    if let Err(e) = settle(&tmp) {
+        let _ = remove(&tmp);
+        return Err(e.into());
     }
     if tmp.is_dir() && path.is_dir() {
         std::fs::remove_dir_all(path)?;
@@ -39,9 +108,37 @@ pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Pa
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `file` at `path`, flushes them to the disk and checks the file's size.
+fn write_checked(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    let written = std::fs::metadata(path)?.len();
+    if written != bytes.len() as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("{} holds {written} bytes after writing {} (is the disk full?)", path.display(), bytes.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically, its size checked after the write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes))
+    let tmp = temporary(path);
+    remove(&tmp)?;
+    let _unfinished = Unfinished::mark(&tmp);
+    if let Err(e) = write_checked(&tmp, bytes) {
+        let _ = remove(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Writes `bytes` as a file inside a folder being filled by [`write_atomic_with`], its size
+/// checked after the write (no temporary path of its own: the folder is the unit).
+pub fn write_inside(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_checked(path, bytes)
 }
 
 #[cfg(test)]
@@ -71,6 +168,15 @@ mod tests {
             })
             .unwrap();
         }
+        assert_eq!(std::fs::read(folder.join("state.json")).unwrap(), b"y");
+        let empty: io::Result<()> = write_atomic_with(&file, |tmp| std::fs::write(tmp, b""));
+        assert!(empty.unwrap_err().to_string().contains("0 bytes"), "an empty file is an error");
+        assert_eq!(std::fs::read(&file).unwrap(), b"two", "and keeps the old file");
+        let empty_inside: io::Result<()> = write_atomic_with(&folder, |tmp| {
+            std::fs::create_dir(tmp)?;
+            std::fs::write(tmp.join("state.json"), b"")
+        });
+        assert!(empty_inside.is_err(), "an empty file inside a folder is an error");
         assert_eq!(std::fs::read(folder.join("state.json")).unwrap(), b"y");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod labels;
 pub mod limits;
 pub mod metrics;
+pub mod overlap;
 pub mod palette;
 pub mod png;
 pub mod walk;

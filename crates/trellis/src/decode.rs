@@ -33,6 +33,19 @@ pub enum DecodeError {
     Shape { path: PathBuf, what: &'static str, shape: Vec<i64>, expected: &'static str },
     #[error("{path}: {source}")]
     Genotype { path: PathBuf, source: GenotypeError },
+    #[error("{path}: `{what}` holds {count} NaN or infinite values (a diverged search?); nothing can be decoded from it")]
+    NonFinite { path: PathBuf, what: &'static str, count: i64 },
+    #[error("{path}: β has {layers} layers, more than the {max} a network path may have", max = crate::path::MAX_LAYERS)]
+    TooManyLayers { path: PathBuf, layers: usize },
+}
+
+/// Refuses a tensor of raw architecture parameters that holds NaN or infinite values, naming it.
+pub fn check_finite(tensor: &Tensor, what: &'static str, origin: &Path) -> Result<(), DecodeError> {
+    let count = tensor.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+    if count > 0 {
+        return Err(DecodeError::NonFinite { path: origin.to_owned(), what, count });
+    }
+    Ok(())
 }
 
 /// Raw architecture parameters as JSON.
@@ -75,9 +88,14 @@ pub fn decode_with_edges(
         _ => return Err(shape_err("alpha", alpha.size(), "[edges, 8]")),
     }
     match beta.size().as_slice() {
+        [l, 4, 3] if *l as usize > crate::path::MAX_LAYERS => {
+            return Err(DecodeError::TooManyLayers { path: origin.to_owned(), layers: *l as usize })
+        }
         [l, 4, 3] if *l >= 1 => {}
         _ => return Err(shape_err("beta", beta.size(), "[L, 4, 3] with L >= 1")),
     }
+    check_finite(&alpha, "alpha", origin)?;
+    check_finite(&beta, "beta", origin)?;
     let rows = alpha.size()[0] as usize;
     let blocks = blocks_for_edges(rows).ok_or(DecodeError::EdgeCount { path: origin.to_owned(), rows })?;
     let edges = match edges {
@@ -86,6 +104,7 @@ pub fn decode_with_edges(
             if edges.size() != [rows as i64] {
                 return Err(shape_err("edges", edges.size(), "[edges], one per row of alpha"));
             }
+            check_finite(&edges, "edges", origin)?;
             Some(normalize_edges(&edges, blocks))
         }
         None => None,

@@ -72,6 +72,10 @@ impl NetworkPath {
             for j in 0..NUM_LEVELS {
                 ways[l][j] = (j.saturating_sub(1)..=(j + 1).min(NUM_LEVELS - 1)).map(|k| ways[l + 1][k]).sum();
             }
+            // Only the ratios within a layer matter: rescaled, so that long paths (the count
+            // grows as 3^L) never overflow to infinity.
+            let largest = ways[l].iter().copied().fold(0.0, f64::max);
+            ways[l].iter_mut().for_each(|w| *w /= largest);
         }
         let mut levels = Vec::with_capacity(layers);
         let mut from = 0usize;
@@ -155,5 +159,15 @@ mod tests {
         assert_eq!(NetworkPath::new(vec![1, 2, 0]), Err(PathError::Jump { layer: 2, from: 2, to: 0 }));
         assert_eq!(NetworkPath::new(vec![0, 1, 2, 3, 4]), Err(PathError::LevelOutOfRange { layer: 4, level: 4 }));
         assert_eq!(NetworkPath::paper().check_layers(8), Err(PathError::WrongLength { expected: 8, found: 12 }));
+    }
+
+    #[test]
+    fn long_random_paths_are_drawn_without_overflow() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        assert!(NetworkPath::count(1000).is_infinite(), "the count overflows f64 at this length");
+        let path = NetworkPath::random(MAX_LAYERS, &mut rng);
+        assert_eq!(path.num_layers(), MAX_LAYERS);
+        assert!(path.levels().iter().any(|&l| l >= 2), "a long uniform path leaves the top levels");
     }
 }

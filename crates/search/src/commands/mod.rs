@@ -169,7 +169,18 @@ impl DeploymentFlags {
         for (flag, value) in [("--height", self.height), ("--width", self.width)] {
             anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
         }
-        anyhow::ensure!(self.classes >= 1, "--classes {}: must be at least 1", self.classes);
+        anyhow::ensure!(
+            (2..=search::limits::MAX_CLASSES).contains(&self.classes),
+            "--classes {}: must be in 2..={} (a segmentation has at least two classes; labels are bytes)",
+            self.classes,
+            search::limits::MAX_CLASSES
+        );
+        anyhow::ensure!(
+            self.filter_multiplier <= search::limits::MAX_FILTER_MULTIPLIER,
+            "--filter-multiplier {}: over the limit of {}",
+            self.filter_multiplier,
+            search::limits::MAX_FILTER_MULTIPLIER
+        );
         Ok(())
     }
 

@@ -29,6 +29,7 @@ pub fn exec(args: Args) -> Result<()> {
     let flags = super::ConfigFlags { config: args.space.clone(), overrides: args.overrides.clone() };
     let config: SearchRunConfig = flags.load()?;
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
+    search::limits::check_draws("--n", args.n)?;
     let architectures = search::tasks::random::draw(&config.model, args.n, args.seed);
     for path in search::tasks::random::write(&args.out, &architectures)? {
         println!("{}", path.display());

@@ -159,6 +159,9 @@ pub fn evaluate(
             })
             .collect::<Result<_>>()?;
         for (image, h, w, label, height, width) in inputs {
+            // Inside a training loop an interrupt stops the evaluation here (the checkpoint is
+            // saved; the resumed run evaluates again).
+            crate::store::interrupt::check()?;
             let image = Tensor::from_slice(&image).view([1, 3, h as i64, w as i64]).to_device(device);
             let label = Tensor::from_slice(&label).view([height as i64, width as i64]).to_device(device);
             let pred = tch::no_grad(|| predict_labels(forward, &image, protocol, height as i64, width as i64));

@@ -18,6 +18,7 @@ use crate::deploy::trained::TrainedModel;
 /// each), sorted, with their path relative to `input`; `out` (where predictions go) is skipped
 /// when it lies inside `input`.
 pub fn list_inputs(input: &Path, out: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    seg::overlap::refuse_same_folder(input, out).map_err(anyhow::Error::msg)?;
     if input.is_file() {
         let name = input.file_name().context("input file has a name")?;
         return Ok(vec![(input.to_owned(), PathBuf::from(name))]);
@@ -62,6 +63,12 @@ pub enum PredictOutput {
 /// says.
 pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOutput, device: Device) -> Result<usize> {
     let inputs = list_inputs(input, out)?;
+    let target_of = |relative: &Path| out.join(relative).with_extension(if output == PredictOutput::Logits { "npy" } else { "png" });
+    let mut targets: Vec<PathBuf> = inputs.iter().map(|(_, relative)| target_of(relative)).collect();
+    targets.push(out.join("legend.svg"));
+    targets.push(out.join("legend.png"));
+    let sources: Vec<PathBuf> = inputs.iter().map(|(path, _)| path.clone()).collect();
+    seg::overlap::refuse_overlap(&sources, &targets).map_err(anyhow::Error::msg)?;
     let bar = crate::observe::logging::progress(inputs.len() as u64, "predict");
     for (path, relative) in &inputs {
         let (width, height, rgb) = read_rgb(path)?;
@@ -76,7 +83,7 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
             }
         }
         let logits = tch::no_grad(|| predict_logits(&forward, &image, &protocol, height as i64, width as i64));
-        let target = out.join(relative).with_extension(if output == PredictOutput::Logits { "npy" } else { "png" });
+        let target = target_of(relative);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }

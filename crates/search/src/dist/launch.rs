@@ -34,33 +34,62 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The state of process `pid` in words when it is stopped (SIGSTOP, a debugger), from
+/// `/proc/<pid>/stat`; `None` when it runs, sleeps or cannot be read.
+fn stopped(pid: u32) -> Option<&'static str> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    match state {
+        "T" => Some("stopped (SIGSTOP)"),
+        "t" => Some("stopped by a debugger"),
+        _ => None,
+    }
+}
+
 /// Starts `n` ranks of this executable with `args` and waits for them; `Ok(())` when every
-/// rank succeeded.
+/// rank succeeded, or when all stopped on an interrupt (forwarded to them as SIGTERM, so that
+/// each saves its checkpoint). The ranks die with the launcher (a parent-death signal), so none
+/// outlives it, even when it is killed.
 pub fn run_local(n: usize, args: &[OsString]) -> Result<()> {
     if n == 0 {
         bail!("--nproc-per-node must be at least 1");
     }
+    crate::limits::check_ranks(n)?;
     let exe = std::env::current_exe().context("finding this executable")?;
     let port = free_port()?;
+    // An interrupt is forwarded to the ranks, which save their checkpoint; the launcher waits.
+    let _graceful = crate::store::interrupt::Graceful::hold();
     let mut children: Vec<(usize, Child)> = Vec::new();
     for rank in 0..n {
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(args)
             .env("RANK", rank.to_string())
             .env("WORLD_SIZE", n.to_string())
             .env("LOCAL_RANK", rank.to_string())
             .env("LOCAL_WORLD_SIZE", n.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
-            .spawn()
-            .with_context(|| format!("starting rank {rank}"))?;
+            .env("MASTER_PORT", port.to_string());
+        crate::store::interrupt::die_with_parent(&mut command);
+        let child = command.spawn().with_context(|| format!("starting rank {rank}"))?;
         children.push((rank, child));
     }
     let mut failure: Option<(usize, Option<i32>)> = None;
+    let mut suspects = Vec::new();
+    let mut forwarded = false;
     while !children.is_empty() {
+        if crate::store::interrupt::requested() && !forwarded {
+            for (_, child) in &children {
+                // SAFETY: signalling a child we started and have not reaped.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            }
+            forwarded = true;
+        }
         let mut still = Vec::new();
         for (rank, mut child) in children {
             match child.try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+                Some(status) if status.code() == Some(130) && forwarded => {}
                 Some(status) if !status.success() => {
                     failure.get_or_insert((rank, status.code()));
                 }
@@ -70,7 +99,10 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<()> {
         }
         children = still;
         if failure.is_some() {
-            for (_, child) in &mut children {
+            for (rank, child) in &mut children {
+                if let Some(state) = stopped(child.id()) {
+                    suspects.push(format!("rank {rank} (pid {}) was {state}, so the others waited for it", child.id()));
+                }
                 let _ = child.kill();
             }
             for (_, child) in &mut children {
@@ -83,7 +115,8 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<()> {
     match failure {
         Some((rank, code)) => {
             let code = code.map_or("a signal".to_owned(), |c| format!("code {c}"));
-            bail!("rank {rank} of {n} failed (exit {code}); the other ranks were stopped")
+            let hung = if suspects.is_empty() { String::new() } else { format!("; {}", suspects.join("; ")) };
+            bail!("rank {rank} of {n} failed (exit {code}; its error is above){hung}; the other ranks were stopped")
         }
         None => Ok(()),
     }

@@ -29,11 +29,43 @@ pub fn store_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     named.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu))).collect()
 }
 
-/// Writes named tensors as a safetensors file, atomically.
+/// Writes named tensors as a safetensors file, atomically, its size checked against the size its
+/// header declares (libtorch's writer does not report every failed write).
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    seg::atomic::write_atomic_with(path, |tmp| Tensor::write_safetensors(&refs, tmp).map_err(std::io::Error::other))
-        .with_context(|| format!("writing {}", path.display()))
+    seg::atomic::write_atomic_with(path, |tmp| -> Result<()> {
+        Tensor::write_safetensors(&refs, tmp)?;
+        check_safetensors_size(tmp)
+    })
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Checks that a safetensors file is as long as its header says: 8 bytes, the header, and the
+/// end of the last tensor's data.
+pub fn check_safetensors_size(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata()?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).with_context(|| format!("{}: {size} bytes, not a safetensors file", path.display()))?;
+    let len = u64::from_le_bytes(len);
+    anyhow::ensure!(len <= size.saturating_sub(8), "{}: truncated ({size} bytes, header of {len})", path.display());
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: the safetensors header is not JSON", path.display()))?;
+    let end = header
+        .values()
+        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    anyhow::ensure!(
+        size == 8 + len + end,
+        "{}: {size} bytes where its header declares {} (truncated or damaged)",
+        path.display(),
+        8 + len + end
+    );
+    Ok(())
 }
 
 /// Reads a safetensors file into a map.
@@ -42,9 +74,24 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// Copies the tensors of `path` into the variables of `vs` (every variable must be there, with
-/// its shape).
+/// its shape). A file that carries a checksum in its metadata (the weights a retraining writes)
+/// is verified first; every value read must be finite.
 pub fn load_store(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
-    vs.load(path).with_context(|| format!("loading {} (is it from a network of this shape?)", path.display()))
+    if !path.is_file() {
+        anyhow::bail!("{}: no such file", path.display());
+    }
+    crate::deploy::model_card::verify_checksum(path)?;
+    vs.load(path).map_err(|e| anyhow::anyhow!(crate::errors::without_backtrace(&e.to_string()))).with_context(|| {
+        format!("loading {} (is it from a network of this shape?)", path.display())
+    })?;
+    for (name, tensor) in vs.variables() {
+        anyhow::ensure!(
+            tensor.isfinite().all().int64_value(&[]) != 0,
+            "{}: tensor `{name}` holds NaN or infinite values",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 impl Checkpoints {
@@ -85,12 +132,12 @@ impl Checkpoints {
                 write_tensors(&tmp.join(&name), tensors)?;
                 names.push(name);
             }
-            std::fs::write(tmp.join("state.json"), &state)?;
+            seg::atomic::write_inside(&tmp.join("state.json"), state.as_bytes())?;
             let sums: serde_json::Map<String, serde_json::Value> = names
                 .iter()
                 .map(|name| Ok((name.clone(), serde_json::to_value(FileSum::of(&tmp.join(name))?)?)))
                 .collect::<Result<_>>()?;
-            Ok(std::fs::write(tmp.join(CHECKSUMS), serde_json::to_string_pretty(&sums)?)?)
+            Ok(seg::atomic::write_inside(&tmp.join(CHECKSUMS), serde_json::to_string_pretty(&sums)?.as_bytes())?)
         })
         .with_context(|| format!("writing checkpoint {}", target.display()))?;
         if best {

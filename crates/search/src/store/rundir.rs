@@ -240,21 +240,25 @@ impl RunDir {
     }
 
     /// Drops the rows of `metrics.jsonl` that a resumed run will write again: those of steps
-    /// after `step` and of epochs from `epoch` on (the checkpoint's position), and a final
-    /// evaluation (a run resumed at its end evaluates again).
-    pub fn forget_metrics_after(&self, step: usize, epoch: usize) -> Result<()> {
+    /// after `step` and of epochs from `epoch` on (the checkpoint's position), a final
+    /// evaluation (a run resumed at its end evaluates again), and the rows the checkpoint left
+    /// pending, which the resumed run writes first (`redo`: the evaluation row at `step`, the
+    /// row of epoch `epoch - 1`).
+    pub fn forget_metrics_after(&self, step: usize, epoch: usize, redo: (bool, bool)) -> Result<()> {
         if !self.writer {
             return Ok(());
         }
         let path = self.path("metrics.jsonl");
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let (redo_eval, redo_epoch) = redo;
         let kept: String = text
             .lines()
             .filter(|line| {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { return false };
                 match (v["kind"].as_str(), v["step"].as_u64(), v["epoch"].as_u64()) {
                     (_, _, _) if v["final"] == true => false,
-                    (Some("epoch"), _, Some(e)) => (e as usize) < epoch,
+                    (Some("epoch"), _, Some(e)) => (e as usize) < epoch && !(redo_epoch && e as usize + 1 == epoch),
+                    (Some("eval"), Some(s), _) if redo_eval && s as usize == step => false,
                     (_, Some(s), _) => s as usize <= step,
                     _ => true,
                 }

@@ -144,6 +144,7 @@ impl Prepared {
         }
         let sync_bn = SyncBatchNormGuard::new(&ranks, folder.sync_bn);
         Ok(Session {
+            _graceful: crate::store::interrupt::Graceful::hold(),
             dir,
             checkpoints,
             ranks,
@@ -165,6 +166,9 @@ pub struct Session {
     /// Whether the run continues from its latest checkpoint.
     pub resume: bool,
     _sync_bn: SyncBatchNormGuard,
+    /// From the moment the run folder is open, an interrupt saves a checkpoint after the
+    /// current step instead of ending the process at once.
+    _graceful: crate::store::interrupt::Graceful,
 }
 
 impl Session {

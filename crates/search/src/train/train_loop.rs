@@ -136,6 +136,44 @@ struct Progress {
     #[serde(default)]
     threads: i32,
     task: Value,
+    /// The current epoch's training loss so far (sum and finite steps), so that a resumed
+    /// epoch's `train_loss` is the uninterrupted one.
+    #[serde(default)]
+    epoch_loss: (f64, usize),
+    /// The current logging interval's sums, for the same reason.
+    #[serde(default)]
+    window: WindowSums,
+    /// What was still to be written when this checkpoint was saved (an evaluation and its
+    /// rows): a resumed run does it before its next step, so that `metrics.jsonl` holds every
+    /// row an uninterrupted run writes.
+    #[serde(default)]
+    pending: Option<Pending>,
+}
+
+/// Rows due after a checkpoint: an evaluation, and the epoch's row (which carries its score).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    /// Evaluate: after `EverySteps` (an `eval` row) or at an epoch's end (in the epoch row).
+    eval: Option<PendingEval>,
+    /// The finished epoch's row, without its val fields.
+    epoch_row: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PendingEval {
+    Steps,
+    EpochEnd,
+}
+
+/// The sums of a logging interval that are not wall-clock time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct WindowSums {
+    steps: usize,
+    images: usize,
+    loss: (f64, usize),
+    /// Sums and counts of the tasks' loss fields, for interval means.
+    means: std::collections::BTreeMap<String, (f64, usize)>,
 }
 
 /// How a run of the loop ended.
@@ -153,36 +191,26 @@ const TENSORBOARD_PICTURES: usize = 3;
 /// What a log line reports about the steps since the previous one.
 struct Window {
     start: Instant,
-    steps: usize,
-    images: usize,
     data_seconds: f64,
-    loss: (f64, usize),
-    /// Sums and counts of the tasks' loss fields, for interval means.
-    means: std::collections::HashMap<String, (f64, usize)>,
+    sums: WindowSums,
 }
 
 impl Window {
-    fn new() -> Window {
-        Window {
-            start: Instant::now(),
-            steps: 0,
-            images: 0,
-            data_seconds: 0.0,
-            loss: (0.0, 0),
-            means: Default::default(),
-        }
+    fn new(sums: WindowSums) -> Window {
+        Window { start: Instant::now(), data_seconds: 0.0, sums }
     }
 
     fn add(&mut self, record: &StepRecord) {
-        self.steps += 1;
-        self.images += record.images;
+        let sums = &mut self.sums;
+        sums.steps += 1;
+        sums.images += record.images;
         self.data_seconds += record.data_seconds;
         if record.loss.is_finite() {
-            self.loss = (self.loss.0 + record.loss, self.loss.1 + 1);
+            sums.loss = (sums.loss.0 + record.loss, sums.loss.1 + 1);
         }
         for (key, value) in &record.fields {
             if let (true, Some(v)) = (key.starts_with("loss"), value.as_f64().filter(|v| v.is_finite())) {
-                let (sum, count) = self.means.entry(key.clone()).or_default();
+                let (sum, count) = sums.means.entry(key.clone()).or_default();
                 *sum += v;
                 *count += 1;
             }
@@ -191,10 +219,10 @@ impl Window {
 
     /// The interval mean of the loss (NaN when every step was skipped).
     fn mean_loss(&self) -> f64 {
-        if self.loss.1 == 0 {
+        if self.sums.loss.1 == 0 {
             f64::NAN
         } else {
-            self.loss.0 / self.loss.1 as f64
+            self.sums.loss.0 / self.sums.loss.1 as f64
         }
     }
 }
@@ -247,7 +275,12 @@ pub fn run(
                 p.threads
             );
         }
-        dir.forget_metrics_after(p.global_step, p.epoch)?;
+        let pending = p.pending.as_ref();
+        let redo = (
+            pending.is_some_and(|q| q.eval == Some(PendingEval::Steps)),
+            pending.is_some_and(|q| q.epoch_row.is_some()),
+        );
+        dir.forget_metrics_after(p.global_step, p.epoch, redo)?;
         task.restore(&checkpoint, &p.task).with_context(|| format!("restoring {}", checkpoint.display()))?;
         ranks.done_with(&checkpoint);
         info!(checkpoint = %checkpoint.display(), epoch = p.epoch, batch = p.batch, step = p.global_step, "resuming");
@@ -257,8 +290,8 @@ pub fn run(
         p.threads = tch::get_num_threads();
         checkpoints.save(p.global_step, &task.checkpoint_files(), &*p, best)
     };
-    let mut last_eval = None;
-    let mut evaluate = |p: &mut Progress, task: &mut dyn Task, last: bool| -> Result<(seg::Scores, bool)> {
+    let last_eval = std::cell::Cell::new(None);
+    let evaluate = |p: &mut Progress, task: &mut dyn Task, last: bool| -> Result<(seg::Scores, bool)> {
         let scores = task.evaluate()?;
         if dir.tensorboard_enabled() {
             let pictures: Vec<_> = task
@@ -274,9 +307,57 @@ pub fn run(
         if best {
             p.best_val_miou = Some(miou);
         }
-        last_eval = Some(miou);
+        last_eval.set(Some(miou));
         Ok((scores, best))
     };
+    // Writes what a checkpoint left pending (an evaluation, the epoch's row) and marks a new
+    // best by saving the same step again; on resume, what the checkpoint says was pending.
+    // `Ok(true)` when an interrupt stopped the evaluation: what was pending stays pending.
+    let complete = |p: &mut Progress, task: &mut dyn Task, saved: bool| -> Result<bool> {
+        let Some(pending) = p.pending.clone() else { return Ok(false) };
+        let evaluated = match pending.eval {
+            Some(kind) => match evaluate(p, task, false) {
+                Ok(scores) => Some((kind, scores)),
+                Err(e) if e.chain().any(|c| c.is::<crate::store::interrupt::Interrupted>()) => return Ok(true),
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        p.pending = None;
+        if let Some((PendingEval::Steps, (scores, _))) = &evaluated {
+            dir.metric(&json!({"kind": "eval", "step": p.global_step, "val_miou": scores.miou,
+                               "val_iou": class_ious(scores)}))?;
+            info!(step = p.global_step, val_miou = scores.miou, "evaluated");
+        }
+        if let Some(mut line) = pending.epoch_row {
+            let val = evaluated.as_ref().filter(|(kind, _)| *kind == PendingEval::EpochEnd).map(|(_, (s, _))| s);
+            line.insert("val_miou".into(), json!(val.map(|s| s.miou)));
+            if let Some(scores) = val {
+                line.insert("val_iou".into(), class_ious(scores));
+            }
+            let train_loss = line["train_loss"].as_f64().unwrap_or(f64::NAN);
+            let epoch = line["epoch"].as_u64().unwrap_or(0) + 1;
+            match val {
+                Some(s) => info!("epoch {epoch}/{} done: train loss {train_loss:.4}, val mIoU {:.4}", line["epochs"], s.miou),
+                None => info!("epoch {epoch}/{} done: train loss {train_loss:.4}", line["epochs"]),
+            }
+            line.remove("epochs");
+            dir.metric(&Value::Object(line))?;
+        }
+        if saved && evaluated.is_some_and(|(_, (_, best))| best) {
+            save(p, task, true)?;
+        }
+        Ok(false)
+    };
+    let stopped = |path: PathBuf| {
+        crate::observe::logging::finish_progress();
+        info!(checkpoint = %path.display(), "stopped; resume with --resume");
+        Ok(LoopOutcome::Stopped(path))
+    };
+    let _graceful = crate::store::interrupt::Graceful::hold();
+    if resume && complete(&mut p, task, true)? {
+        return stopped(checkpoints.latest()?.context("the checkpoint just resumed")?);
+    }
     let total = config.total_steps;
     let epochs = total.div_ceil(config.steps_per_epoch.max(1));
     let mut gpu = crate::observe::gpu::GpuMonitor::for_device(config.device);
@@ -293,8 +374,7 @@ pub fn run(
         let _span = info_span!("epoch", epoch).entered();
         task.begin_epoch(epoch, p.batch)?;
         bar.set_message(format!("epoch {}/{epochs}", epoch + 1));
-        let mut window = Window::new();
-        let mut epoch_loss = (0.0, 0usize);
+        let mut window = Window::new(std::mem::take(&mut p.window));
         while p.batch < config.steps_per_epoch && p.global_step < total {
             let at = Position { epoch, batch: p.batch, global_step: p.global_step };
             let record = {
@@ -308,13 +388,13 @@ pub fn run(
                 gpu.sample();
             }
             if record.loss.is_finite() {
-                epoch_loss = (epoch_loss.0 + record.loss, epoch_loss.1 + 1);
+                p.epoch_loss = (p.epoch_loss.0 + record.loss, p.epoch_loss.1 + 1);
             }
             window.add(&record);
             bar.inc(1);
             if config.log_every_steps > 0 && p.global_step % config.log_every_steps == 0 {
                 let seconds = window.start.elapsed().as_secs_f64();
-                let per_step = seconds / window.steps.max(1) as f64;
+                let per_step = seconds / window.sums.steps.max(1) as f64;
                 let elapsed = run_start.elapsed().as_secs_f64();
                 let done = (p.global_step - first_step).max(1);
                 let eta = elapsed / done as f64 * (total - p.global_step) as f64;
@@ -325,12 +405,12 @@ pub fn run(
                 let fields = row.as_object_mut().expect("an object");
                 for (key, value) in &record.fields {
                     // Losses as interval means; other fields (learning rates) as they are now.
-                    let mean = window.means.get(key).map(|(sum, count)| sum / *count as f64);
+                    let mean = window.sums.means.get(key).map(|(sum, count)| sum / *count as f64);
                     fields.insert(key.clone(), mean.map_or_else(|| value.clone(), |m| json!(m)));
                 }
                 fields.insert("seconds_per_step".into(), json!(per_step));
                 fields.insert("data_share".into(), json!(window.data_seconds / seconds.max(1e-9)));
-                fields.insert("images_per_second".into(), json!(window.images as f64 / seconds.max(1e-9)));
+                fields.insert("images_per_second".into(), json!(window.sums.images as f64 / seconds.max(1e-9)));
                 fields.insert("elapsed_seconds".into(), json!(elapsed));
                 fields.insert("eta_seconds".into(), json!(eta));
                 fields.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
@@ -340,7 +420,7 @@ pub fn run(
                 }
                 info!("{}", log_line(&row, total, epochs));
                 dir.metric(&row)?;
-                window = Window::new();
+                window = Window::new(WindowSums::default());
             }
             // A checkpoint that is due is written before an evaluation, so that a failing
             // evaluation never costs it; a new best is marked by saving the same step again.
@@ -350,15 +430,12 @@ pub fn run(
             let periodic = config.checkpoint.every_steps > 0 && p.global_step % config.checkpoint.every_steps == 0;
             let at_epoch_save = epoch_end && config.checkpoint_every_epoch;
             if (eval_due || stopping(&p) || periodic) && !last && !at_epoch_save {
+                p.window = window.sums.clone();
+                p.pending = eval_due.then_some(Pending { eval: Some(PendingEval::Steps), epoch_row: None });
                 let path = save(&mut p, task, false)?;
-                if eval_due {
-                    let (scores, best) = evaluate(&mut p, task, false)?;
-                    dir.metric(&json!({"kind": "eval", "step": p.global_step, "val_miou": scores.miou,
-                                       "val_iou": class_ious(&scores)}))?;
-                    info!(step = p.global_step, val_miou = scores.miou, "evaluated");
-                    if best {
-                        save(&mut p, task, true)?;
-                    }
+                p.window = WindowSums::default();
+                if complete(&mut p, task, true)? {
+                    return stopped(path);
                 }
                 if stopping(&p) {
                     crate::observe::logging::finish_progress();
@@ -374,35 +451,26 @@ pub fn run(
         let mut line = task.end_epoch(epoch)?;
         p.epoch += 1;
         p.batch = 0;
-        let checkpoint = if config.checkpoint_every_epoch { Some(save(&mut p, task, false)?) } else { None };
-        let val = match config.eval {
-            EvalSchedule::EveryEpochs(k) if k > 0 && (epoch + 1) % k == 0 => {
-                let (scores, best) = evaluate(&mut p, task, false)?;
-                if best && checkpoint.is_some() {
-                    save(&mut p, task, true)?;
-                }
-                Some(scores)
-            }
-            _ => None,
-        };
-        let train_loss = epoch_loss.0 / epoch_loss.1.max(1) as f64;
-        let val_miou = val.as_ref().map(|s| s.miou);
+        let train_loss = p.epoch_loss.0 / p.epoch_loss.1.max(1) as f64;
+        p.epoch_loss = (0.0, 0);
         line.insert("kind".into(), json!("epoch"));
         line.insert("step".into(), json!(p.global_step));
         line.insert("epoch".into(), json!(epoch));
         line.insert("train_loss".into(), json!(train_loss));
-        line.insert("val_miou".into(), json!(val_miou));
-        if let Some(scores) = &val {
-            line.insert("val_iou".into(), class_ious(scores));
-        }
         line.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
         if let Some(peak) = gpu.as_ref().and_then(|g| g.peak_mib()) {
             line.insert("peak_gpu_mib".into(), json!(peak));
         }
-        dir.metric(&Value::Object(line))?;
-        match val_miou {
-            Some(miou) => info!("epoch {}/{epochs} done: train loss {train_loss:.4}, val mIoU {miou:.4}", epoch + 1),
-            None => info!("epoch {}/{epochs} done: train loss {train_loss:.4}", epoch + 1),
+        // For the log line only; removed before the row is written.
+        line.insert("epochs".into(), json!(epochs));
+        let eval_due = matches!(config.eval, EvalSchedule::EveryEpochs(k) if k > 0 && (epoch + 1) % k == 0);
+        p.pending = Some(Pending { eval: eval_due.then_some(PendingEval::EpochEnd), epoch_row: Some(line) });
+        let checkpoint = if config.checkpoint_every_epoch { Some(save(&mut p, task, false)?) } else { None };
+        if complete(&mut p, task, checkpoint.is_some())? {
+            return stopped(match checkpoint {
+                Some(path) => path,
+                None => save(&mut p, task, false)?,
+            });
         }
         if let (Some(path), true) = (checkpoint, stopping(&p) && p.global_step < total) {
             crate::observe::logging::finish_progress();
@@ -420,7 +488,7 @@ pub fn run(
             save(&mut p, task, true)?;
         }
     }
-    Ok(LoopOutcome::Finished { val_miou: last_eval })
+    Ok(LoopOutcome::Finished { val_miou: last_eval.get() })
 }
 
 /// A metrics row as one log line that reads without a terminal: `step 20/300 (epoch 2/10)

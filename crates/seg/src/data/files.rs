@@ -58,17 +58,31 @@ pub fn is_image_file(path: &Path) -> bool {
         .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Decodes an RGB image, PNG or JPEG: `(width, height, [H, W, 3] bytes)`.
+/// Decodes an RGB image, PNG or JPEG: `(width, height, [H, W, 3] bytes)`. A truncated file is
+/// an error naming it (the JPEG decoder would otherwise fill the missing rows with grey).
 pub fn read_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>), DataError> {
     let decode = |message: String| DataError::Decode { path: path.to_owned(), message };
-    let image = image::ImageReader::open(path)
-        .map_err(DataError::io(path))?
-        .with_guessed_format()
-        .map_err(DataError::io(path))?
-        .decode()
-        .map_err(|e| decode(e.to_string()))?
-        .into_rgb8();
+    let bytes = std::fs::read(path).map_err(DataError::io(path))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(DataError::io(path))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+        return Err(decode(format!(
+            "the JPEG is truncated ({} bytes, no end-of-image marker after its last scan)",
+            bytes.len()
+        )));
+    }
+    let image = reader.decode().map_err(|e| decode(e.to_string()))?.into_rgb8();
     Ok((image.width(), image.height(), image.into_raw()))
+}
+
+/// Whether a JPEG stream ends its last scan with an end-of-image marker (`FF D9`). Inside a
+/// scan's entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so an
+/// `FF D9` after the last start-of-scan (`FF DA`) is the real end; a file cut short lacks it.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_scan {
+        Some(at) => bytes[at + 2..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
 }
 
 /// The pixels of a label PNG as stored.

@@ -139,11 +139,11 @@ fn python_path() -> Result<String> {
 fn run_python(dir: &Path, job: &serde_json::Value) -> Result<serde_json::Value> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = dir.join(".export.py");
-    std::fs::write(&script, include_str!("export.py")).context("writing the export script")?;
-    let output = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(job.to_string())
-        .env("PYTHONPATH", python_path()?)
+    seg::atomic::write_inside(&script, include_str!("export.py").as_bytes()).context("writing the export script")?;
+    let mut command = std::process::Command::new(&python);
+    command.arg(&script).arg(job.to_string()).env("PYTHONPATH", python_path()?);
+    crate::store::interrupt::die_with_parent(&mut command);
+    let output = command
         .output()
         .with_context(|| format!("running {python}"))?;
     std::fs::remove_file(&script).context("removing the export script")?;
