@@ -166,6 +166,7 @@ fn killed_runs_resume_exactly() {
             let b = tensors(&run.join(format!("checkpoints/step_00000004/{file}.safetensors")));
             assert!(a.iter().zip(&b).all(|((_, x), (_, y))| x.equal(y)), "search killed after {lines} lines: {file}");
         }
+        assert_eq!(metrics(&run), metrics(&straight), "search killed after {lines} lines: metrics.jsonl");
     }
     for lines in [1, 3] {
         let run = temp(&format!("faults-kill-train-{lines}"));
@@ -189,7 +190,56 @@ fn killed_runs_resume_exactly() {
         finish(&start, &run, &["--threads", "1", "train", "--resume", o, "--device", "cpu"]);
         let (a, b) = (tensors(&straight_train.join("weights.safetensors")), tensors(&run.join("weights.safetensors")));
         assert!(a.iter().zip(&b).all(|((_, x), (_, y))| x.equal(y)), "retraining killed after {lines} lines");
+        assert_eq!(metrics(&run), metrics(&straight_train), "retraining killed after {lines} lines: metrics.jsonl");
     }
+    // A kill right after a checkpoint whose evaluation and rows were still to come (at the end of
+    // the search's first epoch, and at the retraining's evaluation of step 4): the resumed run
+    // evaluates again and writes them, and its metrics.jsonl equals the uninterrupted one's.
+    for (name, start, resume_command, at, straight) in [
+        ("search", vec!["run", "--config", config.as_str()], "run", "2", &straight),
+        ("train", vec!["train", "--arch", "paper", "--config", train_config.as_str()], "train", "4", &straight_train),
+    ] {
+        let run = temp(&format!("faults-pending-{name}"));
+        let (r, o) = (root.to_str().unwrap(), run.to_str().unwrap());
+        let mut args = vec!["--threads", "1"];
+        args.extend(&start);
+        args.extend(["--device", "cpu", "--data", r, "--out", o]);
+        let out = Command::new(env!("CARGO_BIN_EXE_search"))
+            .args(&args)
+            .env("ADL_FAULT_EXIT_AFTER_CHECKPOINT", at)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(137), "{name}: the fault point was not reached");
+        ok(&search(&["--threads", "1", resume_command, "--resume", o, "--device", "cpu"]));
+        assert_eq!(metrics(&run), metrics(straight), "{name}: a kill between a checkpoint and its evaluation");
+    }
+}
+
+/// The rows of a run's `metrics.jsonl` without the fields that measure wall-clock time or
+/// memory, which differ between any two runs.
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    const CLOCK: [&str; 9] = [
+        "time",
+        "seconds_per_step",
+        "data_share",
+        "images_per_second",
+        "elapsed_seconds",
+        "eta_seconds",
+        "peak_rss_mib",
+        "peak_gpu_mib",
+        "gpu_mib",
+    ];
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+            for key in CLOCK {
+                row.as_object_mut().unwrap().remove(key);
+            }
+            row
+        })
+        .collect()
 }
 
 /// Completes a killed run: resumes it when it has a checkpoint, else starts it again in place.

@@ -169,8 +169,8 @@ fn load_table<T: DeserializeOwned + Validate>(
     let origin = if overrides.is_empty() {
         file_origin.unwrap_or_else(|| "defaults".to_owned())
     } else {
-        for arg in overrides {
-            apply_override(&mut table, arg)?;
+        for (i, arg) in overrides.iter().enumerate() {
+            apply_override(&mut table, arg).map_err(|e| blame_earlier(e, &overrides[..i]))?;
         }
         let sets = format!("--set {}", overrides.join(" --set "));
         match file_origin {
@@ -193,6 +193,29 @@ fn deserialize<T: DeserializeOwned>(table: &toml::Table, origin: &str) -> Result
         let message = message.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("in `"));
         ConfigError::Invalid { origin: origin.to_owned(), key, message: message.collect::<Vec<_>>().join(" ") }
     })
+}
+
+/// An override that fails because an earlier one replaced a table with a value (`--set data=5`
+/// before `--set data.root=…`) is blamed on the earlier one.
+fn blame_earlier(error: ConfigError, earlier: &[String]) -> ConfigError {
+    let ConfigError::BadOverride { arg, reason } = &error else { return error };
+    let key = arg.split_once('=').map_or(arg.as_str(), |(k, _)| k.trim());
+    let culprit = earlier.iter().rev().find(|e| {
+        let k = e.split_once('=').map_or(e.as_str(), |(k, _)| k.trim());
+        key.starts_with(&format!("{k}."))
+    });
+    match culprit {
+        Some(culprit) => ConfigError::BadOverride {
+            arg: culprit.clone(),
+            reason: format!(
+                "`{}` is a table of keys, not a value (so {arg} could not be applied); set one of its keys, e.g. \
+                 --set {}",
+                culprit.split_once('=').map_or(culprit.as_str(), |(k, _)| k.trim()),
+                arg
+            ),
+        },
+        None => ConfigError::BadOverride { arg: arg.clone(), reason: reason.clone() },
+    }
 }
 
 /// Sets `key=value` in `table`, creating intermediate tables.

@@ -45,8 +45,8 @@ fn check_sgd(momentum: f64, weight_decay: f64, grad_clip: f64, prefix: &str) -> 
 /// not absolute, so that a run never writes outside the runs folder.
 fn check_run_name(name: &str) -> Result<(), Invalid> {
     let path = std::path::Path::new(name);
-    let single = path.components().count() == 1
-        && matches!(path.components().next(), Some(std::path::Component::Normal(_)));
+    let single =
+        path.components().count() == 1 && matches!(path.components().next(), Some(std::path::Component::Normal(_)));
     check(single && !name.contains(['/', '\\']) && !name.starts_with('.'), "name", || {
         format!("{name:?} is not a folder name: a run's name is one folder inside runs/ (letters, digits, - and _; no /, .. or absolute path)")
     })
@@ -594,7 +594,8 @@ impl Validate for SearchRunConfig {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.model.validate().map_err(|e| Invalid::from(e).within("model"))?;
         let m = &self.model;
-        crate::limits::check_model(m.layers, m.blocks, m.filter_multiplier, m.classes).map_err(|e| e.within("model"))?;
+        crate::limits::check_model(m.layers, m.blocks, m.filter_multiplier, m.classes)
+            .map_err(|e| e.within("model"))?;
         check_run_name(&self.name)?;
         self.execution.validate().map_err(|e| Invalid::from(e).within("execution"))?;
         check(self.epochs >= 1, "epochs", || "must be at least 1".into())?;

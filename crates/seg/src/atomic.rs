@@ -90,6 +90,7 @@ fn settle(path: &Path) -> io::Result<()> {
 /// replaces `path` (a folder replaces a folder). On failure the temporary path is removed and
 /// `path` is left as it was.
 pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
+    ensure_parent(path)?;
     let tmp = temporary(path);
     remove(&tmp)?;
     let _unfinished = Unfinished::mark(&tmp);
@@ -106,6 +107,16 @@ pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Pa
     }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Creates the folder `path` goes into when it is missing: a run folder whose parts were
+/// removed while it ran (`arch/`, `checkpoints/`) gets its layout back instead of losing the
+/// file being written.
+fn ensure_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.is_dir() => std::fs::create_dir_all(parent),
+        _ => Ok(()),
+    }
 }
 
 /// Writes `bytes` to `file` at `path`, flushes them to the disk and checks the file's size.
@@ -125,6 +136,7 @@ fn write_checked(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Writes `bytes` to `path` atomically, its size checked after the write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    ensure_parent(path)?;
     let tmp = temporary(path);
     remove(&tmp)?;
     let _unfinished = Unfinished::mark(&tmp);

@@ -23,7 +23,8 @@ pub fn write_jpeg(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()
 
 /// Writes encoded `bytes` to `path` atomically, its size checked.
 fn store(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    crate::atomic::write_atomic(path, bytes).map_err(|e| DataError::Encode { path: path.to_owned(), message: e.to_string() })
+    crate::atomic::write_atomic(path, bytes)
+        .map_err(|e| DataError::Encode { path: path.to_owned(), message: e.to_string() })
 }
 
 fn write_image(

@@ -33,7 +33,9 @@ pub enum DecodeError {
     Shape { path: PathBuf, what: &'static str, shape: Vec<i64>, expected: &'static str },
     #[error("{path}: {source}")]
     Genotype { path: PathBuf, source: GenotypeError },
-    #[error("{path}: `{what}` holds {count} NaN or infinite values (a diverged search?); nothing can be decoded from it")]
+    #[error(
+        "{path}: `{what}` holds {count} NaN or infinite values (a diverged search?); nothing can be decoded from it"
+    )]
     NonFinite { path: PathBuf, what: &'static str, count: i64 },
     #[error("{path}: β has {layers} layers, more than the {max} a network path may have", max = crate::path::MAX_LAYERS)]
     TooManyLayers { path: PathBuf, layers: usize },

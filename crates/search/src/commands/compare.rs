@@ -78,7 +78,11 @@ impl Args {
     fn plan(&self) -> Result<ComparePlan> {
         anyhow::ensure!(self.seeds >= 1, "--seeds {}: at least one retraining per architecture", self.seeds);
         search::limits::check_draws("--random", self.random)?;
-        anyhow::ensure!(self.seeds <= 1000, "--seeds {}: over the limit of 1000 retrainings per architecture", self.seeds);
+        anyhow::ensure!(
+            self.seeds <= 1000,
+            "--seeds {}: over the limit of 1000 retrainings per architecture",
+            self.seeds
+        );
         let retrain_flags = super::ConfigFlags {
             config: self.retrain_config.clone(),
             overrides: self.data_overrides(self.retrain_overrides.clone()),

@@ -33,7 +33,8 @@ pub fn params_path(params: &Path) -> Result<PathBuf> {
 pub fn exec(args: Args) -> Result<()> {
     let params = params_path(&args.params)?;
     if let Some(out) = &args.out {
-        seg::overlap::refuse_overlap(std::slice::from_ref(&params), std::slice::from_ref(out)).map_err(anyhow::Error::msg)?;
+        seg::overlap::refuse_overlap(std::slice::from_ref(&params), std::slice::from_ref(out))
+            .map_err(anyhow::Error::msg)?;
     }
     let architecture = trellis::decode_file(&params).context("decoding --params")?;
     println!("{}", architecture.to_json());

@@ -191,9 +191,8 @@ pub fn verify_checksum(path: &Path) -> Result<()> {
     crate::store::checkpoint::check_safetensors_size(path)?;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let Some(position) = checksum_position(&bytes) else { return Ok(()) };
-    let stored = std::str::from_utf8(&bytes[position..position + 8])
-        .ok()
-        .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+    let stored =
+        std::str::from_utf8(&bytes[position..position + 8]).ok().and_then(|hex| u32::from_str_radix(hex, 16).ok());
     let found = checksum_of(&bytes, position);
     if stored != Some(found) {
         bail!(

@@ -63,7 +63,9 @@ pub enum PredictOutput {
 /// says.
 pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOutput, device: Device) -> Result<usize> {
     let inputs = list_inputs(input, out)?;
-    let target_of = |relative: &Path| out.join(relative).with_extension(if output == PredictOutput::Logits { "npy" } else { "png" });
+    let target_of = |relative: &Path| {
+        out.join(relative).with_extension(if output == PredictOutput::Logits { "npy" } else { "png" })
+    };
     let mut targets: Vec<PathBuf> = inputs.iter().map(|(_, relative)| target_of(relative)).collect();
     targets.push(out.join("legend.svg"));
     targets.push(out.join("legend.png"));

@@ -97,6 +97,19 @@ impl Source {
             None => None,
         };
         let file = if weights.is_dir() { weights.join("weights.safetensors") } else { weights.to_owned() };
+        if weights.is_dir() && !file.is_file() {
+            let hint = if weights.join("checkpoints").is_dir() {
+                format!(
+                    "its retraining has not finished: resume it (search train --resume {}), or use one of its \
+                     checkpoints (--weights {}/checkpoints/step_…)",
+                    weights.display(),
+                    weights.display()
+                )
+            } else {
+                "it is not a finished `search train` run or checkpoint".to_owned()
+            };
+            anyhow::bail!("--weights {} holds no weights.safetensors: {hint}", weights.display());
+        }
         let card = match file.is_file() {
             true => ModelCard::from_metadata(&read_metadata(&file)?)
                 .with_context(|| format!("reading the metadata of {}", file.display()))?,

@@ -34,6 +34,17 @@ pub fn append(dir: &RunDir, epoch: usize, arch: &ArchParams) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
+    let recorded: std::collections::BTreeSet<u64> =
+        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["epoch"].as_u64()).collect();
+    let missing: Vec<String> = (0..epoch as u64).filter(|e| !recorded.contains(e)).map(|e| e.to_string()).collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            "the history lacks epoch(s) {} (removed while the run ran?): it and the pictures drawn from it \
+             cover the other epochs only",
+            missing.join(", ")
+        );
+    }
     text.push_str(&format!("{line}\n"));
     seg::atomic::write_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

@@ -54,11 +54,7 @@ pub fn check_safetensors_size(path: &Path) -> Result<()> {
     file.read_exact(&mut header)?;
     let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
         .with_context(|| format!("{}: the safetensors header is not JSON", path.display()))?;
-    let end = header
-        .values()
-        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0);
+    let end = header.values().filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
     anyhow::ensure!(
         size == 8 + len + end,
         "{}: {size} bytes where its header declares {} (truncated or damaged)",
@@ -81,9 +77,9 @@ pub fn load_store(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
         anyhow::bail!("{}: no such file", path.display());
     }
     crate::deploy::model_card::verify_checksum(path)?;
-    vs.load(path).map_err(|e| anyhow::anyhow!(crate::errors::without_backtrace(&e.to_string()))).with_context(|| {
-        format!("loading {} (is it from a network of this shape?)", path.display())
-    })?;
+    vs.load(path)
+        .map_err(|e| anyhow::anyhow!(crate::errors::without_backtrace(&e.to_string())))
+        .with_context(|| format!("loading {} (is it from a network of this shape?)", path.display()))?;
     for (name, tensor) in vs.variables() {
         anyhow::ensure!(
             tensor.isfinite().all().int64_value(&[]) != 0,

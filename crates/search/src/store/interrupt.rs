@@ -23,7 +23,10 @@ static GRACEFUL: AtomicUsize = AtomicUsize::new(0);
 /// Ends the process now with 130, after removing the files being written.
 fn exit_now(message: &str) -> ! {
     let removed = seg::atomic::remove_unfinished();
-    eprintln!("{message}{}", if removed > 0 { format!(" ({removed} unfinished file(s) removed)") } else { String::new() });
+    eprintln!(
+        "{message}{}",
+        if removed > 0 { format!(" ({removed} unfinished file(s) removed)") } else { String::new() }
+    );
     // SAFETY: `_exit` ends the process at once; nothing of ours runs after it.
     unsafe { libc::_exit(130) };
 }

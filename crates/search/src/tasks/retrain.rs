@@ -258,6 +258,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         checkpoint_every_epoch: false,
         stop_after_steps: options.stop_after_steps,
         device,
+        run_config: serde_json::to_value(config).context("recording the config")?,
     };
     let val_miou = match session.run(&loop_config, &mut task)? {
         LoopOutcome::Stopped(path) => return Ok(RetrainOutcome::Stopped(path)),

@@ -458,6 +458,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         checkpoint_every_epoch: true,
         stop_after_steps: options.stop_after_steps,
         device,
+        run_config: serde_json::to_value(config).context("recording the config")?,
     };
     match session.run(&loop_config, &mut task)? {
         LoopOutcome::Stopped(path) => return Ok(SearchOutcome::Stopped(path)),

@@ -53,6 +53,69 @@ pub struct LoopConfig {
     pub stop_after_steps: Option<usize>,
     /// Where the run computes: on CUDA the metrics lines carry the peak GPU memory.
     pub device: tch::Device,
+    /// The run's whole config: its computation keys are recorded in every checkpoint, and a
+    /// resume with other values is refused ([`check_same_computation`]).
+    pub run_config: Value,
+}
+
+/// The fault suite's kill point (tests/faults.rs): with `ADL_FAULT_EXIT_AFTER_CHECKPOINT=N`
+/// the process ends at once, as kill -9 would, right after writing the checkpoint of step N
+/// that leaves an evaluation or a metrics row pending. Unset, it does nothing.
+fn fault_point(p: &Progress) {
+    let Ok(step) = std::env::var("ADL_FAULT_EXIT_AFTER_CHECKPOINT") else { return };
+    if step.parse() == Ok(p.global_step) && p.pending.is_some() {
+        // SAFETY: ends the process at once, as a kill does.
+        unsafe { libc::_exit(137) };
+    }
+}
+
+/// Keys that change how a run executes, never what it computes: a resume may change them.
+const EXECUTION_KEYS: [&str; 4] = ["execution.", "name", "log_every_steps", "checkpoint."];
+
+/// The computation keys of a config as `dotted.key → value`, and their hash (CRC-32 of the
+/// canonical JSON).
+fn computation_keys(config: &Value) -> (std::collections::BTreeMap<String, Value>, String) {
+    fn flatten(value: &Value, prefix: String, out: &mut std::collections::BTreeMap<String, Value>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    flatten(v, key, out);
+                }
+            }
+            other => {
+                out.insert(prefix, other.clone());
+            }
+        }
+    }
+    let mut keys = std::collections::BTreeMap::new();
+    flatten(config, String::new(), &mut keys);
+    keys.retain(|key, _| !EXECUTION_KEYS.iter().any(|e| key == e.trim_end_matches('.') || key.starts_with(e)));
+    let hash = format!("{:08x}", crc32fast::hash(serde_json::to_string(&keys).unwrap_or_default().as_bytes()));
+    (keys, hash)
+}
+
+/// Refuses to resume `dir` with a config whose computation keys differ from those recorded in
+/// its checkpoint, naming each changed key with both values.
+fn check_same_computation(recorded: &Progress, config: &Value, dir: &Path) -> Result<()> {
+    let (Some(before), Some(hash)) = (&recorded.config, &recorded.config_hash) else { return Ok(()) };
+    let (now, now_hash) = computation_keys(config);
+    if *hash == now_hash {
+        return Ok(());
+    }
+    let mut changed: Vec<String> = before
+        .iter()
+        .filter(|(k, v)| now.get(*k) != Some(v))
+        .map(|(k, v)| format!("`{k}` was {v}, is {}", now.get(k).map_or("absent".to_owned(), ToString::to_string)))
+        .collect();
+    changed.extend(now.keys().filter(|k| !before.contains_key(*k)).map(|k| format!("`{k}` is new ({})", now[k])));
+    anyhow::bail!(
+        "{}: the run's config.toml differs from the config the run started with: {}. A resumed run must compute \
+         what the started one did, so this is refused; restore the value, or start a new run (another --out) \
+         with the new config (only execution.*, name, log_every_steps and checkpoint.* may change on resume)",
+        dir.display(),
+        changed.join("; ")
+    )
 }
 
 /// Where a step is.
@@ -148,6 +211,11 @@ struct Progress {
     /// row an uninterrupted run writes.
     #[serde(default)]
     pending: Option<Pending>,
+    /// The run's computation keys and their hash, as it started (see [`check_same_computation`]).
+    #[serde(default)]
+    config: Option<std::collections::BTreeMap<String, Value>>,
+    #[serde(default)]
+    config_hash: Option<String>,
 }
 
 /// Rows due after a checkpoint: an evaluation, and the epoch's row (which carries its score).
@@ -254,7 +322,8 @@ pub fn run(
     resume: bool,
     ranks: &Ranks,
 ) -> Result<LoopOutcome> {
-    let mut p = Progress::default();
+    let (keys, hash) = computation_keys(&config.run_config);
+    let mut p = Progress { config: Some(keys), config_hash: Some(hash), ..Progress::default() };
     if resume {
         let checkpoint = ranks.share_folder(|| {
             checkpoints.latest_verified()?.with_context(|| {
@@ -266,6 +335,7 @@ pub fn run(
             })
         })?;
         p = read_state(&checkpoint)?;
+        check_same_computation(&p, &config.run_config, dir.root())?;
         if p.threads != tch::get_num_threads() {
             tracing::warn!(
                 saved = p.threads,
@@ -288,7 +358,9 @@ pub fn run(
     let save = |p: &mut Progress, task: &dyn Task, best: bool| -> Result<PathBuf> {
         p.task = task.state();
         p.threads = tch::get_num_threads();
-        checkpoints.save(p.global_step, &task.checkpoint_files(), &*p, best)
+        let path = checkpoints.save(p.global_step, &task.checkpoint_files(), &*p, best)?;
+        fault_point(p);
+        Ok(path)
     };
     let last_eval = std::cell::Cell::new(None);
     let evaluate = |p: &mut Progress, task: &mut dyn Task, last: bool| -> Result<(seg::Scores, bool)> {
@@ -338,7 +410,9 @@ pub fn run(
             let train_loss = line["train_loss"].as_f64().unwrap_or(f64::NAN);
             let epoch = line["epoch"].as_u64().unwrap_or(0) + 1;
             match val {
-                Some(s) => info!("epoch {epoch}/{} done: train loss {train_loss:.4}, val mIoU {:.4}", line["epochs"], s.miou),
+                Some(s) => {
+                    info!("epoch {epoch}/{} done: train loss {train_loss:.4}, val mIoU {:.4}", line["epochs"], s.miou)
+                }
                 None => info!("epoch {epoch}/{} done: train loss {train_loss:.4}", line["epochs"]),
             }
             line.remove("epochs");

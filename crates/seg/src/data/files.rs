@@ -63,7 +63,8 @@ pub fn is_image_file(path: &Path) -> bool {
 pub fn read_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>), DataError> {
     let decode = |message: String| DataError::Decode { path: path.to_owned(), message };
     let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(DataError::io(path))?;
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(DataError::io(path))?;
     if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
         return Err(decode(format!(
             "the JPEG is truncated ({} bytes, no end-of-image marker after its last scan)",

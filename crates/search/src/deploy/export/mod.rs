@@ -143,9 +143,7 @@ fn run_python(dir: &Path, job: &serde_json::Value) -> Result<serde_json::Value> 
     let mut command = std::process::Command::new(&python);
     command.arg(&script).arg(job.to_string()).env("PYTHONPATH", python_path()?);
     crate::store::interrupt::die_with_parent(&mut command);
-    let output = command
-        .output()
-        .with_context(|| format!("running {python}"))?;
+    let output = command.output().with_context(|| format!("running {python}"))?;
     std::fs::remove_file(&script).context("removing the export script")?;
     if !output.status.success() {
         bail!("the Python export step failed:\n{}", String::from_utf8_lossy(&output.stderr));
@@ -172,6 +170,39 @@ fn normalisation(model: &TrainedModel) -> (Tensor, Tensor) {
     (mean, std)
 }
 
+/// Bytes free for an unprivileged writer on the file system holding `path`'s folder.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let folder = seg::overlap::resolved(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    let c = std::ffi::CString::new(folder.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct for the call to fill.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut stat) } == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// Refuses an export the disk cannot hold, before anything is written: libtorch aborts the
+/// process (SIGABRT) when its writer hits a full disk, which no error handling can catch. Each
+/// format holds the weights once, and the traced file is written first; with 8 MiB for graphs
+/// and metadata.
+fn check_free_space(out: &Path, model: &TrainedModel, formats: usize) -> Result<()> {
+    let weights: u64 =
+        model.store.variables().values().map(|t| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
+    let needed = weights * (formats as u64 + 1) + (8 << 20);
+    if let Some(free) = free_bytes(out) {
+        if free < needed {
+            bail!(
+                "--out {}: the disk has {:.1} MiB free and the export needs about {:.1} MiB ({} format(s) of {:.1} MiB \
+                 of weights, and the traced network); free some space or export elsewhere",
+                out.display(),
+                free as f64 / 1048576.0,
+                needed as f64 / 1048576.0,
+                formats,
+                weights as f64 / 1048576.0
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Exports the network `request` names.
 pub fn export(request: &ExportRequest) -> Result<ExportReport> {
     if request.out.exists() {
@@ -193,6 +224,7 @@ pub fn export(request: &ExportRequest) -> Result<ExportReport> {
     if let Some(parent) = request.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
+    check_free_space(&request.out, &model, exporters.len())?;
     let mut report = None;
     seg::atomic::write_atomic_with(&request.out, |staging| -> Result<()> {
         std::fs::create_dir(staging).with_context(|| format!("creating {}", staging.display()))?;
