@@ -385,3 +385,261 @@ fn an_unreadable_label_folder_is_an_io_error() {
     assert!(stderr.contains("Permission denied") && stderr.contains("synthberg"), "{stderr}");
     assert!(!stderr.contains("has no label"), "{stderr}");
 }
+
+/// `run --resume` with a `config.toml` edited in the run folder: a changed computation key is
+/// refused, naming it with both values, and the run is left as it was; an execution key may
+/// change.
+#[test]
+fn resume_refuses_an_edited_config() {
+    let root = data("faults-edited", 8, (64, 48));
+    let run = temp("faults-edited-run");
+    ok(&tiny_search(&root, &run, &["--stop-after-steps", "1"]));
+    let config = run.join("config.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let resume = ["--threads", "1", "run", "--resume", run.to_str().unwrap(), "--device", "cpu"];
+    for (from, to, key) in
+        [("lr_max = 0.025", "lr_max = 0.5", "weights.lr_max"), ("epochs = 2", "epochs = 3", "epochs")]
+    {
+        assert!(original.contains(from), "{from} not in {original}");
+        std::fs::write(&config, original.replace(from, to)).unwrap();
+        let before = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let e = err(&search(&resume));
+        assert!(e.contains(&format!("`{key}` was")) && e.contains("refused"), "{key}: {e}");
+        assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(), before, "nothing changed");
+    }
+    std::fs::write(&config, original.replace("log_every_steps = 1", "log_every_steps = 2")).unwrap();
+    ok(&search(&resume));
+}
+
+/// Outputs never overwrite inputs; damaged final weights and truncated images are errors that
+/// name the file; a run name cannot leave the runs folder; weights of another class count and a
+/// run without weights are explained in one line.
+#[test]
+fn outputs_inputs_weights_and_images_are_guarded() {
+    let root = data("faults-guard", 6, (64, 48));
+    let run = temp("faults-guard-run");
+    ok(&tiny_train(&root, &run, &[]));
+    let input = temp("faults-guard-in");
+    std::fs::create_dir_all(&input).unwrap();
+    let image = std::fs::read_dir(root.join("leftImg8bit/val/synthberg")).unwrap().next().unwrap().unwrap().path();
+    let x = input.join("x.png");
+    std::fs::copy(&image, &x).unwrap();
+    let original = std::fs::read(&x).unwrap();
+    for format in ["color", "labelids"] {
+        let e = err(&common::predict(&run, &x, &input, format));
+        assert!(e.contains("would overwrite the input") && e.contains("x.png"), "{format}: {e}");
+        let e = err(&common::predict(&run, &input, &input, format));
+        assert!(e.contains("is the --input folder"), "{format}: {e}");
+    }
+    assert_eq!(std::fs::read(&x).unwrap(), original, "the input is untouched");
+    // A truncated JPEG is refused, naming it.
+    let (w, h) = (64u32, 48u32);
+    let jpeg = input.join("cut.jpg");
+    image::RgbImage::from_pixel(w, h, image::Rgb([200, 30, 30])).save(&jpeg).unwrap();
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = temp("faults-guard-out");
+    let e = err(&common::predict(&run, &jpeg, &out, "color"));
+    assert!(e.contains("cut.jpg") && e.contains("truncated"), "{e}");
+    // A flipped byte in the final weights is caught by their checksum.
+    let damaged = temp("faults-guard-damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    for file in ["config.toml", "arch.json", "weights.safetensors"] {
+        std::fs::copy(run.join(file), damaged.join(file)).unwrap();
+    }
+    let weights = damaged.join("weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let at = bytes.len() - 9;
+    bytes[at] ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+    let e = err(&common::predict(&damaged, &x, &out, "color"));
+    assert!(e.contains("does not match its checksum") && e.contains("weights.safetensors"), "{e}");
+    // A run folder without weights.
+    std::fs::remove_file(&weights).unwrap();
+    let e = err(&common::predict(&damaged, &x, &out, "color"));
+    assert!(e.contains("holds no weights.safetensors") && !e.contains("do not fit"), "{e}");
+    // The 19-class run evaluated on a folder data set of another class count: one line, no C++
+    // backtrace.
+    let folder = temp("faults-guard-folder");
+    let f = folder.to_str().unwrap();
+    ok(&search(&["synth", "--format", "folder", "--train", "2", "--val", "1", "--size", "64x48", "--out", f]));
+    let (r, f) = (run.to_str().unwrap(), folder.to_str().unwrap());
+    let e = err(&search(&["eval", "--weights", r, "--data", f, "--format", "folder", "--device", "cpu"]));
+    assert!(!e.contains("frame #") && !e.contains("Exception raised from") && e.lines().count() <= 2, "{e}");
+    // A run name that would leave runs/.
+    for name in ["../../escaped", "/tmp/escaped", "a/b"] {
+        let e = err(&search(&[
+            "run",
+            "--config",
+            &repo("configs/tiny-search.toml"),
+            "--set",
+            &format!("name=\"{name}\""),
+            "--data",
+            root.to_str().unwrap(),
+        ]));
+        assert!(e.contains("`name`") && e.contains("not a folder name"), "{name}: {e}");
+    }
+}
+
+/// Raw α and β that are not finite, or too long, are refused by every reader with the tensor
+/// named; limits are checked before any work, each naming the key or flag, its value and the
+/// limit.
+#[test]
+fn non_finite_parameters_and_limits_are_refused_before_work() {
+    let dir = temp("faults-nonfinite");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, alpha: tch::Tensor, beta: tch::Tensor| {
+        let path = dir.join(name);
+        tch::Tensor::write_safetensors(&[("alpha", &alpha), ("beta", &beta)], &path).unwrap();
+        path
+    };
+    let alpha = || tch::Tensor::zeros([20, 8], (tch::Kind::Float, tch::Device::Cpu));
+    let beta = |l: i64| tch::Tensor::zeros([l, 4, 3], (tch::Kind::Float, tch::Device::Cpu));
+    let cases = [
+        (write("nan-alpha.safetensors", alpha().fill_(f64::NAN), beta(4)), "`alpha` holds"),
+        (write("inf-beta.safetensors", alpha(), beta(4).fill_(f64::NEG_INFINITY)), "`beta` holds"),
+        (write("long-beta.safetensors", alpha(), beta(2000)), "more than the 1024"),
+    ];
+    let start = std::time::Instant::now();
+    for (path, expected) in &cases {
+        let p = path.to_str().unwrap();
+        for args in [vec!["decode", "--params", p], vec!["cost", "--params", p, "--kind", "params"]] {
+            let e = err(&search(&args));
+            assert!(e.contains(expected) && !e.contains("panicked"), "{args:?}: {e}");
+        }
+    }
+    let valid = write("valid.safetensors", alpha(), beta(4));
+    let valid = valid.to_str().unwrap();
+    let space = repo("configs/tiny-search.toml");
+    let out = temp("faults-limits-out");
+    let o = out.to_str().unwrap();
+    let refusals: [(Vec<&str>, &str); 6] = [
+        (vec!["random", "--space", &space, "--set", "model.layers=1000", "--out", o], "model.layers"),
+        (vec!["random", "--space", &space, "--n", "99999999999", "--out", o], "99999999999"),
+        (vec!["run", "--config", &space, "--set", "model.layers=10000", "--out", o], "model.layers"),
+        (vec!["run", "--config", &space, "--set", "data.loader.batch=100000", "--out", o], "data.loader.batch"),
+        (vec!["run", "--config", &space, "--nproc-per-node", "4096", "--out", o], "--nproc-per-node 4096"),
+        (vec!["cost", "--params", valid, "--kind", "params", "--classes", "1"], "--classes 1"),
+    ];
+    for (args, expected) in &refusals {
+        let e = err(&search(args));
+        assert!(
+            e.contains(expected) && (e.contains("limit") || e.contains("must") || e.contains("cores")),
+            "{args:?}: {e}"
+        );
+        assert!(!out.exists(), "{args:?} wrote {o}");
+    }
+    assert!(start.elapsed().as_secs() < 60, "every refusal comes before any work");
+}
+
+/// A run whose `arch/` folder vanished while it ran gets it back: the next epoch's files are
+/// written, the run ends, and the history's gap is named in the log.
+#[test]
+fn a_vanished_run_folder_part_is_recreated() {
+    let root = data("faults-vanish", 8, (64, 48));
+    let run = temp("faults-vanish-run");
+    ok(&tiny_search(&root, &run, &["--stop-after-steps", "2"]));
+    std::fs::remove_dir_all(run.join("arch")).unwrap();
+    let out = search(&["--threads", "1", "run", "--resume", run.to_str().unwrap(), "--device", "cpu"]);
+    ok(&out);
+    assert!(run.join("arch/final.json").is_file() && run.join("arch/epoch_001.json").is_file());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("lacks epoch(s) 0"), "{log}");
+}
+
+/// Commands that save nothing stop at once on SIGTERM, without words about checkpoints and
+/// without leaving a temporary file; ranks die with their launcher even when it is killed with
+/// SIGKILL.
+#[test]
+fn signals_stop_at_once_and_children_die_with_their_parent() {
+    let out = temp("faults-sig-random");
+    let space = repo("configs/tiny-search.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["random", "--space", &space, "--n", "1000000", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_dir(&out).map_or(0, |d| d.count()) < 10 {
+        assert!(start.elapsed().as_secs() < 60, "random did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let sent = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(sent.elapsed().as_secs_f64() < 2.0, "stopped within 2 s");
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("nothing was saved") && !stderr.contains("checkpoint"), "{stderr}");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Two ranks under a launcher killed with SIGKILL.
+    let root = data("faults-sig-ranks", 8, (64, 48));
+    let run = temp("faults-sig-ranks-run");
+    let mut launcher = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["--threads", "1", "run", "--config", &space, "--device", "cpu", "--nproc-per-node", "2"])
+        .args(["--data", root.to_str().unwrap(), "--out", run.to_str().unwrap(), "--set", "epochs=500"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(start.elapsed().as_secs() < 120, "the ranks did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", launcher.id(), launcher.id())).unwrap_or_default();
+    let ranks: Vec<String> = children.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(ranks.len(), 2, "two ranks: {children:?}");
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let start = std::time::Instant::now();
+    while ranks.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+        assert!(start.elapsed().as_secs() < 10, "ranks {ranks:?} outlived their launcher");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A rank stopped with SIGSTOP hangs the others until `--dist-timeout-s`; the launcher then ends
+/// the run and names the stopped rank.
+#[test]
+fn a_hung_rank_is_named() {
+    let root = data("faults-hung", 8, (64, 48));
+    let run = temp("faults-hung-run");
+    let space = repo("configs/tiny-search.toml");
+    let launcher = Command::new(env!("CARGO_BIN_EXE_search"))
+        .args(["--threads", "1", "run", "--config", &space, "--device", "cpu", "--nproc-per-node", "2"])
+        .args(["--dist-timeout-s", "5", "--data", root.to_str().unwrap(), "--out", run.to_str().unwrap()])
+        .args(["--set", "epochs=500"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(start.elapsed().as_secs() < 120, "the ranks did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", launcher.id(), launcher.id())).unwrap();
+    let ranks: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(ranks.len(), 2, "{children:?}");
+    assert!(Command::new("kill").args(["-STOP", ranks[1]]).status().unwrap().success());
+    let out = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("rank 1") && stderr.contains("stopped (SIGSTOP)"), "{stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{}", ranks[1])).exists() || {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            !Path::new(&format!("/proc/{}", ranks[1])).exists()
+        }
+    );
+}

@@ -30,9 +30,7 @@ pub fn exec(args: Args) -> Result<()> {
     let config: SearchRunConfig = flags.load()?;
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
     search::limits::check_draws("--n", args.n)?;
-    let architectures = search::tasks::random::draw(&config.model, args.n, args.seed);
-    for path in search::tasks::random::write(&args.out, &architectures)? {
-        println!("{}", path.display());
-    }
+    let architectures = search::tasks::random::draws(&config.model, args.seed).take(args.n);
+    search::tasks::random::write(&args.out, architectures, |path| println!("{}", path.display()))?;
     Ok(())
 }

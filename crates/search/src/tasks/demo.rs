@@ -181,7 +181,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     lap("predict", &mut seconds);
 
     let drawn = crate::tasks::random::draw(&space, options.random, options.seed);
-    crate::tasks::random::write(&out.join("random"), &drawn)?;
+    crate::tasks::random::write(&out.join("random"), drawn.iter().cloned(), |_| {})?;
     let mut random_mious = Vec::with_capacity(drawn.len());
     for (i, architecture) in drawn.into_iter().enumerate() {
         let miou = train(ModelChoice::Deployed(architecture), &format!("random/{i:03}"), &retrain)?;

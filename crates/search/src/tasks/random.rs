@@ -5,7 +5,7 @@
 //! all valid paths (`trellis::NetworkPath::random`). The same seed draws the same
 //! architectures.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use rand::SeedableRng;
@@ -14,28 +14,35 @@ use trellis::{Architecture, NetworkPath, SearchNetworkConfig};
 
 /// `n` architectures of `space`'s shape (its `blocks` and `layers`), drawn from `seed`.
 pub fn draw(space: &SearchNetworkConfig, n: usize, seed: u64) -> Vec<Architecture> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let cell = cell::Genotype::random(space.blocks, &mut rng);
-            let path = NetworkPath::random(space.layers, &mut rng);
-            Architecture { cell, path, extra: Default::default() }
-        })
-        .collect()
+    draws(space, seed).take(n).collect()
 }
 
-/// Writes `architectures` as `random_000.json`, `random_001.json`, … into `out`.
-pub fn write(out: &Path, architectures: &[Architecture]) -> Result<Vec<PathBuf>> {
+/// The endless sequence of draws [`draw`] takes its first `n` from.
+pub fn draws(space: &SearchNetworkConfig, seed: u64) -> impl Iterator<Item = Architecture> + '_ {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    std::iter::from_fn(move || {
+        let cell = cell::Genotype::random(space.blocks, &mut rng);
+        let path = NetworkPath::random(space.layers, &mut rng);
+        Some(Architecture { cell, path, extra: Default::default() })
+    })
+}
+
+/// Writes `architectures` as `random_000.json`, `random_001.json`, … into `out`, one at a time
+/// (memory stays flat however many are drawn), calling `written` with each path.
+pub fn write(
+    out: &Path,
+    architectures: impl IntoIterator<Item = Architecture>,
+    mut written: impl FnMut(&Path),
+) -> Result<usize> {
     std::fs::create_dir_all(out)?;
-    architectures
-        .iter()
-        .enumerate()
-        .map(|(i, architecture)| {
-            let path = out.join(format!("random_{i:03}.json"));
-            architecture.save(&path)?;
-            Ok(path)
-        })
-        .collect()
+    let mut count = 0;
+    for (i, architecture) in architectures.into_iter().enumerate() {
+        let path = out.join(format!("random_{i:03}.json"));
+        architecture.save(&path)?;
+        written(&path);
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// Mean and sample standard deviation (n - 1; 0 for one value).
