@@ -94,7 +94,7 @@ for precision in false float16 bfloat16; do
   stage "retraining steps, autocast $precision" 150 "$search" train --arch paper \
     --config "$here/configs/cityscapes-retrain-s.toml" --data "$work/data" --out "$work/train-$precision" --device "$device" \
     --set iterations=$iterations --set eval_every=0 --set log_every_steps=1 --set checkpoint.every_steps=0 \
-    --set model.filter_multiplier=$retrain_f --set "data.transform.crop=[$retrain_crop, $retrain_crop]" \
+    --set model.filter_multiplier=$retrain_f --set "data.transform.crop=${retrain_crop}x${retrain_crop}" \
     --set data.loader.batch=8 --set autocast=$autocast --set autocast_dtype=$dtype
   [[ -f "$work/train-$precision/metrics.jsonl" ]] && cp "$work/train-$precision/metrics.jsonl" "$OUT/retrain-autocast-$precision.jsonl"
 done

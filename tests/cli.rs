@@ -113,7 +113,8 @@ fn config_show_prints_the_resolved_config() {
     assert_eq!(config["name"].as_str(), Some("cityscapes-retrain-m"));
     assert_eq!(config["model"]["filter_multiplier"].as_integer(), Some(32));
     assert_eq!(config["iterations"].as_integer(), Some(7));
-    assert_eq!(config["data"]["transform"]["crop"][0].as_integer(), Some(769), "from the S base");
+    assert_eq!(config["data"]["transform"]["crop"].as_str(), Some("769x769"), "from the S base, WIDTHxHEIGHT");
+    assert!(text.starts_with("# class table: `cityscapes`, 19 classes, from the built-in table"), "{text}");
     let out = search().args(["config", "show", "--set", "model.classes=1"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("model.classes"));
 }
@@ -176,4 +177,43 @@ fn the_gpu_bundles_run_script_runs_through_and_keeps_its_budget() {
     let stages = summary["stages"].as_array().unwrap();
     assert!(stages.iter().all(|s| s["skipped"] == "out of time" && s["exit"].is_null()), "{stages:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `search demo` writes its headline as report.json, report.md and a picture of searched against
+/// random (here with a search and retrainings cut to a few steps).
+#[test]
+fn the_demo_writes_its_report() {
+    let out = std::env::temp_dir().join(format!("adl-cli-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let shrink_search = [
+        "epochs=2",
+        "arch_start_epoch=1",
+        "steps_per_epoch=1",
+        "arch.min_steps=0",
+        "model.layers=2",
+        "model.filter_multiplier=2",
+        "data.transform.crop=33x33",
+    ];
+    let mut args: Vec<String> =
+        vec!["--threads".into(), "1".into(), "demo".into(), "--out".into(), out.display().to_string()];
+    for set in shrink_search {
+        args.extend(["--set-search".into(), set.into()]);
+    }
+    for set in ["iterations=2", "model.filter_multiplier=2", "data.transform.crop=33x33"] {
+        args.extend(["--set-retrain".into(), set.into()]);
+    }
+    args.extend(["--random".into(), "2".into(), "--device".into(), "cpu".into()]);
+    let run = search().args(&args).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for key in
+        ["searched_miou", "random_mious", "rank", "alpha_entropy", "seconds", "margin_sd", "total_seconds", "pictures"]
+    {
+        assert!(report.get(key).is_some(), "report.json lacks {key}: {report}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("random architectures, same recipe") && md.contains("report.svg"), "{md}");
+    assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&out).unwrap();
 }

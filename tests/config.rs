@@ -139,7 +139,7 @@ fn values_are_validated_on_load() {
         ("model.partial_channels=3", "model.partial_channels"),
         ("model.classes=1", "model.classes"),
         ("execution.threads=0", "execution.threads"),
-        ("data.transform.crop=[0, 5]", "data.transform.crop"),
+        ("data.transform.crop=5x0", "data.transform.crop"),
         ("steps_per_epoch=0", "steps_per_epoch"),
     ] {
         let err = load::<SearchRunConfig>(None, &[set.into()]).unwrap_err().to_string();

@@ -266,7 +266,7 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
     let counts = build_table(&spec, None);
     assert!(counts.model(CostKind::Latency, "counts").unwrap_err().to_string().contains("no latency"));
     let mismatch = back.check("table.json", &TableSpec { height: 64, ..spec }).unwrap_err().to_string();
-    assert!(mismatch.contains("height x width = 33x33") && mismatch.contains("64x33"), "{mismatch}");
+    assert!(mismatch.contains("size (WIDTHxHEIGHT) = 33x33") && mismatch.contains("33x64"), "{mismatch}");
 
     // The commands: a table measured by `search cost-table`, used by `search cost`.
     let cli_table = dir.join("cli-table.json");
@@ -328,7 +328,7 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
     assert!(e.contains("--kind latency needs --table"), "{e}");
     let e =
         err(&search(&["cost", "--params", p, "--kind", "latency", "--table", t, "--classes", "3", "--height", "65"]));
-    assert!(e.contains("cli-table.json") && e.contains("height x width"), "{e}");
+    assert!(e.contains("cli-table.json") && e.contains("WIDTHxHEIGHT"), "{e}");
 }
 
 #[test]

@@ -106,14 +106,34 @@ fn a_full_disk_is_an_error_and_never_leaves_broken_files() {
     assert_eq!(after, before, "the previous predictions are kept, byte counts and all");
     // A data set written to the full disk: exit 1 and no empty file.
     let voc = disk.0.join("voc");
-    let e = err(&search(&["synth", "--format", "voc", "--train", "4", "--val", "2", "--size", "64x48", "--out", voc.to_str().unwrap()]));
+    let e = err(&search(&[
+        "synth",
+        "--format",
+        "voc",
+        "--train",
+        "4",
+        "--val",
+        "2",
+        "--size",
+        "64x48",
+        "--out",
+        voc.to_str().unwrap(),
+    ]));
     assert!(!e.is_empty());
     if voc.exists() {
         assert!(sizes(&voc).iter().all(|(_, n)| *n > 0), "no 0-byte file: {:?}", sizes(&voc));
     }
     // An export to the full disk is refused before it writes (libtorch would abort).
     let exported = disk.0.join("exported");
-    let e = err(&search(&["export", "--weights", run.to_str().unwrap(), "--format", "torchscript", "--out", exported.to_str().unwrap()]));
+    let e = err(&search(&[
+        "export",
+        "--weights",
+        run.to_str().unwrap(),
+        "--format",
+        "torchscript",
+        "--out",
+        exported.to_str().unwrap(),
+    ]));
     assert!(e.contains("free") && e.contains("needs about"), "{e}");
     assert!(!exported.exists() && !disk.0.join("exported.tmp").exists(), "nothing partial is left");
     std::fs::remove_dir_all(&run).unwrap();

@@ -397,7 +397,16 @@ fn two_rank_runs_write_one_folder_and_resume_exactly() {
     let root = data("dist", 8, (64, 48));
     for (command, file) in [("train", "weights.safetensors"), ("run", "arch/final.json")] {
         let straight = temp(&format!("dist-{command}-straight"));
-        ok(&two_rank(command, &root, &straight, &[]));
+        let out = two_rank(command, &root, &straight, &[]);
+        ok(&out);
+        // Rank 0 prints; the other rank keeps its full log in the run folder and prints only
+        // warnings and errors, prefixed with its rank.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let done = if command == "train" { "evaluated" } else { "epoch 1/2 done" };
+        assert_eq!(stderr.lines().filter(|l| l.contains(done)).count(), 1, "{command}: one line per event:\n{stderr}");
+        assert!(stderr.lines().filter(|l| l.contains("[rank 1]")).all(|l| l.contains("WARN") || l.contains("ERROR")));
+        let rank1 = std::fs::read_to_string(straight.join("log.rank1.txt")).unwrap();
+        assert!(rank1.contains(done), "{command}: rank 1's log:\n{rank1}");
         let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
         let layout: Vec<&str> = metrics.lines().filter(|l| l.contains("\"distributed\"")).collect();
         assert_eq!(layout.len(), 1, "{command}: one layout row from rank 0");

@@ -24,7 +24,7 @@ fn bad_configs_and_flags_are_refused_before_anything_is_written() {
         ("search", search_run, "arch.betas=[0.9, 1.0]", "arch.betas"),
         ("search", search_run, "model.stem_channels=[0, 0, 0]", "model.stem_channels"),
         ("search", search_run, "model.classes=0", "model.classes"),
-        ("search", search_run, "data.eval_window=[0, 0]", "data.eval_window"),
+        ("search", search_run, "data.eval_window=0x0", "data.eval_window"),
         ("search", search_run, "execution.threads=0", "execution.threads"),
         ("search", search_run, "epochs=0", "epochs"),
         ("search", search_run, "checkpoint.keep_last=0", "checkpoint.keep_last"),
@@ -34,7 +34,7 @@ fn bad_configs_and_flags_are_refused_before_anything_is_written() {
         ("train", train_run, "lr=inf", "lr"),
         ("train", train_run, "momentum=1", "momentum"),
         ("train", train_run, "grad_clip=-2", "grad_clip"),
-        ("train", train_run, "data.transform.crop=[0, 33]", "data.transform.crop"),
+        ("train", train_run, "data.transform.crop=33x0", "data.transform.crop"),
     ];
     for (i, (command, run, set, key)) in cases.iter().enumerate() {
         let out = temp(&format!("faults-bad-{command}-{i}"));

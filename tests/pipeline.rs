@@ -251,7 +251,7 @@ fn guard_rails_stop_before_training() {
     assert!(!temp("guard-small-run").exists(), "no run folder is left behind by a rejected run");
 
     let root = data("guard", 8, (64, 48));
-    let e = err(&tiny_search(&root, &temp("guard-crop"), &["--set", "data.transform.crop=[65, 65]"]));
+    let e = err(&tiny_search(&root, &temp("guard-crop"), &["--set", "data.transform.crop=65x65"]));
     assert!(e.contains("data.transform.crop") && e.contains("larger than the images"), "{e}");
     let e = err(&tiny_search(&root, &temp("guard-epochs"), &["--set", "arch_start_epoch=2"]));
     assert!(e.contains("arch_start_epoch") && e.contains("epochs"), "{e}");
@@ -480,18 +480,86 @@ fn train_eval_and_predict_agree() {
 
 #[test]
 fn every_shipped_config_loads() {
+    // The folder configs read the data set's own classes.toml.
+    let folder = temp("shipped-folder");
+    let f = folder.to_str().unwrap();
+    ok(&search(&["synth", "--format", "folder", "--train", "2", "--val", "1", "--size", "64x48", "--out", f]));
     for entry in std::fs::read_dir(repo("configs")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let overrides: Vec<String> =
+            if text.contains("format = \"folder\"") { vec![format!("data.root=\"{f}\"")] } else { vec![] };
         if name.contains("search") {
-            search::config::load::<search::run_config::SearchRunConfig>(Some(&path), &[]).unwrap();
+            search::config::load::<search::run_config::SearchRunConfig>(Some(&path), &overrides).unwrap();
         } else if name.contains("retrain") || name.starts_with("model-") {
             // model-{s,m,l}.toml: the widths the retraining configs list among their bases.
-            search::config::load::<search::run_config::RetrainConfig>(Some(&path), &[]).unwrap();
+            search::config::load::<search::run_config::RetrainConfig>(Some(&path), &overrides).unwrap();
         } else {
-            search::config::load::<search::smoke::SmokeConfig>(Some(&path), &[]).unwrap();
+            search::config::load::<search::smoke::SmokeConfig>(Some(&path), &overrides).unwrap();
         }
     }
+}
+
+/// A class table in the config that disagrees with the data set's own classes.toml is refused
+/// before anything is written, naming both; `config show` says which table a run uses and from
+/// where; the folder flow of datasets/README.md needs no `--set`.
+#[test]
+fn class_tables_are_never_ambiguous() {
+    let folder = temp("tables-folder");
+    let f = folder.to_str().unwrap();
+    ok(&search(&["synth", "--format", "folder", "--train", "8", "--val", "2", "--size", "64x48", "--out", f]));
+    let config = temp("tables-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base = \"{}\"\n[data]\nformat = \"folder\"\n[data.classes]\nname = \"coast\"\n\
+             [[data.classes.class]]\nname = \"sea\"\ncolor = [0, 64, 160]\n\
+             [[data.classes.class]]\nname = \"land\"\ncolor = [60, 140, 40]\n",
+            repo("configs/tiny-search.toml")
+        ),
+    )
+    .unwrap();
+    let out = temp("tables-run");
+    let e = err(&search(&["run", "--config", config.to_str().unwrap(), "--data", f, "--out", out.to_str().unwrap()]));
+    assert!(e.contains("`coast`") && e.contains("classes.toml") && e.contains("disagrees"), "{e}");
+    assert!(!out.exists(), "nothing written");
+    let shown = ok(&search(&[
+        "config",
+        "show",
+        "--config",
+        &repo("configs/folder-search.toml"),
+        "--set",
+        &format!("data.root=\"{f}\""),
+    ]));
+    assert!(shown.lines().next().unwrap().contains(&format!("from the data set's own {f}/classes.toml")), "{shown}");
+    // The folder flow as datasets/README.md types it (shortened to the tiny budget for the test).
+    let run = temp("tables-folder-run");
+    ok(&search(&[
+        "--threads",
+        "1",
+        "run",
+        "--config",
+        &repo("configs/folder-search.toml"),
+        "--data",
+        f,
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "epochs=2",
+        "--set",
+        "arch_start_epoch=1",
+        "--set",
+        "steps_per_epoch=1",
+        "--set",
+        "arch.min_steps=0",
+        "--set",
+        "model.layers=2",
+        "--set",
+        "model.filter_multiplier=2",
+        "--set",
+        "data.transform.crop=33x33",
+    ]));
 }
 
 /// With `tensorboard = true` the run's metrics are also TensorBoard scalars, which the

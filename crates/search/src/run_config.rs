@@ -83,8 +83,13 @@ pub struct DataConfig {
     /// Batches and workers.
     pub loader: LoaderConfig,
     /// Evaluate whole images (None) or with a sliding window of `[height, width]` on the
-    /// resized image.
+    /// resized image, written `eval_window = "WIDTHxHEIGHT"`.
+    #[serde(with = "seg::size::wxh_option", skip_serializing_if = "Option::is_none")]
     pub eval_window: Option<[u32; 2]>,
+    /// Where the class table came from, in words (set when the config is resolved; for
+    /// `search config show` and the run's log).
+    #[serde(skip)]
+    pub table_source: Option<String>,
 }
 
 impl Default for DataConfig {
@@ -98,6 +103,7 @@ impl Default for DataConfig {
             transform: TransformConfig::default(),
             loader: LoaderConfig::default(),
             eval_window: None,
+            table_source: None,
         }
     }
 }
@@ -127,6 +133,33 @@ impl<'de> Deserialize<'de> for ClassesSpec {
 /// `<root>/classes.toml`; errors name `data.classes`.
 pub fn resolve_table(format: DataFormat, classes: Option<&ClassesSpec>, root: &Path) -> Result<ClassTable, Invalid> {
     let invalid = |message: String| Invalid::new("classes", message);
+    let beside = root.join("classes.toml");
+    if let (Some(spec), true) = (classes, beside.is_file()) {
+        // The data set's own table and the config's must agree: the config's would otherwise win
+        // silently (and with index labels, train under the wrong names).
+        let own = ClassTable::load(&beside).map_err(|e| invalid(e.to_string()))?;
+        let (theirs, origin) = match spec {
+            ClassesSpec::Table(table) => (table.clone(), "the config's inline [data.classes] table".to_owned()),
+            ClassesSpec::File(path) => (
+                ClassTable::load(path).map_err(|e| invalid(e.to_string()))?,
+                format!("data.classes = {}", path.display()),
+            ),
+        };
+        let same =
+            own.classes == theirs.classes && own.ignore == theirs.ignore && own.ignore_colors == theirs.ignore_colors;
+        if !same {
+            let names = |t: &ClassTable| t.classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(invalid(format!(
+                "{origin} (`{}`: {}) disagrees with the data set's own {} (`{}`: {}); remove data.classes from the \
+                 config to use the data set's table, or make them equal",
+                theirs.name,
+                names(&theirs),
+                beside.display(),
+                own.name,
+                names(&own)
+            )));
+        }
+    }
     match classes {
         Some(ClassesSpec::Table(table)) => {
             table.validate().map_err(|e| invalid(e.to_string()))?;
@@ -136,7 +169,6 @@ pub fn resolve_table(format: DataFormat, classes: Option<&ClassesSpec>, root: &P
         None => match format.built_in_table() {
             Some(table) => Ok(table),
             None => {
-                let beside = root.join("classes.toml");
                 if beside.is_file() {
                     ClassTable::load(&beside).map_err(|e| invalid(e.to_string()))
                 } else {
@@ -166,6 +198,15 @@ impl DataConfig {
     /// one; returns its class count.
     fn resolve_classes(&mut self) -> Result<usize, Invalid> {
         let table = self.class_table()?;
+        let source = match &self.classes {
+            Some(ClassesSpec::File(path)) => format!("the file {} (data.classes)", path.display()),
+            Some(ClassesSpec::Table(_)) => "the config's inline [data.classes] table".to_owned(),
+            None if self.format.built_in_table().is_some() => {
+                format!("the built-in table of data.format = \"{}\"", self.format)
+            }
+            None => format!("the data set's own {}", self.root.join("classes.toml").display()),
+        };
+        self.table_source = Some(format!("`{}`, {} classes, from {source}", table.name, table.len()));
         if self.format.built_in_table().as_ref() != Some(&table) {
             self.classes = Some(ClassesSpec::Table(table.clone()));
         }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod overlap;
 pub mod palette;
 pub mod png;
+pub mod size;
 pub mod walk;
 
 pub use aspp::{Aspp, AsppConfig, SearchAspp, SearchAsppConfig};

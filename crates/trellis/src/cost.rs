@@ -227,7 +227,7 @@ impl CostTable {
     pub fn check(&self, origin: &str, spec: &TableSpec) -> Result<(), CostError> {
         let TableSpec { height, width, filter_multiplier, blocks, classes, stem_channels } = *spec;
         let checks = [
-            ("height x width", format!("{}x{}", self.height, self.width), format!("{height}x{width}")),
+            ("size (WIDTHxHEIGHT)", format!("{}x{}", self.width, self.height), format!("{width}x{height}")),
             ("filter_multiplier", self.filter_multiplier.to_string(), filter_multiplier.to_string()),
             ("blocks", self.blocks.to_string(), blocks.to_string()),
             ("classes", self.classes.to_string(), classes.to_string()),

@@ -51,7 +51,7 @@ pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
     }
     let mut overrides = args.config.overrides.clone();
     if let Some(crop) = args.crop {
-        overrides.push(format!("data.transform.crop=[{crop}, {crop}]"));
+        overrides.push(format!("data.transform.crop={crop}x{crop}"));
     }
     if let Some(batch) = args.batch {
         overrides.push(format!("data.loader.batch={batch}"));

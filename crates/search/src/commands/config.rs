@@ -35,11 +35,20 @@ enum Kind {
 
 pub fn exec(args: Args) -> Result<()> {
     let Action::Show { kind, config } = args.action;
-    let text = match kind {
-        Kind::Run => toml::to_string(&config.load::<SearchRunConfig>()?)?,
-        Kind::Train => toml::to_string(&config.load::<RetrainConfig>()?)?,
-        Kind::Check => toml::to_string(&config.load::<SmokeConfig>()?)?,
+    let (text, table) = match kind {
+        Kind::Run => {
+            let c = config.load::<SearchRunConfig>()?;
+            (toml::to_string(&c)?, c.data.table_source.clone())
+        }
+        Kind::Train => {
+            let c = config.load::<RetrainConfig>()?;
+            (toml::to_string(&c)?, c.data.table_source.clone())
+        }
+        Kind::Check => (toml::to_string(&config.load::<SmokeConfig>()?)?, None),
     };
+    if let Some(table) = table {
+        println!("# class table: {table}");
+    }
     print!("{text}");
     Ok(())
 }

@@ -117,7 +117,7 @@ pub fn exec(args: Args) -> Result<()> {
             CostKind::Params => format!("{:.3}M parameters", v / 1e6),
             CostKind::Latency => format!("{v:.3} ms"),
         };
-        println!("at {}x{}, F = {}:", d.height, d.width, d.filter_multiplier);
+        println!("at {}x{}, F = {}:", d.width, d.height, d.filter_multiplier);
         println!("expected under (α, β): {}", scale(report.expected));
         println!("decoded (path {:?}): {}", report.architecture.path.levels(), scale(report.decoded));
         if let Some(ms) = report.decoded_measured_ms {

@@ -48,34 +48,53 @@ pub fn exec(args: Args) -> Result<()> {
     };
     let report = search::tasks::demo::run(&options)?;
     let total = start.elapsed().as_secs_f64();
-    println!("decoded cell: {}", serde_json::to_string(&report.architecture.cell)?);
-    println!("decoded path: {:?}", report.architecture.path.levels());
-    for (stage, seconds) in &report.seconds {
-        println!("{stage:>9}: {seconds:6.1} s");
+    let text = report_text(&report, total);
+    print!("{text}");
+    write_report(&report, total, &text)?;
+    println!("{total:.0} s in all; everything is in {} (report.md, report.json, report.svg)", out.display());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    println!(
+    Ok(())
+}
+
+/// The demo's headline in words: the architecture, the stages' times, searched against random,
+/// the entropies and margins (percent with two decimals, entropies and margins with three).
+fn report_text(report: &search::tasks::demo::DemoReport, total: f64) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(t, "decoded cell: {}", serde_json::to_string(&report.architecture.cell).unwrap_or_default());
+    let _ = writeln!(t, "decoded path: {:?}", report.architecture.path.levels());
+    for (stage, seconds) in &report.seconds {
+        let _ = writeln!(t, "{stage:>9}: {seconds:6.1} s");
+    }
+    let _ = writeln!(
+        t,
         "searched network, retrained:  val mIoU {:5.2} %  (from its label-id PNGs: {:5.2} %)",
         100.0 * report.searched_miou,
         100.0 * report.predicted_files_miou
     );
-    println!(
+    let _ = writeln!(
+        t,
         "search ended with α entropy {:.3}, β entropy {:.3} (1 = uniform, 0 = decided)",
         report.alpha_entropy, report.beta_entropy
     );
-    match &report.margins {
-        Some(m) => println!(
-            "decision margins (chosen weight minus runner-up): α {:.3} per kept edge, β {:.3} per node ({:.3} on the path); closest call {:.4}{}",
+    let _ = match &report.margins {
+        Some(m) => writeln!(
+            t,
+            "decision margins (chosen weight minus runner-up): α {:.3} per kept edge, β {:.3} per node ({:.3} on the path); closest call {:.3}{}",
             m.alpha_mean,
             m.beta_mean,
             m.beta_path_mean,
             m.closest,
             if m.closest < cell::genotype::NEAR_TIE_MARGIN { " (a near tie)" } else { "" }
         ),
-        None => println!("decision margins: not recorded by this search"),
-    }
+        None => writeln!(t, "decision margins: not recorded by this search"),
+    };
     if !report.random_mious.is_empty() {
         let list: Vec<String> = report.random_mious.iter().map(|m| format!("{:.2}", 100.0 * m)).collect();
-        println!(
+        let _ = writeln!(
+            t,
             "{} random architectures, same recipe: val mIoU {:5.2} ± {:.2} %  ({})",
             report.random_mious.len(),
             100.0 * report.random_mean,
@@ -84,20 +103,67 @@ pub fn exec(args: Args) -> Result<()> {
         );
         let points = 100.0 * (report.searched_miou - report.random_mean);
         let rank = format!("searched network ranks {} of {}", report.rank, report.random_mious.len() + 1);
-        if report.random_mious.len() < 2 || report.random_std == 0.0 {
-            println!("{rank}; {points:+.2} points from the random mean: target not judged (it needs a spread: --random 2 or more)");
-        } else {
-            let margin = (report.searched_miou - report.random_mean) / report.random_std;
-            println!(
+        let _ = match margin_sd(report) {
+            None => writeln!(t, "{rank}; {points:+.2} points from the random mean: target not judged (it needs a spread: --random 2 or more)"),
+            Some(margin) => writeln!(
+                t,
                 "{rank}; {points:+.2} points from the random mean ({margin:+.2} standard deviations): target (>= +1 sd) {}",
                 if margin >= 1.0 { "met" } else { "missed" }
-            );
-        }
+            ),
+        };
     }
-    println!("per-pixel baseline (1x1 conv): val mIoU {:5.2} %", 100.0 * report.baseline_miou);
-    println!("{total:.0} s in all; everything is in {}", out.display());
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
+    let _ = writeln!(t, "per-pixel baseline (1x1 conv): val mIoU {:5.2} %", 100.0 * report.baseline_miou);
+    let _ = writeln!(t, "{total:.1} s in all");
+    t
+}
+
+/// How many random standard deviations the searched network lies above the random mean.
+fn margin_sd(report: &search::tasks::demo::DemoReport) -> Option<f64> {
+    (report.random_mious.len() >= 2 && report.random_std > 0.0)
+        .then(|| (report.searched_miou - report.random_mean) / report.random_std)
+}
+
+/// `report.json` (the report, the margin in sd, the total time and where the pictures are),
+/// `report.md` (the text) and `report.svg` (searched against random) in the demo's folder.
+fn write_report(report: &search::tasks::demo::DemoReport, total: f64, text: &str) -> Result<()> {
+    let out = &report.out;
+    let pictures: Vec<String> =
+        ["search/arch/cell.png", "search/arch/path.png", "search/arch/alpha.png", "search/arch/beta.png", "report.svg"]
+            .iter()
+            .filter(|p| **p == "report.svg" || out.join(p).is_file())
+            .map(|p| out.join(p).display().to_string())
+            .collect();
+    let mut json = serde_json::to_value(report)?;
+    json["margin_sd"] = serde_json::json!(margin_sd(report));
+    json["total_seconds"] = serde_json::json!(total);
+    json["pictures"] = serde_json::json!(pictures);
+    search::store::rundir::write_file(
+        &out.join("report.json"),
+        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
+    )?;
+    let md = format!("# search demo\n\n```text\n{text}```\n\n![searched against random](report.svg)\n");
+    search::store::rundir::write_file(&out.join("report.md"), md.as_bytes())?;
+    let searched = [100.0 * report.searched_miou];
+    let random: Vec<f64> = report.random_mious.iter().map(|m| 100.0 * m).collect();
+    let strips = [
+        search::observe::plots::Strip {
+            name: "searched",
+            colour: plotters::style::RGBColor(200, 40, 40),
+            values: &searched,
+            mean: searched[0],
+        },
+        search::observe::plots::Strip {
+            name: "random",
+            colour: plotters::style::RGBColor(90, 90, 90),
+            values: &random,
+            mean: 100.0 * report.random_mean,
+        },
+    ];
+    search::observe::plots::strip_plot(
+        &out.join("report.svg"),
+        "search demo: the searched network against random ones (val mIoU %)",
+        &strips,
+        100.0 * report.random_mean,
+        "val mIoU %",
+    )
 }

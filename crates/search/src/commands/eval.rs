@@ -19,9 +19,10 @@ pub struct Args {
     pred: Option<PathBuf>,
     #[command(flatten)]
     model: ModelFlags,
-    /// Data set root, in the layout of --format.
+    /// Data set root, in the layout of --format (default with --weights RUN: the data set the
+    /// run trained on).
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Layout of the data set, which also gives its class table unless --classes names one
     /// (default: the run's with --weights, else cityscapes).
     #[arg(long, value_enum)]
@@ -44,13 +45,14 @@ pub fn exec(args: Args) -> Result<()> {
     let annotation = if args.coarse { Annotation::Coarse } else { Annotation::Fine };
     let (scores, counts, images) = match &args.pred {
         Some(pred) => {
+            let data = args.data.clone().context("--pred needs --data: the data set the predictions are of")?;
             let format = args.format.unwrap_or_default();
             let classes = args.model.classes.clone().map(search::run_config::ClassesSpec::File);
-            let table = search::run_config::resolve_table(format, classes.as_ref(), &args.data)
+            let table = search::run_config::resolve_table(format, classes.as_ref(), &data)
                 .map_err(|e| anyhow::anyhow!("--classes: {}", e.message))?;
-            let dataset = Dataset { annotation, ..Dataset::new(format, args.data.clone(), table) };
+            let dataset = Dataset { annotation, ..Dataset::new(format, data.clone(), table) };
             let result = seg::eval::evaluate_folder(pred, &dataset, &args.split).with_context(|| {
-                format!("evaluating {} against {} ({}, {format})", pred.display(), args.data.display(), args.split)
+                format!("evaluating {} against {} ({}, {format})", pred.display(), data.display(), args.split)
             })?;
             (result.scores, result.counts, result.images)
         }
@@ -61,7 +63,12 @@ pub fn exec(args: Args) -> Result<()> {
             );
             let device = args.device.resolve()?;
             let model = search::deploy::trained::load(&args.model.resolve(args.format)?, device)?;
-            let dataset = Dataset { annotation, ..Dataset::new(model.format, args.data.clone(), model.table.clone()) };
+            let data = match (&args.data, &model.card.training_data) {
+                (Some(data), _) => data.clone(),
+                (None, Some(trained)) => PathBuf::from(&trained.root),
+                (None, None) => anyhow::bail!("--data: the data set to evaluate on (these weights record none)"),
+            };
+            let dataset = Dataset { annotation, ..Dataset::new(model.format, data, model.table.clone()) };
             let samples = dataset.list_samples(&args.split)?;
             let forward = |x: &tch::Tensor| model.forward(x);
             let names = model.table.names();

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::store::checkpoint::{stamp_checksum, CHECKSUM_KEY, CHECKSUM_PLACEHOLDER};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -162,49 +163,6 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
         .unwrap_or_default())
 }
 
-/// The metadata key of a weights file's checksum: the CRC-32 (8 hex digits) of the whole file
-/// as written with this value set to `00000000`, so that it covers the header and every tensor.
-pub const CHECKSUM_KEY: &str = "checksum_crc32";
-const CHECKSUM_PLACEHOLDER: &str = "00000000";
-
-/// Where the checksum's 8 hex digits sit in a weights file's bytes, if it carries one.
-fn checksum_position(bytes: &[u8]) -> Option<usize> {
-    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    let header = bytes.get(8..8usize.checked_add(len)?)?;
-    let needle = format!("\"{CHECKSUM_KEY}\":\"");
-    let at = header.windows(needle.len()).position(|w| w == needle.as_bytes())?;
-    let start = 8 + at + needle.len();
-    (bytes.len() >= start + 8).then_some(start)
-}
-
-fn checksum_of(bytes: &[u8], position: usize) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&bytes[..position]);
-    hasher.update(CHECKSUM_PLACEHOLDER.as_bytes());
-    hasher.update(&bytes[position + 8..]);
-    hasher.finalize()
-}
-
-/// Verifies the checksum of a weights file that carries one (the weights a retraining writes;
-/// a file without one, from elsewhere, is accepted as it is), and its size against its header.
-pub fn verify_checksum(path: &Path) -> Result<()> {
-    crate::store::checkpoint::check_safetensors_size(path)?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let Some(position) = checksum_position(&bytes) else { return Ok(()) };
-    let stored =
-        std::str::from_utf8(&bytes[position..position + 8]).ok().and_then(|hex| u32::from_str_radix(hex, 16).ok());
-    let found = checksum_of(&bytes, position);
-    if stored != Some(found) {
-        bail!(
-            "{} does not match its checksum (crc32 {found:08x}, recorded {}): the file is damaged; use a checkpoint \
-             of the run (checkpoints/) or retrain",
-            path.display(),
-            String::from_utf8_lossy(&bytes[position..position + 8])
-        );
-    }
-    Ok(())
-}
-
 /// Writes named tensors as a safetensors file with `metadata` in its header, atomically:
 /// libtorch writes the tensors, then the header is rewritten with `__metadata__` added, which
 /// includes the file's checksum ([`CHECKSUM_KEY`]).
@@ -229,9 +187,7 @@ pub fn write_with_metadata(
     out.extend_from_slice(&(text.len() as u64).to_le_bytes());
     out.extend_from_slice(&text);
     out.extend_from_slice(&bytes[8 + len..]);
-    let position = checksum_position(&out).expect("the checksum was just written");
-    let sum = format!("{:08x}", checksum_of(&out, position));
-    out[position..position + 8].copy_from_slice(sum.as_bytes());
+    stamp_checksum(&mut out);
     seg::atomic::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -272,12 +228,12 @@ mod tests {
         let loaded = tch::Tensor::read_safetensors(&path).unwrap();
         assert_eq!(loaded[0].0, "a.weight");
         assert_eq!(Vec::<f32>::try_from(&loaded[0].1).unwrap(), [1.0, 2.0, 3.0], "libtorch still reads it");
-        verify_checksum(&path).unwrap();
+        crate::store::checkpoint::verify_checksum(&path).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
-        let e = verify_checksum(&path).unwrap_err().to_string();
+        let e = crate::store::checkpoint::verify_checksum(&path).unwrap_err().to_string();
         assert!(e.contains("does not match its checksum"), "{e}");
         crate::store::checkpoint::write_tensors(&path, &tensors).unwrap();
         assert!(ModelCard::from_metadata(&read_metadata(&path).unwrap()).unwrap().is_none(), "no card in a plain file");

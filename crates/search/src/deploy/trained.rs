@@ -252,9 +252,26 @@ pub fn class_table(
     }
     let table = match (&args.classes, args.format, run) {
         (Some(file), _, _) => ClassTable::load(file).context("reading --classes")?,
-        (None, Some(format), _) => format.built_in_table().with_context(|| {
-            format!("--format {format} has no built-in class table: name the data set's with --classes FILE.toml")
-        })?,
+        (None, Some(format), _) if format.built_in_table().is_some() => format.built_in_table().expect("built in"),
+        // A format without a built-in table (folder): the table the network was trained with,
+        // when it was trained on this format.
+        (None, Some(format), run) => {
+            let trained = match (run, stored) {
+                (Some(run), _) if run.data.format == format => Some(
+                    run.data
+                        .class_table()
+                        .map_err(|e| anyhow::anyhow!("the run's config: {}: {}", e.key, e.message))?,
+                ),
+                (None, Some(card)) if stored_format == Some(format) => Some(card.class_table.clone()),
+                _ => None,
+            };
+            trained.with_context(|| {
+                format!(
+                    "--format {format} has no built-in class table and the network was not trained on this format: \
+                     name the data set's with --classes FILE.toml"
+                )
+            })?
+        }
         (None, None, Some(run)) => {
             run.data.class_table().map_err(|e| anyhow::anyhow!("the run's config: {}: {}", e.key, e.message))?
         }

@@ -72,6 +72,9 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<()> {
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string());
         crate::store::interrupt::die_with_parent(&mut command);
+        // Their own process group: a Ctrl-C in the terminal reaches the launcher alone, which
+        // forwards it once (a second signal would make a rank exit without its checkpoint).
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().with_context(|| format!("starting rank {rank}"))?;
         children.push((rank, child));
     }

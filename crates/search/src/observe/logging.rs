@@ -16,13 +16,25 @@ use tracing_subscriber::{EnvFilter, Layer};
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
 
-/// Installs the global subscriber (level from `RUST_LOG`, default `info`).
+/// This process's rank in a distributed run, from the launcher's `RANK` (None outside one).
+pub fn rank() -> Option<usize> {
+    std::env::var("RANK").ok()?.parse().ok()
+}
+
+/// Installs the global subscriber (level from `RUST_LOG`, default `info`). In a distributed run
+/// rank 0 prints to the terminal as a single process does; the other ranks print only warnings
+/// and errors, each line prefixed `[rank N]`, and keep their full log in the run folder
+/// (`log.rank<N>.txt`, see [`crate::store::rundir::RunDir::follower`]).
 pub fn init() {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = match rank() {
+        Some(r) if r > 0 => EnvFilter::new("warn"),
+        _ => filter(),
+    };
     let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(console_is_terminal())
         .with_writer(StderrWriter)
-        .with_filter(filter());
+        .with_filter(terminal);
     // Its own field formatter, so that the file never gets the terminal's colour codes (fields
     // formatted once are cached per formatter type).
     let plain_fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
@@ -79,10 +91,18 @@ struct StderrLine;
 
 impl Write for StderrLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let prefixed;
+        let out = match rank() {
+            Some(r) if r > 0 => {
+                prefixed = [format!("[rank {r}] ").as_bytes(), buf].concat();
+                &prefixed[..]
+            }
+            _ => buf,
+        };
         let bar = BAR.lock().expect("bar lock").clone();
         match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(out))?,
+            None => std::io::stderr().write_all(out)?,
         }
         Ok(buf.len())
     }

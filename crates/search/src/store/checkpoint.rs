@@ -64,6 +64,57 @@ pub fn check_safetensors_size(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The metadata key of a weights file's checksum: the CRC-32 (8 hex digits) of the whole file
+/// as written with this value set to `00000000`, so that it covers the header and every tensor.
+pub const CHECKSUM_KEY: &str = "checksum_crc32";
+pub const CHECKSUM_PLACEHOLDER: &str = "00000000";
+
+/// Where the checksum's 8 hex digits sit in a weights file's bytes, if it carries one.
+fn checksum_position(bytes: &[u8]) -> Option<usize> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header = bytes.get(8..8usize.checked_add(len)?)?;
+    let needle = format!("\"{CHECKSUM_KEY}\":\"");
+    let at = header.windows(needle.len()).position(|w| w == needle.as_bytes())?;
+    let start = 8 + at + needle.len();
+    (bytes.len() >= start + 8).then_some(start)
+}
+
+fn checksum_of(bytes: &[u8], position: usize) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&bytes[..position]);
+    hasher.update(CHECKSUM_PLACEHOLDER.as_bytes());
+    hasher.update(&bytes[position + 8..]);
+    hasher.finalize()
+}
+
+/// Verifies the checksum of a weights file that carries one (the weights a retraining writes;
+/// a file without one, from elsewhere, is accepted as it is), and its size against its header.
+pub fn verify_checksum(path: &Path) -> Result<()> {
+    check_safetensors_size(path)?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let Some(position) = checksum_position(&bytes) else { return Ok(()) };
+    let stored =
+        std::str::from_utf8(&bytes[position..position + 8]).ok().and_then(|hex| u32::from_str_radix(hex, 16).ok());
+    let found = checksum_of(&bytes, position);
+    if stored != Some(found) {
+        anyhow::bail!(
+            "{} does not match its checksum (crc32 {found:08x}, recorded {}): the file is damaged; use a checkpoint \
+             of the run (checkpoints/) or retrain",
+            path.display(),
+            String::from_utf8_lossy(&bytes[position..position + 8])
+        );
+    }
+    Ok(())
+}
+
+/// Writes the checksum into the bytes of a weights file whose metadata holds
+/// [`CHECKSUM_KEY`] = [`CHECKSUM_PLACEHOLDER`].
+pub fn stamp_checksum(bytes: &mut [u8]) {
+    let position = checksum_position(bytes).expect("the checksum placeholder is in the header");
+    let sum = format!("{:08x}", checksum_of(bytes, position));
+    bytes[position..position + 8].copy_from_slice(sum.as_bytes());
+}
+
 /// Reads a safetensors file into a map.
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))?.into_iter().collect())
@@ -76,7 +127,7 @@ pub fn load_store(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
     if !path.is_file() {
         anyhow::bail!("{}: no such file", path.display());
     }
-    crate::deploy::model_card::verify_checksum(path)?;
+    verify_checksum(path)?;
     vs.load(path)
         .map_err(|e| anyhow::anyhow!(crate::errors::without_backtrace(&e.to_string())))
         .with_context(|| format!("loading {} (is it from a network of this shape?)", path.display()))?;

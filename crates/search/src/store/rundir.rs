@@ -195,6 +195,13 @@ impl RunDir {
     /// The run folder as a rank other than 0 of a distributed run sees it: read, never written
     /// (rank 0 writes the config, logs, metrics, pictures and checkpoints).
     pub fn follower(root: &Path) -> RunDir {
+        // Its full log goes beside rank 0's when this machine sees the run folder (best effort:
+        // a rank on another machine may not).
+        if let Some(rank) = crate::observe::logging::rank().filter(|&r| r > 0) {
+            if std::fs::create_dir_all(root).is_ok() {
+                let _ = crate::observe::logging::log_to_file(&root.join(format!("log.rank{rank}.txt")));
+            }
+        }
         RunDir { root: root.to_owned(), _lock: None, writer: false, tensorboard: Default::default() }
     }
 

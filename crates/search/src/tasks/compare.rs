@@ -441,7 +441,7 @@ fn retrain(options: &CompareOptions, entry: &Entry, k: u64, i: usize, n: usize) 
             )
         }
     };
-    info!(unit = i + 1, of = n, name = %entry.name, seed = k, val_miou = miou, seconds = start.elapsed().as_secs_f64(), "compare: retrained");
+    info!(unit = i + 1, of = n, name = %entry.name, seed = k, val_miou = %format!("{:.2} %", 100.0 * miou), seconds = %format!("{:.1}", start.elapsed().as_secs_f64()), "compare: retrained");
     Ok(miou)
 }
 

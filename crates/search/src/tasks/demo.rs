@@ -185,7 +185,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     let mut random_mious = Vec::with_capacity(drawn.len());
     for (i, architecture) in drawn.into_iter().enumerate() {
         let miou = train(ModelChoice::Deployed(architecture), &format!("random/{i:03}"), &retrain)?;
-        info!(draw = i, val_miou = miou, "random architecture retrained");
+        info!(draw = i, val_miou = %format!("{:.2} %", 100.0 * miou), "random architecture retrained");
         random_mious.push(miou);
     }
     let (random_mean, random_std) = crate::tasks::random::mean_std(&random_mious);

@@ -76,7 +76,7 @@ pub fn check_data(data: &DataConfig, samples: &[SampleRef]) -> Result<()> {
     let [ch, cw] = t.crop;
     if ch > sh || cw > sw {
         bail!(
-            "config data.transform.crop = [{ch}, {cw}] (height, width) is larger than the images after resizing: \
+            "config data.transform.crop = \"{cw}x{ch}\" is larger than the images after resizing: \
              {} is {w}x{h}, {sw}x{sh} at base_scale {} x scale {}; use a smaller crop or a larger base_scale",
             first.image.display(),
             t.base_scale,
@@ -264,7 +264,7 @@ impl Task for Search<'_> {
             let weights = tch::no_grad(|| self.arch.decision_weights());
             if let Some(d) = trellis::progressive::most_certain(&weights, c.model.blocks, &self.state.decisions, epoch)
             {
-                info!(epoch, block = d.block, edges = ?d.edges, margin = d.margin, every_epochs = p.every_epochs, "progressive decision");
+                info!(epoch, block = d.block, edges = ?d.edges, margin = %format!("{:.3}", d.margin), every_epochs = p.every_epochs, "progressive decision");
                 self.state.decisions.push(d.clone());
                 trellis::progressive::project(&self.arch, &self.state.decisions);
                 decided = Some(d);
@@ -282,7 +282,15 @@ impl Task for Search<'_> {
         let margins = trellis::Margins::of(&weights, &decoded);
         let (alpha_entropy, beta_entropy) = (entropies.alpha_mean(), entropies.beta_mean());
         let (alpha_margin, beta_margin) = (margins.alpha_mean, margins.beta_mean);
-        info!(epoch, path = ?decoded.path.levels(), alpha_entropy, beta_entropy, alpha_margin, beta_margin, "decoded");
+        info!(
+            epoch,
+            path = ?decoded.path.levels(),
+            alpha_entropy = %format!("{alpha_entropy:.3}"),
+            beta_entropy = %format!("{beta_entropy:.3}"),
+            alpha_margin = %format!("{alpha_margin:.3}"),
+            beta_margin = %format!("{beta_margin:.3}"),
+            "decoded"
+        );
         let fields = serde_json::json!({
             "lr_weights": self.lr, "arch_active": epoch >= self.config.arch_start_epoch,
             "cell": decoded.cell, "path": decoded.path,

@@ -399,7 +399,7 @@ pub fn run(
         if let Some((PendingEval::Steps, (scores, _))) = &evaluated {
             dir.metric(&json!({"kind": "eval", "step": p.global_step, "val_miou": scores.miou,
                                "val_iou": class_ious(scores)}))?;
-            info!(step = p.global_step, val_miou = scores.miou, "evaluated");
+            info!(step = p.global_step, val_miou = %format!("{:.2} %", 100.0 * scores.miou), "evaluated");
         }
         if let Some(mut line) = pending.epoch_row {
             let val = evaluated.as_ref().filter(|(kind, _)| *kind == PendingEval::EpochEnd).map(|(_, (s, _))| s);
@@ -411,7 +411,11 @@ pub fn run(
             let epoch = line["epoch"].as_u64().unwrap_or(0) + 1;
             match val {
                 Some(s) => {
-                    info!("epoch {epoch}/{} done: train loss {train_loss:.4}, val mIoU {:.4}", line["epochs"], s.miou)
+                    info!(
+                        "epoch {epoch}/{} done: train loss {train_loss:.4}, val mIoU {:.2} %",
+                        line["epochs"],
+                        100.0 * s.miou
+                    )
                 }
                 None => info!("epoch {epoch}/{} done: train loss {train_loss:.4}", line["epochs"]),
             }

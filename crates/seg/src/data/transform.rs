@@ -30,7 +30,9 @@ pub struct TransformConfig {
     /// Random scale factor drawn uniformly from `[min, max]` on top of `base_scale`
     /// (training only; `[1.0, 1.0]` for none).
     pub scale_range: [f32; 2],
-    /// Crop `[height, width]` (training only); smaller images are padded first.
+    /// Crop `[height, width]` (training only); smaller images are padded first. Written
+    /// `crop = "WIDTHxHEIGHT"` ([`crate::size`]).
+    #[serde(with = "crate::size::wxh")]
     pub crop: [u32; 2],
     /// Random horizontal flip with probability 1/2 (training only).
     pub flip: bool,

@@ -255,7 +255,8 @@ fn write_all(
     };
     let card = &model.card;
     let mut metadata: BTreeMap<String, String> = card.to_metadata().into_iter().collect();
-    metadata.insert("input_size".into(), format!("[{h}, {w}]"));
+    // WIDTHxHEIGHT, the one size convention (seg::size).
+    metadata.insert("input_size".into(), format!("{w}x{h}"));
     metadata.insert("input_convention".into(), input_text(card, h, w));
     let source = Traced { file: &traced, model, height: h, width: w, metadata: &metadata };
     let mut formats = BTreeMap::new();
