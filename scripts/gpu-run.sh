@@ -69,7 +69,7 @@ fi
 # The collective engine on one rank: NCCL on CUDA (NCCL cannot run two ranks on one GPU), Gloo on
 # the CPU; its JSON line says whether this build has NCCL at all.
 stage "distributed engine, one rank" 60 bash -c "WORLD_SIZE=1 MASTER_PORT=29533 '$search' dist-check \
-  --device $device --mib 64 --timeout-s 50 > '$OUT/dist-check.json'"
+  --device $device --mib 64 --dist-timeout-s 50 > '$OUT/dist-check.json'"
 if [[ "$device" == cuda ]]; then
   crop=321; layers=12; steps=5; batches="2 8"; retrain_crop=769; retrain_f=20; size=2048x1024; iterations=8
   $quick && steps=3 && iterations=4
@@ -82,7 +82,7 @@ for batch in $batches; do
     > '$OUT/bench-batch$batch.json'"
 done
 # The latency table of a cost-aware search (docs/cost-aware.md) at the deployment size.
-stage "latency table" 90 "$search" cost-table --device "$device" --height "${size#*x}" --width "${size%x*}" \
+stage "latency table" 90 "$search" cost-table --device "$device" --size "$size" \
   --filter-multiplier "$retrain_f" --out "$OUT/cost-table.json"
 stage "synthetic data" 60 "$search" synth --out "$work/data" --train 16 --val 2 --size "$size"
 # fp32, then autocast to float16 (loss-scaled) and to bfloat16; the last is skipped first when

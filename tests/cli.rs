@@ -82,7 +82,7 @@ fn random_draws_architecture_files_of_the_space() {
     let space = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/demo-search.toml");
     for out in ["a", "b"] {
         let status = search()
-            .args(["random", "--space", space, "--n", "3", "--seed", "5", "--out"])
+            .args(["random", "--config", space, "--n", "3", "--seed", "5", "--out"])
             .arg(dir.join(out))
             .status()
             .unwrap();
@@ -94,7 +94,7 @@ fn random_draws_architecture_files_of_the_space() {
         a.check_shape(5, 4, &name).unwrap();
         assert_eq!(a, trellis::Architecture::load(&dir.join("b").join(&name)).unwrap(), "same seed, same draws");
     }
-    let out = search().args(["random", "--space", space, "--n", "0", "--out"]).arg(&dir).output().unwrap();
+    let out = search().args(["random", "--config", space, "--n", "0", "--out"]).arg(&dir).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--n"));
 }
 
@@ -216,4 +216,75 @@ fn the_demo_writes_its_report() {
     assert!(md.contains("random architectures, same recipe") && md.contains("report.svg"), "{md}");
     assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().contains("<svg"));
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The flags of every subcommand, from its `--help`: (flag, the text after it).
+fn flags_of(command: &str) -> Vec<(String, String)> {
+    let help = String::from_utf8(search().args([command, "--help"]).output().unwrap().stdout).unwrap();
+    let lines: Vec<&str> = help.lines().collect();
+    let mut flags = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let trimmed = trimmed.strip_prefix("-h, ").unwrap_or(trimmed);
+        let Some(rest) = trimmed.strip_prefix("--") else { continue };
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        if name == "help" || name == "version" {
+            continue;
+        }
+        // The description: the rest of the line after `<VALUE>`, and the indented lines below.
+        let mut text = rest[name.len()..].trim_start().to_owned();
+        if text.starts_with('<') {
+            text = text.split_once('>').map_or(String::new(), |(_, t)| t.trim().to_owned());
+        }
+        for next in &lines[i + 1..] {
+            let next = next.trim();
+            if next.starts_with("--") || next.starts_with("-h") {
+                break;
+            }
+            if !next.is_empty() {
+                text.push(' ');
+                text.push_str(next);
+            }
+        }
+        flags.push((format!("--{name}"), text.trim().to_owned()));
+    }
+    flags
+}
+
+/// One flag vocabulary (docs/cli.md): every flag of every subcommand has a description and is
+/// listed in docs/cli.md; `--device` defaults to `auto`, `--format` is the data layout and
+/// `--size` is WIDTHxHEIGHT wherever they appear.
+#[test]
+fn every_flag_means_one_thing() {
+    let top = String::from_utf8(search().arg("--help").output().unwrap().stdout).unwrap();
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 15, "{commands:?}");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md")).unwrap();
+    for command in &commands {
+        for (flag, text) in flags_of(command) {
+            assert!(!text.is_empty(), "`search {command} {flag}` has no description");
+            assert!(doc.contains(&format!("| `{flag}` |")), "docs/cli.md does not list {flag} (search {command})");
+            match flag.as_str() {
+                "--device" => assert!(text.contains("[default: auto]"), "search {command} --device: {text}"),
+                "--format" => assert!(
+                    text.contains("cityscapes") && text.contains("folder") && !text.contains("torchscript"),
+                    "search {command} --format is not the data layout: {text}"
+                ),
+                "--size" => assert!(text.contains("WIDTHxHEIGHT"), "search {command} --size: {text}"),
+                _ => {}
+            }
+        }
+    }
+    // An export shows no inference flags (they mean nothing there).
+    let export: Vec<String> = flags_of("export").into_iter().map(|(f, _)| f).collect();
+    for flag in ["--scales", "--flip", "--window"] {
+        assert!(!export.contains(&flag.to_owned()), "export offers {flag}");
+    }
 }

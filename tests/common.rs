@@ -92,7 +92,19 @@ pub fn tiny_train_arch(arch: &str, root: &Path, out: &Path, extra: &[&str]) -> O
 /// the CPU.
 pub fn predict(weights: &Path, input: &Path, out: &Path, format: &str) -> Output {
     let (weights, input, out) = (weights.to_str().unwrap(), input.to_str().unwrap(), out.to_str().unwrap());
-    search(&["predict", "--weights", weights, "--input", input, "--out", out, "--format", format, "--device", "cpu"])
+    search(&[
+        "predict",
+        "--weights",
+        weights,
+        "--input",
+        input,
+        "--out",
+        out,
+        "--output-format",
+        format,
+        "--device",
+        "cpu",
+    ])
 }
 
 pub fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {

@@ -271,7 +271,7 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
     // The commands: a table measured by `search cost-table`, used by `search cost`.
     let cli_table = dir.join("cli-table.json");
     let t = cli_table.to_str().unwrap();
-    let size = ["--height", "33", "--width", "33", "--filter-multiplier", "2"];
+    let size = ["--size", "33x33", "--filter-multiplier", "2"];
     let mut args = vec!["--threads", "1", "cost-table", "--device", "cpu", "--blocks", "2", "--classes", "3"];
     args.extend(size);
     args.extend(["--warmup", "1", "--repeats", "3", "--out", t]);
@@ -327,7 +327,7 @@ fn a_latency_table_round_trips_and_the_commands_use_it() {
     let e = err(&search(&[&["cost", "--params", p, "--kind", "latency", "--classes", "3"][..], &size[..]].concat()));
     assert!(e.contains("--kind latency needs --table"), "{e}");
     let e =
-        err(&search(&["cost", "--params", p, "--kind", "latency", "--table", t, "--classes", "3", "--height", "65"]));
+        err(&search(&["cost", "--params", p, "--kind", "latency", "--table", t, "--classes", "3", "--size", "33x65"]));
     assert!(e.contains("cli-table.json") && e.contains("WIDTHxHEIGHT"), "{e}");
 }
 

@@ -129,7 +129,7 @@ fn a_full_disk_is_an_error_and_never_leaves_broken_files() {
         "export",
         "--weights",
         run.to_str().unwrap(),
-        "--format",
+        "--output-format",
         "torchscript",
         "--out",
         exported.to_str().unwrap(),

@@ -478,8 +478,17 @@ fn a_failed_or_hung_rank_ends_the_others_inside_the_timeout() {
     let message = err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--fail-rank", "1"]));
     assert!(message.contains("rank 1 of 2 failed"), "{message}");
     let start = Instant::now();
-    let message =
-        err(&search(&["dist-check", "--nproc-per-node", "2", "--mib", "1", "--hang-rank", "1", "--timeout-s", "4"]));
+    let message = err(&search(&[
+        "dist-check",
+        "--nproc-per-node",
+        "2",
+        "--mib",
+        "1",
+        "--hang-rank",
+        "1",
+        "--dist-timeout-s",
+        "4",
+    ]));
     let seconds = start.elapsed().as_secs_f64();
     assert!(message.contains("rank 0") && message.contains("timed out"), "{message}");
     assert!(message.contains("dead or hung: rank 1 (no progress recorded)"), "the hung rank is named: {message}");
@@ -487,7 +496,7 @@ fn a_failed_or_hung_rank_ends_the_others_inside_the_timeout() {
     // A rank whose peers never come stops at the rendezvous.
     let port = free_port().to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_search"))
-        .args(["dist-check", "--timeout-s", "3"])
+        .args(["dist-check", "--dist-timeout-s", "3"])
         .env("RANK", "0")
         .env("WORLD_SIZE", "2")
         .env("MASTER_ADDR", "127.0.0.1")

@@ -1,5 +1,5 @@
 //! `search export` on a tiny trained network: TorchScript and ONNX checked outside the tool
-//! (TorchScript in Python and in Rust, ONNX in onnxruntime) against `search predict --format
+//! (TorchScript in Python and in Rust, ONNX in onnxruntime) against `search predict --output-format
 //! logits`, with and without batch-norm folding; the metadata in the weights and the exported
 //! files; docs/deploy.md's example; and the refusals.
 
@@ -58,7 +58,7 @@ fn predicted_logits(run: &Path, root: &Path) -> (PathBuf, PathBuf) {
     ok(&predict(run, &image, &out, "logits"));
     let logits = out.join(image.with_extension("npy").file_name().unwrap());
     let (shape, _) = search::deploy::npy::read_f32(&logits).unwrap();
-    assert_eq!(shape, [19, 48, 64], "predict --format logits writes [classes, H, W]");
+    assert_eq!(shape, [19, 48, 64], "predict --output-format logits writes [classes, H, W]");
     (image, logits)
 }
 
@@ -195,10 +195,11 @@ fn bad_exports_are_refused_and_leave_nothing() {
 
     // Formats come from the exporters' registry: an unknown one is named with the known ones;
     // one format writes its file and model.json alone.
-    let message = err(&search(&["export", "--weights", run_s, "--out", out.to_str().unwrap(), "--format", "pdf"]));
+    let message =
+        err(&search(&["export", "--weights", run_s, "--out", out.to_str().unwrap(), "--output-format", "pdf"]));
     assert!(message.contains("--format pdf") && message.contains("torchscript, onnx"), "{message}");
     let only = parent.join("only-torchscript");
-    let report = export(&run, &only, &["--format", "torchscript"]);
+    let report = export(&run, &only, &["--output-format", "torchscript"]);
     assert_eq!(report["files"], serde_json::json!(["model.pt", "model.json"]));
     assert!(report["formats"]["torchscript"]["max_abs_diff"].as_f64().unwrap() < 1e-4, "{report}");
     let mut written: Vec<String> =

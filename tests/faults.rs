@@ -514,8 +514,8 @@ fn non_finite_parameters_and_limits_are_refused_before_work() {
     let out = temp("faults-limits-out");
     let o = out.to_str().unwrap();
     let refusals: [(Vec<&str>, &str); 6] = [
-        (vec!["random", "--space", &space, "--set", "model.layers=1000", "--out", o], "model.layers"),
-        (vec!["random", "--space", &space, "--n", "99999999999", "--out", o], "99999999999"),
+        (vec!["random", "--config", &space, "--set", "model.layers=1000", "--out", o], "model.layers"),
+        (vec!["random", "--config", &space, "--n", "99999999999", "--out", o], "99999999999"),
         (vec!["run", "--config", &space, "--set", "model.layers=10000", "--out", o], "model.layers"),
         (vec!["run", "--config", &space, "--set", "data.loader.batch=100000", "--out", o], "data.loader.batch"),
         (vec!["run", "--config", &space, "--nproc-per-node", "4096", "--out", o], "--nproc-per-node 4096"),
@@ -555,7 +555,7 @@ fn signals_stop_at_once_and_children_die_with_their_parent() {
     let out = temp("faults-sig-random");
     let space = repo("configs/tiny-search.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_search"))
-        .args(["random", "--space", &space, "--n", "1000000", "--out", out.to_str().unwrap()])
+        .args(["random", "--config", &space, "--n", "1000000", "--out", out.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

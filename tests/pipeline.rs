@@ -419,7 +419,7 @@ fn train_eval_and_predict_agree() {
             images.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-            "--format",
+            "--output-format",
             format,
             "--device",
             "cpu",

@@ -2,7 +2,7 @@
 //! `csEvalPixelLevelSemanticLabeling` does for Cityscapes, for any class table: for every
 //! ground-truth image of the split exactly one single-channel PNG of the data set's stored
 //! values (label ids for Cityscapes, class indices for VOC, 1..=150 for ADE20K; what
-//! `search predict --format labelids` writes), of the same size. A prediction is found at
+//! `search predict --output-format labelids` writes), of the same size. A prediction is found at
 //! `<folder>/<id>.png`, or else as the one PNG under the folder whose file name contains the
 //! id's last part (Cityscapes' `<city>_<seq>_<frame>` prefix rule).
 
@@ -38,7 +38,7 @@ pub enum EvalError {
     #[error("{path}: pixel ({x}, {y}) holds {value}, which is not a value of the {table} class table ({valid})")]
     BadValue { path: PathBuf, x: u32, y: u32, value: u8, table: String, valid: String },
     /// A colour prediction where values were expected.
-    #[error("{path}: a colour PNG; evaluation reads single-channel predictions of stored values (predict --format labelids)")]
+    #[error("{path}: a colour PNG; evaluation reads single-channel predictions of stored values (predict --output-format labelids)")]
     NotValues { path: PathBuf },
 }
 

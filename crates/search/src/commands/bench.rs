@@ -25,29 +25,19 @@ pub struct Args {
     /// Unmeasured steps first.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Run the steps on this many local ranks (data-parallel, `--batch` per rank) and report
     /// the time spent averaging gradients; rank 0 prints the report.
     #[arg(long)]
-    nproc: Option<usize>,
+    nproc_per_node: Option<usize>,
 }
 
 pub fn exec(args: Args, threads: Option<i32>) -> Result<()> {
-    if let Some(n) = args.nproc.filter(|&n| n > 1) {
+    if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
         let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        let mut rest = Vec::new();
-        let mut skip = false;
-        for arg in all {
-            if skip {
-                skip = false;
-            } else if arg == "--nproc" {
-                skip = true;
-            } else if !arg.to_string_lossy().starts_with("--nproc=") {
-                rest.push(arg);
-            }
-        }
-        return search::dist::launch::run_local(n, &rest);
+        return search::dist::launch::run_local(n, &search::dist::launch::arguments_without_nproc(&all));
     }
     let mut overrides = args.config.overrides.clone();
     if let Some(crop) = args.crop {

@@ -51,6 +51,7 @@ pub struct Args {
     /// Continue the comparison in this folder with its own plan (no other settings).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Start this many ranks on this machine (as `search run`); the retrainings are shared out.

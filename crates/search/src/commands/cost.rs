@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     measure: bool,
     /// Where `--measure` runs.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Untimed and timed runs of `--measure` (the median is reported).
     #[arg(long, default_value_t = 3)]
@@ -74,7 +74,7 @@ fn measure(args: &Args, architecture: &trellis::Architecture) -> Result<f64> {
     };
     let net = config.build(&vs.root());
     let timing = trellis::Timing { device, warmup: args.warmup, repeats: args.repeats };
-    let image = tch::Tensor::randn([1, 3, args.deployment.height, args.deployment.width], (Kind::Float, device));
+    let image = tch::Tensor::randn([1, 3, args.deployment.height(), args.deployment.width()], (Kind::Float, device));
     let forward = |n: i64| net.forward_t(&image.narrow(0, 0, n), false);
     Ok(tch::no_grad(|| trellis::cost_table::time_ms(&forward, &timing)))
 }
@@ -100,8 +100,8 @@ pub fn exec(args: Args) -> Result<()> {
     let report = Report {
         kind: args.kind.name(),
         unit: args.kind.unit(),
-        height: d.height,
-        width: d.width,
+        height: d.height(),
+        width: d.width(),
         filter_multiplier: d.filter_multiplier,
         expected: f64::try_from(&expected.cost)?,
         decoded: model.architecture_cost(&architecture),
@@ -117,7 +117,7 @@ pub fn exec(args: Args) -> Result<()> {
             CostKind::Params => format!("{:.3}M parameters", v / 1e6),
             CostKind::Latency => format!("{v:.3} ms"),
         };
-        println!("at {}x{}, F = {}:", d.width, d.height, d.filter_multiplier);
+        println!("at {}x{}, F = {}:", d.width(), d.height(), d.filter_multiplier);
         println!("expected under (α, β): {}", scale(report.expected));
         println!("decoded (path {:?}): {}", report.architecture.path.levels(), scale(report.decoded));
         if let Some(ms) = report.decoded_measured_ms {

@@ -15,7 +15,7 @@ use trellis::Timing;
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to measure.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     #[command(flatten)]
     deployment: super::DeploymentFlags,

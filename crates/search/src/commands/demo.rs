@@ -23,6 +23,7 @@ pub struct Args {
     /// Random architectures from the same space to retrain beside the searched one.
     #[arg(long, default_value_t = 4)]
     random: usize,
+    /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Also print the report as JSON.

@@ -13,14 +13,15 @@ pub struct Args {
     /// Start this many ranks on this machine (otherwise: the launcher's variables).
     #[arg(long)]
     nproc_per_node: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    /// Where the collectives run (CUDA takes NCCL when built with it, else Gloo).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     /// Size of the bandwidth measurement in MiB.
     #[arg(long, default_value_t = 16)]
     mib: usize,
-    /// How long any rank waits for the others, in seconds.
-    #[arg(long, default_value_t = 180)]
-    timeout_s: u64,
+    /// How long a rank waits for the others in any collective before it stops with an error.
+    #[arg(long, default_value_t = 300)]
+    dist_timeout_s: u64,
     /// For the fault tests: this rank exits with code 3 after joining.
     #[arg(long, hide = true)]
     fail_rank: Option<usize>,
@@ -42,7 +43,7 @@ pub fn exec(args: Args) -> Result<()> {
         return Ok(());
     };
     let device = launch.device(args.device.resolve()?, tch::Cuda::device_count().max(0) as usize)?;
-    let group = Group::join(&launch, device, Duration::from_secs(args.timeout_s))?;
+    let group = Group::join(&launch, device, Duration::from_secs(args.dist_timeout_s))?;
     if args.fail_rank == Some(launch.rank) {
         std::process::exit(3);
     }

@@ -12,13 +12,15 @@ use super::ModelFlags;
 #[derive(clap::Args)]
 pub struct Args {
     /// Folder of predictions: one single-channel PNG of the data set's stored values per image
-    /// (`predict --format labelids` writes them; for Cityscapes the results format), at
+    /// (`predict --output-format labelids` writes them; for Cityscapes the results format), at
     /// `<id>.png` or named with the image's id (Cityscapes: its <city>_<seq>_<frame> prefix),
     /// searched recursively. Either this or --weights.
     #[arg(long, conflicts_with = "weights")]
     pred: Option<PathBuf>,
     #[command(flatten)]
     model: ModelFlags,
+    #[command(flatten)]
+    inference: super::InferenceFlags,
     /// Data set root, in the layout of --format (default with --weights RUN: the data set the
     /// run trained on).
     #[arg(long)]
@@ -62,7 +64,7 @@ pub fn exec(args: Args) -> Result<()> {
                 "say what to evaluate: --pred FOLDER, or --weights (with --arch)"
             );
             let device = args.device.resolve()?;
-            let model = search::deploy::trained::load(&args.model.resolve(args.format)?, device)?;
+            let model = search::deploy::trained::load(&args.model.resolve(args.format, &args.inference)?, device)?;
             let data = match (&args.data, &model.card.training_data) {
                 (Some(data), _) => data.clone(),
                 (None, Some(trained)) => PathBuf::from(&trained.root),

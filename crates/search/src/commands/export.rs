@@ -13,7 +13,7 @@ pub struct Args {
     /// Which files: `all`, or one or more registered formats, comma-separated: `torchscript`
     /// (`model.pt`), `onnx` (`model.onnx`, opset 17).
     #[arg(long, default_value = "all", value_delimiter = ',')]
-    format: Vec<String>,
+    output_format: Vec<String>,
     /// Input size WIDTHxHEIGHT the files take (fixed: tracing records every resize at this
     /// size; the batch size stays free). Default: the run's training crop.
     #[arg(long, value_parser = super::parse_size)]
@@ -24,16 +24,16 @@ pub struct Args {
     /// Fold every convolution + batch norm pair (in both files).
     #[arg(long)]
     fold_bn: bool,
-    /// The data set format whose class table the network has (default: the run's, or the
+    /// Layout of the data set, whose class table the network has (default: the run's, or the
     /// weights' metadata).
     #[arg(long, value_enum)]
-    data_format: Option<seg::data::DataFormat>,
+    format: Option<seg::data::DataFormat>,
 }
 
 pub fn exec(args: Args) -> Result<()> {
     let request = search::deploy::export::ExportRequest {
-        model: args.model.resolve(args.data_format)?,
-        formats: args.format.clone(),
+        model: args.model.resolve(args.format, &super::InferenceFlags::default())?,
+        formats: args.output_format.clone(),
         size: args.size.map(|(w, h)| (h, w)),
         out: args.out.clone(),
         fold_bn: args.fold_bn,

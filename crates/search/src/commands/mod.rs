@@ -122,12 +122,9 @@ impl Cli {
 /// The deployed network a cost or summary is counted for: its input size, width and classes.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct DeploymentFlags {
-    /// Deployment input height.
-    #[arg(long, default_value_t = 1024)]
-    pub height: i64,
-    /// Deployment input width.
-    #[arg(long, default_value_t = 2048)]
-    pub width: i64,
+    /// Deployment input size WIDTHxHEIGHT.
+    #[arg(long, value_parser = parse_size, default_value = "2048x1024")]
+    pub size: (u32, u32),
     /// Filter multiplier F (20 / 32 / 48 for Auto-DeepLab-S / M / L).
     #[arg(long, default_value_t = 20)]
     pub filter_multiplier: i64,
@@ -154,6 +151,16 @@ pub fn parse_stem(text: &str) -> Result<[i64; 3], String> {
 }
 
 impl DeploymentFlags {
+    /// The input height, from `--size`.
+    pub fn height(&self) -> i64 {
+        self.size.1 as i64
+    }
+
+    /// The input width, from `--size`.
+    pub fn width(&self) -> i64 {
+        self.size.0 as i64
+    }
+
     /// `--stem-channels`.
     pub fn stem(&self) -> [i64; 3] {
         self.stem_channels
@@ -166,9 +173,11 @@ impl DeploymentFlags {
             "--filter-multiplier {}: must be at least 1",
             self.filter_multiplier
         );
-        for (flag, value) in [("--height", self.height), ("--width", self.width)] {
-            anyhow::ensure!((16..=8192).contains(&value), "{flag} {value}: must be in 16..=8192");
-        }
+        let (w, h) = self.size;
+        anyhow::ensure!(
+            (16..=8192).contains(&w) && (16..=8192).contains(&h),
+            "--size {w}x{h}: each side must be in 16..=8192"
+        );
         anyhow::ensure!(
             (2..=search::limits::MAX_CLASSES).contains(&self.classes),
             "--classes {}: must be in 2..={} (a segmentation has at least two classes; labels are bytes)",
@@ -187,8 +196,8 @@ impl DeploymentFlags {
     /// The networks of cells of `blocks` blocks at this deployment.
     pub fn spec(&self, blocks: usize) -> trellis::TableSpec {
         trellis::TableSpec {
-            height: self.height,
-            width: self.width,
+            height: self.height(),
+            width: self.width(),
             filter_multiplier: self.filter_multiplier,
             blocks,
             classes: self.classes,
@@ -326,6 +335,11 @@ pub struct ModelFlags {
     /// Resize factor of the input images (default: the run's data.transform.base_scale; 1).
     #[arg(long)]
     pub base_scale: Option<f32>,
+}
+
+/// How a trained network is applied to an image (`eval`, `predict`; an export has no say).
+#[derive(Args, Clone, Default)]
+pub struct InferenceFlags {
     /// Sliding window WIDTHxHEIGHT on the resized image (default: the run's; whole images).
     #[arg(long, value_parser = parse_window)]
     pub window: Option<[u32; 2]>,
@@ -340,8 +354,12 @@ pub struct ModelFlags {
 
 impl ModelFlags {
     /// The model arguments; `format` is the data set format the command was given (its class
-    /// table is the network's unless --classes names one).
-    pub fn resolve(&self, format: Option<seg::data::DataFormat>) -> Result<search::deploy::trained::ModelArgs> {
+    /// table is the network's unless --classes names one), `inference` how it is applied.
+    pub fn resolve(
+        &self,
+        format: Option<seg::data::DataFormat>,
+        inference: &InferenceFlags,
+    ) -> Result<search::deploy::trained::ModelArgs> {
         let weights = self.weights.clone().context("--weights is required")?;
         Ok(search::deploy::trained::ModelArgs {
             arch: self.arch.clone(),
@@ -350,9 +368,9 @@ impl ModelFlags {
             format,
             classes: self.classes.clone(),
             base_scale: self.base_scale,
-            window: self.window,
-            scales: self.scales.clone(),
-            flip: self.flip,
+            window: inference.window,
+            scales: inference.scales.clone(),
+            flip: inference.flip,
         })
     }
 }

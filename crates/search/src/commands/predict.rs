@@ -12,6 +12,8 @@ use super::ModelFlags;
 pub struct Args {
     #[command(flatten)]
     model: ModelFlags,
+    #[command(flatten)]
+    inference: super::InferenceFlags,
     /// An image, or a folder searched recursively for PNG and JPEG images.
     #[arg(long)]
     input: PathBuf,
@@ -22,11 +24,12 @@ pub struct Args {
     /// results format, VOC class indices, ADE20K 1..=150), overlay on the image, or the logits
     /// `[classes, height, width]` as float32 NumPy `.npy` (before the argmax).
     #[arg(long, value_enum, default_value_t = FormatArg::Color)]
-    format: FormatArg,
-    /// The data set format whose class table names, colours and stores the classes (default:
-    /// the run's; cityscapes). --classes names a table file instead.
+    output_format: FormatArg,
+    /// Layout of the data set, whose class table names, colours and stores the classes
+    /// (default: the run's; cityscapes). --classes names a table file instead.
     #[arg(long, value_enum)]
-    data_format: Option<seg::data::DataFormat>,
+    format: Option<seg::data::DataFormat>,
+    /// Where to run the network.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -41,9 +44,9 @@ enum FormatArg {
 
 pub fn exec(args: Args) -> Result<()> {
     let device = args.device.resolve()?;
-    let model = search::deploy::trained::load(&args.model.resolve(args.data_format)?, device)?;
+    let model = search::deploy::trained::load(&args.model.resolve(args.format, &args.inference)?, device)?;
     use search::deploy::predict::PredictOutput;
-    let format = match args.format {
+    let format = match args.output_format {
         FormatArg::Color => PredictOutput::Png(PredictionFormat::Color),
         FormatArg::Labelids => PredictOutput::Png(PredictionFormat::Labelids),
         FormatArg::Overlay => PredictOutput::Png(PredictionFormat::Overlay),

@@ -10,7 +10,7 @@ use search::run_config::SearchRunConfig;
 pub struct Args {
     /// The search config whose space to draw from (its `model.blocks` and `model.layers`).
     #[arg(long)]
-    space: Option<PathBuf>,
+    config: Option<PathBuf>,
     /// Override a key of that config, e.g. `--set model.layers=4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    let flags = super::ConfigFlags { config: args.space.clone(), overrides: args.overrides.clone() };
+    let flags = super::ConfigFlags { config: args.config.clone(), overrides: args.overrides.clone() };
     let config: SearchRunConfig = flags.load()?;
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
     search::limits::check_draws("--n", args.n)?;

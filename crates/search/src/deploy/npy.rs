@@ -1,5 +1,5 @@
 //! NumPy `.npy` files of float32 arrays (format version 1.0), for logits that leave the tool:
-//! `search predict --format logits` writes them, NumPy reads them (`numpy.load`).
+//! `search predict --output-format logits` writes them, NumPy reads them (`numpy.load`).
 
 use std::path::Path;
 

@@ -114,7 +114,7 @@ pub struct BenchReport {
     /// Where `peak_gpu_mib` comes from: `allocator` or `nvml`; absent on the CPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_memory_source: Option<&'static str>,
-    /// Ranks taking part (`--nproc`); `batch` is per rank.
+    /// Ranks taking part (`--nproc-per-node`); `batch` is per rank.
     pub ranks: usize,
     /// Share of a weight step plus an architecture step spent averaging gradients across the
     /// ranks (medians; 0 in one process).

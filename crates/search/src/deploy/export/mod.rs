@@ -67,7 +67,7 @@ pub fn registry() -> &'static [&'static dyn Exporter] {
 pub fn exporters(formats: &[String]) -> Result<Vec<&'static dyn Exporter>> {
     let known = || registry().iter().map(|e| e.name()).collect::<Vec<_>>().join(", ");
     if formats.is_empty() {
-        bail!("nothing to export: --format all, or one or more of {}", known());
+        bail!("nothing to export: --output-format all, or one or more of {}", known());
     }
     if formats.iter().any(|f| f == "all") {
         return Ok(registry().to_vec());
