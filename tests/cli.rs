@@ -215,6 +215,9 @@ fn the_demo_writes_its_report() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("random architectures, same recipe") && md.contains("report.svg"), "{md}");
     assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().contains("<svg"));
+    for kind in ["labelids", "color"] {
+        assert!(std::fs::read_dir(out.join("predictions").join(kind)).unwrap().count() > 0, "predictions/{kind}");
+    }
     std::fs::remove_dir_all(&out).unwrap();
 }
 

@@ -401,7 +401,12 @@ fn train_eval_and_predict_agree() {
     ]));
     let pred: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
     assert_eq!(pred["scores"]["miou"].as_f64().unwrap(), eval_miou);
-    assert_eq!(pred["confusion_counts"], eval["confusion_counts"]);
+    assert_eq!(pred["confusion"], eval["confusion"]);
+    let confusion = &eval["confusion"];
+    let n = confusion["classes"].as_array().unwrap().len();
+    assert_eq!(n, 19);
+    let rows = confusion["counts"].as_array().unwrap();
+    assert!(rows.len() == n && rows.iter().all(|r| r.as_array().unwrap().len() == n + 1), "n x (n + 1)");
 
     // Colour and overlay formats, from a bare weights file with --arch.
     for format in ["color", "overlay"] {
@@ -593,6 +598,8 @@ print(json.dumps(out))
         assert!(scalars[tag].is_array(), "{tag} missing from {:?}", scalars.as_object().unwrap().keys());
     }
     assert!(scalars["epoch/alpha_entropy_per_edge/4"].is_array(), "per-edge entropies");
+    let tags: Vec<&String> = scalars.as_object().unwrap().keys().collect();
+    assert!(!tags.iter().any(|t| t.starts_with("epoch/cell") || t.starts_with("epoch/path")), "index-valued: {tags:?}");
     // A few val predictions at every evaluation (two epochs), as PNG images of the val size.
     let images = scalars["images"].as_object().unwrap();
     assert_eq!(images.len(), 2, "the two val images: {images:?}");
@@ -621,4 +628,38 @@ print(json.dumps(out))
         assert_eq!(*step, row["step"].as_u64().unwrap());
         assert!((value - row["loss"].as_f64().unwrap()).abs() < 1e-5, "{value} vs {row}");
     }
+}
+
+/// `summary`, `cost` and `eval` read the run they are given: its F, classes and image size
+/// (and for eval its data), unless a flag says otherwise.
+#[test]
+fn commands_read_the_run() {
+    let folder = temp("reads-folder");
+    let f = folder.to_str().unwrap();
+    ok(&search(&["synth", "--format", "folder", "--train", "8", "--val", "2", "--size", "64x48", "--out", f]));
+    let classes = std::fs::read_to_string(folder.join("classes.toml")).unwrap().matches("[[class]]").count() as u64;
+    let train = temp("reads-train");
+    let t = train.to_str().unwrap();
+    ok(&tiny_train(&folder, &train, &["--set", "data.format=\"folder\""]));
+    let summary: serde_json::Value = serde_json::from_str(&ok(&search(&["summary", "--arch", t, "--json"]))).unwrap();
+    assert_eq!(
+        (&summary["classes"], &summary["filter_multiplier"], &summary["width"], &summary["height"]),
+        (&serde_json::json!(classes), &serde_json::json!(2), &serde_json::json!(64), &serde_json::json!(48)),
+        "{summary}"
+    );
+    let flagged: serde_json::Value =
+        serde_json::from_str(&ok(&search(&["summary", "--arch", t, "--json", "--filter-multiplier", "4"]))).unwrap();
+    assert_eq!(flagged["filter_multiplier"], 4, "a flag wins");
+    let run = temp("reads-search");
+    ok(&tiny_search(&folder, &run, &["--set", "data.format=\"folder\""]));
+    let cost: serde_json::Value =
+        serde_json::from_str(&ok(&search(&["cost", "--params", run.to_str().unwrap(), "--kind", "params", "--json"])))
+            .unwrap();
+    assert_eq!(
+        (cost["width"].as_i64(), cost["height"].as_i64(), cost["filter_multiplier"].as_i64()),
+        (Some(64), Some(48), Some(2))
+    );
+    // eval of the run without --data or --format: the run's data and table.
+    let printed = ok(&search(&["eval", "--weights", t, "--device", "cpu"]));
+    assert!(printed.contains("2 images"), "{printed}");
 }

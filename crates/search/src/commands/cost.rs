@@ -63,25 +63,25 @@ struct Report {
 }
 
 /// The median latency of the decoded network of `architecture` on one image, ms.
-fn measure(args: &Args, architecture: &trellis::Architecture) -> Result<f64> {
+fn measure(args: &Args, d: &super::Deployment, architecture: &trellis::Architecture) -> Result<f64> {
     let device = args.device.resolve()?;
     let vs = tch::nn::VarStore::new(device);
     let config = trellis::DecodedNetworkConfig {
         architecture: architecture.clone(),
-        filter_multiplier: args.deployment.filter_multiplier,
-        classes: args.deployment.classes,
-        stem_channels: args.deployment.stem(),
+        filter_multiplier: d.filter_multiplier,
+        classes: d.classes,
+        stem_channels: d.stem(),
     };
     let net = config.build(&vs.root());
     let timing = trellis::Timing { device, warmup: args.warmup, repeats: args.repeats };
-    let image = tch::Tensor::randn([1, 3, args.deployment.height(), args.deployment.width()], (Kind::Float, device));
+    let image = tch::Tensor::randn([1, 3, d.height(), d.width()], (Kind::Float, device));
     let forward = |n: i64| net.forward_t(&image.narrow(0, 0, n), false);
     Ok(tch::no_grad(|| trellis::cost_table::time_ms(&forward, &timing)))
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    args.deployment.validate()?;
-    let d = args.deployment;
+    // A run folder's own F, classes and image size, unless the flags say otherwise.
+    let d = args.deployment.resolve(Some(&args.params))?;
     let params = super::decode::params_path(&args.params)?;
     let raw = trellis::read_raw(&params).context("reading --params")?;
     let architecture = trellis::decode_with_edges(&raw.alpha, &raw.beta, raw.edges.as_ref(), &raw.file)
@@ -96,7 +96,7 @@ pub fn exec(args: Args) -> Result<()> {
     let cell = RelaxedCell::new(&raw.alpha, raw.edges.as_ref(), blocks);
     let expected = tch::no_grad(|| model.expected(&cell, &trellis::normalize_beta(&raw.beta.to_kind(Kind::Double))));
     let nodes = Vec::<f64>::try_from(expected.nodes.flatten(0, -1))?;
-    let decoded_measured_ms = args.measure.then(|| measure(&args, &architecture)).transpose()?;
+    let decoded_measured_ms = args.measure.then(|| measure(&args, &d, &architecture)).transpose()?;
     let report = Report {
         kind: args.kind.name(),
         unit: args.kind.unit(),

@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    args.deployment.validate()?;
+    let deployment = args.deployment.resolve(None)?;
     anyhow::ensure!((1..=16).contains(&args.blocks), "--blocks {}: must be in 1..=16", args.blocks);
     anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1");
     let device = args.device.resolve()?;
@@ -59,7 +59,7 @@ pub fn exec(args: Args) -> Result<()> {
         threads: tch::get_num_threads(),
         measured: search::store::rundir::now_rfc3339(),
     };
-    let spec = args.deployment.spec(args.blocks);
+    let spec = deployment.spec(args.blocks);
     let timing = Timing { device, warmup: args.warmup, repeats: args.repeats };
     let started = std::time::Instant::now();
     let table = trellis::build_table(&spec, Some((&timing, measurement)));

@@ -89,8 +89,20 @@ pub fn exec(args: Args) -> Result<()> {
     print!("{}", scores.to_table());
     println!("{images} images");
     if let Some(path) = &args.json {
-        let json =
-            serde_json::json!({"images": images, "split": args.split, "scores": scores, "confusion_counts": counts});
+        // `confusion`: rows are the ground-truth classes, columns the predicted ones, both in
+        // train-id order (`classes`), and a last column for predicted values that are no class;
+        // each entry counts pixels (docs/data.md).
+        let n = scores.classes.len();
+        let rows: Vec<&[u64]> = counts.chunks(n + 1).collect();
+        let names: Vec<&str> = scores.classes.iter().map(|c| c.name.as_str()).collect();
+        let json = serde_json::json!({
+            "images": images, "split": args.split, "scores": scores,
+            "confusion": {
+                "classes": names, "rows": "ground truth",
+                "columns": "prediction, then one column for predicted values that are no class",
+                "counts": rows,
+            },
+        });
         search::store::rundir::write_file(path, (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
     }
     Ok(())

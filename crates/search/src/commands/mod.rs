@@ -1,6 +1,6 @@
 //! The commands of `search`, one module each (`Args` and `exec`), and the flags they share.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -120,48 +120,98 @@ impl Cli {
 }
 
 /// The deployed network a cost or summary is counted for: its input size, width and classes.
+/// Each flag wins; without it the value comes from the run the command reads (its config and
+/// its data's image size), else the paper's deployment (2048x1024, F = 20, 19 classes).
 #[derive(Args, Debug, Clone, Copy)]
 pub struct DeploymentFlags {
-    /// Deployment input size WIDTHxHEIGHT.
-    #[arg(long, value_parser = parse_size, default_value = "2048x1024")]
+    /// Deployment input size WIDTHxHEIGHT (default: the run's images at its base scale, else
+    /// 2048x1024).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Filter multiplier F, 20 / 32 / 48 for Auto-DeepLab-S / M / L (default: the run's, else 20).
+    #[arg(long)]
+    pub filter_multiplier: Option<i64>,
+    /// Output classes (default: the run's class table, else 19).
+    #[arg(long)]
+    pub classes: Option<i64>,
+    /// Channels of the three stem convolutions, `A,B,C` (default: the run's
+    /// `model.stem_channels`, else 64,64,128).
+    #[arg(long, value_parser = parse_stem)]
+    pub stem_channels: Option<[i64; 3]>,
+}
+
+/// A deployment resolved from the flags and the run ([`DeploymentFlags::resolve`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment {
     pub size: (u32, u32),
-    /// Filter multiplier F (20 / 32 / 48 for Auto-DeepLab-S / M / L).
-    #[arg(long, default_value_t = 20)]
     pub filter_multiplier: i64,
-    /// Output classes.
-    #[arg(long, default_value_t = 19)]
     pub classes: i64,
-    /// Channels of the three stem convolutions, `A,B,C` (the retraining config's
-    /// `model.stem_channels`).
-    #[arg(long, value_parser = parse_stem, default_value = "64,64,128")]
     pub stem_channels: [i64; 3],
 }
 
-/// `A,B,C`: three stem widths, each at least 1.
-pub fn parse_stem(text: &str) -> Result<[i64; 3], String> {
-    let widths: Vec<i64> = text
-        .split(',')
-        .map(|w| w.trim().parse::<i64>().map_err(|_| format!("{text:?}: three widths A,B,C expected")))
-        .collect::<Result<_, _>>()?;
-    let widths: [i64; 3] = widths.try_into().map_err(|_| format!("{text:?}: three widths A,B,C expected"))?;
-    if widths.iter().any(|&w| w < 1) {
-        return Err(format!("{text:?}: every width must be at least 1"));
-    }
-    Ok(widths)
+/// What a run folder says about its network: F, classes, stem and its images' size at its base
+/// scale. `None` when `dir` is not a run folder.
+fn run_facts(dir: &Path) -> Result<Option<Deployment>> {
+    let root = [dir.to_owned(), dir.join("../..")].into_iter().find(|d| d.join("config.toml").is_file());
+    let Some(root) = root else { return Ok(None) };
+    let path = root.join("config.toml");
+    let (data, filter_multiplier, classes, stem_channels) = if root.join("arch.json").is_file() {
+        let c: search::run_config::RetrainConfig =
+            configs::load(Some(&path), &[]).with_context(|| format!("reading {}", path.display()))?;
+        (c.data, c.model.filter_multiplier, c.model.classes, c.model.stem_channels)
+    } else {
+        let c: search::run_config::SearchRunConfig =
+            configs::load(Some(&path), &[]).with_context(|| format!("reading {}", path.display()))?;
+        (c.data, c.model.filter_multiplier, c.model.classes, c.model.stem_channels)
+    };
+    // The images' size at inference: the first val image at the run's base scale (the paper's
+    // size when the data is not at hand).
+    let size = data
+        .dataset()
+        .ok()
+        .and_then(|d| d.list_samples(&data.val_split).ok())
+        .and_then(|s| s.first().and_then(|s| image::image_dimensions(&s.image).ok()))
+        .map(|(w, h)| {
+            let scale = data.transform.base_scale;
+            (((w as f32 * scale).round() as u32).max(16), ((h as f32 * scale).round() as u32).max(16))
+        })
+        .unwrap_or((2048, 1024));
+    Ok(Some(Deployment { size, filter_multiplier, classes, stem_channels }))
 }
 
 impl DeploymentFlags {
-    /// The input height, from `--size`.
+    /// The deployment: each flag, else what the run folder `run` says, else the paper's.
+    pub fn resolve(&self, run: Option<&Path>) -> Result<Deployment> {
+        let facts = match run.filter(|r| r.is_dir()) {
+            Some(dir) => run_facts(dir)?,
+            None => None,
+        };
+        let d = Deployment {
+            size: self.size.or(facts.map(|f| f.size)).unwrap_or((2048, 1024)),
+            filter_multiplier: self.filter_multiplier.or(facts.map(|f| f.filter_multiplier)).unwrap_or(20),
+            classes: self.classes.or(facts.map(|f| f.classes)).unwrap_or(19),
+            stem_channels: self
+                .stem_channels
+                .or(facts.map(|f| f.stem_channels))
+                .unwrap_or(trellis::PAPER_STEM_CHANNELS),
+        };
+        d.validate()?;
+        Ok(d)
+    }
+}
+
+impl Deployment {
+    /// The input height.
     pub fn height(&self) -> i64 {
         self.size.1 as i64
     }
 
-    /// The input width, from `--size`.
+    /// The input width.
     pub fn width(&self) -> i64 {
         self.size.0 as i64
     }
 
-    /// `--stem-channels`.
+    /// The stem's widths.
     pub fn stem(&self) -> [i64; 3] {
         self.stem_channels
     }
@@ -192,7 +242,22 @@ impl DeploymentFlags {
         );
         Ok(())
     }
+}
 
+/// `A,B,C`: three stem widths, each at least 1.
+pub fn parse_stem(text: &str) -> Result<[i64; 3], String> {
+    let widths: Vec<i64> = text
+        .split(',')
+        .map(|w| w.trim().parse::<i64>().map_err(|_| format!("{text:?}: three widths A,B,C expected")))
+        .collect::<Result<_, _>>()?;
+    let widths: [i64; 3] = widths.try_into().map_err(|_| format!("{text:?}: three widths A,B,C expected"))?;
+    if widths.iter().any(|&w| w < 1) {
+        return Err(format!("{text:?}: every width must be at least 1"));
+    }
+    Ok(widths)
+}
+
+impl Deployment {
     /// The networks of cells of `blocks` blocks at this deployment.
     pub fn spec(&self, blocks: usize) -> trellis::TableSpec {
         trellis::TableSpec {

@@ -4,7 +4,9 @@ use anyhow::{Context, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Architecture JSON file, or `paper` for the architecture of the paper (Fig. 3).
+    /// Architecture JSON file, `paper` for the architecture of the paper (Fig. 3), or a run folder
+    /// (a retraining's `arch.json`, a search's `arch/final.json`; then its F, classes and image
+    /// size are the defaults).
     #[arg(long)]
     arch: String,
     #[command(flatten)]
@@ -15,15 +17,23 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    args.deployment.validate()?;
-    let architecture = search::arch_source::resolve(&args.arch).context("reading --arch")?;
+    let run = std::path::Path::new(&args.arch);
+    let d = args.deployment.resolve(Some(run))?;
+    let architecture = match run.is_dir() {
+        true => {
+            let file = [run.join("arch.json"), run.join("arch/final.json")].into_iter().find(|f| f.is_file());
+            let file = file
+                .with_context(|| format!("--arch {}: a folder without arch.json or arch/final.json", run.display()))?;
+            trellis::Architecture::load(&file)?
+        }
+        false => search::arch_source::resolve(&args.arch).context("reading --arch")?,
+    };
     let config = trellis::DecodedNetworkConfig {
         architecture,
-        filter_multiplier: args.deployment.filter_multiplier,
-        classes: args.deployment.classes,
-        stem_channels: args.deployment.stem(),
+        filter_multiplier: d.filter_multiplier,
+        classes: d.classes,
+        stem_channels: d.stem(),
     };
-    let d = &args.deployment;
     let summary = search::observe::summary::summarize_config(&config, d.height(), d.width());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

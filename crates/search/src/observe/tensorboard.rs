@@ -177,7 +177,9 @@ pub fn scalars_of(row: &serde_json::Value) -> Vec<(String, f32)> {
     let mut out = Vec::new();
     if let Some(fields) = row.as_object() {
         for (key, value) in fields {
-            if !["time", "kind", "step", "epoch", "batch", "path"].contains(&key.as_str()) {
+            // Fields whose numbers are indices (the decoded cell's inputs, the path's levels, the
+            // block a progressive decision fixed), not measurements, are not plotted.
+            if !["time", "kind", "step", "epoch", "batch", "path", "cell", "decided_block"].contains(&key.as_str()) {
                 walk(format!("{kind}/{key}"), value, &mut out);
             }
         }

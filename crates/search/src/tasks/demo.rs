@@ -162,12 +162,20 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     .miou;
     lap("eval", &mut seconds);
 
-    let predictions = out.join("predictions");
+    // Label ids (what `search eval --pred` reads; they look black) and the same in colour.
+    let predictions = out.join("predictions/labelids");
     crate::deploy::predict::predict(
         &model,
         &data.join("leftImg8bit/val"),
         &predictions,
         crate::deploy::predict::PredictOutput::Png(PredictionFormat::Labelids),
+        device,
+    )?;
+    crate::deploy::predict::predict(
+        &model,
+        &data.join("leftImg8bit/val"),
+        &out.join("predictions/color"),
+        crate::deploy::predict::PredictOutput::Png(PredictionFormat::Color),
         device,
     )?;
     let predicted_files_miou = seg::eval::evaluate_folder(&predictions, &dataset, "val")?.scores.miou;
