@@ -26,19 +26,27 @@ pub enum PredictionFormat {
 /// The legend of the colour and overlay predictions: each class's colour swatch and name, as
 /// SVG (written beside the predictions as `legend.svg`); in columns of at most 40 classes.
 pub fn legend_svg(table: &ClassTable) -> String {
+    legend_svg_of(table, &(0..table.len()).collect::<Vec<_>>())
+}
+
+/// [`legend_svg`] of the classes `ids` only (train ids, each with its own number): the classes
+/// a set of predictions shows.
+pub fn legend_svg_of(table: &ClassTable, ids: &[usize]) -> String {
     const ROWS: usize = 40;
     const COLUMN_WIDTH: usize = 190;
-    let columns = table.len().div_ceil(ROWS).max(1);
-    let rows = table.len().min(ROWS);
+    let ids: Vec<usize> = ids.iter().copied().filter(|&i| i < table.len()).collect();
+    let columns = ids.len().div_ceil(ROWS).max(1);
+    let rows = ids.len().clamp(1, ROWS);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" \
          font-size=\"12\">\n",
         COLUMN_WIDTH * columns - 20,
         20 * rows + 10
     );
-    for (i, class) in table.classes.iter().enumerate() {
+    for (slot, &i) in ids.iter().enumerate() {
+        let class = &table.classes[i];
         let [r, g, b] = class.color;
-        let (x, y) = (5 + COLUMN_WIDTH * (i / ROWS), 5 + 20 * (i % ROWS));
+        let (x, y) = (5 + COLUMN_WIDTH * (slot / ROWS), 5 + 20 * (slot % ROWS));
         svg.push_str(&format!(
             "<rect x=\"{x}\" y=\"{y}\" width=\"30\" height=\"15\" fill=\"rgb({r},{g},{b})\" stroke=\"#333\"/>\n\
              <text x=\"{}\" y=\"{}\">{i} {}</text>\n",

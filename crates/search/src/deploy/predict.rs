@@ -72,6 +72,7 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
     let sources: Vec<PathBuf> = inputs.iter().map(|(path, _)| path.clone()).collect();
     seg::overlap::refuse_overlap(&sources, &targets).map_err(anyhow::Error::msg)?;
     let bar = crate::observe::logging::progress(inputs.len() as u64, "predict");
+    let mut shown = vec![false; model.table.len()];
     for (path, relative) in &inputs {
         let (width, height, rgb) = read_rgb(path)?;
         let (image, h, w) = inference_image(width, height, rgb.clone(), &model.transform);
@@ -103,10 +104,14 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
         let labels = logits.argmax(1, false).squeeze_dim(0);
         let labels: Vec<u8> =
             Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?.into_iter().map(|v| v as u8).collect();
+        for id in present(&labels) {
+            shown[id] = true;
+        }
         if format == PredictionFormat::Overlay {
             // The overlay with the class legend beside it.
             let blended = seg::palette::overlay(&model.table, &rgb, &labels, 0.5);
-            let (w, h, pixels) = crate::observe::plots::with_legend(&model.table, width, height, &blended)?;
+            let ids = present(&labels);
+            let (w, h, pixels) = crate::observe::plots::with_legend(&model.table, &ids, width, height, &blended)?;
             seg::png::write_png(&target, w, h, image::ColorType::Rgb8, &pixels)?;
         } else {
             write_prediction(&model.table, &target, width, height, &labels, format, Some(&rgb))?;
@@ -115,10 +120,24 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
     }
     crate::observe::logging::finish_progress();
     if matches!(output, PredictOutput::Png(PredictionFormat::Color | PredictionFormat::Overlay)) {
-        crate::store::rundir::write_file(&out.join("legend.svg"), seg::palette::legend_svg(&model.table).as_bytes())?;
+        // The classes the predictions show, not the whole table.
+        let ids: Vec<usize> = (0..model.table.len()).filter(|&i| shown[i]).collect();
+        crate::store::rundir::write_file(
+            &out.join("legend.svg"),
+            seg::palette::legend_svg_of(&model.table, &ids).as_bytes(),
+        )?;
         crate::observe::plots::png_beside(&out.join("legend.svg"))?;
     }
     Ok(inputs.len())
+}
+
+/// The train ids that occur in `labels`, ascending.
+fn present(labels: &[u8]) -> Vec<usize> {
+    let mut seen = [false; 256];
+    for &l in labels {
+        seen[l as usize] = true;
+    }
+    (0..256).filter(|&i| seen[i]).collect()
 }
 
 #[cfg(test)]

@@ -24,8 +24,14 @@ fn rasterize(svg: &[u8]) -> Result<(u32, u32, Vec<u8>)> {
 
 /// `rgb` (`[height, width, 3]`) with the legend of `table` to its right, on white:
 /// (width, height, RGB pixels); the canvas grows to fit the legend.
-pub fn with_legend(table: &seg::ClassTable, width: u32, height: u32, rgb: &[u8]) -> Result<(u32, u32, Vec<u8>)> {
-    let (lw, lh, legend) = rasterize(seg::palette::legend_svg(table).as_bytes())?;
+pub fn with_legend(
+    table: &seg::ClassTable,
+    ids: &[usize],
+    width: u32,
+    height: u32,
+    rgb: &[u8],
+) -> Result<(u32, u32, Vec<u8>)> {
+    let (lw, lh, legend) = rasterize(seg::palette::legend_svg_of(table, ids).as_bytes())?;
     let (w, h) = (width + lw, height.max(lh));
     let mut out = vec![255u8; (w * h * 3) as usize];
     for y in 0..height as usize {
