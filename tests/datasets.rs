@@ -110,7 +110,13 @@ fn chain(format: &str, splits: (&str, &str), val_images: &str, table: &ClassTabl
     let colours = temp(&format!("ds-{format}-colours"));
     predict(&colours, "color");
     let legend = std::fs::read_to_string(colours.join("legend.svg")).unwrap();
-    assert!(legend.contains(&format!("0 {}", table.classes[0].name)), "{format}: {legend}");
+    // Each entry is a class the predictions show, numbered by its train id, in the table's names.
+    let entries: Vec<&str> = legend.lines().filter_map(|l| l.split_once("\">")?.1.strip_suffix("</text>")).collect();
+    assert!(!entries.is_empty(), "{format}: {legend}");
+    for entry in entries {
+        let (id, name) = entry.split_once(' ').unwrap();
+        assert_eq!(table.classes[id.parse::<usize>().unwrap()].name, name, "{format}: {legend}");
+    }
     let first =
         seg::walk::files(&colours, None, |p| p.extension().is_some_and(|e| e == "png") && !p.ends_with("legend.png"))
             .unwrap()

@@ -336,11 +336,7 @@ fn interrupts_exit_with_130_and_never_crash() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let start = std::time::Instant::now();
-        while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 1 {
-            assert!(start.elapsed().as_secs() < 120, "the run did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for_rows(&run, 1, "the run");
         for signal in signals {
             assert!(Command::new("kill").args([*signal, &child.id().to_string()]).status().unwrap().success());
             std::thread::sleep(std::time::Duration::from_millis(30));
@@ -590,11 +586,7 @@ fn signals_stop_at_once_and_children_die_with_their_parent() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 2 {
-        assert!(start.elapsed().as_secs() < 120, "the ranks did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_rows(&run, 2, "the ranks");
     let children =
         std::fs::read_to_string(format!("/proc/{}/task/{}/children", launcher.id(), launcher.id())).unwrap_or_default();
     let ranks: Vec<String> = children.split_whitespace().map(str::to_owned).collect();
@@ -623,11 +615,7 @@ fn a_hung_rank_is_named() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < 2 {
-        assert!(start.elapsed().as_secs() < 120, "the ranks did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_rows(&run, 2, "the ranks");
     let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", launcher.id(), launcher.id())).unwrap();
     let ranks: Vec<&str> = children.split_whitespace().collect();
     assert_eq!(ranks.len(), 2, "{children:?}");
@@ -642,4 +630,14 @@ fn a_hung_rank_is_named() {
             !Path::new(&format!("/proc/{}", ranks[1])).exists()
         }
     );
+}
+
+/// Waits until `run`'s `metrics.jsonl` holds `rows` rows (at most two minutes: `what` did not
+/// start otherwise).
+fn wait_for_rows(run: &Path, rows: usize, what: &str) {
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |t| t.lines().count()) < rows {
+        assert!(start.elapsed().as_secs() < 120, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
