@@ -485,10 +485,10 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         decoded.extra.insert("decisions".into(), serde_json::to_value(&task.state.decisions)?);
     }
     info!(
-        alpha_margin = margins.alpha_mean,
-        beta_margin = margins.beta_mean,
-        beta_path_margin = margins.beta_path_mean,
-        closest = margins.closest,
+        alpha_margin = %format!("{:.3}", margins.alpha_mean),
+        beta_margin = %format!("{:.3}", margins.beta_mean),
+        beta_path_margin = %format!("{:.3}", margins.beta_path_mean),
+        closest = %format!("{:.3}", margins.closest),
         "decision margins (chosen weight minus runner-up, means per kept edge and per node)"
     );
     if near_tie {
