@@ -568,7 +568,7 @@ fn signals_stop_at_once_and_children_die_with_their_parent() {
     assert_eq!(status.code(), Some(130));
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("nothing was saved") && !stderr.contains("checkpoint"), "{stderr}");
+    assert!(stderr.contains("stopped at once") && !stderr.contains("checkpoint"), "{stderr}");
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .flatten()

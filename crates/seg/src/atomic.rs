@@ -51,9 +51,48 @@ impl Drop for Unfinished {
     }
 }
 
+/// Set once the process is about to exit on a signal: no new write starts.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Writes in progress (a folder and the files written inside it count once each).
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One write in progress, from before its temporary path exists until after its rename.
+struct InFlight;
+
+impl InFlight {
+    fn begin() -> io::Result<InFlight> {
+        use std::sync::atomic::Ordering::SeqCst;
+        IN_FLIGHT.fetch_add(1, SeqCst);
+        if STOPPING.load(SeqCst) {
+            IN_FLIGHT.fetch_sub(1, SeqCst);
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the process is stopping on a signal"));
+        }
+        Ok(InFlight)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// For a process about to exit on a signal: no new write starts, the writes in progress are
+/// given up to `wait` to finish (each then stands complete under its own name), and the
+/// temporary paths of any still unfinished are removed; returns how many were removed.
+pub fn stop_writes(wait: std::time::Duration) -> usize {
+    use std::sync::atomic::Ordering::SeqCst;
+    STOPPING.store(true, SeqCst);
+    let start = std::time::Instant::now();
+    while IN_FLIGHT.load(SeqCst) > 0 && start.elapsed() < wait {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    remove_unfinished()
+}
+
 /// Removes every temporary path being written now (for a process about to exit on a signal);
 /// returns how many there were.
-pub fn remove_unfinished() -> usize {
+fn remove_unfinished() -> usize {
     let list = match UNFINISHED.try_lock() {
         Ok(list) => list.clone(),
         Err(_) => return 0,
@@ -90,6 +129,7 @@ fn settle(path: &Path) -> io::Result<()> {
 /// replaces `path` (a folder replaces a folder). On failure the temporary path is removed and
 /// `path` is left as it was.
 pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
+    let _in_flight = InFlight::begin()?;
     ensure_parent(path)?;
     let tmp = temporary(path);
     remove(&tmp)?;
@@ -136,6 +176,7 @@ fn write_checked(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Writes `bytes` to `path` atomically, its size checked after the write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let _in_flight = InFlight::begin()?;
     ensure_parent(path)?;
     let tmp = temporary(path);
     remove(&tmp)?;

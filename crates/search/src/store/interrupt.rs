@@ -5,8 +5,8 @@
 //!   evaluation in progress stops at its next batch (the checkpoint is already written and the
 //!   evaluation is redone on resume);
 //! - **anywhere else** (evaluation, prediction, export, decoding, drawing): nothing is saved, so
-//!   the process stops at once: the files being written are removed (every write goes through
-//!   [`seg::atomic`], which keeps the list), child processes die with it (they are started with a
+//!   the process stops at once ("stopped at once"): a file being written is finished (or, after 5 s, removed) and no
+//!   new one is started (every write goes through [`seg::atomic`], which keeps count), child processes die with it (they are started with a
 //!   parent-death signal), and it exits with 130 saying that nothing was saved.
 //!
 //! A second signal always exits at once. The immediate exit is `_exit`: it skips the process's
@@ -22,7 +22,8 @@ static GRACEFUL: AtomicUsize = AtomicUsize::new(0);
 
 /// Ends the process now with 130, after removing the files being written.
 fn exit_now(message: &str) -> ! {
-    let removed = seg::atomic::remove_unfinished();
+    // Writes in progress finish (or are removed after 5 s); none starts.
+    let removed = seg::atomic::stop_writes(std::time::Duration::from_secs(5));
     eprintln!(
         "{message}{}",
         if removed > 0 { format!(" ({removed} unfinished file(s) removed)") } else { String::new() }
@@ -38,7 +39,7 @@ pub fn install() {
             exit_now("interrupted twice: exiting now, without a checkpoint");
         }
         if GRACEFUL.load(Ordering::SeqCst) == 0 {
-            exit_now("interrupted: stopped; nothing was saved");
+            exit_now("interrupted: stopped at once; every file written so far is complete");
         }
         eprintln!("interrupt: saving a checkpoint after this step (press Ctrl-C again to exit now)");
     });
