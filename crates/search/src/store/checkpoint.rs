@@ -46,13 +46,23 @@ pub fn check_safetensors_size(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata()?.len();
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).with_context(|| format!("{}: {size} bytes, not a safetensors file", path.display()))?;
-    let len = u64::from_le_bytes(len);
+    let mut head = vec![0u8; 8];
+    file.read_exact(&mut head).with_context(|| format!("{}: {size} bytes, not a safetensors file", path.display()))?;
+    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
     anyhow::ensure!(len <= size.saturating_sub(8), "{}: truncated ({size} bytes, header of {len})", path.display());
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+    head.resize(8 + len as usize, 0);
+    file.read_exact(&mut head[8..])?;
+    check_declared_size(path, &head, size)
+}
+
+/// Checks that a safetensors file of `size` bytes, which starts with `head` (its 8-byte length
+/// and at least its header), is as long as that header declares.
+fn check_declared_size(path: &Path, head: &[u8], size: u64) -> Result<()> {
+    let len = head.get(..8).map_or(0, |l| u64::from_le_bytes(l.try_into().expect("8 bytes")));
+    let header = head
+        .get(8..8usize.saturating_add(len as usize))
+        .with_context(|| format!("{}: truncated ({size} bytes, header of {len})", path.display()))?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
         .with_context(|| format!("{}: the safetensors header is not JSON", path.display()))?;
     let end = header.values().filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
     anyhow::ensure!(
@@ -90,8 +100,8 @@ fn checksum_of(bytes: &[u8], position: usize) -> u32 {
 /// Verifies the checksum of a weights file that carries one (the weights a retraining writes;
 /// a file without one, from elsewhere, is accepted as it is), and its size against its header.
 pub fn verify_checksum(path: &Path) -> Result<()> {
-    check_safetensors_size(path)?;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    check_declared_size(path, &bytes, bytes.len() as u64)?;
     let Some(position) = checksum_position(&bytes) else { return Ok(()) };
     let stored =
         std::str::from_utf8(&bytes[position..position + 8]).ok().and_then(|hex| u32::from_str_radix(hex, 16).ok());
@@ -128,9 +138,7 @@ pub fn load_store(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
         anyhow::bail!("{}: no such file", path.display());
     }
     verify_checksum(path)?;
-    vs.load(path)
-        .map_err(|e| anyhow::anyhow!(crate::errors::without_backtrace(&e.to_string())))
-        .with_context(|| format!("loading {} (is it from a network of this shape?)", path.display()))?;
+    vs.load(path).with_context(|| format!("loading {} (is it from a network of this shape?)", path.display()))?;
     for (name, tensor) in vs.variables() {
         anyhow::ensure!(
             tensor.isfinite().all().int64_value(&[]) != 0,

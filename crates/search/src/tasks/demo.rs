@@ -164,20 +164,15 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
 
     // Label ids (what `search eval --pred` reads; they look black) and the same in colour.
     let predictions = out.join("predictions/labelids");
-    crate::deploy::predict::predict(
-        &model,
-        &data.join("leftImg8bit/val"),
-        &predictions,
-        crate::deploy::predict::PredictOutput::Png(PredictionFormat::Labelids),
-        device,
-    )?;
-    crate::deploy::predict::predict(
-        &model,
-        &data.join("leftImg8bit/val"),
-        &out.join("predictions/color"),
-        crate::deploy::predict::PredictOutput::Png(PredictionFormat::Color),
-        device,
-    )?;
+    for (folder, format) in [("labelids", PredictionFormat::Labelids), ("color", PredictionFormat::Color)] {
+        crate::deploy::predict::predict(
+            &model,
+            &data.join("leftImg8bit/val"),
+            &out.join("predictions").join(folder),
+            crate::deploy::predict::PredictOutput::Png(format),
+            device,
+        )?;
+    }
     let predicted_files_miou = seg::eval::evaluate_folder(&predictions, &dataset, "val")?.scores.miou;
     crate::deploy::predict::predict(
         &model,
