@@ -36,7 +36,39 @@ session = onnxruntime.InferenceSession(export + "/model.onnx", providers=["CPUEx
 model = onnx.load(export + "/model.onnx")
 props = {p.key: p.value for p in model.metadata_props}
 batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+# Another size: resized inside both files, logits at the input's size.
+other = np.random.default_rng(0).uniform(0, 255, (1, 3, 72, 96)).astype(np.float32)
+(onnx_other,) = session.run(None, {"image": other})
+with torch.no_grad():
+    ts_other = ts(torch.from_numpy(other)).numpy()
+extra = {"metadata.json": ""}
+torch.jit.load(export + "/model.pt", _extra_files=extra)
+ts_meta = json.loads(extra["metadata.json"])
+# Fine-tuning the TorchScript file: one SGD step on its parameters lowers the loss.
+params = list(ts.parameters())
+sgd = {"parameters": sum(p.numel() for p in params)}
+if params:
+    xt = torch.from_numpy(x)
+    logits = ts(xt)
+    labels = logits.detach().argmax(1).flip(-1)
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    optimiser = torch.optim.SGD(params, lr=0.01)
+    loss.backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = torch.nn.functional.cross_entropy(ts(xt), labels)
+    sgd.update({"loss_before": float(loss), "loss_after": float(after),
+                "without_gradient": sum(1 for p in params if p.grad is None)})
 print(json.dumps({
+    "onnx_input_dims": dims(model.graph.input[0]),
+    "onnx_output_dims": dims(model.graph.output[0]),
+    "onnx_other_shape": list(onnx_other.shape),
+    "ts_other_shape": list(ts_other.shape),
+    "other_onnx_vs_ts": float(abs(onnx_other - ts_other).max()),
+    "ts_metadata_keys": sorted(ts_meta),
+    "state_dict_keys": sorted(ts.state_dict()),
+    "sgd": sgd,
     "torchscript": float(abs(ts_out - ours).max()),
     "onnx": float(abs(onnx_out - ours).max()),
     "onnx_batch_2": float(abs(onnx_two[1:] - ours).max()),
@@ -63,8 +95,8 @@ fn predicted_logits(run: &Path, root: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn export(run: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args =
-        vec!["export", "--weights", run.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "64x48"];
+    // No --size: the data's image size (64x48).
+    let mut args = vec!["export", "--weights", run.to_str().unwrap(), "--out", out.to_str().unwrap()];
     args.extend(extra);
     let printed = ok(&search(&args));
     serde_json::from_str(printed.lines().next().unwrap()).unwrap()
@@ -129,11 +161,38 @@ fn exported_files_match_predict_outside_the_tool() {
         for key in ["architecture", "class_table", "commit", "input_size", "mean", "std", "val_miou"] {
             assert!(keys.contains(&key), "{name}: ONNX metadata lacks {key}: {keys:?}");
         }
+        // Any height and width: resized inside, logits at the input's size; named dimensions.
+        assert_eq!(checks["onnx_input_dims"], serde_json::json!(["batch", 3, "height", "width"]));
+        assert_eq!(checks["onnx_output_dims"], serde_json::json!(["batch", 19, "height", "width"]));
+        assert_eq!(checks["onnx_other_shape"], serde_json::json!([1, 19, 72, 96]));
+        assert_eq!(checks["ts_other_shape"], serde_json::json!([1, 19, 72, 96]));
+        assert!(checks["other_onnx_vs_ts"].as_f64().unwrap() < 1e-4);
+        // The TorchScript file carries the ONNX file's metadata.
+        let ts_keys: Vec<&str> =
+            checks["ts_metadata_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(ts_keys, keys, "{name}: TorchScript metadata.json and ONNX metadata_props differ");
+        let sgd = &checks["sgd"];
         if name == "folded" {
             assert_eq!(checks["ts_batch_norms"], 0, "every batch norm folded");
             assert_eq!(report["fold_bn"]["batch_norm_nodes_folded"], 0);
+            assert_eq!(sgd["parameters"], 0, "a folded file is frozen: {sgd}");
         } else {
             assert!(checks["ts_batch_norms"].as_i64().unwrap() > 0);
+            // Trainable: the weights are parameters and buffers under their safetensors names,
+            // every parameter gets a gradient and one SGD step lowers the loss.
+            let stored: Vec<String> = tch::Tensor::read_safetensors(run.join("weights.safetensors"))
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            let mut stored = stored;
+            stored.sort();
+            let state: Vec<String> = serde_json::from_value(checks["state_dict_keys"].clone()).unwrap();
+            assert_eq!(state, stored, "state_dict() keys are the weights' names");
+            assert!(sgd["parameters"].as_i64().unwrap() > 100_000, "{sgd}");
+            assert_eq!(sgd["without_gradient"], 0, "{sgd}");
+            assert!(sgd["loss_after"].as_f64().unwrap() < sgd["loss_before"].as_f64().unwrap(), "{sgd}");
+            assert_eq!(report["module"]["file_parameters"], sgd["parameters"]);
         }
 
         // TorchScript in Rust.

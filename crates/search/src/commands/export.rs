@@ -14,8 +14,8 @@ pub struct Args {
     /// (`model.pt`), `onnx` (`model.onnx`, opset 17).
     #[arg(long, default_value = "all", value_delimiter = ',')]
     output_format: Vec<String>,
-    /// Input size WIDTHxHEIGHT the files take (fixed: tracing records every resize at this
-    /// size; the batch size stays free). Default: the run's training crop.
+    /// Size WIDTHxHEIGHT the network runs at inside the files (they take any size and resize it
+    /// to this one). Default: the run's val images at its base scale, else its training crop.
     #[arg(long, value_parser = super::parse_size)]
     size: Option<(u32, u32)>,
     /// Output folder; must not exist (written beside it, then renamed).
@@ -31,10 +31,17 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
+    let model = args.model.resolve(args.format, &super::InferenceFlags::default())?;
+    let size = args.size.or_else(|| super::run_image_size(&model.weights));
+    match (args.size, size) {
+        (None, Some((w, h))) => tracing::info!("exporting at the data's image size {w}x{h} (--size to change)"),
+        (None, None) => tracing::info!("the data is not at hand: exporting at the training crop (--size to change)"),
+        _ => {}
+    }
     let request = search::deploy::export::ExportRequest {
-        model: args.model.resolve(args.format, &super::InferenceFlags::default())?,
+        model,
         formats: args.output_format.clone(),
-        size: args.size.map(|(w, h)| (h, w)),
+        size: size.map(|(w, h)| (h, w)),
         out: args.out.clone(),
         fold_bn: args.fold_bn,
     };

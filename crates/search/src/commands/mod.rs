@@ -164,19 +164,27 @@ fn run_facts(dir: &Path) -> Result<Option<Deployment>> {
             configs::load(Some(&path), &[]).with_context(|| format!("reading {}", path.display()))?;
         (c.data, c.model.filter_multiplier, c.model.classes, c.model.stem_channels)
     };
-    // The images' size at inference: the first val image at the run's base scale (the paper's
-    // size when the data is not at hand).
-    let size = data
-        .dataset()
-        .ok()
-        .and_then(|d| d.list_samples(&data.val_split).ok())
-        .and_then(|s| s.first().and_then(|s| image::image_dimensions(&s.image).ok()))
-        .map(|(w, h)| {
-            let scale = data.transform.base_scale;
-            (((w as f32 * scale).round() as u32).max(16), ((h as f32 * scale).round() as u32).max(16))
-        })
-        .unwrap_or((2048, 1024));
+    // The paper's size when the data is not at hand.
+    let size = image_size(&data).unwrap_or((2048, 1024));
     Ok(Some(Deployment { size, filter_multiplier, classes, stem_channels }))
+}
+
+/// The images' size at inference, WIDTHxHEIGHT: the first val image at the data's base scale;
+/// `None` when the data is not at hand.
+fn image_size(data: &search::run_config::DataConfig) -> Option<(u32, u32)> {
+    let first = data.dataset().ok()?.list_samples(&data.val_split).ok()?.into_iter().next()?;
+    let (w, h) = image::image_dimensions(&first.image).ok()?;
+    let scale = data.transform.base_scale;
+    Some((((w as f32 * scale).round() as u32).max(16), ((h as f32 * scale).round() as u32).max(16)))
+}
+
+/// The image size of the retraining run `weights` names (its folder, or a checkpoint folder or
+/// file inside it), WIDTHxHEIGHT; `None` for a bare weights file or when the data is not at hand.
+pub fn run_image_size(weights: &Path) -> Option<(u32, u32)> {
+    let root =
+        weights.ancestors().take(4).find(|d| d.join("config.toml").is_file() && d.join("arch.json").is_file())?;
+    let c: search::run_config::RetrainConfig = configs::load(Some(&root.join("config.toml")), &[]).ok()?;
+    image_size(&c.data)
 }
 
 impl DeploymentFlags {

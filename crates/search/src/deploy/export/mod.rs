@@ -5,13 +5,16 @@
 //! registered name.
 //!
 //! The pipeline: libtorch's tracer records the network in eval mode (batch norm with its running
-//! statistics, no drop path) behind the input normalisation, so the files take RGB in 0..255,
-//! `[N, 3, H, W]` float32, and give logits `[N, classes, H, W]`; tracing fixes the height and
-//! width (every resize in the graph has a constant size), the batch size stays free. With
-//! `--fold-bn` every convolution + batch norm pair of the traced graph is folded first
-//! (`torch.jit.freeze`, by the Python torch that `scripts/setup.sh` installs), so every format
-//! gets the folded graph. Then each requested exporter writes its file, and `model.json` holds
-//! the model card and what every exporter checked.
+//! statistics, no drop path) behind the input normalisation, with the weights as inputs of the
+//! graph; the Python half (`export.py`) makes them the parameters and buffers of a TorchScript
+//! module under their own names (so the file can be fine-tuned), with a bilinear resize of any
+//! input to the traced size before the graph and of the logits back to the input's size after it
+//! (tracing records every resize inside the network at its constant size, so this is how the
+//! files take any height and width). The files take RGB in 0..255, `[N, 3, H, W]` float32, and
+//! give logits `[N, classes, H, W]`. With `--fold-bn` the module is frozen, which folds every
+//! convolution + batch norm pair (a deployment file without parameters). Then each requested
+//! exporter writes its file, and `model.json` holds the model card and what every exporter
+//! checked.
 //!
 //! Everything is written into a temporary folder beside `--out` (`seg::atomic`), renamed into
 //! place only when every file is written and checked.
@@ -35,9 +38,11 @@ mod torchscript;
 pub const MIN_SIDE: u32 = 32;
 pub const MAX_SIDE: u32 = 8192;
 
-/// The traced network every exporter starts from.
+/// The built network every exporter starts from.
 pub struct Traced<'a> {
-    /// The traced (with `--fold-bn`, folded) TorchScript file, in the staging folder.
+    /// The built TorchScript module (the traced graph, its weights as parameters and buffers,
+    /// the resize to and from the traced size; with `--fold-bn`, frozen and folded) in the
+    /// staging folder.
     pub file: &'a Path,
     /// The network it was traced from.
     pub model: &'a TrainedModel,
@@ -91,7 +96,8 @@ pub struct ExportRequest {
     pub model: ModelArgs,
     /// Registered format names (`all`: every one).
     pub formats: Vec<String>,
-    /// `(height, width)`; default: the run's training crop.
+    /// `(height, width)`; `None`: the run's training crop (the command passes the data's image
+    /// size when it can read it).
     pub size: Option<(u32, u32)>,
     pub out: PathBuf,
     pub fold_bn: bool,
@@ -108,8 +114,14 @@ pub struct ExportReport {
     /// What they give.
     pub output: String,
     pub batch: String,
+    /// What an input of another height and width gets.
+    pub other_sizes: String,
     /// Seconds to trace the network.
     pub trace_seconds: f64,
+    /// What building the TorchScript module checked: the largest |difference| from the traced
+    /// graph, the trainable parameters (0 with `--fold-bn`), that each receives a gradient and
+    /// one SGD step changes the logits, the logits' shape at another size.
+    pub module: serde_json::Value,
     /// With `--fold-bn`: batch norm counts before and after folding, the largest |difference|
     /// of the folded graph's logits from the traced one's, seconds.
     pub fold_bn: Option<serde_json::Value>,
@@ -153,12 +165,34 @@ fn run_python(dir: &Path, job: &serde_json::Value) -> Result<serde_json::Value> 
         .with_context(|| format!("the Python export step printed {stdout}"))
 }
 
-/// The traced network: normalisation, then the network in eval mode.
-fn trace(model: &TrainedModel, h: u32, w: u32) -> Result<CModule> {
+/// The store's variables in name order (the order the traced graph takes them), each with
+/// whether it is trainable (the batch-norm statistics are not).
+fn variables(model: &TrainedModel) -> Vec<(String, Tensor, bool)> {
+    let trainable: std::collections::HashSet<usize> =
+        model.store.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+    let mut named: Vec<(String, Tensor)> = model.store.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+        .into_iter()
+        .map(|(name, tensor)| {
+            let learns = trainable.contains(&(tensor.data_ptr() as usize));
+            (name, tensor, learns)
+        })
+        .collect()
+}
+
+/// The traced network, `forward(image, *weights)`: normalisation, then the network in eval
+/// mode, with the store's variables (in [`variables`]' order) as inputs rather than constants,
+/// so that the exported module can hold them as parameters. The tracer knows a tensor by its
+/// storage object, which the inputs share with the store (`shallow_clone`), so every use of a
+/// weight in the network becomes a use of its input.
+fn trace(model: &TrainedModel, h: u32, w: u32, weights: &[(String, Tensor, bool)]) -> Result<CModule> {
     let (mean, std) = normalisation(model);
     let example = Tensor::rand([1, 3, h as i64, w as i64], (Kind::Float, Device::Cpu)) * 255.0;
+    let mut inputs = vec![example];
+    inputs.extend(weights.iter().map(|(_, t, _)| t.shallow_clone()));
     let mut forward = |inputs: &[Tensor]| vec![model.forward(&((&inputs[0] - &mean) / &std))];
-    let module = tch::no_grad(|| CModule::create_by_tracing("AutoDeepLab", "forward", &[example], &mut forward))
+    let module = tch::no_grad(|| CModule::create_by_tracing("AutoDeepLab", "forward", &inputs, &mut forward))
         .context("tracing the network")?;
     Ok(module)
 }
@@ -210,7 +244,7 @@ pub fn export(request: &ExportRequest) -> Result<ExportReport> {
     }
     let exporters = exporters(&request.formats)?;
     let mut model = crate::deploy::trained::load(&request.model, Device::Cpu)?;
-    // Constants of the traced graph: the weights must not require gradients.
+    // Traced without autograd; the built module makes the trainable ones parameters again.
     model.store.freeze();
     let (h, w) = request.size.unwrap_or((model.transform.crop[0], model.transform.crop[1]));
     for (side, value) in [("height", h), ("width", w)] {
@@ -244,27 +278,43 @@ fn write_all(
     dir: &Path,
 ) -> Result<ExportReport> {
     let start = Instant::now();
-    let traced = dir.join(".traced.pt");
-    trace(model, h, w)?.save(&traced).with_context(|| format!("writing {}", traced.display()))?;
+    let weights = variables(model);
+    let graph = dir.join(".graph.pt");
+    trace(model, h, w, &weights)?.save(&graph).with_context(|| format!("writing {}", graph.display()))?;
     let trace_seconds = start.elapsed().as_secs_f64();
-    let fold_bn = if request.fold_bn {
-        let job = serde_json::json!({"mode": "fold", "torchscript": traced, "height": h, "width": w});
-        Some(run_python(dir, &job)?)
-    } else {
-        None
-    };
+    let weights_file = dir.join(".weights.safetensors");
+    let named: Vec<(&str, &Tensor)> = weights.iter().map(|(n, t, _)| (n.as_str(), t)).collect();
+    Tensor::write_safetensors(&named, &weights_file).with_context(|| format!("writing {}", weights_file.display()))?;
     let card = &model.card;
     let mut metadata: BTreeMap<String, String> = card.to_metadata().into_iter().collect();
     // WIDTHxHEIGHT, the one size convention (seg::size).
     metadata.insert("input_size".into(), format!("{w}x{h}"));
     metadata.insert("input_convention".into(), input_text(card, h, w));
-    let source = Traced { file: &traced, model, height: h, width: w, metadata: &metadata };
+    let module_file = dir.join(".module.pt");
+    let job = serde_json::json!({
+        "mode": "build",
+        "traced": graph,
+        "weights": weights_file,
+        "names": weights.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
+        "trainable": weights.iter().filter(|(_, _, t)| *t).map(|(n, _, _)| n).collect::<Vec<_>>(),
+        "height": h,
+        "width": w,
+        "fold": request.fold_bn,
+        "metadata": metadata,
+        "out": module_file,
+    });
+    let mut module = run_python(dir, &job).context("building the TorchScript module")?;
+    for file in [&graph, &weights_file] {
+        std::fs::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
+    }
+    let fold_bn = module.as_object_mut().and_then(|m| m.remove("fold"));
+    let source = Traced { file: &module_file, model, height: h, width: w, metadata: &metadata };
     let mut formats = BTreeMap::new();
     for exporter in exporters {
         let checked = exporter.write(&source, dir).with_context(|| format!("the {} export", exporter.name()))?;
         formats.insert(exporter.name().to_owned(), checked);
     }
-    std::fs::remove_file(&traced).context("removing the traced file")?;
+    std::fs::remove_file(&module_file).context("removing the built module")?;
     let mut files: Vec<String> = exporters.iter().map(|e| e.file().to_owned()).collect();
     files.push("model.json".into());
     let report = ExportReport {
@@ -273,11 +323,17 @@ fn write_all(
         width: w,
         input: input_text(card, h, w),
         output: format!(
-            "logits [N, {}, {h}, {w}] float32, channel i = class_table.class[i]; argmax for labels",
+            "logits [N, {}, H, W] float32 at the input's height and width, channel i = class_table.class[i]; \
+             argmax for labels",
             card.class_table.len()
         ),
         batch: "any (dynamic)".into(),
+        other_sizes: format!(
+            "any height and width: the files resize an input to {w}x{h} inside (bilinear) and the logits \
+             back to the input's size; at {w}x{h} they compute exactly what the network does"
+        ),
         trace_seconds,
+        module,
         fold_bn,
         formats,
     };
@@ -290,8 +346,9 @@ fn write_all(
 /// The input convention in words.
 fn input_text(card: &ModelCard, h: u32, w: u32) -> String {
     format!(
-        "image [N, 3, {h}, {w}] float32, RGB in 0..255 (the file normalises with mean {:?} and std {:?}); \
-         resize images by base_scale {} to about this size first",
+        "image [N, 3, H, W] float32, RGB in 0..255 (the file normalises with mean {:?} and std {:?}); the \
+         network runs at {w}x{h}, to which the file resizes any other size: resize images by base_scale {} \
+         (the training's) and export at the size you run at for the exact network",
         card.input.mean, card.input.std, card.input.base_scale
     )
 }

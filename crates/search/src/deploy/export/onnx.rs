@@ -1,8 +1,9 @@
-//! The ONNX exporter (`model.onnx`, opset [`OPSET`]): converted from the traced TorchScript by the
-//! Python torch that `scripts/setup.sh` installs (torch's TorchScript-based exporter; writing
-//! ONNX from Rust would define every op of the network a second time), dynamic batch, fixed
-//! H x W, the model card in `metadata_props`, checked with `onnx.checker` and against the traced
-//! graph with onnxruntime.
+//! The ONNX exporter (`model.onnx`, opset [`OPSET`]): converted from the built TorchScript module
+//! by the Python torch that `scripts/setup.sh` installs (torch's TorchScript-based exporter;
+//! writing ONNX from Rust would define every op of the network a second time), dynamic batch,
+//! height and width (`image` and `logits` dimensions `batch`, `height`, `width`; another size is
+//! resized to the traced one inside the graph), the model card in `metadata_props`, checked with
+//! `onnx.checker` and against the module with onnxruntime, at the traced size and another.
 
 use std::path::Path;
 

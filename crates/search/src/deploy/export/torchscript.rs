@@ -1,6 +1,8 @@
-//! The TorchScript exporter (`model.pt`): the traced graph itself, loaded back in Rust and
-//! compared with the network on a random image. `torch.jit.load` in Python, `tch::CModule::load`
-//! in Rust, `torch::jit::load` in C++.
+//! The TorchScript exporter (`model.pt`): the built module itself (the traced graph with the
+//! weights as parameters and buffers, resizing any input size; `export.py`), the model card as
+//! the extra file `metadata.json`; loaded back in Rust and compared with the network on a random
+//! image, and run at another size. `torch.jit.load` in Python (trainable: `parameters()` are the
+//! weights), `tch::CModule::load` in Rust, `torch::jit::load` in C++.
 
 use std::path::Path;
 
@@ -30,6 +32,15 @@ impl Exporter for TorchScript {
             Ok((traced.model.forward(&((&x - &mean) / &std)), loaded.forward_ts(&[&x])?))
         })?;
         let max_abs_diff = f64::try_from((ours - theirs).abs().max())?;
-        Ok(serde_json::json!({ "file": self.file(), "max_abs_diff": max_abs_diff }))
+        let (h, w) = (traced.height as i64 * 3 / 2, traced.width as i64 * 3 / 2);
+        let other = Tensor::rand([1, 3, h, w], (Kind::Float, Device::Cpu)) * 255.0;
+        let shape = tch::no_grad(|| loaded.forward_ts(&[&other]))?.size();
+        anyhow::ensure!(shape[2..] == [h, w], "an input of {w}x{h} gave logits of {shape:?}");
+        Ok(serde_json::json!({
+            "file": self.file(),
+            "max_abs_diff": max_abs_diff,
+            "other_size_shape": shape,
+            "metadata": "extra file metadata.json",
+        }))
     }
 }
