@@ -5,6 +5,7 @@
 
 pub mod arch_history;
 pub mod env;
+pub mod graph;
 pub mod gpu;
 pub mod logging;
 pub mod plots;

@@ -178,76 +178,44 @@ pub fn cell_dot(architecture: &Architecture) -> String {
     dot
 }
 
-/// The decoded cell drawn as inputs, blocks and output from left to right.
+/// The fill of an op's node: skips, convolutions and poolings apart at a glance.
+fn op_fill(op: Primitive) -> u32 {
+    match op {
+        Primitive::SkipConnect => 0xfff3c4,
+        Primitive::MaxPool3x3 | Primitive::AvgPool3x3 => 0xffdcc2,
+        Primitive::None => 0xeeeeee,
+        _ => 0xd7f0d2,
+    }
+}
+
+/// The decoded cell laid out by the graph-layout engine (`observe::graph`), from left to right:
+/// the two inputs, one node per kept edge's op, the blocks and their concatenation.
+pub fn cell_drawing(architecture: &Architecture) -> crate::observe::graph::Drawing {
+    use crate::observe::graph::{layered, Node};
+    let blocks = architecture.cell.blocks();
+    let mut nodes: Vec<Node> = (0..blocks.len() + 2)
+        .map(|n| Node { label: input_name(n), fill: if n < 2 { 0xdde3f0 } else { 0xc9dcf7 } })
+        .collect();
+    let concat = nodes.len();
+    nodes.push(Node { label: "concat".into(), fill: 0xe4e4e4 });
+    let mut edges = Vec::new();
+    for (b, kept) in blocks.iter().enumerate() {
+        for e in kept {
+            let op = nodes.len();
+            nodes.push(Node { label: e.op.to_string(), fill: op_fill(e.op) });
+            edges.push((e.input, op));
+            edges.push((op, b + 2));
+        }
+        edges.push((b + 2, concat));
+    }
+    let skips = blocks.iter().flatten().filter(|e| e.op == Primitive::SkipConnect).count();
+    let title = format!("decoded cell: {} blocks, {} edges ({} skip_connect)", blocks.len(), 2 * blocks.len(), skips);
+    layered(&title, &nodes, &edges)
+}
+
+/// The decoded cell as SVG ([`cell_drawing`]).
 pub fn cell_svg(architecture: &Architecture) -> String {
-    let blocks = architecture.cell.num_blocks();
-    // Room above and below the two rows of nodes for the arcs of long edges.
-    let margin = 110;
-    let (w, h) = (180 * (blocks + 2) as i64, 320 + 2 * margin);
-    let position = |node: usize| -> (i64, i64) {
-        match node {
-            0 => (60, margin + 90),
-            1 => (60, margin + 230),
-            k => (180 * (k - 1) as i64 + 60, margin + if k % 2 == 0 { 110 } else { 210 }),
-        }
-    };
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
-    svg.push_str(
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" \
-         markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#557\"/></marker></defs>\n",
-    );
-    for (b, edges) in architecture.cell.blocks().iter().enumerate() {
-        let (x1, y1) = position(b + 2);
-        for e in edges {
-            let (x0, y0) = (position(e.input).0 + 45, position(e.input).1);
-            let x1 = x1 - 45;
-            // Each edge is an arc that bends away from the other row (up into the top row, down
-            // into the bottom one) by an amount that grows with its length, so that edges that
-            // would be collinear (H^{l-2} into blocks 0, 2 and 4) nest instead of overlapping;
-            // its label sits at the arc's middle, on a white ground.
-            let bend = 0.2 * (x1 - x0) as f64 * if (b + 2) % 2 == 0 { -1.0 } else { 1.0 };
-            let (cx, cy) = ((x0 + x1) as f64 / 2.0, (y0 + y1) as f64 / 2.0 + bend);
-            svg.push_str(&format!(
-                "<path d=\"M{x0},{y0} Q{cx:.0},{cy:.0} {x1},{y1}\" fill=\"none\" stroke=\"#557\" marker-end=\"url(#arrow)\"/>\n"
-            ));
-            let (lx, ly) =
-                (0.25 * x0 as f64 + 0.5 * cx + 0.25 * x1 as f64, 0.25 * y0 as f64 + 0.5 * cy + 0.25 * y1 as f64);
-            svg.push_str(&format!(
-                "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"76\" height=\"13\" fill=\"white\" opacity=\"0.85\"/>\n",
-                lx - 38.0,
-                ly - 7.0
-            ));
-            svg.push_str(&format!(
-                "<text x=\"{lx:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#226\">{}</text>\n",
-                ly + 3.0,
-                e.op
-            ));
-        }
-    }
-    let out = (180 * (blocks + 1) as i64 + 60, margin + 160);
-    for b in 0..blocks {
-        let (x, y) = position(b + 2);
-        svg.push_str(&format!(
-            "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{}\" stroke=\"#bbb\" stroke-dasharray=\"3\"/>\n",
-            x + 45,
-            out.0 - 45,
-            out.1
-        ));
-    }
-    let mut node = |(x, y): (i64, i64), label: &str| {
-        svg.push_str(&format!(
-            "<rect x=\"{}\" y=\"{}\" width=\"90\" height=\"28\" rx=\"5\" fill=\"#eef\" stroke=\"#335\"/>\n",
-            x - 45,
-            y - 14
-        ));
-        svg.push_str(&format!("<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n", y + 4));
-    };
-    for n in 0..blocks + 2 {
-        node(position(n), &input_name(n));
-    }
-    node(out, "concat");
-    svg.push_str("</svg>\n");
-    svg
+    cell_drawing(architecture).svg
 }
 
 /// The network path drawn on the trellis of layers (columns) and levels (rows).
@@ -428,4 +396,34 @@ pub fn strip_plot(path: &std::path::Path, title: &str, strips: &[Strip], referen
         Ok(())
     })
     .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paper's cell and random cells: every kept edge drawn through its op, none crossing a
+    /// node. `ADL_PICTURES=DIR` also writes them as PNGs to look at.
+    #[test]
+    fn cell_pictures_have_no_edge_through_a_node() {
+        let mut architectures = vec![Architecture::paper()];
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..8 {
+            let (cell, path) = (cell::Genotype::random(5, &mut rng), trellis::NetworkPath::random(12, &mut rng));
+            architectures.push(Architecture { cell, path, extra: Default::default() });
+        }
+        for (i, architecture) in architectures.iter().enumerate() {
+            let drawing = cell_drawing(architecture);
+            // 2 inputs, 5 blocks, concat, 10 ops; input → op → block per edge, block → concat.
+            assert_eq!(drawing.boxes.len(), 18, "cell {i}");
+            assert_eq!(drawing.edges.len(), 25, "cell {i}");
+            if let Ok(dir) = std::env::var("ADL_PICTURES") {
+                let svg = std::path::Path::new(&dir).join(format!("cell{i}.svg"));
+                std::fs::write(&svg, &drawing.svg).unwrap();
+                png_beside(&svg).unwrap();
+            }
+            assert_eq!(drawing.edges_through_nodes(), vec![], "cell {i}: {:?}", drawing.boxes);
+        }
+    }
 }
