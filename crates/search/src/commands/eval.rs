@@ -104,6 +104,12 @@ pub fn exec(args: Args) -> Result<()> {
             },
         });
         search::store::rundir::write_file(path, (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
+        let names: Vec<String> = scores.classes.iter().map(|c| c.name.clone()).collect();
+        let ious: Vec<Option<f64>> = scores.classes.iter().map(|c| c.iou).collect();
+        let pictures = search::observe::plots::write_eval_pictures(path, &names, &counts, &ious, scores.miou)
+            .context("writing the evaluation's pictures")?;
+        let shown: Vec<String> = pictures.iter().map(|p| p.display().to_string()).collect();
+        println!("wrote {} and {}", path.display(), shown.join(", "));
     }
     Ok(())
 }

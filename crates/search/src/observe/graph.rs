@@ -109,9 +109,10 @@ impl Canvas {
     /// The x range of the rank whose boxes span `x` (the narrowest point when none does: a rank
     /// of dummy nodes only).
     fn rank_span(&self, x: f64) -> (f64, f64) {
-        self.boxes.iter().filter(|(at, size)| at.x <= x && x <= at.x + size.x).fold((x, x), |(l, r), (at, size)| {
-            (l.min(at.x), r.max(at.x + size.x))
-        })
+        self.boxes
+            .iter()
+            .filter(|(at, size)| at.x <= x && x <= at.x + size.x)
+            .fold((x, x), |(l, r), (at, size)| (l.min(at.x), r.max(at.x + size.x)))
     }
 
     /// An arrow through `points` (its ends, near its boxes, and the dummy nodes of a long edge)
@@ -173,7 +174,9 @@ impl Canvas {
             for p in &samples {
                 self.grow(*p);
             }
-            self.body.push_str(&format!("<path d=\"{d}\" fill=\"none\" stroke=\"{stroke}\" stroke-width=\"1.5\"{marks}/>\n"));
+            self.body.push_str(&format!(
+                "<path d=\"{d}\" fill=\"none\" stroke=\"{stroke}\" stroke-width=\"1.5\"{marks}/>\n"
+            ));
             edges.push(samples);
         }
         let (margin, head) = (20.0, 36.0);
@@ -218,10 +221,7 @@ fn cubic(p0: Point, p1: Point, p2: Point, p3: Point, out: &mut Vec<Point>) {
         let t = i as f64 / 24.0;
         let u = 1.0 - t;
         let (a, b, c, d) = (u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t);
-        out.push(Point::new(
-            a * p0.x + b * p1.x + c * p2.x + d * p3.x,
-            a * p0.y + b * p1.y + c * p2.y + d * p3.y,
-        ));
+        out.push(Point::new(a * p0.x + b * p1.x + c * p2.x + d * p3.x, a * p0.y + b * p1.y + c * p2.y + d * p3.y));
     }
 }
 

@@ -5,8 +5,8 @@
 
 pub mod arch_history;
 pub mod env;
-pub mod graph;
 pub mod gpu;
+pub mod graph;
 pub mod logging;
 pub mod plots;
 pub mod summary;
