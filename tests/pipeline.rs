@@ -605,13 +605,14 @@ print(json.dumps(out))
     assert!(scalars["epoch/alpha_entropy_per_edge/4"].is_array(), "per-edge entropies");
     let tags: Vec<&String> = scalars.as_object().unwrap().keys().collect();
     assert!(!tags.iter().any(|t| t.starts_with("epoch/cell") || t.starts_with("epoch/path")), "index-valued: {tags:?}");
-    // A few val predictions at every evaluation (two epochs), as PNG images of the val size.
+    // A few val predictions at every evaluation (two epochs), as PNG panels image | ground truth
+    // | prediction, each of the val size, 4 white pixels apart.
     let images = scalars["images"].as_object().unwrap();
     assert_eq!(images.len(), 2, "the two val images: {images:?}");
     for pictures in images.values() {
         let pictures = pictures.as_array().unwrap();
         assert_eq!(pictures.len(), 2, "one per evaluation");
-        assert_eq!((pictures[0][1].as_u64(), pictures[0][2].as_u64()), (Some(64), Some(48)));
+        assert_eq!((pictures[0][1].as_u64(), pictures[0][2].as_u64()), (Some(3 * 64 + 2 * 4), Some(48)));
         assert_eq!(pictures[0][3], "89504e470d0a1a0a", "PNG");
     }
     assert!(scalars["epoch/val_iou/road"].is_array() || scalars["epoch/val_iou/building"].is_array());
@@ -667,4 +668,13 @@ fn commands_read_the_run() {
     // eval of the run without --data or --format: the run's data and table.
     let printed = ok(&search(&["eval", "--weights", t, "--device", "cpu"]));
     assert!(printed.contains("2 images"), "{printed}");
+    // --json: the scores, and beside them the confusion matrix and the per-class IoU as pictures.
+    let json = train.join("eval/scores.json");
+    ok(&search(&["eval", "--weights", t, "--device", "cpu", "--json", json.to_str().unwrap()]));
+    let scores: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(scores["confusion"]["counts"].as_array().unwrap().len() as u64, classes);
+    for picture in ["scores.confusion.svg", "scores.confusion.png", "scores.iou.svg", "scores.iou.png"] {
+        let bytes = std::fs::read(train.join("eval").join(picture)).unwrap();
+        assert!(bytes.len() > 1000, "{picture}: {} bytes", bytes.len());
+    }
 }

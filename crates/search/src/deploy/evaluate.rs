@@ -173,8 +173,26 @@ pub fn evaluate(
     Ok(matrix)
 }
 
-/// Pictures of the first `n` of `samples`: each image with its predicted classes blended over it
-/// in the palette's colours, as PNG bytes, named by sample id (for TensorBoard).
+/// White pixels between the panels of a prediction picture.
+const PANEL_GAP: usize = 4;
+
+/// RGB pictures `[height, width, 3]` side by side, `PANEL_GAP` white pixels apart.
+fn side_by_side(panels: &[&[u8]], width: usize, height: usize) -> Vec<u8> {
+    let total = panels.len() * width + (panels.len() - 1) * PANEL_GAP;
+    let mut out = vec![255u8; total * height * 3];
+    for (k, panel) in panels.iter().enumerate() {
+        let x0 = k * (width + PANEL_GAP);
+        for y in 0..height {
+            let row = &panel[y * width * 3..(y + 1) * width * 3];
+            out[(y * total + x0) * 3..(y * total + x0 + width) * 3].copy_from_slice(row);
+        }
+    }
+    out
+}
+
+/// Pictures of the first `n` of `samples`, each three panels side by side: the image, its ground
+/// truth and the prediction, in the class table's colours (ignored pixels black), as PNG bytes
+/// named by sample id (for TensorBoard).
 pub fn prediction_pictures(
     samples: &[SampleRef],
     data: &crate::run_config::DataConfig,
@@ -196,12 +214,17 @@ pub fn prediction_pictures(
                 .into_iter()
                 .map(|v| v as u8)
                 .collect();
-            let blended = seg::palette::overlay(&table, &s.image, &labels, 0.5);
+            let panel = side_by_side(
+                &[&s.image, &seg::palette::colorize(&table, &s.label), &seg::palette::colorize(&table, &labels)],
+                s.width as usize,
+                s.height as usize,
+            );
+            let width = 3 * s.width + 2 * PANEL_GAP as u32;
             let mut png = Vec::new();
             image::codecs::png::PngEncoder::new(&mut png)
-                .write_image(&blended, s.width, s.height, image::ExtendedColorType::Rgb8)
+                .write_image(&panel, width, s.height, image::ExtendedColorType::Rgb8)
                 .context("encoding a prediction picture")?;
-            Ok((sample.id.clone(), s.height, s.width, png))
+            Ok((sample.id.clone(), s.height, width, png))
         })
         .collect()
 }
