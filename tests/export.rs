@@ -256,7 +256,7 @@ fn bad_exports_are_refused_and_leave_nothing() {
     // one format writes its file and model.json alone.
     let message =
         err(&search(&["export", "--weights", run_s, "--out", out.to_str().unwrap(), "--output-format", "pdf"]));
-    assert!(message.contains("--format pdf") && message.contains("torchscript, onnx"), "{message}");
+    assert!(message.contains("--output-format pdf") && message.contains("torchscript, onnx"), "{message}");
     let only = parent.join("only-torchscript");
     let report = export(&run, &only, &["--output-format", "torchscript"]);
     assert_eq!(report["files"], serde_json::json!(["model.pt", "model.json"]));

@@ -570,6 +570,41 @@ fn class_tables_are_never_ambiguous() {
         "--set",
         "data.transform.crop=33x33",
     ]));
+    // ... then retraining, evaluation, prediction and the evaluation of the predictions, each
+    // without a --set of the layout or the table.
+    let trained = temp("tables-folder-train");
+    let t = trained.to_str().unwrap();
+    let arch = run.join("arch/final.json");
+    ok(&search(&[
+        "--threads",
+        "1",
+        "train",
+        "--arch",
+        arch.to_str().unwrap(),
+        "--config",
+        &repo("configs/folder-retrain.toml"),
+        "--data",
+        f,
+        "--out",
+        t,
+        "--set",
+        "iterations=2",
+        "--set",
+        "model.filter_multiplier=2",
+        "--set",
+        "data.transform.crop=33x33",
+    ]));
+    let printed = ok(&search(&["eval", "--weights", t, "--device", "cpu"]));
+    assert!(printed.contains("2 images"), "{printed}");
+    let predictions = temp("tables-folder-predictions");
+    let p = predictions.to_str().unwrap();
+    let val = folder.join("images/val");
+    ok(&predict(&trained, &val, &predictions, "labelids"));
+    let printed = ok(&search(&["eval", "--pred", p, "--data", f, "--format", "folder", "--split", "val"]));
+    assert!(printed.contains("2 images"), "{printed}");
+    for dir in [folder, run, trained, predictions] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// With `tensorboard = true` the run's metrics are also TensorBoard scalars, which the

@@ -1,7 +1,7 @@
 //! `search export`: the retrained network for use outside the tool (docs/deploy.md), as a
 //! **registry of exporters** ([`registry`]): each format is one [`Exporter`] in its own file
 //! (`torchscript.rs`, `onnx.rs`), which writes its file from the traced network and checks it.
-//! A third format is one more file and one more entry in [`registry`]; `--format` takes any
+//! A third format is one more file and one more entry in [`registry`]; `--output-format` takes any
 //! registered name.
 //!
 //! The pipeline: libtorch's tracer records the network in eval mode (batch norm with its running
@@ -54,7 +54,7 @@ pub struct Traced<'a> {
 
 /// One export format.
 pub trait Exporter: Sync {
-    /// Its `--format` name.
+    /// Its `--output-format` name.
     fn name(&self) -> &'static str;
     /// The file it writes in the export folder.
     fn file(&self) -> &'static str;
@@ -63,7 +63,7 @@ pub trait Exporter: Sync {
     fn write(&self, traced: &Traced, dir: &Path) -> Result<serde_json::Value>;
 }
 
-/// Every export format, in the order `--format all` writes them.
+/// Every export format, in the order `--output-format all` writes them.
 pub fn registry() -> &'static [&'static dyn Exporter] {
     &[&torchscript::TorchScript, &onnx::Onnx]
 }
@@ -82,7 +82,7 @@ pub fn exporters(formats: &[String]) -> Result<Vec<&'static dyn Exporter>> {
         let exporter = registry()
             .iter()
             .find(|e| e.name() == name)
-            .with_context(|| format!("--format {name}: not a format; known: all, {}", known()))?;
+            .with_context(|| format!("--output-format {name}: not a format; known: all, {}", known()))?;
         if !out.iter().any(|e| e.name() == exporter.name()) {
             out.push(*exporter);
         }
