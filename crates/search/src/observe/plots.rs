@@ -348,7 +348,7 @@ pub fn beta_svg(beta: &[Vec<Vec<f64>>], architecture: &Architecture) -> String {
                 label_w - 8.0,
                 y + ch / 2.0 + 5.0
             ));
-            for l in 0..layers {
+            for (l, layer) in beta.iter().enumerate() {
                 let x = label_w + l as f64 * cw;
                 if !trellis::space::transition_valid(l, source, *transition) {
                     svg.push_str(&format!(
@@ -356,7 +356,7 @@ pub fn beta_svg(beta: &[Vec<Vec<f64>>], architecture: &Architecture) -> String {
                     ));
                     continue;
                 }
-                let v = beta[l].get(source).and_then(|r| r.get(d)).copied().unwrap_or(f64::NAN);
+                let v = layer.get(source).and_then(|r| r.get(d)).copied().unwrap_or(f64::NAN);
                 svg.push_str(&format!(
                     "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{cw}\" height=\"{ch}\" fill=\"{}\" stroke=\"white\"/>\n\
                      <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" font-size=\"12\" fill=\"{}\">{v:.2}</text>\n",
