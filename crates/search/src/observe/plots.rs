@@ -224,6 +224,25 @@ fn ink(v: f64, high: f64) -> &'static str {
     }
 }
 
+/// A heat-map cell at (x, y) of size w x h holding the value `v` (colour on 0..`high`).
+fn value_cell(x: f64, y: f64, w: f64, h: f64, v: f64, high: f64) -> String {
+    format!(
+        "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{w}\" height=\"{h}\" fill=\"{}\" stroke=\"white\"/>\n\
+         <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" font-size=\"12\" fill=\"{}\">{v:.2}</text>\n",
+        heat(v, high),
+        x + w / 2.0,
+        y + h / 2.0 + 4.0,
+        ink(v, high)
+    )
+}
+
+/// The red frame of a decided cell.
+fn frame(x: f64, y: f64, w: f64, h: f64) -> String {
+    format!(
+        "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"#d22\" stroke-width=\"3\"/>\n"
+    )
+}
+
 /// The grey hatching of impossible cells, and the SVG header every panel picture shares.
 fn panel_header(w: f64, h: f64, title: &str, subtitle: &str) -> String {
     // Wide enough for the subtitle (about 7.5 px per character at 14 px).
@@ -284,21 +303,10 @@ pub fn alpha_svg(alpha: &[Vec<f64>], architecture: &Architecture) -> String {
             for k in 0..8 {
                 let x = px + label_w + k as f64 * cw;
                 let v = row.and_then(|r| r.get(k)).copied().unwrap_or(f64::NAN);
-                svg.push_str(&format!(
-                    "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{cw}\" height=\"{ch}\" fill=\"{}\" stroke=\"white\"/>\n\
-                     <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" font-size=\"12\" fill=\"{}\">{v:.2}</text>\n",
-                    heat(v, high),
-                    x + cw / 2.0,
-                    y + ch / 2.0 + 4.0,
-                    ink(v, high)
-                ));
+                svg.push_str(&value_cell(x, y, cw, ch, v, high));
             }
             for edge in chosen.iter().flatten().filter(|e| e.input == input) {
-                svg.push_str(&format!(
-                    "<rect x=\"{:.0}\" y=\"{y:.0}\" width=\"{cw}\" height=\"{ch}\" fill=\"none\" stroke=\"#d22\" \
-                     stroke-width=\"3\"/>\n",
-                    px + label_w + edge.op.index() as f64 * cw
-                ));
+                svg.push_str(&frame(px + label_w + edge.op.index() as f64 * cw, y, cw, ch));
             }
         }
         offset += b + 2;
@@ -357,20 +365,11 @@ pub fn beta_svg(beta: &[Vec<Vec<f64>>], architecture: &Architecture) -> String {
                     continue;
                 }
                 let v = layer.get(source).and_then(|r| r.get(d)).copied().unwrap_or(f64::NAN);
-                svg.push_str(&format!(
-                    "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{cw}\" height=\"{ch}\" fill=\"{}\" stroke=\"white\"/>\n\
-                     <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" font-size=\"12\" fill=\"{}\">{v:.2}</text>\n",
-                    heat(v, high),
-                    x + cw / 2.0,
-                    y + ch / 2.0 + 4.0,
-                    ink(v, high)
-                ));
+                svg.push_str(&value_cell(x, y, cw, ch, v, high));
                 let from = if l == 0 { Some(0) } else { levels.get(l - 1).map(|&x| x as usize) };
                 let on_path = from == Some(source) && levels.get(l).is_some_and(|&to| to as usize + 1 == source + d);
                 if on_path {
-                    svg.push_str(&format!(
-                        "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{cw}\" height=\"{ch}\" fill=\"none\" stroke=\"#d22\" stroke-width=\"3\"/>\n"
-                    ));
+                    svg.push_str(&frame(x, y, cw, ch));
                 }
             }
         }
