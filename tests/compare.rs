@@ -139,3 +139,82 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     let _ = std::fs::remove_dir_all(out);
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// `--searches 2`: two searches with consecutive seeds in `search/` and `search-1/`, each
+/// retrained like the others, compared as one group; refused with --arch.
+#[test]
+fn several_searches_are_one_group() {
+    let data = temp("compare-searches-data");
+    ok(&search(&[
+        "synth",
+        "--format",
+        "folder",
+        "--train",
+        "8",
+        "--val",
+        "2",
+        "--size",
+        "64x48",
+        "--out",
+        data.to_str().unwrap(),
+    ]));
+    let out = temp("compare-searches");
+    let search_config = repo("configs/tiny-search.toml");
+    let retrain = repo("configs/tiny-retrain.toml");
+    let args = [
+        "--threads",
+        "1",
+        "compare",
+        "--search-config",
+        &search_config,
+        "--retrain-config",
+        &retrain,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "folder",
+        "--random",
+        "2",
+        "--seeds",
+        "1",
+        "--searches",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let printed = ok(&search(&args));
+    assert!(printed.contains("mean of 2 searches"), "{printed}");
+    let r = report(&out);
+    let entries = r["entries"].as_array().unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["searched", "searched_1", "random_000", "random_001", "deeplab_path", "deeplab_path_1"]);
+    let mean = |e: &serde_json::Value| e["mean"].as_f64().unwrap();
+    assert!((r["searched_mean"].as_f64().unwrap() - (mean(&entries[0]) + mean(&entries[1])) / 2.0).abs() < 1e-12);
+    assert_eq!(r["searches"], 2);
+    for folder in ["search", "search-1"] {
+        assert!(out.join(folder).join("arch/final.json").is_file(), "{folder}");
+    }
+    let seed = |folder: &str| -> i64 {
+        let text = std::fs::read_to_string(out.join(folder).join("config.toml")).unwrap();
+        text.parse::<toml::Table>().unwrap()["seed"].as_integer().unwrap()
+    };
+    assert_eq!(seed("search-1"), seed("search") + 1, "consecutive search seeds");
+    let given = out.join("architectures/searched.json");
+    let e = err(&search(&[
+        "compare",
+        "--arch",
+        given.to_str().unwrap(),
+        "--searches",
+        "2",
+        "--retrain-config",
+        &retrain,
+        "--out",
+        temp("compare-searches-refused").to_str().unwrap(),
+    ]));
+    assert!(e.contains("--searches 2 runs the searches: drop --arch"), "{e}");
+    for dir in [data, out] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -45,6 +45,11 @@ pub struct Args {
     /// edges as the searched cell (the control for the skip-connection bias).
     #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     skip_control: usize,
+    /// Searches to run (seeds `seed` of the search config, + 1, …), each decoded architecture
+    /// retrained like the others and the group's mean compared: how the search does, not one
+    /// search's luck. Needs --search-config without --arch.
+    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
+    searches: usize,
     /// The comparison's folder (must be new or empty).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
@@ -89,6 +94,12 @@ impl Args {
             overrides: self.data_overrides(self.retrain_overrides.clone()),
         };
         let retrain: RetrainConfig = retrain_flags.load().context("the retraining config (--retrain-config)")?;
+        anyhow::ensure!((1..=100).contains(&self.searches), "--searches {}: from 1 to 100 searches", self.searches);
+        anyhow::ensure!(
+            self.searches == 1 || self.arch.is_none(),
+            "--searches {} runs the searches: drop --arch (one given architecture is one search)",
+            self.searches
+        );
         let searched = match &self.arch {
             Some(spec) => Some(search::arch_source::resolve(spec).context("reading --arch")?),
             None => None,
@@ -127,6 +138,7 @@ impl Args {
             seeds: self.seeds,
             draw_seed: self.seed,
             skip_control: self.skip_control,
+            searches: self.searches,
         })
     }
 }

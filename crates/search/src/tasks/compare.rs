@@ -61,6 +61,14 @@ pub struct ComparePlan {
     pub draw_seed: u64,
     /// Random architectures with the searched cell's number of `skip_connect` edges.
     pub skip_control: usize,
+    /// Searches run, with seeds `search.seed`, `+ 1`, … (each decoded architecture one searched
+    /// entry, the group's mean what is compared); 1 with a given architecture.
+    #[serde(default = "one")]
+    pub searches: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Which group an architecture belongs to.
@@ -128,10 +136,14 @@ pub struct CompareReport {
     /// The random architectures' means: their mean and sample sd (over architectures).
     pub random_mean: f64,
     pub random_sd: f64,
+    /// The searched architectures' means, averaged over the searches.
     pub searched_mean: f64,
+    /// How many searches the searched group holds, and the sd of their means (two or more).
+    pub searches: usize,
+    pub searched_sd_over_searches: Option<f64>,
     /// (searched mean − random mean) / random sd: the target is ≥ 1.
     pub searched_sd_above_random: Option<f64>,
-    /// The searched network's rank among all architectures.
+    /// The searched mean's rank among the other architectures (1: best).
     pub searched_rank: usize,
     pub architectures: usize,
     /// Welch's test of the searched network's runs against every random architecture's runs.
@@ -205,10 +217,21 @@ fn skip_matched(blocks: usize, layers: usize, skips: usize, rng: &mut ChaCha8Rng
 }
 
 impl ComparePlan {
-    /// The architectures to retrain, the searched one first.
-    pub fn entries(&self, searched: &Architecture) -> Result<Vec<Entry>> {
-        let mut entries =
-            vec![Entry { name: "searched".into(), kind: EntryKind::Searched, architecture: searched.clone() }];
+    /// The architectures to retrain: the searched ones first (one per search: `searched`,
+    /// `searched_1`, …), the random draws, the paper's, each searched cell on the DeepLab-like
+    /// path (`deeplab_path`, `deeplab_path_1`, …), the skip control (of the first search's cell).
+    pub fn entries(&self, searched: &[Architecture]) -> Result<Vec<Entry>> {
+        let suffix = |s: usize| if s == 0 { String::new() } else { format!("_{s}") };
+        let mut entries: Vec<Entry> = searched
+            .iter()
+            .enumerate()
+            .map(|(s, a)| Entry {
+                name: format!("searched{}", suffix(s)),
+                kind: EntryKind::Searched,
+                architecture: a.clone(),
+            })
+            .collect();
+        let first = searched.first().context("no searched architecture")?;
         let space = trellis::SearchNetworkConfig { blocks: self.blocks, layers: self.layers, ..Default::default() };
         for (i, architecture) in crate::tasks::random::draw(&space, self.random, self.draw_seed).into_iter().enumerate()
         {
@@ -225,11 +248,17 @@ impl ComparePlan {
                 "the paper's cell has 5 blocks and its path 12 layers: no paper baseline in this space"
             );
         }
-        let architecture = Architecture { path: deeplab_path(self.layers), ..searched.clone() };
-        entries.push(Entry { name: "deeplab_path".into(), kind: EntryKind::DeeplabPath, architecture });
+        for (s, a) in searched.iter().enumerate() {
+            let architecture = Architecture { path: deeplab_path(self.layers), ..a.clone() };
+            entries.push(Entry {
+                name: format!("deeplab_path{}", suffix(s)),
+                kind: EntryKind::DeeplabPath,
+                architecture,
+            });
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(self.draw_seed ^ 0x5c1b);
         for i in 0..self.skip_control {
-            let architecture = skip_matched(self.blocks, self.layers, skips(&searched.cell), &mut rng)?;
+            let architecture = skip_matched(self.blocks, self.layers, skips(&first.cell), &mut rng)?;
             entries.push(Entry { name: format!("skips_{i:03}"), kind: EntryKind::SkipControl, architecture });
         }
         Ok(entries)
@@ -291,14 +320,26 @@ fn resumable(folder: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// The searched architecture: the plan's, the finished search's, or the search run (or resumed)
-/// now on every rank.
-fn searched(options: &CompareOptions) -> Result<Architecture> {
+/// The searched architectures: the plan's, or one per search (`search/`, `search-1/`, …, with
+/// seeds `search.seed`, `+ 1`, …), each the finished search's or the search run (or resumed) now
+/// on every rank.
+fn searched(options: &CompareOptions) -> Result<Vec<Architecture>> {
     if let Some(a) = &options.plan.searched {
-        return Ok(a.clone());
+        return Ok(vec![a.clone()]);
     }
     let config = options.plan.search.clone().context("the plan has neither an architecture nor a search")?;
-    let folder = options.out.join("search");
+    (0..options.plan.searches.max(1))
+        .map(|s| {
+            let mut config = config.clone();
+            config.seed += s as u64;
+            let folder = options.out.join(if s == 0 { "search".to_owned() } else { format!("search-{s}") });
+            one_search(options, config, folder)
+        })
+        .collect()
+}
+
+/// One search of the comparison in `folder`: its result when finished, else run or resumed.
+fn one_search(options: &CompareOptions, config: SearchRunConfig, folder: PathBuf) -> Result<Architecture> {
     let done = folder.join("arch/final.json");
     // Rank 0 looks at the folder; every rank acts on what it saw.
     let state = if options.ranks.rank() == 0 {
@@ -323,7 +364,7 @@ fn searched(options: &CompareOptions) -> Result<Architecture> {
         stop_after_steps: None,
         ranks: options.ranks.clone(),
     };
-    info!(resume = run.resume, folder = %folder.display(), "compare: the search");
+    info!(resume = run.resume, folder = %folder.display(), seed = config.seed, "compare: a search");
     match crate::tasks::search_run::run(SearchOptions { config, run })? {
         SearchOutcome::Finished(architecture) => Ok(architecture),
         SearchOutcome::Stopped(checkpoint) => {
@@ -472,27 +513,41 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> Compa
     let of = |kind: EntryKind| reports.iter().filter(move |r| r.kind == kind);
     let random_means: Vec<f64> = of(EntryKind::Random).map(|r| r.mean).collect();
     let (random_mean, random_sd) = mean_std(&random_means);
-    let searched = of(EntryKind::Searched).next().expect("the searched entry").clone();
+    // The searched group: one entry per search, compared by the mean of their means.
+    let searched_means: Vec<f64> = of(EntryKind::Searched).map(|r| r.mean).collect();
+    let (searched_mean, searched_sd) = mean_std(&searched_means);
+    let searched_runs: Vec<f64> = of(EntryKind::Searched).flat_map(|r| r.mious.clone()).collect();
     let random_runs: Vec<f64> = of(EntryKind::Random).flat_map(|r| r.mious.clone()).collect();
     let skip_means: Vec<f64> = of(EntryKind::SkipControl).map(|r| r.mean).collect();
     let skip = (!skip_means.is_empty()).then(|| mean_std(&skip_means));
-    let baselines: Vec<&EntryReport> = of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).collect();
-    let beats_baselines = baselines.iter().all(|r| searched.mean > r.mean);
+    // Each baseline kind as a group (the DeepLab-like path holds one entry per searched cell).
+    let group_mean = |kind: EntryKind| {
+        let means: Vec<f64> = of(kind).map(|r| r.mean).collect();
+        (!means.is_empty()).then(|| mean_std(&means).0)
+    };
+    let baseline_means: Vec<f64> =
+        [EntryKind::Paper, EntryKind::DeeplabPath].into_iter().filter_map(group_mean).collect();
+    let beats_baselines = baseline_means.iter().all(|&m| searched_mean > m);
+    let baselines: Vec<String> =
+        of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).map(|r| r.name.clone()).collect();
+    let others_above = reports.iter().filter(|r| r.kind != EntryKind::Searched && r.mean > searched_mean).count();
     CompareReport {
         seeds,
         random_mean,
         random_sd,
-        searched_mean: searched.mean,
+        searched_mean,
+        searches: searched_means.len(),
+        searched_sd_over_searches: (searched_means.len() >= 2).then_some(searched_sd),
         searched_sd_above_random: (random_means.len() >= 2 && random_sd > 0.0)
-            .then(|| (searched.mean - random_mean) / random_sd),
-        searched_rank: searched.rank,
+            .then(|| (searched_mean - random_mean) / random_sd),
+        searched_rank: 1 + others_above,
         architectures: reports.len(),
-        welch: welch(&searched.mious, &random_runs),
-        hedges_g: hedges_g(&searched.mious, &random_runs),
+        welch: welch(&searched_runs, &random_runs),
+        hedges_g: hedges_g(&searched_runs, &random_runs),
         skip_control_mean: skip.map(|s| s.0),
         skip_control_sd: skip.map(|s| s.1),
         beats_baselines,
-        baselines: baselines.iter().map(|r| r.name.clone()).collect(),
+        baselines,
         entries: reports,
     }
 }
@@ -521,11 +576,15 @@ pub fn markdown(r: &CompareReport) -> String {
             pct(r.random_sd)
         )
     };
+    let over = match r.searched_sd_over_searches {
+        Some(sd) => format!("mean of {} searches, sd {} % over searches, ", r.searches, pct(sd)),
+        None => String::new(),
+    };
     text += &format!(
-        "Searched: **{} %** (rank {} of {}, {} seed(s) each); {random}; beats the hand-designed baselines ({}): {}.\n\n",
+        "Searched: **{} %** ({over}rank {} of {}, {} seed(s) each); {random}; beats the hand-designed baselines ({}): {}.\n\n",
         pct(r.searched_mean),
         r.searched_rank,
-        r.architectures,
+        r.architectures - r.searches + 1,
         r.seeds,
         r.baselines.join(", "),
         if r.beats_baselines { "yes" } else { "no" }
@@ -593,8 +652,9 @@ mod tests {
             seeds: 1,
             draw_seed: 0,
             skip_control: 20,
+            searches: 1,
         };
-        let entries = plan.entries(&searched).unwrap();
+        let entries = plan.entries(std::slice::from_ref(&searched)).unwrap();
         let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
         assert_eq!(
             &kinds[..6],
@@ -619,5 +679,52 @@ mod tests {
         let distinct: std::collections::HashSet<String> =
             entries[6..].iter().map(|e| serde_json::to_string(&e.architecture.cell).unwrap()).collect();
         assert!(distinct.len() > 15, "the controls are drawn, not copies");
+    }
+
+    /// Several searches are one group: its mean is the mean of the searches' means, its rank
+    /// among the other architectures, its runs pooled in Welch's test, and the DeepLab-like
+    /// baseline is the group of every searched cell on that path.
+    #[test]
+    fn several_searches_are_compared_as_one_group() {
+        let space = trellis::SearchNetworkConfig { blocks: 5, layers: 4, ..Default::default() };
+        let searched = crate::tasks::random::draw(&space, 2, 7);
+        let plan = ComparePlan {
+            searched: None,
+            search: None,
+            blocks: 5,
+            layers: 4,
+            retrain: RetrainConfig::default(),
+            random: 2,
+            seeds: 2,
+            draw_seed: 0,
+            skip_control: 0,
+            searches: 2,
+        };
+        let entries = plan.entries(&searched).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["searched", "searched_1", "random_000", "random_001", "paper", "deeplab_path", "deeplab_path_1"]
+        );
+        assert_eq!(entries[6].architecture.cell, searched[1].cell);
+        let mious = vec![
+            vec![0.60, 0.62], // searched: 0.61
+            vec![0.50, 0.52], // searched_1: 0.51
+            vec![0.50, 0.50], // random: 0.50
+            vec![0.54, 0.54], // random: 0.54
+            vec![0.40, 0.40], // paper
+            vec![0.58, 0.58], // deeplab_path
+            vec![0.55, 0.57], // deeplab_path_1: 0.56, the group 0.57
+        ];
+        let r = summarise(&entries, mious, 2);
+        assert!((r.searched_mean - 0.56).abs() < 1e-12);
+        assert_eq!(r.searches, 2);
+        assert!((r.searched_sd_over_searches.unwrap() - (0.005f64).sqrt()).abs() < 1e-12);
+        // Above it: deeplab_path (0.58) only; the DeepLab-like group (0.57) beats it.
+        assert_eq!(r.searched_rank, 2);
+        assert!(!r.beats_baselines);
+        assert!((r.searched_sd_above_random.unwrap() - (0.56 - 0.52) / (0.0008f64).sqrt()).abs() < 1e-9);
+        assert!(r.welch.is_some(), "four searched runs against four random runs");
+        assert!(markdown(&r).contains("mean of 2 searches"));
     }
 }
