@@ -37,26 +37,22 @@ fn tiny_compare(
     search(&[&["--threads", "1", "compare"][..], source, &fixed, extra].concat())
 }
 
+/// A synthetic folder data set of 8 training and `val` val images of 64x48 in a new temp folder.
+fn folder_data(name: &str, val: usize) -> std::path::PathBuf {
+    let data = temp(name);
+    let val = val.to_string();
+    let args = ["synth", "--format", "folder", "--train", "8", "--val", &val, "--size", "64x48", "--out"];
+    ok(&search(&[&args[..], &[data.to_str().unwrap()]].concat()));
+    data
+}
+
 fn report(out: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap()
 }
 
 #[test]
 fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
-    let data = temp("compare-data");
-    ok(&search(&[
-        "synth",
-        "--format",
-        "folder",
-        "--train",
-        "8",
-        "--val",
-        "4",
-        "--size",
-        "64x48",
-        "--out",
-        data.to_str().unwrap(),
-    ]));
+    let data = folder_data("compare-data", 4);
     let out = temp("compare-run");
     let search_config = repo("configs/tiny-search.toml");
     let searching = ["--search-config", search_config.as_str()];
@@ -144,52 +140,20 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
 /// retrained like the others, compared as one group; refused with --arch.
 #[test]
 fn several_searches_are_one_group() {
-    let data = temp("compare-searches-data");
-    ok(&search(&[
-        "synth",
-        "--format",
-        "folder",
-        "--train",
-        "8",
-        "--val",
-        "2",
-        "--size",
-        "64x48",
-        "--out",
-        data.to_str().unwrap(),
-    ]));
+    let data = folder_data("compare-searches-data", 2);
     let out = temp("compare-searches");
     let search_config = repo("configs/tiny-search.toml");
     let retrain = repo("configs/tiny-retrain.toml");
-    let args = [
-        "--threads",
-        "1",
-        "compare",
-        "--search-config",
-        &search_config,
-        "--retrain-config",
-        &retrain,
-        "--data",
-        data.to_str().unwrap(),
-        "--format",
-        "folder",
-        "--random",
-        "2",
-        "--seeds",
-        "1",
-        "--searches",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let printed = ok(&search(&args));
+    let searching = ["--search-config", search_config.as_str()];
+    let printed = ok(&tiny_compare(&data, &out, &searching, &["--searches", "2"]));
     assert!(printed.contains("mean of 2 searches"), "{printed}");
     let r = report(&out);
     let entries = r["entries"].as_array().unwrap();
     let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["searched", "searched_1", "random_000", "random_001", "deeplab_path", "deeplab_path_1"]);
+    assert_eq!(
+        names,
+        ["searched", "searched_1", "random_000", "random_001", "deeplab_path", "deeplab_path_1", "skips_000"]
+    );
     let mean = |e: &serde_json::Value| e["mean"].as_f64().unwrap();
     assert!((r["searched_mean"].as_f64().unwrap() - (mean(&entries[0]) + mean(&entries[1])) / 2.0).abs() < 1e-12);
     assert_eq!(r["searches"], 2);
