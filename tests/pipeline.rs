@@ -691,6 +691,14 @@ fn commands_read_the_run() {
     let flagged: serde_json::Value =
         serde_json::from_str(&ok(&search(&["summary", "--arch", t, "--json", "--filter-multiplier", "4"]))).unwrap();
     assert_eq!(flagged["filter_multiplier"], 4, "a flag wins");
+    // A file inside the run reads the run too (its F and classes, not the paper's 20 and 19).
+    let inside = train.join("arch.json");
+    let from_file: serde_json::Value =
+        serde_json::from_str(&ok(&search(&["summary", "--arch", inside.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!(
+        (&from_file["filter_multiplier"], &from_file["classes"]),
+        (&serde_json::json!(2), &serde_json::json!(classes))
+    );
     let run = temp("reads-search");
     ok(&tiny_search(&folder, &run, &["--set", "data.format=\"folder\""]));
     let cost: serde_json::Value =

@@ -23,15 +23,10 @@ pub enum PredictionFormat {
     Overlay,
 }
 
-/// The legend of the colour and overlay predictions: each class's colour swatch and name, as
-/// SVG (written beside the predictions as `legend.svg`); in columns of at most 40 classes.
-pub fn legend_svg(table: &ClassTable) -> String {
-    legend_svg_of(table, &(0..table.len()).collect::<Vec<_>>())
-}
-
-/// [`legend_svg`] of the classes `ids` only (train ids, each with its own number): the classes
-/// a set of predictions shows.
-pub fn legend_svg_of(table: &ClassTable, ids: &[usize]) -> String {
+/// The legend of the colour and overlay predictions: the colour swatch, train id and name of
+/// each class of `ids` (the classes a set of predictions shows), as SVG (written beside the
+/// predictions as `legend.svg`); in columns of at most 40 classes.
+pub fn legend_svg(table: &ClassTable, ids: &[usize]) -> String {
     const ROWS: usize = 40;
     const COLUMN_WIDTH: usize = 190;
     let ids: Vec<usize> = ids.iter().copied().filter(|&i| i < table.len()).collect();
@@ -52,15 +47,15 @@ pub fn legend_svg_of(table: &ClassTable, ids: &[usize]) -> String {
              <text x=\"{}\" y=\"{}\">{i} {}</text>\n",
             x + 37,
             y + 12,
-            escape(&class.name)
+            escape_xml(&class.name)
         ));
     }
     svg.push_str("</svg>\n");
     svg
 }
 
-/// `text` with the XML special characters escaped.
-fn escape(text: &str) -> String {
+/// `text` with the XML special characters escaped, for SVG text and attributes.
+pub fn escape_xml(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -128,7 +123,8 @@ mod tests {
 
     #[test]
     fn the_legend_names_every_class_in_columns() {
-        let svg = legend_svg(&ClassTable::ade20k());
+        let table = ClassTable::ade20k();
+        let svg = legend_svg(&table, &(0..table.len()).collect::<Vec<_>>());
         assert_eq!(svg.matches("<rect").count(), 150);
         assert!(svg.contains("149 flag") && svg.contains("width=\"740\""), "four columns of 40");
     }

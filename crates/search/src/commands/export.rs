@@ -32,7 +32,10 @@ pub struct Args {
 
 pub fn exec(args: Args) -> Result<()> {
     let model = args.model.resolve(args.format, &super::InferenceFlags::default())?;
-    let size = args.size.or_else(|| super::run_image_size(&model.weights));
+    let size = match args.size {
+        Some(size) => Some(size),
+        None => super::run_facts(&model.weights)?.and_then(|f| f.size),
+    };
     match (args.size, size) {
         (None, Some((w, h))) => tracing::info!("exporting at the data's image size {w}x{h} (--size to change)"),
         (None, None) => tracing::info!("the data is not at hand: exporting at the training crop (--size to change)"),

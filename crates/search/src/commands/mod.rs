@@ -149,24 +149,39 @@ pub struct Deployment {
     pub stem_channels: [i64; 3],
 }
 
-/// What a run folder says about its network: F, classes, stem and its images' size at its base
-/// scale. `None` when `dir` is not a run folder.
-fn run_facts(dir: &Path) -> Result<Option<Deployment>> {
-    let root = [dir.to_owned(), dir.join("../..")].into_iter().find(|d| d.join("config.toml").is_file());
-    let Some(root) = root else { return Ok(None) };
-    let path = root.join("config.toml");
+/// What a run folder says about its network: F, classes, stem, and its images' size at its base
+/// scale when its data is at hand.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts {
+    pub size: Option<(u32, u32)>,
+    pub filter_multiplier: i64,
+    pub classes: i64,
+    pub stem_channels: [i64; 3],
+}
+
+/// The run folder `path` belongs to: itself, or the run holding it (a checkpoint folder, a file
+/// in either); a run folder holds `config.toml` and its provenance `env/`.
+fn run_root(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .take(4)
+        .filter(|d| !d.as_os_str().is_empty())
+        .find(|d| d.join("config.toml").is_file() && d.join("env").is_dir())
+}
+
+/// The facts of the run `path` belongs to ([`run_root`]): a retraining's (with `arch.json`) or a
+/// search's; `None` outside a run.
+pub fn run_facts(path: &Path) -> Result<Option<RunFacts>> {
+    let Some(root) = run_root(path) else { return Ok(None) };
+    let config = root.join("config.toml");
+    let read = || format!("reading {}", config.display());
     let (data, filter_multiplier, classes, stem_channels) = if root.join("arch.json").is_file() {
-        let c: search::run_config::RetrainConfig =
-            configs::load(Some(&path), &[]).with_context(|| format!("reading {}", path.display()))?;
+        let c: search::run_config::RetrainConfig = configs::load(Some(&config), &[]).with_context(read)?;
         (c.data, c.model.filter_multiplier, c.model.classes, c.model.stem_channels)
     } else {
-        let c: search::run_config::SearchRunConfig =
-            configs::load(Some(&path), &[]).with_context(|| format!("reading {}", path.display()))?;
+        let c: search::run_config::SearchRunConfig = configs::load(Some(&config), &[]).with_context(read)?;
         (c.data, c.model.filter_multiplier, c.model.classes, c.model.stem_channels)
     };
-    // The paper's size when the data is not at hand.
-    let size = image_size(&data).unwrap_or((2048, 1024));
-    Ok(Some(Deployment { size, filter_multiplier, classes, stem_channels }))
+    Ok(Some(RunFacts { size: image_size(&data), filter_multiplier, classes, stem_channels }))
 }
 
 /// The images' size at inference, WIDTHxHEIGHT: the first val image at the data's base scale;
@@ -178,24 +193,16 @@ fn image_size(data: &search::run_config::DataConfig) -> Option<(u32, u32)> {
     Some((((w as f32 * scale).round() as u32).max(16), ((h as f32 * scale).round() as u32).max(16)))
 }
 
-/// The image size of the retraining run `weights` names (its folder, or a checkpoint folder or
-/// file inside it), WIDTHxHEIGHT; `None` for a bare weights file or when the data is not at hand.
-pub fn run_image_size(weights: &Path) -> Option<(u32, u32)> {
-    let root =
-        weights.ancestors().take(4).find(|d| d.join("config.toml").is_file() && d.join("arch.json").is_file())?;
-    let c: search::run_config::RetrainConfig = configs::load(Some(&root.join("config.toml")), &[]).ok()?;
-    image_size(&c.data)
-}
-
 impl DeploymentFlags {
-    /// The deployment: each flag, else what the run folder `run` says, else the paper's.
+    /// The deployment: each flag, else what the run `run` belongs to says, else the paper's
+    /// (2048x1024 also when the run's data is not at hand).
     pub fn resolve(&self, run: Option<&Path>) -> Result<Deployment> {
-        let facts = match run.filter(|r| r.is_dir()) {
-            Some(dir) => run_facts(dir)?,
+        let facts = match run {
+            Some(path) => run_facts(path)?,
             None => None,
         };
         let d = Deployment {
-            size: self.size.or(facts.map(|f| f.size)).unwrap_or((2048, 1024)),
+            size: self.size.or(facts.and_then(|f| f.size)).unwrap_or((2048, 1024)),
             filter_multiplier: self.filter_multiplier.or(facts.map(|f| f.filter_multiplier)).unwrap_or(20),
             classes: self.classes.or(facts.map(|f| f.classes)).unwrap_or(19),
             stem_channels: self

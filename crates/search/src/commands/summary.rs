@@ -17,17 +17,8 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> Result<()> {
-    let run = std::path::Path::new(&args.arch);
-    let d = args.deployment.resolve(Some(run))?;
-    let architecture = match run.is_dir() {
-        true => {
-            let file = [run.join("arch.json"), run.join("arch/final.json")].into_iter().find(|f| f.is_file());
-            let file = file
-                .with_context(|| format!("--arch {}: a folder without arch.json or arch/final.json", run.display()))?;
-            trellis::Architecture::load(&file)?
-        }
-        false => search::arch_source::resolve(&args.arch).context("reading --arch")?,
-    };
+    let d = args.deployment.resolve(Some(std::path::Path::new(&args.arch)))?;
+    let architecture = search::arch_source::resolve(&args.arch).context("reading --arch")?;
     let config = trellis::DecodedNetworkConfig {
         architecture,
         filter_multiplier: d.filter_multiplier,

@@ -104,13 +104,13 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
         let labels = logits.argmax(1, false).squeeze_dim(0);
         let labels: Vec<u8> =
             Vec::<i64>::try_from(labels.to_device(Device::Cpu).flatten(0, -1))?.into_iter().map(|v| v as u8).collect();
-        for id in present(&labels) {
+        let ids = present(&labels);
+        for &id in &ids {
             shown[id] = true;
         }
         if format == PredictionFormat::Overlay {
             // The overlay with the class legend beside it.
             let blended = seg::palette::overlay(&model.table, &rgb, &labels, 0.5);
-            let ids = present(&labels);
             let (w, h, pixels) = crate::observe::plots::with_legend(&model.table, &ids, width, height, &blended)?;
             seg::png::write_png(&target, w, h, image::ColorType::Rgb8, &pixels)?;
         } else {
@@ -124,7 +124,7 @@ pub fn predict(model: &TrainedModel, input: &Path, out: &Path, output: PredictOu
         let ids: Vec<usize> = (0..model.table.len()).filter(|&i| shown[i]).collect();
         crate::store::rundir::write_file(
             &out.join("legend.svg"),
-            seg::palette::legend_svg_of(&model.table, &ids).as_bytes(),
+            seg::palette::legend_svg(&model.table, &ids).as_bytes(),
         )?;
         crate::observe::plots::png_beside(&out.join("legend.svg"))?;
     }

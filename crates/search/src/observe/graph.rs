@@ -194,7 +194,7 @@ impl Canvas {
              <text x=\"{margin}\" y=\"{:.0}\" font-size=\"18\" font-weight=\"bold\">{}</text>\n\
              <g transform=\"translate({dx:.1},{dy:.1})\">\n",
             margin + 18.0,
-            escape(title)
+            seg::palette::escape_xml(title)
         );
         svg.push_str(&self.body);
         svg.push_str("</g>\n</svg>\n");
@@ -204,10 +204,6 @@ impl Canvas {
             edges: edges.iter().map(|points| points.iter().map(shift).collect()).collect(),
         }
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn web(color: Color) -> String {
@@ -278,7 +274,7 @@ impl RenderBackend for Canvas {
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" dominant-baseline=\"central\">{}</text>\n",
                 xy.x,
                 top + i as f64 * 1.25 * FONT_PX,
-                escape(line)
+                seg::palette::escape_xml(line)
             ));
         }
     }

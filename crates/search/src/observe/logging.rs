@@ -16,9 +16,11 @@ use tracing_subscriber::{EnvFilter, Layer};
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
 
-/// This process's rank in a distributed run, from the launcher's `RANK` (None outside one).
+/// This process's rank in a distributed run, from the launcher's `RANK` (None outside one); read
+/// once, since every line written to the terminal asks.
 pub fn rank() -> Option<usize> {
-    std::env::var("RANK").ok()?.parse().ok()
+    static RANK: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *RANK.get_or_init(|| std::env::var("RANK").ok()?.parse().ok())
 }
 
 /// Installs the global subscriber (level from `RUST_LOG`, default `info`). In a distributed run

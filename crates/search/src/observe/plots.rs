@@ -33,7 +33,7 @@ pub fn with_legend(
     height: u32,
     rgb: &[u8],
 ) -> Result<(u32, u32, Vec<u8>)> {
-    let (lw, lh, legend) = rasterize(seg::palette::legend_svg_of(table, ids).as_bytes())?;
+    let (lw, lh, legend) = rasterize(seg::palette::legend_svg(table, ids).as_bytes())?;
     let (w, h) = (width + lw, height.max(lh));
     let mut out = vec![255u8; (w * h * 3) as usize];
     for y in 0..height as usize {
@@ -204,15 +204,16 @@ pub fn cell_svg(architecture: &Architecture) -> String {
     cell_drawing(architecture).svg
 }
 
+/// The one heat scale of every picture: white (0) to dark blue (1), as RGB.
+fn heat_rgb(v: f64) -> (u8, u8, u8) {
+    let v = v.clamp(0.0, 1.0);
+    ((255.0 * (1.0 - 0.85 * v)) as u8, (255.0 * (1.0 - 0.65 * v)) as u8, (255.0 - 90.0 * v) as u8)
+}
+
 /// White (0) to dark blue (`high`), the colour of a heat-map cell.
 fn heat(v: f64, high: f64) -> String {
-    let v = if high > 0.0 { (v / high).clamp(0.0, 1.0) } else { 0.0 };
-    format!(
-        "rgb({},{},{})",
-        (255.0 * (1.0 - 0.85 * v)) as u8,
-        (255.0 * (1.0 - 0.65 * v)) as u8,
-        (255.0 - 90.0 * v) as u8
-    )
+    let (r, g, b) = heat_rgb(if high > 0.0 { v / high } else { 0.0 });
+    format!("rgb({r},{g},{b})")
 }
 
 /// Text colour readable on `heat(v, high)`.
@@ -448,7 +449,7 @@ pub fn confusion_svg(names: &[String], counts: &[u64]) -> String {
         svg.push_str(&format!(
             "<text transform=\"translate({x:.0},{:.0}) rotate(-60)\" fill=\"#444\">{}</text>\n",
             top - 6.0,
-            escape_text(name)
+            seg::palette::escape_xml(name)
         ));
     }
     for (g, name) in names.iter().enumerate() {
@@ -459,7 +460,7 @@ pub fn confusion_svg(names: &[String], counts: &[u64]) -> String {
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n",
             label_w - 6.0,
             y + cell / 2.0 + 5.0,
-            escape_text(name)
+            seg::palette::escape_xml(name)
         ));
         for (p, &c) in row.iter().enumerate() {
             let v = if total > 0 { c as f64 / total as f64 } else { 0.0 };
@@ -513,7 +514,7 @@ pub fn iou_svg(names: &[String], ious: &[Option<f64>], miou: f64) -> String {
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n",
             label_w - 8.0,
             y + bar_h / 2.0 + 5.0,
-            escape_text(name)
+            seg::palette::escape_xml(name)
         ));
         match iou {
             Some(v) if *v > 0.0 => svg.push_str(&format!(
@@ -551,11 +552,6 @@ pub fn iou_svg(names: &[String], ious: &[Option<f64>], miou: f64) -> String {
     svg
 }
 
-/// `text` safe inside an SVG element.
-fn escape_text(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 /// Writes the evaluation pictures beside `json` (`<stem>.confusion.svg`, `<stem>.iou.svg`, each
 /// with a PNG); returns their paths.
 pub fn write_eval_pictures(
@@ -588,8 +584,8 @@ fn heat_map(path: &std::path::Path, title: &str, rows: &[String], columns: &[Vec
     let (low, high) = (finite().fold(f64::INFINITY, f64::min), finite().fold(f64::NEG_INFINITY, f64::max));
     let (low, high) = if low.is_finite() && high > low { (low, high) } else { (0.0, 1.0) };
     let colour = |v: f64| {
-        let v = ((v - low) / (high - low)).clamp(0.0, 1.0);
-        RGBColor((255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - 0.8 * v)) as u8, 255 - (90.0 * v) as u8)
+        let (r, g, b) = heat_rgb((v - low) / (high - low));
+        RGBColor(r, g, b)
     };
     seg::atomic::write_atomic_with(path, |tmp| -> Result<()> {
         let root = SVGBackend::new(tmp, (width, height)).into_drawing_area();
