@@ -12,8 +12,12 @@ pub fn resolve(spec: &str) -> Result<Architecture, ArchitectureError> {
     if spec == "paper" {
         Ok(Architecture::paper())
     } else if path.is_dir() {
-        let retrained = path.join("arch.json");
-        Architecture::load(&if retrained.is_file() { retrained } else { path.join("arch/final.json") })
+        let file = ["arch.json", "arch/final.json"].map(|f| path.join(f)).into_iter().find(|f| f.is_file());
+        let file = file.ok_or_else(|| ArchitectureError::Parse {
+            origin: path.display().to_string(),
+            message: "a folder without arch.json (a retraining) or arch/final.json (a finished search)".into(),
+        })?;
+        Architecture::load(&file)
     } else {
         Architecture::load(path)
     }
