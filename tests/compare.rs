@@ -136,8 +136,9 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     let _ = std::fs::remove_dir_all(data);
 }
 
-/// `--searches 2`: two searches with consecutive seeds in `search/` and `search-1/`, each
-/// retrained like the others, compared as one group; refused with --arch.
+/// `--searches 2 --select`: two searches with consecutive seeds in `search/` and `search-1/`,
+/// each retrained like the others, compared as one group; one of them picked by a retraining on
+/// trainA scored on trainB; refused with --arch, and --select without several searches.
 #[test]
 fn several_searches_are_one_group() {
     let data = folder_data("compare-searches-data", 2);
@@ -145,8 +146,9 @@ fn several_searches_are_one_group() {
     let search_config = repo("configs/tiny-search.toml");
     let retrain = repo("configs/tiny-retrain.toml");
     let searching = ["--search-config", search_config.as_str()];
-    let printed = ok(&tiny_compare(&data, &out, &searching, &["--searches", "2"]));
+    let printed = ok(&tiny_compare(&data, &out, &searching, &["--searches", "2", "--select"]));
     assert!(printed.contains("mean of 2 searches"), "{printed}");
+    assert!(printed.contains("Selected without the val split"), "{printed}");
     let r = report(&out);
     let entries = r["entries"].as_array().unwrap();
     let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
@@ -165,6 +167,25 @@ fn several_searches_are_one_group() {
         text.parse::<toml::Table>().unwrap()["seed"].as_integer().unwrap()
     };
     assert_eq!(seed("search-1"), seed("search") + 1, "consecutive search seeds");
+    // The selection: each searched network trained on trainA (4 of the 8 images) and scored on
+    // trainB (the other 4), the better one picked and judged on val like the group.
+    let selection = &r["selection"];
+    let holdout = selection["holdout"].as_array().unwrap();
+    let scores: Vec<(&str, f64)> = holdout.iter().map(|h| (h[0].as_str().unwrap(), h[1].as_f64().unwrap())).collect();
+    assert_eq!(scores.iter().map(|s| s.0).collect::<Vec<_>>(), ["searched", "searched_1"]);
+    let picked = if scores[1].1 > scores[0].1 { 1 } else { 0 };
+    assert_eq!(selection["selected"], scores[picked].0);
+    assert_eq!(selection["mean"], entries[picked]["mean"]);
+    let own = if picked == 0 { "deeplab_path" } else { "deeplab_path_1" };
+    assert_eq!(selection["baselines"], serde_json::json!([own]), "no paper baseline at B = 2");
+    for (name, score) in &scores {
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("results/select-{name}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(saved["val_miou"].as_f64().unwrap(), *score);
+        let log = std::fs::read_to_string(out.join(format!("runs/select/{name}/log.txt"))).unwrap();
+        assert!(log.contains("train on trainA, evaluate on trainB") && log.contains("train_b=4"), "{log}");
+    }
     let given = out.join("architectures/searched.json");
     let e = err(&search(&[
         "compare",
@@ -178,6 +199,8 @@ fn several_searches_are_one_group() {
         temp("compare-searches-refused").to_str().unwrap(),
     ]));
     assert!(e.contains("--searches 2 runs the searches: drop --arch"), "{e}");
+    let e = err(&tiny_compare(&data, &temp("compare-select-refused"), &searching, &["--select"]));
+    assert!(e.contains("--select picks one of several searches"), "{e}");
     for dir in [data, out] {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -50,6 +50,11 @@ pub struct Args {
     /// search's luck. Needs --search-config without --arch.
     #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     searches: usize,
+    /// With --searches ≥ 2, also pick one of the searches' architectures as DARTS does (Liu et
+    /// al. 2019, §3.2): each is retrained with the retraining config on trainA of the training
+    /// split and scored on trainB (never the val split); the best is reported as `selected`.
+    #[arg(long, conflicts_with = "resume")]
+    select: bool,
     /// The comparison's folder (must be new or empty).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
@@ -100,6 +105,10 @@ impl Args {
             "--searches {} runs the searches: drop --arch (one given architecture is one search)",
             self.searches
         );
+        anyhow::ensure!(
+            !self.select || self.searches >= 2,
+            "--select picks one of several searches: give --searches 2 or more"
+        );
         let searched = match &self.arch {
             Some(spec) => Some(search::arch_source::resolve(spec).context("reading --arch")?),
             None => None,
@@ -139,6 +148,7 @@ impl Args {
             draw_seed: self.seed,
             skip_control: self.skip_control,
             searches: self.searches,
+            select: self.select,
         })
     }
 }

@@ -56,6 +56,7 @@ pub fn exec(args: Args) -> Result<()> {
         config,
         model,
         run: RunRequest { out, device, resume, stop_after_steps: args.run.stop_after_steps, ranks },
+        holdout: None,
     };
     match search::tasks::retrain::train(options)? {
         RetrainOutcome::Finished { val_miou, weights } if writer => {

@@ -65,6 +65,10 @@ pub struct ComparePlan {
     /// entry, the group's mean what is compared); 1 with a given architecture.
     #[serde(default = "one")]
     pub searches: usize,
+    /// Pick one of the searches' architectures by a retraining on trainA scored on trainB
+    /// (DARTS §3.2), reported as [`CompareReport::selection`].
+    #[serde(default)]
+    pub select: bool,
 }
 
 fn one() -> usize {
@@ -157,6 +161,27 @@ pub struct CompareReport {
     /// architecture needs B = 5 and L ≤ 12).
     pub beats_baselines: bool,
     /// Their names.
+    pub baselines: Vec<String>,
+    /// With `--select`: the search picked without the val split, and how it does.
+    pub selection: Option<Selection>,
+}
+
+/// The architecture `--select` picked among the searches (DARTS §3.2: each retrained from
+/// scratch on trainA, scored on trainB; the val split plays no part in the choice).
+#[derive(Debug, Clone, Serialize)]
+pub struct Selection {
+    /// Each searched entry's trainB mIoU (fraction), in search order.
+    pub holdout: Vec<(String, f64)>,
+    /// The entry with the best trainB mIoU (the first search on ties).
+    pub selected: String,
+    /// Its val mIoU, mean over the retraining seeds.
+    pub mean: f64,
+    /// (its mean − random mean) / random sd.
+    pub sd_above_random: Option<f64>,
+    /// Its rank among itself and the architectures that are not searched (1: best).
+    pub rank: usize,
+    /// Whether it beats the paper's architecture and its own cell on the DeepLab-like path.
+    pub beats_baselines: bool,
     pub baselines: Vec<String>,
 }
 
@@ -389,21 +414,19 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
             entry.architecture.save(&out.join(format!("architectures/{}.json", entry.name)))?;
         }
     }
-    // Seed-major order, so that a comparison stopped early has every architecture's first seeds.
-    let units: Vec<(usize, u64)> =
-        (0..options.plan.seeds as u64).flat_map(|k| (0..entries.len()).map(move |e| (e, k))).collect();
+    let units = options.plan.units(&entries);
     let results = out.join("results");
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let (rank, size) = (options.ranks.rank(), options.ranks.size());
     // Each unit's mIoU as f64 bits, on the rank that ran it (0 elsewhere): summed across the
     // ranks, every rank has all of them, without a shared file system.
     let mut bits = vec![0u64; units.len()];
-    for (i, &(e, k)) in units.iter().enumerate() {
+    for (i, unit) in units.iter().enumerate() {
         if i % size != rank {
             continue;
         }
-        let entry = &entries[e];
-        let result_file = results.join(format!("{}-seed{k}.json", entry.name));
+        let entry = &entries[unit.entry];
+        let result_file = results.join(unit.file_stem(entry) + ".json");
         let miou = match seg::limits::read_text(&result_file) {
             Ok(text) => {
                 let result: UnitResult =
@@ -411,8 +434,8 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
                 result.val_miou
             }
             Err(_) => {
-                let miou = retrain(options, entry, k, i, units.len())?;
-                write_json(&result_file, &UnitResult { name: entry.name.clone(), seed: k, val_miou: miou })?;
+                let miou = retrain(options, entry, unit, i, units.len())?;
+                write_json(&result_file, &UnitResult { name: entry.name.clone(), seed: unit.seed, val_miou: miou })?;
                 miou
             }
         };
@@ -423,10 +446,14 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
         return Ok(None);
     }
     let mut mious = vec![Vec::new(); entries.len()];
-    for (&(e, _), b) in units.iter().zip(bits) {
-        mious[e].push(f64::from_bits(b));
+    let mut holdout = Vec::new();
+    for (unit, b) in units.iter().zip(bits) {
+        match unit.holdout {
+            Some(_) => holdout.push((unit.entry, f64::from_bits(b))),
+            None => mious[unit.entry].push(f64::from_bits(b)),
+        }
     }
-    let report = summarise(&entries, mious, options.plan.seeds);
+    let report = summarise(&entries, mious, options.plan.seeds, &holdout);
     write_json(&out.join("compare.json"), &report)?;
     seg::atomic::write_atomic(&out.join("compare.md"), markdown(&report).as_bytes())?;
     strip_plot(&out.join("compare.svg"), &report)?;
@@ -460,18 +487,61 @@ fn strip_plot(path: &Path, report: &CompareReport) -> Result<()> {
     crate::observe::plots::strip_plot(path, title, &strips, 100.0 * report.random_mean, "val mIoU %")
 }
 
-/// Retrains `entry` with seed offset `k` (unit `i` of `n`), resuming a checkpointed run.
-fn retrain(options: &CompareOptions, entry: &Entry, k: u64, i: usize, n: usize) -> Result<f64> {
-    let folder = options.out.join(format!("runs/{}/seed{k}", entry.name));
+/// One retraining of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit {
+    /// Index into the entries.
+    pub entry: usize,
+    /// Offset of the retraining seed.
+    pub seed: u64,
+    /// `Some(split seed)`: a selection unit (trained on trainA, scored on trainB).
+    pub holdout: Option<u64>,
+}
+
+impl Unit {
+    /// Its result file's and run folder's name: `<entry>-seed<k>`, or `select-<entry>`.
+    fn file_stem(&self, entry: &Entry) -> String {
+        match self.holdout {
+            Some(_) => format!("select-{}", entry.name),
+            None => format!("{}-seed{}", entry.name, self.seed),
+        }
+    }
+}
+
+impl ComparePlan {
+    /// The retrainings: with `select`, one selection unit per searched entry first (they decide
+    /// which search is picked), then every entry for every seed, seed-major, so that a comparison
+    /// stopped early has every architecture's first seeds.
+    pub fn units(&self, entries: &[Entry]) -> Vec<Unit> {
+        // The split of the first search: the halves it searched on.
+        let split = self.search.as_ref().map_or(0, |s| s.seed);
+        let select = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| self.select && e.kind == EntryKind::Searched)
+            .map(|(entry, _)| Unit { entry, seed: 0, holdout: Some(split) });
+        let seeds = (0..self.seeds as u64)
+            .flat_map(|seed| (0..entries.len()).map(move |entry| Unit { entry, seed, holdout: None }));
+        select.chain(seeds).collect()
+    }
+}
+
+/// Retrains `entry` as `unit` says (unit `i` of `n`), resuming a checkpointed run.
+fn retrain(options: &CompareOptions, entry: &Entry, unit: &Unit, i: usize, n: usize) -> Result<f64> {
+    let (k, holdout) = (unit.seed, unit.holdout);
+    let folder = options.out.join(match holdout {
+        Some(_) => format!("runs/select/{}", entry.name),
+        None => format!("runs/{}/seed{k}", entry.name),
+    });
     let resume = resumable(&folder)?;
     let mut config = options.plan.retrain.clone();
     config.seed += k;
-    config.name = format!("{}-seed{k}", entry.name);
+    config.name = unit.file_stem(entry);
     let run =
         RunRequest { out: folder, device: options.device, resume, stop_after_steps: None, ranks: Ranks::of(None) };
     let start = std::time::Instant::now();
     let model = ModelChoice::Deployed(entry.architecture.clone());
-    let miou = match crate::tasks::retrain::train(RetrainOptions { config, model, run })? {
+    let miou = match crate::tasks::retrain::train(RetrainOptions { config, model, run, holdout })? {
         RetrainOutcome::Finished { val_miou, .. } => val_miou,
         RetrainOutcome::Stopped(checkpoint) => {
             bail!(
@@ -482,12 +552,13 @@ fn retrain(options: &CompareOptions, entry: &Entry, k: u64, i: usize, n: usize) 
             )
         }
     };
-    info!(unit = i + 1, of = n, name = %entry.name, seed = k, val_miou = %format!("{:.2} %", 100.0 * miou), seconds = %format!("{:.1}", start.elapsed().as_secs_f64()), "compare: retrained");
+    info!(unit = i + 1, of = n, name = %entry.name, seed = k, selection = holdout.is_some(), val_miou = %format!("{:.2} %", 100.0 * miou), seconds = %format!("{:.1}", start.elapsed().as_secs_f64()), "compare: retrained");
     Ok(miou)
 }
 
-/// The report of `entries` with their per-seed mIoUs.
-pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> CompareReport {
+/// The report of `entries` with their per-seed mIoUs, and with `--select` the searched entries'
+/// trainB mIoUs (`(entry index, mIoU)`, in search order).
+pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout: &[(usize, f64)]) -> CompareReport {
     let mut reports: Vec<EntryReport> = entries
         .iter()
         .zip(mious)
@@ -531,7 +602,9 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> Compa
     let baselines: Vec<String> =
         of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).map(|r| r.name.clone()).collect();
     let others_above = reports.iter().filter(|r| r.kind != EntryKind::Searched && r.mean > searched_mean).count();
+    let selection = select(&reports, holdout, random_mean, random_sd, random_means.len());
     CompareReport {
+        selection,
         seeds,
         random_mean,
         random_sd,
@@ -550,6 +623,35 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize) -> Compa
         baselines,
         entries: reports,
     }
+}
+
+/// The `--select` verdict: the searched entry with the best trainB mIoU, judged like the group.
+fn select(
+    reports: &[EntryReport],
+    holdout: &[(usize, f64)],
+    random_mean: f64,
+    random_sd: f64,
+    draws: usize,
+) -> Option<Selection> {
+    let &(best, _) = holdout.iter().fold(None, |acc: Option<&(usize, f64)>, h| match acc {
+        Some(a) if a.1 >= h.1 => Some(a),
+        _ => Some(h),
+    })?;
+    let chosen = &reports[best];
+    // Its own cell on the DeepLab-like path: the DeepLab entry in the same place among its kind.
+    let nth = reports[..best].iter().filter(|r| r.kind == EntryKind::Searched).count();
+    let own_deeplab = reports.iter().filter(|r| r.kind == EntryKind::DeeplabPath).nth(nth);
+    let baselines: Vec<&EntryReport> =
+        reports.iter().filter(|r| r.kind == EntryKind::Paper).chain(own_deeplab).collect();
+    Some(Selection {
+        holdout: holdout.iter().map(|&(e, m)| (reports[e].name.clone(), m)).collect(),
+        selected: chosen.name.clone(),
+        mean: chosen.mean,
+        sd_above_random: (draws >= 2 && random_sd > 0.0).then(|| (chosen.mean - random_mean) / random_sd),
+        rank: 1 + reports.iter().filter(|r| r.kind != EntryKind::Searched && r.mean > chosen.mean).count(),
+        beats_baselines: baselines.iter().all(|b| chosen.mean > b.mean),
+        baselines: baselines.iter().map(|b| b.name.clone()).collect(),
+    })
 }
 
 /// A p value with its leading digits, however small.
@@ -600,6 +702,20 @@ pub fn markdown(r: &CompareReport) -> String {
             )
         }
         _ => text += "Welch's test and Hedges' g need at least two runs on each side with some spread.\n\n",
+    }
+    if let Some(s) = &r.selection {
+        let scores: Vec<String> = s.holdout.iter().map(|(n, m)| format!("{n} {}", pct(*m))).collect();
+        let sd = s.sd_above_random.map_or("n/a".into(), |v| format!("{v:+.2}"));
+        text += &format!(
+            "Selected without the val split (each search's network retrained on trainA, scored on trainB: {}): **{}**, {} % on val, {sd} random sd, rank {} of {}; beats its baselines ({}): {}.\n\n",
+            scores.join(", "),
+            s.selected,
+            pct(s.mean),
+            s.rank,
+            r.architectures - r.searches + 1,
+            s.baselines.join(", "),
+            if s.beats_baselines { "yes" } else { "no" }
+        );
     }
     if let (Some(m), Some(s)) = (r.skip_control_mean, r.skip_control_sd) {
         text += &format!(
@@ -653,6 +769,7 @@ mod tests {
             draw_seed: 0,
             skip_control: 20,
             searches: 1,
+            select: false,
         };
         let entries = plan.entries(std::slice::from_ref(&searched)).unwrap();
         let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
@@ -699,6 +816,7 @@ mod tests {
             draw_seed: 0,
             skip_control: 0,
             searches: 2,
+            select: true,
         };
         let entries = plan.entries(&searched).unwrap();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -716,7 +834,7 @@ mod tests {
             vec![0.58, 0.58], // deeplab_path
             vec![0.55, 0.57], // deeplab_path_1: 0.56, the group 0.57
         ];
-        let r = summarise(&entries, mious, 2);
+        let r = summarise(&entries, mious, 2, &[(0, 0.40), (1, 0.45)]);
         assert!((r.searched_mean - 0.56).abs() < 1e-12);
         assert_eq!(r.searches, 2);
         assert!((r.searched_sd_over_searches.unwrap() - (0.005f64).sqrt()).abs() < 1e-12);
@@ -726,5 +844,19 @@ mod tests {
         assert!((r.searched_sd_above_random.unwrap() - (0.56 - 0.52) / (0.0008f64).sqrt()).abs() < 1e-9);
         assert!(r.welch.is_some(), "four searched runs against four random runs");
         assert!(markdown(&r).contains("mean of 2 searches"));
+        // --select: searched_1 did better on trainB; its val mean 0.51 is below its own cell on
+        // the DeepLab-like path (0.56) and the random mean.
+        let s = r.selection.as_ref().unwrap();
+        assert_eq!(s.selected, "searched_1");
+        assert!((s.mean - 0.51).abs() < 1e-12);
+        assert_eq!(s.baselines, ["paper", "deeplab_path_1"]);
+        assert!(!s.beats_baselines);
+        assert_eq!(s.rank, 4, "below deeplab_path, deeplab_path_1 and random_001");
+        assert!(s.sd_above_random.unwrap() < 0.0);
+        assert!(markdown(&r).contains("**searched_1**"));
+        let units = plan.units(&entries);
+        assert_eq!(units.len(), 2 + 2 * entries.len());
+        assert_eq!(units[..2].iter().map(|u| (u.entry, u.holdout)).collect::<Vec<_>>(), [(0, Some(0)), (1, Some(0))]);
+        assert!(units[2..].iter().all(|u| u.holdout.is_none()));
     }
 }

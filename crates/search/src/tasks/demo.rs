@@ -134,7 +134,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     retrain.data.root = data.clone();
     let train = |model: ModelChoice, folder: &str, config: &RetrainConfig| -> Result<f64> {
         let run = crate::store::session::RunRequest::fresh(out.join(folder), device);
-        match crate::tasks::retrain::train(RetrainOptions { config: config.clone(), model, run })? {
+        match crate::tasks::retrain::train(RetrainOptions { config: config.clone(), model, run, holdout: None })? {
             RetrainOutcome::Finished { val_miou, .. } => Ok(val_miou),
             RetrainOutcome::Stopped(checkpoint) => bail!("training was stopped at {}", checkpoint.display()),
         }

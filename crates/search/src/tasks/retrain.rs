@@ -71,6 +71,10 @@ pub struct RetrainOptions {
     pub config: RetrainConfig,
     pub model: ModelChoice,
     pub run: RunRequest,
+    /// `Some(seed)`: train on trainA of the training split cut by `seed` and evaluate on trainB,
+    /// the halves a search with that seed uses (`seg::data::split_halves`); the val split is not
+    /// read. How `search compare --select` scores a searched architecture without the val split.
+    pub holdout: Option<u64>,
 }
 
 /// How a retraining ended.
@@ -214,7 +218,7 @@ impl Task for Retrain<'_> {
 pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let config = &options.config;
     check_architecture(config, &options.model)?;
-    let model_choice = &options.model;
+    let (model_choice, holdout) = (&options.model, options.holdout);
     let options = &options.run;
     let device = options.device;
     let data = &config.data;
@@ -225,15 +229,34 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         .list_samples(&data.train_split)
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
+    let (samples, val) = match holdout {
+        Some(seed) => {
+            let (a, b) = seg::data::split_halves(samples.len(), seed);
+            let pick = |idx: &[usize]| idx.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>();
+            (pick(&a), pick(&b))
+        }
+        None => {
+            let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
+            (samples, val)
+        }
+    };
     // Each rank its own deterministic share; the global batch is the per-rank batch times the
     // world size.
-    let val = prepared.share(&dataset.list_samples(&data.val_split).context("listing the val split")?);
+    let val = prepared.share(&val);
     let loader = Loader::new(prepared.share_even(&samples), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("the training split")?;
     let flags = (config.sync_bn, config.tensorboard);
     let folder = options.folder(flags, data.loader.batch, config.checkpoint.keep_last);
     let session = prepared.open(folder, config)?;
     let dir = &session.dir;
+    if let Some(seed) = holdout {
+        info!(
+            seed,
+            train_a = samples.len(),
+            train_b = val.len(),
+            "train on trainA, evaluate on trainB (not the val split)"
+        );
+    }
     if let (ModelChoice::Deployed(architecture), false, true) = (model_choice, options.resume, dir.is_writer()) {
         architecture.save(&dir.path("arch.json"))?;
     }
