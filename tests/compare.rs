@@ -137,8 +137,9 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
 }
 
 /// `--searches 2 --select`: two searches with consecutive seeds in `search/` and `search-1/`,
-/// each retrained like the others, compared as one group; one of them picked by a retraining on
-/// trainA scored on trainB; refused with --arch, and --select without several searches.
+/// each retrained like the others, compared as one group; one of them picked by retrainings on
+/// trainA scored on trainB and the other way round; refused with --arch, and --select without
+/// several searches.
 #[test]
 fn several_searches_are_one_group() {
     let data = folder_data("compare-searches-data", 2);
@@ -168,23 +169,30 @@ fn several_searches_are_one_group() {
     };
     assert_eq!(seed("search-1"), seed("search") + 1, "consecutive search seeds");
     // The selection: each searched network trained on trainA (4 of the 8 images) and scored on
-    // trainB (the other 4), the better one picked and judged on val like the group.
+    // trainB (the other 4), and the other way round; the better mean picked and judged on val
+    // like the group.
     let selection = &r["selection"];
     let holdout = selection["holdout"].as_array().unwrap();
-    let scores: Vec<(&str, f64)> = holdout.iter().map(|h| (h[0].as_str().unwrap(), h[1].as_f64().unwrap())).collect();
-    assert_eq!(scores.iter().map(|s| s.0).collect::<Vec<_>>(), ["searched", "searched_1"]);
-    let picked = if scores[1].1 > scores[0].1 { 1 } else { 0 };
-    assert_eq!(selection["selected"], scores[picked].0);
+    let names: Vec<&str> = holdout.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["searched", "searched_1"]);
+    let means: Vec<f64> = holdout.iter().map(|h| h["mean"].as_f64().unwrap()).collect();
+    let picked = if means[1] > means[0] { 1 } else { 0 };
+    assert_eq!(selection["selected"], names[picked]);
     assert_eq!(selection["mean"], entries[picked]["mean"]);
     let own = if picked == 0 { "deeplab_path" } else { "deeplab_path_1" };
     assert_eq!(selection["baselines"], serde_json::json!([own]), "no paper baseline at B = 2");
-    for (name, score) in &scores {
-        let saved: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join(format!("results/select-{name}.json"))).unwrap())
-                .unwrap();
-        assert_eq!(saved["val_miou"].as_f64().unwrap(), *score);
-        let log = std::fs::read_to_string(out.join(format!("runs/select/{name}/log.txt"))).unwrap();
-        assert!(log.contains("train on trainA, evaluate on trainB") && log.contains("train_b=4"), "{log}");
+    for (h, name) in holdout.iter().zip(&names) {
+        let folds = h["folds"].as_array().unwrap();
+        assert_eq!(folds.len(), 2);
+        let fold_mean = (folds[0].as_f64().unwrap() + folds[1].as_f64().unwrap()) / 2.0;
+        assert!((h["mean"].as_f64().unwrap() - fold_mean).abs() < 1e-12);
+        for (fold, words) in [(0, "train on trainA, evaluate on trainB"), (1, "train on trainB, evaluate on trainA")] {
+            let file = out.join(format!("results/select-{name}-fold{fold}.json"));
+            let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            assert_eq!(saved["val_miou"], folds[fold]);
+            let log = std::fs::read_to_string(out.join(format!("runs/select/{name}/fold{fold}/log.txt"))).unwrap();
+            assert!(log.contains(words) && log.contains("train=4 eval=4"), "{log}");
+        }
     }
     let given = out.join("architectures/searched.json");
     let e = err(&search(&[

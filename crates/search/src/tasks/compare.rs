@@ -37,7 +37,7 @@ use crate::run_config::{RetrainConfig, SearchRunConfig};
 use crate::store::session::RunRequest;
 use crate::tasks::compare_stats::{hedges_g, welch, Welch};
 use crate::tasks::random::mean_std;
-use crate::tasks::retrain::{ModelChoice, RetrainOptions, RetrainOutcome};
+use crate::tasks::retrain::{Holdout, ModelChoice, RetrainOptions, RetrainOutcome};
 use crate::tasks::search_run::{SearchOptions, SearchOutcome};
 
 /// What a comparison was asked to do: `plan.json`, read back by `--resume`.
@@ -65,8 +65,9 @@ pub struct ComparePlan {
     /// entry, the group's mean what is compared); 1 with a given architecture.
     #[serde(default = "one")]
     pub searches: usize,
-    /// Pick one of the searches' architectures by a retraining on trainA scored on trainB
-    /// (DARTS §3.2), reported as [`CompareReport::selection`].
+    /// Pick one of the searches' architectures by retrainings on one half of the training split
+    /// scored on the other (DARTS §3.2, both ways round), reported as
+    /// [`CompareReport::selection`].
     #[serde(default)]
     pub select: bool,
 }
@@ -167,12 +168,13 @@ pub struct CompareReport {
 }
 
 /// The architecture `--select` picked among the searches (DARTS §3.2: each retrained from
-/// scratch on trainA, scored on trainB; the val split plays no part in the choice).
+/// scratch on trainA and scored on trainB, and the other way round; the val split plays no part
+/// in the choice).
 #[derive(Debug, Clone, Serialize)]
 pub struct Selection {
-    /// Each searched entry's trainB mIoU (fraction), in search order.
-    pub holdout: Vec<(String, f64)>,
-    /// The entry with the best trainB mIoU (the first search on ties).
+    /// Each searched entry's held-out scores, in search order.
+    pub holdout: Vec<HoldoutScore>,
+    /// The entry with the best mean held-out mIoU (the first search on ties).
     pub selected: String,
     /// Its val mIoU, mean over the retraining seeds.
     pub mean: f64,
@@ -487,6 +489,15 @@ fn strip_plot(path: &Path, report: &CompareReport) -> Result<()> {
     crate::observe::plots::strip_plot(path, title, &strips, 100.0 * report.random_mean, "val mIoU %")
 }
 
+/// A searched entry's held-out mIoUs (fractions).
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldoutScore {
+    pub name: String,
+    /// Trained on trainA scored on trainB, then trained on trainB scored on trainA.
+    pub folds: Vec<f64>,
+    pub mean: f64,
+}
+
 /// One retraining of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Unit {
@@ -494,32 +505,35 @@ pub struct Unit {
     pub entry: usize,
     /// Offset of the retraining seed.
     pub seed: u64,
-    /// `Some(split seed)`: a selection unit (trained on trainA, scored on trainB).
-    pub holdout: Option<u64>,
+    /// A selection unit: trained on one half of the training split, scored on the other.
+    pub holdout: Option<Holdout>,
 }
 
 impl Unit {
-    /// Its result file's and run folder's name: `<entry>-seed<k>`, or `select-<entry>`.
+    /// Its result file's name: `<entry>-seed<k>`, or `select-<entry>-fold<0|1>`.
     fn file_stem(&self, entry: &Entry) -> String {
         match self.holdout {
-            Some(_) => format!("select-{}", entry.name),
+            Some(h) => format!("select-{}-fold{}", entry.name, h.swapped as u8),
             None => format!("{}-seed{}", entry.name, self.seed),
         }
     }
 }
 
 impl ComparePlan {
-    /// The retrainings: with `select`, one selection unit per searched entry first (they decide
-    /// which search is picked), then every entry for every seed, seed-major, so that a comparison
-    /// stopped early has every architecture's first seeds.
+    /// The retrainings: with `select`, two selection units per searched entry first (they decide
+    /// which search is picked: trained on trainA scored on trainB, and the other way round), then
+    /// every entry for every seed, seed-major, so that a comparison stopped early has every
+    /// architecture's first seeds.
     pub fn units(&self, entries: &[Entry]) -> Vec<Unit> {
         // The split of the first search: the halves it searched on.
-        let split = self.search.as_ref().map_or(0, |s| s.seed);
-        let select = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| self.select && e.kind == EntryKind::Searched)
-            .map(|(entry, _)| Unit { entry, seed: 0, holdout: Some(split) });
+        let seed = self.search.as_ref().map_or(0, |s| s.seed);
+        let select = [false, true].into_iter().flat_map(|swapped| {
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| self.select && e.kind == EntryKind::Searched)
+                .map(move |(entry, _)| Unit { entry, seed: 0, holdout: Some(Holdout { seed, swapped }) })
+        });
         let seeds = (0..self.seeds as u64)
             .flat_map(|seed| (0..entries.len()).map(move |entry| Unit { entry, seed, holdout: None }));
         select.chain(seeds).collect()
@@ -530,7 +544,7 @@ impl ComparePlan {
 fn retrain(options: &CompareOptions, entry: &Entry, unit: &Unit, i: usize, n: usize) -> Result<f64> {
     let (k, holdout) = (unit.seed, unit.holdout);
     let folder = options.out.join(match holdout {
-        Some(_) => format!("runs/select/{}", entry.name),
+        Some(h) => format!("runs/select/{}/fold{}", entry.name, h.swapped as u8),
         None => format!("runs/{}/seed{k}", entry.name),
     });
     let resume = resumable(&folder)?;
@@ -557,7 +571,7 @@ fn retrain(options: &CompareOptions, entry: &Entry, unit: &Unit, i: usize, n: us
 }
 
 /// The report of `entries` with their per-seed mIoUs, and with `--select` the searched entries'
-/// trainB mIoUs (`(entry index, mIoU)`, in search order).
+/// held-out mIoUs (`(entry index, mIoU)`, each entry's folds in order).
 pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout: &[(usize, f64)]) -> CompareReport {
     let mut reports: Vec<EntryReport> = entries
         .iter()
@@ -633,9 +647,19 @@ fn select(
     random_sd: f64,
     draws: usize,
 ) -> Option<Selection> {
-    let &(best, _) = holdout.iter().fold(None, |acc: Option<&(usize, f64)>, h| match acc {
-        Some(a) if a.1 >= h.1 => Some(a),
-        _ => Some(h),
+    let mut scores: Vec<(usize, HoldoutScore)> = Vec::new();
+    for &(e, miou) in holdout {
+        match scores.iter_mut().find(|(i, _)| *i == e) {
+            Some((_, s)) => s.folds.push(miou),
+            None => scores.push((e, HoldoutScore { name: reports[e].name.clone(), folds: vec![miou], mean: 0.0 })),
+        }
+    }
+    for (_, s) in &mut scores {
+        s.mean = mean_std(&s.folds).0;
+    }
+    let &(best, _) = scores.iter().fold(None, |acc: Option<&(usize, HoldoutScore)>, s| match acc {
+        Some(a) if a.1.mean >= s.1.mean => Some(a),
+        _ => Some(s),
     })?;
     let chosen = &reports[best];
     // Its own cell on the DeepLab-like path: the DeepLab entry in the same place among its kind.
@@ -644,7 +668,7 @@ fn select(
     let baselines: Vec<&EntryReport> =
         reports.iter().filter(|r| r.kind == EntryKind::Paper).chain(own_deeplab).collect();
     Some(Selection {
-        holdout: holdout.iter().map(|&(e, m)| (reports[e].name.clone(), m)).collect(),
+        holdout: scores.into_iter().map(|(_, s)| s).collect(),
         selected: chosen.name.clone(),
         mean: chosen.mean,
         sd_above_random: (draws >= 2 && random_sd > 0.0).then(|| (chosen.mean - random_mean) / random_sd),
@@ -704,10 +728,17 @@ pub fn markdown(r: &CompareReport) -> String {
         _ => text += "Welch's test and Hedges' g need at least two runs on each side with some spread.\n\n",
     }
     if let Some(s) = &r.selection {
-        let scores: Vec<String> = s.holdout.iter().map(|(n, m)| format!("{n} {}", pct(*m))).collect();
+        let scores: Vec<String> = s
+            .holdout
+            .iter()
+            .map(|h| {
+                let folds: Vec<String> = h.folds.iter().map(|&m| pct(m)).collect();
+                format!("{} {} ({})", h.name, pct(h.mean), folds.join(", "))
+            })
+            .collect();
         let sd = s.sd_above_random.map_or("n/a".into(), |v| format!("{v:+.2}"));
         text += &format!(
-            "Selected without the val split (each search's network retrained on trainA, scored on trainB: {}): **{}**, {} % on val, {sd} random sd, rank {} of {}; beats its baselines ({}): {}.\n\n",
+            "Selected without the val split (each search's network retrained on trainA and scored on trainB, and the other way round; mean (folds): {}): **{}**, {} % on val, {sd} random sd, rank {} of {}; beats its baselines ({}): {}.\n\n",
             scores.join(", "),
             s.selected,
             pct(s.mean),
@@ -834,7 +865,8 @@ mod tests {
             vec![0.58, 0.58], // deeplab_path
             vec![0.55, 0.57], // deeplab_path_1: 0.56, the group 0.57
         ];
-        let r = summarise(&entries, mious, 2, &[(0, 0.40), (1, 0.45)]);
+        // Held-out folds: searched 0.40 and 0.42 (0.41), searched_1 0.45 and 0.41 (0.43).
+        let r = summarise(&entries, mious, 2, &[(0, 0.40), (1, 0.45), (0, 0.42), (1, 0.41)]);
         assert!((r.searched_mean - 0.56).abs() < 1e-12);
         assert_eq!(r.searches, 2);
         assert!((r.searched_sd_over_searches.unwrap() - (0.005f64).sqrt()).abs() < 1e-12);
@@ -844,10 +876,12 @@ mod tests {
         assert!((r.searched_sd_above_random.unwrap() - (0.56 - 0.52) / (0.0008f64).sqrt()).abs() < 1e-9);
         assert!(r.welch.is_some(), "four searched runs against four random runs");
         assert!(markdown(&r).contains("mean of 2 searches"));
-        // --select: searched_1 did better on trainB; its val mean 0.51 is below its own cell on
+        // --select: searched_1 did better held out; its val mean 0.51 is below its own cell on
         // the DeepLab-like path (0.56) and the random mean.
         let s = r.selection.as_ref().unwrap();
         assert_eq!(s.selected, "searched_1");
+        assert_eq!(s.holdout[1].folds, [0.45, 0.41]);
+        assert!((s.holdout[1].mean - 0.43).abs() < 1e-12);
         assert!((s.mean - 0.51).abs() < 1e-12);
         assert_eq!(s.baselines, ["paper", "deeplab_path_1"]);
         assert!(!s.beats_baselines);
@@ -855,8 +889,12 @@ mod tests {
         assert!(s.sd_above_random.unwrap() < 0.0);
         assert!(markdown(&r).contains("**searched_1**"));
         let units = plan.units(&entries);
-        assert_eq!(units.len(), 2 + 2 * entries.len());
-        assert_eq!(units[..2].iter().map(|u| (u.entry, u.holdout)).collect::<Vec<_>>(), [(0, Some(0)), (1, Some(0))]);
-        assert!(units[2..].iter().all(|u| u.holdout.is_none()));
+        assert_eq!(units.len(), 4 + 2 * entries.len());
+        let fold = |swapped| Some(Holdout { seed: 0, swapped });
+        assert_eq!(
+            units[..4].iter().map(|u| (u.entry, u.holdout)).collect::<Vec<_>>(),
+            [(0, fold(false)), (1, fold(false)), (0, fold(true)), (1, fold(true))]
+        );
+        assert!(units[4..].iter().all(|u| u.holdout.is_none()));
     }
 }

@@ -71,10 +71,30 @@ pub struct RetrainOptions {
     pub config: RetrainConfig,
     pub model: ModelChoice,
     pub run: RunRequest,
-    /// `Some(seed)`: train on trainA of the training split cut by `seed` and evaluate on trainB,
-    /// the halves a search with that seed uses (`seg::data::split_halves`); the val split is not
-    /// read. How `search compare --select` scores a searched architecture without the val split.
-    pub holdout: Option<u64>,
+    /// Train on one half of the training split and evaluate on the other, instead of the val
+    /// split (which is then not read): how `search compare --select` scores a searched
+    /// architecture.
+    pub holdout: Option<Holdout>,
+}
+
+/// The training split cut into halves as a search with `seed` cuts it into trainA and trainB
+/// (`seg::data::split_halves`): one half is trained on, the other evaluated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdout {
+    pub seed: u64,
+    /// false: train on trainA, evaluate on trainB; true: train on trainB, evaluate on trainA.
+    pub swapped: bool,
+}
+
+impl Holdout {
+    /// The halves' names, trained on then evaluated on.
+    pub fn names(&self) -> (&'static str, &'static str) {
+        if self.swapped {
+            ("trainB", "trainA")
+        } else {
+            ("trainA", "trainB")
+        }
+    }
 }
 
 /// How a retraining ended.
@@ -230,10 +250,11 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
         .with_context(|| format!("listing the training split of {} ({})", data.root.display(), data.format))?;
     check_data(data, &samples)?;
     let (samples, val) = match holdout {
-        Some(seed) => {
-            let (a, b) = seg::data::split_halves(samples.len(), seed);
+        Some(h) => {
+            let (a, b) = seg::data::split_halves(samples.len(), h.seed);
+            let (train, eval) = if h.swapped { (b, a) } else { (a, b) };
             let pick = |idx: &[usize]| idx.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>();
-            (pick(&a), pick(&b))
+            (pick(&train), pick(&eval))
         }
         None => {
             let val = dataset.list_samples(&data.val_split).context("listing the val split")?;
@@ -249,12 +270,13 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     let folder = options.folder(flags, data.loader.batch, config.checkpoint.keep_last);
     let session = prepared.open(folder, config)?;
     let dir = &session.dir;
-    if let Some(seed) = holdout {
+    if let Some(h) = holdout {
+        let (train, eval) = h.names();
         info!(
-            seed,
-            train_a = samples.len(),
-            train_b = val.len(),
-            "train on trainA, evaluate on trainB (not the val split)"
+            seed = h.seed,
+            train = samples.len(),
+            eval = val.len(),
+            "train on {train}, evaluate on {eval} (not the val split)"
         );
     }
     if let (ModelChoice::Deployed(architecture), false, true) = (model_choice, options.resume, dir.is_writer()) {
