@@ -179,6 +179,15 @@ fn several_searches_are_one_group() {
     let picked = if means[1] > means[0] { 1 } else { 0 };
     assert_eq!(selection["selected"], names[picked]);
     assert_eq!(selection["mean"], entries[picked]["mean"]);
+    let architecture = |file: std::path::PathBuf| -> serde_json::Value {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let a: serde_json::Value = serde_json::from_str(&text).unwrap();
+        serde_json::json!([a["cell"], a["path"]])
+    };
+    assert_eq!(
+        architecture(out.join("selected.json")),
+        architecture(out.join(format!("architectures/{}.json", names[picked])))
+    );
     let own = if picked == 0 { "deeplab_path" } else { "deeplab_path_1" };
     assert_eq!(selection["baselines"], serde_json::json!([own]), "no paper baseline at B = 2");
     for (h, name) in holdout.iter().zip(&names) {

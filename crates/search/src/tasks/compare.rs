@@ -14,8 +14,8 @@
 //! the random architectures' means the searched mean lies above their mean; it writes
 //! `compare.json`, `compare.md` and `compare.svg` (a strip plot of every retrained mIoU).
 //!
-//! The folder holds `plan.json` (everything the comparison was asked), `architectures/`, the
-//! search run (`search/`), one run folder per retraining (`runs/<name>/seed<k>`) and one result
+//! The folder holds `plan.json` (everything the comparison was asked), `architectures/` (with
+//! `--select`, also `selected.json`: the picked one), the search run (`search/`), one run folder per retraining (`runs/<name>/seed<k>`) and one result
 //! file per finished retraining (`results/<name>-seed<k>.json`, written atomically). `--resume`
 //! reads the plan and continues: finished retrainings are read back, a retraining with a
 //! checkpoint resumes from it, one without restarts. In a distributed launch the search runs on
@@ -456,6 +456,11 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
         }
     }
     let report = summarise(&entries, mious, options.plan.seeds, &holdout);
+    if let Some(selection) = &report.selection {
+        // The picked network, ready for `search train --arch`.
+        let entry = entries.iter().find(|e| e.name == selection.selected).expect("selected from the entries");
+        entry.architecture.save(&out.join("selected.json"))?;
+    }
     write_json(&out.join("compare.json"), &report)?;
     seg::atomic::write_atomic(&out.join("compare.md"), markdown(&report).as_bytes())?;
     strip_plot(&out.join("compare.svg"), &report)?;
