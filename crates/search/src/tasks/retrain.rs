@@ -251,6 +251,13 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
     check_data(data, &samples)?;
     let (samples, val) = match holdout {
         Some(h) => {
+            if samples.len() < 2 {
+                bail!(
+                    "the training split of {} has {} image(s): scoring on held-out data needs at least 2 to cut into halves",
+                    data.root.display(),
+                    samples.len()
+                );
+            }
             let (a, b) = seg::data::split_halves(samples.len(), h.seed);
             let (train, eval) = if h.swapped { (b, a) } else { (a, b) };
             let pick = |idx: &[usize]| idx.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>();
