@@ -4,6 +4,9 @@
 
 mod common;
 
+// The library's runtime queries mimalloc's heap, so the allocator crate must be linked in.
+extern crate mimalloc;
+
 use common::{err, ok, repo, search, temp};
 
 /// `search compare` on `data` into `out` with the tiny retraining, 2 random draws, 2 seeds and
@@ -221,4 +224,32 @@ fn several_searches_are_one_group() {
     for dir in [data, out] {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// A held-out retraining (`--select`'s) cuts the training split in halves: a split of one image
+/// cannot be cut, and the error names the data; no run folder is made.
+#[test]
+fn a_held_out_retraining_needs_two_training_images() {
+    use search::tasks::retrain::{train, Holdout, ModelChoice, RetrainOptions};
+    let data = temp("holdout-one-image");
+    let args = ["synth", "--format", "folder", "--train", "1", "--val", "1", "--size", "64x48", "--out"];
+    ok(&search(&[&args[..], &[data.to_str().unwrap()]].concat()));
+    let overrides =
+        [format!("data.root={}", toml::Value::String(data.display().to_string())), "data.format=\"folder\"".to_owned()];
+    let file = repo("configs/tiny-retrain.toml");
+    let config = search::config::load(Some(std::path::Path::new(&file)), &overrides).unwrap();
+    let out = temp("holdout-one-image-run");
+    let run = search::store::session::RunRequest {
+        out: out.clone(),
+        device: tch::Device::Cpu,
+        resume: false,
+        stop_after_steps: None,
+        ranks: search::dist::Ranks::of(None),
+    };
+    let holdout = Some(Holdout { seed: 0, swapped: false });
+    let e = train(RetrainOptions { config, model: ModelChoice::PixelBaseline, run, holdout }).unwrap_err();
+    let message = format!("{e:#}");
+    assert!(message.contains("has 1 image(s)") && message.contains(&data.display().to_string()), "{message}");
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(data);
 }
