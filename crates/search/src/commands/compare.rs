@@ -52,7 +52,8 @@ pub struct Args {
     searches: usize,
     /// With --searches ≥ 2, also pick one of the searches' architectures as DARTS does (Liu et
     /// al. 2019, §3.2): each is retrained with the retraining config on trainA of the training
-    /// split and scored on trainB (never the val split); the best is reported as `selected`.
+    /// split and scored on trainB, and the other way round (never the val split); the best mean
+    /// is reported as `selected` and written to `selected.json`.
     #[arg(long, conflicts_with = "resume")]
     select: bool,
     /// The comparison's folder (must be new or empty).

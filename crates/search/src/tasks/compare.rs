@@ -14,9 +14,11 @@
 //! the random architectures' means the searched mean lies above their mean; it writes
 //! `compare.json`, `compare.md` and `compare.svg` (a strip plot of every retrained mIoU).
 //!
-//! The folder holds `plan.json` (everything the comparison was asked), `architectures/` (with
-//! `--select`, also `selected.json`: the picked one), the search run (`search/`), one run folder per retraining (`runs/<name>/seed<k>`) and one result
-//! file per finished retraining (`results/<name>-seed<k>.json`, written atomically). `--resume`
+//! The folder holds `plan.json` (everything the comparison was asked), `architectures/`, the
+//! search runs (`search/`, `search-1/`, …), one run folder per retraining (`runs/<name>/seed<k>`;
+//! `--select`'s `runs/select/<name>/fold<k>`) and one result file per finished retraining
+//! (`results/<name>-seed<k>.json`, `results/select-<name>-fold<k>.json`, written atomically),
+//! and with `--select` `selected.json`, the picked architecture. `--resume`
 //! reads the plan and continues: finished retrainings are read back, a retraining with a
 //! checkpoint resumes from it, one without restarts. In a distributed launch the search runs on
 //! every rank together and the retrainings are shared out (retraining i on rank i mod size, each
@@ -620,8 +622,7 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
     let beats_baselines = baseline_means.iter().all(|&m| searched_mean > m);
     let baselines: Vec<String> =
         of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).map(|r| r.name.clone()).collect();
-    let others_above = reports.iter().filter(|r| r.kind != EntryKind::Searched && r.mean > searched_mean).count();
-    let selection = select(&reports, holdout, random_mean, random_sd, random_means.len());
+    let selection = select(&reports, holdout, &random_means, (random_mean, random_sd));
     CompareReport {
         selection,
         seeds,
@@ -630,9 +631,8 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
         searched_mean,
         searches: searched_means.len(),
         searched_sd_over_searches: (searched_means.len() >= 2).then_some(searched_sd),
-        searched_sd_above_random: (random_means.len() >= 2 && random_sd > 0.0)
-            .then(|| (searched_mean - random_mean) / random_sd),
-        searched_rank: 1 + others_above,
+        searched_sd_above_random: sd_above(searched_mean, &random_means, (random_mean, random_sd)),
+        searched_rank: rank_among_others(&reports, searched_mean),
         architectures: reports.len(),
         welch: welch(&searched_runs, &random_runs),
         hedges_g: hedges_g(&searched_runs, &random_runs),
@@ -644,13 +644,23 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
     }
 }
 
-/// The `--select` verdict: the searched entry with the best trainB mIoU, judged like the group.
+/// (mean − random mean) / random sd, when at least two random draws with some spread exist.
+fn sd_above(mean: f64, random_means: &[f64], (random_mean, random_sd): (f64, f64)) -> Option<f64> {
+    (random_means.len() >= 2 && random_sd > 0.0).then(|| (mean - random_mean) / random_sd)
+}
+
+/// The rank of `mean` among the architectures that are not searched (1: best).
+fn rank_among_others(reports: &[EntryReport], mean: f64) -> usize {
+    1 + reports.iter().filter(|r| r.kind != EntryKind::Searched && r.mean > mean).count()
+}
+
+/// The `--select` verdict: the searched entry with the best mean held-out mIoU, judged against
+/// the paper's architecture and its own cell on the DeepLab-like path.
 fn select(
     reports: &[EntryReport],
     holdout: &[(usize, f64)],
-    random_mean: f64,
-    random_sd: f64,
-    draws: usize,
+    random_means: &[f64],
+    random: (f64, f64),
 ) -> Option<Selection> {
     let mut scores: Vec<(usize, HoldoutScore)> = Vec::new();
     for &(e, miou) in holdout {
@@ -676,8 +686,8 @@ fn select(
         holdout: scores.into_iter().map(|(_, s)| s).collect(),
         selected: chosen.name.clone(),
         mean: chosen.mean,
-        sd_above_random: (draws >= 2 && random_sd > 0.0).then(|| (chosen.mean - random_mean) / random_sd),
-        rank: 1 + reports.iter().filter(|r| r.kind != EntryKind::Searched && r.mean > chosen.mean).count(),
+        sd_above_random: sd_above(chosen.mean, random_means, random),
+        rank: rank_among_others(reports, chosen.mean),
         beats_baselines: baselines.iter().all(|b| chosen.mean > b.mean),
         baselines: baselines.iter().map(|b| b.name.clone()).collect(),
     })

@@ -260,8 +260,7 @@ pub fn train(options: RetrainOptions) -> Result<RetrainOutcome> {
             }
             let (a, b) = seg::data::split_halves(samples.len(), h.seed);
             let (train, eval) = if h.swapped { (b, a) } else { (a, b) };
-            let pick = |idx: &[usize]| idx.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>();
-            (pick(&train), pick(&eval))
+            (seg::data::pick(&samples, &train), seg::data::pick(&samples, &eval))
         }
         None => {
             let val = dataset.list_samples(&data.val_split).context("listing the val split")?;

@@ -373,9 +373,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
 
     let (train_a, train_b) = split_halves(samples.len(), config.seed);
     // Each rank reads its own deterministic share of trainA and of trainB.
-    let pick = |indices: &[usize]| -> Vec<SampleRef> {
-        prepared.share_even(&indices.iter().map(|&i| samples[i].clone()).collect::<Vec<_>>())
-    };
+    let pick = |indices: &[usize]| -> Vec<SampleRef> { prepared.share_even(&seg::data::pick(&samples, indices)) };
     let loader_a = Loader::new(pick(&train_a), data.transform.clone(), data.loader.clone(), Mode::Train)
         .context("trainA (the half of the training split that trains the weights)")?;
     let loader_b = Loader::new(pick(&train_b), data.transform.clone(), data.loader.clone(), Mode::Train)

@@ -22,7 +22,7 @@ pub use error::DataError;
 pub use files::{read_label, read_rgb, read_sample, LabelRef, Sample, SampleRef};
 pub use format::{DataFormat, Dataset};
 pub use loader::{Batch, Loader, LoaderConfig, LoaderError, Mode};
-pub use split::split_halves;
+pub use split::{pick, split_halves};
 pub use synth_layout::generate;
 pub use synthetic::{SynthConfig, SynthTask};
 pub use transform::{TransformConfig, TransformError};

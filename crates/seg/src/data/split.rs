@@ -18,6 +18,11 @@ pub fn split_halves(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (a, b)
 }
 
+/// The `items` at `indices`, in that order (a half of [`split_halves`] as samples).
+pub fn pick<T: Clone>(items: &[T], indices: &[usize]) -> Vec<T> {
+    indices.iter().map(|&i| items[i].clone()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +40,6 @@ mod tests {
         assert_ne!(split_halves(100, 1), split_halves(100, 2));
         let (a, _) = split_halves(100, 1);
         assert_ne!(a, (0..50).collect::<Vec<_>>(), "the split is random, not the first half");
+        assert_eq!(pick(&['a', 'b', 'c', 'd'], &[3, 0]), ['d', 'a']);
     }
 }
