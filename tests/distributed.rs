@@ -206,9 +206,9 @@ fn synchronised_batch_norm_on_half_batches_equals_the_whole_batch() {
     }
 }
 
-/// One weight step of a tiny search network (cells, heads, batched transitions) on `images`,
-/// optionally on the ranks of `group` with synchronised batch norm: the weights after the step.
-fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<Arc<Group>>) -> Vec<Vec<f32>> {
+/// A tiny search network (L = 3, B = 2, F = 2, 5 classes) with its α and β, every value fixed:
+/// (weights' store, architecture store, network, α and β).
+fn tiny_search_network() -> (tch::nn::VarStore, tch::nn::VarStore, trellis::SearchNetwork, trellis::ArchParams) {
     let config = trellis::SearchNetworkConfig {
         layers: 3,
         blocks: 2,
@@ -223,6 +223,13 @@ fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<Arc<Group>
     let arch = trellis::ArchParams::new(&arch_store.root(), config.blocks, config.layers);
     fixed_weights(&weights);
     fixed_weights(&arch_store);
+    (weights, arch_store, net, arch)
+}
+
+/// One weight step of a tiny search network (cells, heads, batched transitions) on `images`,
+/// optionally on the ranks of `group` with synchronised batch norm: the weights after the step.
+fn search_weight_step(images: &Tensor, labels: &Tensor, group: Option<Arc<Group>>) -> Vec<Vec<f32>> {
+    let (weights, _arch_store, net, arch) = tiny_search_network();
     let sgd_config = search::train::optim::SgdConfig { momentum: 0.9, weight_decay: 3e-4 };
     let sgd = search::train::optim::Sgd::new(search::train::optim::Params::of(&weights), sgd_config);
     let ranks = search::dist::Ranks::of(group);
@@ -283,20 +290,7 @@ fn arch_gradient(
 ) -> Vec<f32> {
     use search::train::architect::{Architect, Unrolled};
     use search::train::optim::{Adam, Params};
-    let config = trellis::SearchNetworkConfig {
-        layers: 3,
-        blocks: 2,
-        filter_multiplier: 2,
-        stem_channels: [4, 4, 8],
-        classes: 5,
-        ..Default::default()
-    };
-    let weights = tch::nn::VarStore::new(tch::Device::Cpu);
-    let arch_store = tch::nn::VarStore::new(tch::Device::Cpu);
-    let net = config.build(&weights.root());
-    let arch = trellis::ArchParams::new(&arch_store.root(), config.blocks, config.layers);
-    fixed_weights(&weights);
-    fixed_weights(&arch_store);
+    let (weights, arch_store, net, arch) = tiny_search_network();
     let ranks = search::dist::Ranks::of(group);
     let sgd = search::train::optim::Sgd::new(Params::of(&weights), Default::default());
     let mut sgd = search::train::optimised::Optimised::new(sgd, ranks.clone(), 5.0);
