@@ -693,6 +693,16 @@ fn select(
     })
 }
 
+/// The target (at least +1 random sd above the random mean) in words: "met", or how far it is
+/// missed in random sd and in mIoU points; empty when there is no random sd to measure by.
+fn target_verdict(sd_above: Option<f64>, random_sd: f64) -> String {
+    match sd_above {
+        Some(sd) if sd >= 1.0 => ": target met".to_owned(),
+        Some(sd) => format!(": target missed by {:.2} sd ({:.2} points)", 1.0 - sd, 100.0 * (1.0 - sd) * random_sd),
+        None => String::new(),
+    }
+}
+
 /// A p value with its leading digits, however small.
 fn p_value(p: f64) -> String {
     if p >= 1e-3 {
@@ -712,9 +722,10 @@ pub fn markdown(r: &CompareReport) -> String {
     } else {
         let sd = r.searched_sd_above_random.map_or("n/a (fewer than two random draws)".into(), |s| format!("{s:+.2}"));
         format!(
-            "random architectures: {} ± {} % (mean ± sd of {drawn} architectures' means); searched − random mean = {sd} random sd (target ≥ +1)",
+            "random architectures: {} ± {} % (mean ± sd of {drawn} architectures' means); searched − random mean = {sd} random sd (target ≥ +1){}",
             pct(r.random_mean),
-            pct(r.random_sd)
+            pct(r.random_sd),
+            target_verdict(r.searched_sd_above_random, r.random_sd)
         )
     };
     let over = match r.searched_sd_over_searches {
@@ -753,10 +764,11 @@ pub fn markdown(r: &CompareReport) -> String {
             .collect();
         let sd = s.sd_above_random.map_or("n/a".into(), |v| format!("{v:+.2}"));
         text += &format!(
-            "Selected without the val split (each search's network retrained on trainA and scored on trainB, and the other way round; mean (folds): {}): **{}**, {} % on val, {sd} random sd, rank {} of {}; beats its baselines ({}): {}.\n\n",
+            "Selected without the val split (each search's network retrained on trainA and scored on trainB, and the other way round; mean (folds): {}): **{}**, {} % on val, {sd} random sd{}, rank {} of {}; beats its baselines ({}): {}.\n\n",
             scores.join(", "),
             s.selected,
             pct(s.mean),
+            target_verdict(s.sd_above_random, r.random_sd),
             s.rank,
             r.architectures - r.searches + 1,
             s.baselines.join(", "),
@@ -903,6 +915,17 @@ mod tests {
         assert_eq!(s.rank, 4, "below deeplab_path, deeplab_path_1 and random_001");
         assert!(s.sd_above_random.unwrap() < 0.0);
         assert!(markdown(&r).contains("**searched_1**"));
+        // The group is (0.56 − 0.52) / 0.028 = +1.41 sd above random; the pick (0.51) is below.
+        let text = markdown(&r);
+        assert!(text.contains("random sd (target ≥ +1): target met"), "{text}");
+        let missed = 1.0 - s.sd_above_random.unwrap();
+        assert!(
+            text.contains(&format!(
+                "random sd: target missed by {missed:.2} sd ({:.2} points)",
+                100.0 * (0.52 - 0.51 + 0.0008f64.sqrt())
+            )),
+            "{text}"
+        );
         let units = plan.units(&entries);
         assert_eq!(units.len(), 4 + 2 * entries.len());
         let fold = |swapped| Some(Holdout { seed: 0, swapped });
