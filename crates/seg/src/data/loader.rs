@@ -8,7 +8,7 @@
 
 use std::any::Any;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -125,22 +125,73 @@ pub struct Loader {
     config: LoaderConfig,
     mode: Mode,
     pool: Arc<rayon::ThreadPool>,
-    /// The loader's one producer thread, alive as long as the loader, running the epochs in
-    /// the order they are asked for. One thread for the loader's life, not one per epoch: a
-    /// thread that ends leaves its allocator heap behind with the batches it made (with
-    /// mimalloc about 10 MB an epoch, held to the end of the process: a comparison of 30
-    /// retrainings grew past 8 GiB).
-    jobs: Sender<Job>,
 }
 
-/// One epoch's production, run on the loader's producer thread.
-type Job = Box<dyn FnOnce() + Send>;
+/// One epoch's production, run on a producer thread; it calls its argument, which makes the
+/// thread idle again, before its consumer can see the epoch's end.
+type Job = Box<dyn FnOnce(&dyn Fn()) + Send>;
+
+/// Threads are shared by every loader of the process and never end: the worker pools (one per
+/// worker count) and the producer threads that assemble the epochs (an idle one takes the next
+/// epoch; a new one starts only when every one is busy, so there are as many as loaders in use
+/// at once). A thread that ends leaves its allocator heap behind with what it allocated (with
+/// mimalloc about 10 MB a thread, held to the end of the process): with a thread per epoch a
+/// comparison of 30 retrainings grew past 8 GiB, with threads per loader by 63 MB a retraining.
+struct Threads {
+    pools: Vec<(usize, Arc<rayon::ThreadPool>)>,
+    idle: Vec<Sender<Job>>,
+}
+
+static THREADS: Mutex<Threads> = Mutex::new(Threads { pools: Vec::new(), idle: Vec::new() });
+
+fn threads() -> std::sync::MutexGuard<'static, Threads> {
+    // The lists stay valid whatever panicked while they were held.
+    THREADS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The process's worker pool of `workers` threads, started on first use.
+fn worker_pool(workers: usize) -> Result<Arc<rayon::ThreadPool>, LoaderError> {
+    let mut threads = threads();
+    if let Some((_, pool)) = threads.pools.iter().find(|(w, _)| *w == workers) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|i| format!("loader-{i}"))
+        .build()
+        .map_err(|e| LoaderError::Pool(e.to_string()))?;
+    let pool = Arc::new(pool);
+    threads.pools.push((workers, Arc::clone(&pool)));
+    Ok(pool)
+}
+
+/// Runs `job` on an idle producer thread, or on a new one when every one is busy.
+fn produce_on_a_thread(job: Job) {
+    let job = match threads().idle.pop() {
+        Some(thread) => match thread.send(job) {
+            Ok(()) => return,
+            Err(returned) => returned.0, // cannot happen: producer threads never end
+        },
+        None => job,
+    };
+    let (tx, jobs) = channel::<Job>();
+    tx.send(job).expect("the channel was just made");
+    std::thread::Builder::new()
+        .name("loader".into())
+        .spawn(move || {
+            for job in jobs {
+                // An epoch's panic is caught inside and goes to its consumer.
+                job(&|| threads().idle.push(tx.clone()));
+            }
+        })
+        .expect("starting a loader thread");
+}
 
 /// A panic's payload, carried from the producer thread to the consumer.
 type Panic = Box<dyn Any + Send>;
 
 impl Loader {
-    /// Checks the settings and starts the worker pool.
+    /// Checks the settings; the worker pool is the process's pool of that many workers.
     pub fn new(
         samples: Vec<SampleRef>,
         transform: TransformConfig,
@@ -156,29 +207,8 @@ impl Loader {
         if mode == Mode::Train && samples.len() < config.batch {
             return Err(LoaderError::TooSmall { samples: samples.len(), batch: config.batch });
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.workers)
-            .thread_name(|i| format!("loader-{i}"))
-            .build()
-            .map_err(|e| LoaderError::Pool(e.to_string()))?;
-        let (jobs, queue) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("loader".into())
-            .spawn(move || {
-                // Ends when the loader is dropped; an epoch's panic is the consumer's, not ours.
-                for job in queue {
-                    job();
-                }
-            })
-            .map_err(|e| LoaderError::Pool(e.to_string()))?;
-        Ok(Loader {
-            samples: Arc::new(samples),
-            transform: Arc::new(transform),
-            config,
-            mode,
-            pool: Arc::new(pool),
-            jobs,
-        })
+        let pool = worker_pool(config.workers)?;
+        Ok(Loader { samples: Arc::new(samples), transform: Arc::new(transform), config, mode, pool })
     }
 
     /// Number of batches per epoch.
@@ -189,8 +219,7 @@ impl Loader {
         }
     }
 
-    /// Starts preparing epoch `epoch` on the loader's producer thread (after any epoch asked
-    /// for before it has ended or been dropped); iterate to receive its batches.
+    /// Starts preparing epoch `epoch` on a producer thread; iterate to receive its batches.
     pub fn epoch(&self, seed: u64, epoch: u64) -> EpochBatches {
         self.epoch_from(seed, epoch, 0)
     }
@@ -241,12 +270,15 @@ impl Loader {
                 }
             }
         };
-        let job: Job = Box::new(move || {
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(produce)) {
+        let job: Job = Box::new(move |idle: &dyn Fn()| {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(produce));
+            // Idle before the consumer's `next` returns the end: it waits for `panic_tx`.
+            idle();
+            if let Err(panic) = result {
                 let _ = panic_tx.send(panic);
             }
         });
-        self.jobs.send(job).expect("the loader's producer thread lives as long as the loader");
+        produce_on_a_thread(job);
         EpochBatches { rx, panic: Some(panic_rx) }
     }
 }
@@ -266,7 +298,8 @@ impl Iterator for EpochBatches {
             Ok(item) => Some(item),
             Err(_) => {
                 // The production has ended (its sender is gone): it either returned, closing
-                // this channel too, or panicked and sends the payload.
+                // this channel too, or panicked and sends the payload; either way its thread
+                // is idle by then.
                 if let Some(Ok(panic)) = self.panic.take().map(|p| p.recv()) {
                     std::panic::resume_unwind(panic);
                 }
