@@ -1,8 +1,8 @@
 //! Loaders share threads that never end (the memory growth found in issue 24's long
 //! comparisons): a thread that ends leaves its allocator heap behind. With a thread per epoch a
-//! search's RSS grew from 0.74 to 1.27 GiB over 320 steps and a comparison of 30 retrainings
-//! passed 8 GiB; with threads per loader it grew 63 MB a retraining. Its own test binary, so that
-//! no other test's loader threads are counted.
+//! search's RSS grew from 0.74 to 1.27 GiB over 320 steps and a comparison of five searches and
+//! 14 retrainings passed 8 GiB; with threads per loader it grew 63 MB a retraining. Its own test
+//! binary, so that no other test's loader threads are counted.
 
 use std::collections::BTreeSet;
 
@@ -31,7 +31,8 @@ fn every_epoch_is_made_on_the_same_producer_thread() {
     let samples = list_samples(&root, "train", Annotation::Fine).unwrap();
     let transform = TransformConfig { base_scale: 1.0, crop: [16, 16], ..TransformConfig::default() };
     let config = LoaderConfig { batch: 2, workers: 2, prefetch: 1 };
-    let loader = Loader::new(samples, transform, config.clone(), Mode::Train).unwrap();
+    let new_loader = || Loader::new(samples.clone(), transform.clone(), config.clone(), Mode::Train).unwrap();
+    let loader = new_loader();
     let mut seen = BTreeSet::new();
     for epoch in 0..6 {
         let mut batches = loader.epoch(0, epoch);
@@ -53,22 +54,14 @@ fn every_epoch_is_made_on_the_same_producer_thread() {
     assert_eq!(workers, 2);
     drop(loader);
     // A later loader (the next retraining of a comparison) reuses the threads: none is started.
-    let transform = TransformConfig { base_scale: 1.0, crop: [16, 16], ..TransformConfig::default() };
-    let samples = list_samples(&root, "train", Annotation::Fine).unwrap();
-    let again = Loader::new(samples, transform, config, Mode::Train).unwrap();
+    let again = new_loader();
     assert_eq!(again.epoch(0, 0).count(), 3);
     assert_eq!(threads_named("loader"), seen, "the same producer thread");
     assert_eq!(threads_named("loader-0").union(&threads_named("loader-1")).count(), workers);
     // Two loaders in use at once (the search's trainA and trainB) get a producer each.
     let mut first = again.epoch(0, 2);
     assert!(first.next().unwrap().is_ok());
-    let second = Loader::new(
-        list_samples(&root, "train", Annotation::Fine).unwrap(),
-        TransformConfig { base_scale: 1.0, crop: [16, 16], ..TransformConfig::default() },
-        LoaderConfig { batch: 2, workers: 2, prefetch: 1 },
-        Mode::Train,
-    )
-    .unwrap();
+    let second = new_loader();
     assert_eq!(second.epoch(0, 1).count(), 3, "not blocked by the unfinished epoch");
     assert_eq!(first.count(), 2);
     assert!(threads_named("loader").len() <= 2, "two loaders in use at once: two producers");

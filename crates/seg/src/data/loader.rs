@@ -134,9 +134,10 @@ type Job = Box<dyn FnOnce(&dyn Fn()) + Send>;
 /// Threads are shared by every loader of the process and never end: the worker pools (one per
 /// worker count) and the producer threads that assemble the epochs (an idle one takes the next
 /// epoch; a new one starts only when every one is busy, so there are as many as loaders in use
-/// at once). A thread that ends leaves its allocator heap behind with what it allocated (with
-/// mimalloc about 10 MB a thread, held to the end of the process): with a thread per epoch a
-/// comparison of 30 retrainings grew past 8 GiB, with threads per loader by 63 MB a retraining.
+/// at once). A thread that ends leaves its allocator heap behind with what it allocated, held
+/// to the end of the process (docs/performance.md, "Loader threads that never end"): with a
+/// thread per epoch, about 10 MB an epoch, and a comparison of five searches and 14 retrainings
+/// passed 8 GiB; with threads per loader, 63 MB a retraining.
 struct Threads {
     pools: Vec<(usize, Arc<rayon::ThreadPool>)>,
     idle: Vec<Sender<Job>>,
