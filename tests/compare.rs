@@ -139,10 +139,11 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     let _ = std::fs::remove_dir_all(data);
 }
 
-/// `--searches 2 --select`: two searches with consecutive seeds in `search/` and `search-1/`,
-/// each retrained like the others, compared as one group; one of them picked by retrainings on
-/// trainA scored on trainB and the other way round; refused with --arch, and --select without
-/// several searches.
+/// `--searches 2 --select --select-seeds 2`: two searches with consecutive seeds in `search/`
+/// and `search-1/`, each retrained like the others, compared as one group; one of them picked by
+/// retrainings on trainA scored on trainB and the other way round, with two retraining seeds
+/// each; refused with --arch, --select without several searches, and --select-seeds without
+/// --select.
 #[test]
 fn several_searches_are_one_group() {
     let data = folder_data("compare-searches-data", 2);
@@ -150,8 +151,9 @@ fn several_searches_are_one_group() {
     let search_config = repo("configs/tiny-search.toml");
     let retrain = repo("configs/tiny-retrain.toml");
     let searching = ["--search-config", search_config.as_str()];
-    let printed = ok(&tiny_compare(&data, &out, &searching, &["--searches", "2", "--select"]));
+    let printed = ok(&tiny_compare(&data, &out, &searching, &["--searches", "2", "--select", "--select-seeds", "2"]));
     assert!(printed.contains("mean of 2 searches"), "{printed}");
+    assert!(printed.contains("with 2 retraining seeds each"), "{printed}");
     assert!(printed.contains("Selected without the val split"), "{printed}");
     let r = report(&out);
     let entries = r["entries"].as_array().unwrap();
@@ -193,17 +195,29 @@ fn several_searches_are_one_group() {
     );
     let own = if picked == 0 { "deeplab_path" } else { "deeplab_path_1" };
     assert_eq!(selection["baselines"], serde_json::json!([own]), "no paper baseline at B = 2");
+    assert_eq!(selection["seeds"], 2);
+    let retrain_seed = |run: &std::path::Path| -> i64 {
+        let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        text.parse::<toml::Table>().unwrap()["seed"].as_integer().unwrap()
+    };
     for (h, name) in holdout.iter().zip(&names) {
-        let folds = h["folds"].as_array().unwrap();
-        assert_eq!(folds.len(), 2);
-        let fold_mean = (folds[0].as_f64().unwrap() + folds[1].as_f64().unwrap()) / 2.0;
-        assert!((h["mean"].as_f64().unwrap() - fold_mean).abs() < 1e-12);
-        for (fold, words) in [(0, "train on trainA, evaluate on trainB"), (1, "train on trainB, evaluate on trainA")] {
-            let file = out.join(format!("results/select-{name}-fold{fold}.json"));
-            let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-            assert_eq!(saved["val_miou"], folds[fold]);
-            let log = std::fs::read_to_string(out.join(format!("runs/select/{name}/fold{fold}/log.txt"))).unwrap();
-            assert!(log.contains(words) && log.contains("train=4 eval=4"), "{log}");
+        // Seed 0's two folds, then seed 1's.
+        let folds: Vec<f64> = h["folds"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect();
+        assert_eq!(folds.len(), 4);
+        assert!((h["mean"].as_f64().unwrap() - folds.iter().sum::<f64>() / 4.0).abs() < 1e-12);
+        for (seed, suffix) in [(0, ""), (1, "-seed1")] {
+            for (fold, words) in
+                [(0, "train on trainA, evaluate on trainB"), (1, "train on trainB, evaluate on trainA")]
+            {
+                let file = out.join(format!("results/select-{name}-fold{fold}{suffix}.json"));
+                let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+                assert_eq!(saved["val_miou"], folds[2 * seed + fold]);
+                let run = out.join(format!("runs/select/{name}/fold{fold}{suffix}"));
+                let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+                assert!(log.contains(words) && log.contains("train=4 eval=4"), "{log}");
+                let first = retrain_seed(&out.join(format!("runs/select/{name}/fold{fold}")));
+                assert_eq!(retrain_seed(&run), first + seed as i64, "consecutive retraining seeds");
+            }
         }
     }
     let given = out.join("architectures/searched.json");
@@ -221,6 +235,8 @@ fn several_searches_are_one_group() {
     assert!(e.contains("--searches 2 runs the searches: drop --arch"), "{e}");
     let e = err(&tiny_compare(&data, &temp("compare-select-refused"), &searching, &["--select"]));
     assert!(e.contains("--select picks one of several searches"), "{e}");
+    let e = err(&tiny_compare(&data, &temp("compare-select-seeds-refused"), &searching, &["--select-seeds", "2"]));
+    assert!(e.contains("--select-seeds 2 sets how --select scores the searches: add --select"), "{e}");
     for dir in [data, out] {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -56,6 +56,11 @@ pub struct Args {
     /// is reported as `selected` and written to `selected.json`.
     #[arg(long, conflicts_with = "resume")]
     select: bool,
+    /// With --select, retraining seeds per fold (the retraining config's seed, + 1, …): each
+    /// search's held-out score is the mean over both folds and these seeds, less noisy, at
+    /// 2 × seeds retrainings on half the data per search.
+    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
+    select_seeds: usize,
     /// The comparison's folder (must be new or empty).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
@@ -110,6 +115,16 @@ impl Args {
             !self.select || self.searches >= 2,
             "--select picks one of several searches: give --searches 2 or more"
         );
+        anyhow::ensure!(
+            (1..=100).contains(&self.select_seeds),
+            "--select-seeds {}: from 1 to 100 retraining seeds per fold",
+            self.select_seeds
+        );
+        anyhow::ensure!(
+            self.select || self.select_seeds == 1,
+            "--select-seeds {} sets how --select scores the searches: add --select",
+            self.select_seeds
+        );
         let searched = match &self.arch {
             Some(spec) => Some(search::arch_source::resolve(spec).context("reading --arch")?),
             None => None,
@@ -150,6 +165,7 @@ impl Args {
             skip_control: self.skip_control,
             searches: self.searches,
             select: self.select,
+            select_seeds: self.select_seeds,
         })
     }
 }

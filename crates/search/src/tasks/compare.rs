@@ -72,6 +72,10 @@ pub struct ComparePlan {
     /// [`CompareReport::selection`].
     #[serde(default)]
     pub select: bool,
+    /// With `select`: retraining seeds per fold (`retrain.seed`, `+ 1`, …), each search's
+    /// held-out score the mean over folds and seeds.
+    #[serde(default = "one")]
+    pub select_seeds: usize,
 }
 
 fn one() -> usize {
@@ -176,6 +180,8 @@ pub struct CompareReport {
 pub struct Selection {
     /// Each searched entry's held-out scores, in search order.
     pub holdout: Vec<HoldoutScore>,
+    /// Retraining seeds per fold.
+    pub seeds: usize,
     /// The entry with the best mean held-out mIoU (the first search on ties).
     pub selected: String,
     /// Its val mIoU, mean over the retraining seeds.
@@ -500,7 +506,8 @@ fn strip_plot(path: &Path, report: &CompareReport) -> Result<()> {
 #[derive(Debug, Clone, Serialize)]
 pub struct HoldoutScore {
     pub name: String,
-    /// Trained on trainA scored on trainB, then trained on trainB scored on trainA.
+    /// Trained on trainA scored on trainB, then trained on trainB scored on trainA; with several
+    /// selection seeds, these two for seed 0, then for seed 1, and so on.
     pub folds: Vec<f64>,
     pub mean: f64,
 }
@@ -517,29 +524,44 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// Its result file's name: `<entry>-seed<k>`, or `select-<entry>-fold<0|1>`.
+    /// Its result file's name: `<entry>-seed<k>`, or `select-<entry>-fold<0|1>` (seed 0) and
+    /// `select-<entry>-fold<0|1>-seed<k>`.
     fn file_stem(&self, entry: &Entry) -> String {
-        match self.holdout {
-            Some(h) => format!("select-{}-fold{}", entry.name, h.swapped as u8),
-            None => format!("{}-seed{}", entry.name, self.seed),
+        match (self.holdout, self.seed) {
+            (Some(h), 0) => format!("select-{}-fold{}", entry.name, h.swapped as u8),
+            (Some(h), k) => format!("select-{}-fold{}-seed{k}", entry.name, h.swapped as u8),
+            (None, k) => format!("{}-seed{k}", entry.name),
+        }
+    }
+
+    /// Its run folder in the comparison: `runs/<entry>/seed<k>`, or `runs/select/<entry>/fold<0|1>`
+    /// (seed 0) and `runs/select/<entry>/fold<0|1>-seed<k>`.
+    fn folder(&self, entry: &Entry) -> String {
+        match (self.holdout, self.seed) {
+            (Some(h), 0) => format!("runs/select/{}/fold{}", entry.name, h.swapped as u8),
+            (Some(h), k) => format!("runs/select/{}/fold{}-seed{k}", entry.name, h.swapped as u8),
+            (None, k) => format!("runs/{}/seed{k}", entry.name),
         }
     }
 }
 
 impl ComparePlan {
-    /// The retrainings: with `select`, two selection units per searched entry first (they decide
-    /// which search is picked: trained on trainA scored on trainB, and the other way round), then
-    /// every entry for every seed, seed-major, so that a comparison stopped early has every
-    /// architecture's first seeds.
+    /// The retrainings: with `select`, two selection units per searched entry and selection seed
+    /// first (they decide which search is picked: trained on trainA scored on trainB, and the
+    /// other way round; seed-major), then every entry for every seed, seed-major, so that a
+    /// comparison stopped early has every architecture's first seeds.
     pub fn units(&self, entries: &[Entry]) -> Vec<Unit> {
         // The split of the first search: the halves it searched on.
-        let seed = self.search.as_ref().map_or(0, |s| s.seed);
-        let select = [false, true].into_iter().flat_map(|swapped| {
-            entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| self.select && e.kind == EntryKind::Searched)
-                .map(move |(entry, _)| Unit { entry, seed: 0, holdout: Some(Holdout { seed, swapped }) })
+        let split = self.search.as_ref().map_or(0, |s| s.seed);
+        let select_seeds = if self.select { self.select_seeds as u64 } else { 0 };
+        let select = (0..select_seeds).flat_map(|seed| {
+            [false, true].into_iter().flat_map(move |swapped| {
+                entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::Searched).map(move |(entry, _)| Unit {
+                    entry,
+                    seed,
+                    holdout: Some(Holdout { seed: split, swapped }),
+                })
+            })
         });
         let seeds = (0..self.seeds as u64)
             .flat_map(|seed| (0..entries.len()).map(move |entry| Unit { entry, seed, holdout: None }));
@@ -550,10 +572,7 @@ impl ComparePlan {
 /// Retrains `entry` as `unit` says (unit `i` of `n`), resuming a checkpointed run.
 fn retrain(options: &CompareOptions, entry: &Entry, unit: &Unit, i: usize, n: usize) -> Result<f64> {
     let (k, holdout) = (unit.seed, unit.holdout);
-    let folder = options.out.join(match holdout {
-        Some(h) => format!("runs/select/{}/fold{}", entry.name, h.swapped as u8),
-        None => format!("runs/{}/seed{k}", entry.name),
-    });
+    let folder = options.out.join(unit.folder(entry));
     let resume = resumable(&folder)?;
     let mut config = options.plan.retrain.clone();
     config.seed += k;
@@ -682,8 +701,11 @@ fn select(
     let own_deeplab = reports.iter().filter(|r| r.kind == EntryKind::DeeplabPath).nth(nth);
     let baselines: Vec<&EntryReport> =
         reports.iter().filter(|r| r.kind == EntryKind::Paper).chain(own_deeplab).collect();
+    // Two folds per selection seed.
+    let seeds = scores.iter().map(|(_, s)| s.folds.len()).max().unwrap_or(0).div_ceil(2);
     Some(Selection {
         holdout: scores.into_iter().map(|(_, s)| s).collect(),
+        seeds,
         selected: chosen.name.clone(),
         mean: chosen.mean,
         sd_above_random: sd_above(chosen.mean, random_means, random),
@@ -763,8 +785,12 @@ pub fn markdown(r: &CompareReport) -> String {
             })
             .collect();
         let sd = s.sd_above_random.map_or("n/a".into(), |v| format!("{v:+.2}"));
+        let seeds = match s.seeds {
+            1 => String::new(),
+            k => format!(", with {k} retraining seeds each"),
+        };
         text += &format!(
-            "Selected without the val split (each search's network retrained on trainA and scored on trainB, and the other way round; mean (folds): {}): **{}**, {} % on val, {sd} random sd{}, rank {} of {}; beats its baselines ({}): {}.\n\n",
+            "Selected without the val split (each search's network retrained on trainA and scored on trainB, and the other way round{seeds}; mean (folds): {}): **{}**, {} % on val, {sd} random sd{}, rank {} of {}; beats its baselines ({}): {}.\n\n",
             scores.join(", "),
             s.selected,
             pct(s.mean),
@@ -828,6 +854,7 @@ mod tests {
             skip_control: 20,
             searches: 1,
             select: false,
+            select_seeds: 1,
         };
         let entries = plan.entries(std::slice::from_ref(&searched)).unwrap();
         let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
@@ -875,6 +902,7 @@ mod tests {
             skip_control: 0,
             searches: 2,
             select: true,
+            select_seeds: 1,
         };
         let entries = plan.entries(&searched).unwrap();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -934,5 +962,42 @@ mod tests {
             [(0, fold(false)), (1, fold(false)), (0, fold(true)), (1, fold(true))]
         );
         assert!(units[4..].iter().all(|u| u.holdout.is_none()));
+        assert_eq!(units[0].file_stem(&entries[0]), "select-searched-fold0");
+        assert_eq!(units[3].folder(&entries[1]), "runs/select/searched_1/fold1");
+        // Two selection seeds: seed 0's four units as before (the same files), then seed 1's.
+        let two = ComparePlan { select_seeds: 2, ..plan.clone() };
+        let units = two.units(&entries);
+        assert_eq!(units.len(), 8 + 2 * entries.len());
+        assert_eq!(
+            units[..8].iter().map(|u| (u.entry, u.seed, u.holdout)).collect::<Vec<_>>(),
+            [
+                (0, 0, fold(false)),
+                (1, 0, fold(false)),
+                (0, 0, fold(true)),
+                (1, 0, fold(true)),
+                (0, 1, fold(false)),
+                (1, 1, fold(false)),
+                (0, 1, fold(true)),
+                (1, 1, fold(true))
+            ]
+        );
+        assert_eq!(units[0].file_stem(&entries[0]), "select-searched-fold0");
+        assert_eq!(units[7].file_stem(&entries[1]), "select-searched_1-fold1-seed1");
+        assert_eq!(units[7].folder(&entries[1]), "runs/select/searched_1/fold1-seed1");
+        assert_eq!(units[8].file_stem(&entries[0]), "searched-seed0");
+        // Without --select no selection unit, whatever select_seeds says.
+        let none = ComparePlan { select: false, ..two };
+        assert!(none.units(&entries).iter().all(|u| u.holdout.is_none()));
+        // The score is the mean over folds and seeds: searched 0.41 and 0.47 per seed (0.44),
+        // searched_1 0.43 and 0.41 (0.42), so the second seed turns the pick to searched.
+        let holdout = [(0, 0.40), (1, 0.45), (0, 0.42), (1, 0.41), (0, 0.46), (1, 0.42), (0, 0.48), (1, 0.40)];
+        let mious = vec![vec![0.5]; entries.len()];
+        let r = summarise(&entries, mious, 1, &holdout);
+        let s = r.selection.as_ref().unwrap();
+        assert_eq!(s.selected, "searched");
+        assert_eq!(s.seeds, 2);
+        assert_eq!(s.holdout[0].folds, [0.40, 0.42, 0.46, 0.48]);
+        assert!((s.holdout[0].mean - 0.44).abs() < 1e-12 && (s.holdout[1].mean - 0.42).abs() < 1e-12);
+        assert!(markdown(&r).contains("and the other way round, with 2 retraining seeds each"));
     }
 }
