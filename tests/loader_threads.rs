@@ -65,5 +65,19 @@ fn every_epoch_is_made_on_the_same_producer_thread() {
     assert_eq!(second.epoch(0, 1).count(), 3, "not blocked by the unfinished epoch");
     assert_eq!(first.count(), 2);
     assert!(threads_named("loader").len() <= 2, "two loaders in use at once: two producers");
+    // A panic while an epoch is made (here: a sample without a label, which the loader's
+    // callers never pass) reaches the consumer with its message, and the producer thread lives
+    // on for the next epoch.
+    let producers = threads_named("loader");
+    let mut unlabelled = samples.clone();
+    unlabelled[0].label = None;
+    let broken = Loader::new(unlabelled, transform.clone(), config.clone(), Mode::Eval).unwrap();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| broken.epoch(0, 0).count()))
+        .expect_err("the epoch's panic is re-raised on the consumer");
+    let message =
+        panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+    assert_eq!(message.as_deref(), Some("read_sample needs a labelled sample"));
+    assert_eq!(again.epoch(0, 3).count(), 3);
+    assert_eq!(threads_named("loader"), producers, "no producer ended or was added");
     std::fs::remove_dir_all(&root).unwrap();
 }
