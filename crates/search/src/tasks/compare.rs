@@ -524,23 +524,28 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// Its result file's name: `<entry>-seed<k>`, or `select-<entry>-fold<0|1>` (seed 0) and
-    /// `select-<entry>-fold<0|1>-seed<k>`.
-    fn file_stem(&self, entry: &Entry) -> String {
-        match (self.holdout, self.seed) {
-            (Some(h), 0) => format!("select-{}-fold{}", entry.name, h.swapped as u8),
-            (Some(h), k) => format!("select-{}-fold{}-seed{k}", entry.name, h.swapped as u8),
-            (None, k) => format!("{}-seed{k}", entry.name),
+    /// A selection unit's fold and seed: `fold<0|1>` for seed 0, `fold<0|1>-seed<k>` after.
+    fn fold_tag(h: Holdout, seed: u64) -> String {
+        match seed {
+            0 => format!("fold{}", h.swapped as u8),
+            k => format!("fold{}-seed{k}", h.swapped as u8),
         }
     }
 
-    /// Its run folder in the comparison: `runs/<entry>/seed<k>`, or `runs/select/<entry>/fold<0|1>`
-    /// (seed 0) and `runs/select/<entry>/fold<0|1>-seed<k>`.
+    /// Its result file's name: `<entry>-seed<k>`, or `select-<entry>-<fold tag>`.
+    fn file_stem(&self, entry: &Entry) -> String {
+        match self.holdout {
+            Some(h) => format!("select-{}-{}", entry.name, Self::fold_tag(h, self.seed)),
+            None => format!("{}-seed{}", entry.name, self.seed),
+        }
+    }
+
+    /// Its run folder in the comparison: `runs/<entry>/seed<k>`, or
+    /// `runs/select/<entry>/<fold tag>`.
     fn folder(&self, entry: &Entry) -> String {
-        match (self.holdout, self.seed) {
-            (Some(h), 0) => format!("runs/select/{}/fold{}", entry.name, h.swapped as u8),
-            (Some(h), k) => format!("runs/select/{}/fold{}-seed{k}", entry.name, h.swapped as u8),
-            (None, k) => format!("runs/{}/seed{k}", entry.name),
+        match self.holdout {
+            Some(h) => format!("runs/select/{}/{}", entry.name, Self::fold_tag(h, self.seed)),
+            None => format!("runs/{}/seed{}", entry.name, self.seed),
         }
     }
 }
