@@ -122,6 +122,18 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     assert!(
         err(&search(&["compare", "--resume", out.to_str().unwrap(), "--random", "3"])).contains("cannot be used with")
     );
+    // A plan.json edited by hand is checked like the flags: zero seeds would report no runs.
+    let edited = temp("compare-edited-plan");
+    std::fs::create_dir_all(&edited).unwrap();
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    plan["seeds"] = 0.into();
+    std::fs::write(edited.join("plan.json"), plan.to_string()).unwrap();
+    let e = err(&search(&["compare", "--resume", edited.to_str().unwrap(), "--device", "cpu"]));
+    assert!(e.contains(&format!("checking {}", edited.join("plan.json").display())), "{e}");
+    assert!(e.contains("--seeds 0: at least one retraining per architecture"), "{e}");
+    assert_eq!(std::fs::read_dir(&edited).unwrap().count(), 1, "nothing written beside the plan");
+    let _ = std::fs::remove_dir_all(edited);
     // Two ranks share the retrainings out (unit i on rank i mod 2) and report the same numbers:
     // each retraining runs alone on its rank with its own seed. The searched architecture is
     // given, so that no search runs.
@@ -196,27 +208,23 @@ fn several_searches_are_one_group() {
     let own = if picked == 0 { "deeplab_path" } else { "deeplab_path_1" };
     assert_eq!(selection["baselines"], serde_json::json!([own]), "no paper baseline at B = 2");
     assert_eq!(selection["seeds"], 2);
-    let retrain_seed = |run: &std::path::Path| -> i64 {
-        let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
-        text.parse::<toml::Table>().unwrap()["seed"].as_integer().unwrap()
-    };
     for (h, name) in holdout.iter().zip(&names) {
         // Seed 0's two folds, then seed 1's.
         let folds: Vec<f64> = h["folds"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect();
         assert_eq!(folds.len(), 4);
         assert!((h["mean"].as_f64().unwrap() - folds.iter().sum::<f64>() / 4.0).abs() < 1e-12);
-        for (seed, suffix) in [(0, ""), (1, "-seed1")] {
+        for (seed_offset, suffix) in [(0, ""), (1, "-seed1")] {
             for (fold, words) in
                 [(0, "train on trainA, evaluate on trainB"), (1, "train on trainB, evaluate on trainA")]
             {
                 let file = out.join(format!("results/select-{name}-fold{fold}{suffix}.json"));
                 let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-                assert_eq!(saved["val_miou"], folds[2 * seed + fold]);
-                let run = out.join(format!("runs/select/{name}/fold{fold}{suffix}"));
-                let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+                assert_eq!(saved["val_miou"], folds[2 * seed_offset as usize + fold]);
+                let run = format!("runs/select/{name}/fold{fold}{suffix}");
+                let log = std::fs::read_to_string(out.join(&run).join("log.txt")).unwrap();
                 assert!(log.contains(words) && log.contains("train=4 eval=4"), "{log}");
-                let first = retrain_seed(&out.join(format!("runs/select/{name}/fold{fold}")));
-                assert_eq!(retrain_seed(&run), first + seed as i64, "consecutive retraining seeds");
+                let first = seed(&format!("runs/select/{name}/fold{fold}"));
+                assert_eq!(seed(&run), first + seed_offset, "consecutive retraining seeds");
             }
         }
     }

@@ -93,38 +93,11 @@ impl Args {
     }
 
     fn plan(&self) -> Result<ComparePlan> {
-        anyhow::ensure!(self.seeds >= 1, "--seeds {}: at least one retraining per architecture", self.seeds);
-        search::limits::check_draws("--random", self.random)?;
-        anyhow::ensure!(
-            self.seeds <= 1000,
-            "--seeds {}: over the limit of 1000 retrainings per architecture",
-            self.seeds
-        );
         let retrain_flags = super::ConfigFlags {
             config: self.retrain_config.clone(),
             overrides: self.data_overrides(self.retrain_overrides.clone()),
         };
         let retrain: RetrainConfig = retrain_flags.load().context("the retraining config (--retrain-config)")?;
-        anyhow::ensure!((1..=100).contains(&self.searches), "--searches {}: from 1 to 100 searches", self.searches);
-        anyhow::ensure!(
-            self.searches == 1 || self.arch.is_none(),
-            "--searches {} runs the searches: drop --arch (one given architecture is one search)",
-            self.searches
-        );
-        anyhow::ensure!(
-            !self.select || self.searches >= 2,
-            "--select picks one of several searches: give --searches 2 or more"
-        );
-        anyhow::ensure!(
-            (1..=100).contains(&self.select_seeds),
-            "--select-seeds {}: from 1 to 100 retraining seeds per fold",
-            self.select_seeds
-        );
-        anyhow::ensure!(
-            self.select || self.select_seeds == 1,
-            "--select-seeds {} sets how --select scores the searches: add --select",
-            self.select_seeds
-        );
         let searched = match &self.arch {
             Some(spec) => Some(search::arch_source::resolve(spec).context("reading --arch")?),
             None => None,
@@ -153,7 +126,7 @@ impl Args {
                 a.path.levels().len()
             );
         }
-        Ok(ComparePlan {
+        let plan = ComparePlan {
             search: if searched.is_some() { None } else { search },
             searched,
             blocks,
@@ -166,7 +139,9 @@ impl Args {
             searches: self.searches,
             select: self.select,
             select_seeds: self.select_seeds,
-        })
+        };
+        plan.validate()?;
+        Ok(plan)
     }
 }
 
@@ -198,6 +173,7 @@ pub fn exec(args: Args) -> Result<()> {
             let text = String::from_utf8(ranks.from_rank0(read)?)?;
             let plan: ComparePlan =
                 serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            plan.validate().with_context(|| format!("checking {}", path.display()))?;
             (plan, dir.clone(), true)
         }
         None => (

@@ -551,6 +551,35 @@ impl Unit {
 }
 
 impl ComparePlan {
+    /// Checks the counts, whether they come from the flags or from a resumed `plan.json`; the
+    /// errors name the flag that sets each one.
+    pub fn validate(&self) -> Result<()> {
+        let seeds = self.seeds;
+        anyhow::ensure!(seeds >= 1, "--seeds {seeds}: at least one retraining per architecture");
+        crate::limits::check_draws("--random", self.random)?;
+        anyhow::ensure!(seeds <= 1000, "--seeds {seeds}: over the limit of 1000 retrainings per architecture");
+        let searches = self.searches;
+        anyhow::ensure!((1..=100).contains(&searches), "--searches {searches}: from 1 to 100 searches");
+        anyhow::ensure!(
+            searches == 1 || self.searched.is_none(),
+            "--searches {searches} runs the searches: drop --arch (one given architecture is one search)"
+        );
+        anyhow::ensure!(
+            !self.select || searches >= 2,
+            "--select picks one of several searches: give --searches 2 or more"
+        );
+        let select_seeds = self.select_seeds;
+        anyhow::ensure!(
+            (1..=100).contains(&select_seeds),
+            "--select-seeds {select_seeds}: from 1 to 100 retraining seeds per fold"
+        );
+        anyhow::ensure!(
+            self.select || select_seeds == 1,
+            "--select-seeds {select_seeds} sets how --select scores the searches: add --select"
+        );
+        Ok(())
+    }
+
     /// The retrainings: with `select`, two selection units per searched entry and selection seed
     /// first (they decide which search is picked: trained on trainA scored on trainB, and the
     /// other way round; seed-major), then every entry for every seed, seed-major, so that a
