@@ -120,7 +120,7 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     let e = err(&search(&["compare", "--resume", out.to_str().unwrap(), "--search-config", "x.toml"]));
     assert!(e.contains("--resume continues a comparison with its own plan"), "{e}");
     assert!(
-        err(&search(&["compare", "--resume", out.to_str().unwrap(), "--random", "3"])).contains("cannot be used with")
+        err(&search(&["compare", "--resume", out.to_str().unwrap(), "--seed", "3"])).contains("cannot be used with")
     );
     // A plan.json edited by hand is checked like the flags: zero seeds would report no runs.
     let edited = temp("compare-edited-plan");
@@ -146,9 +146,60 @@ fn compare_runs_the_protocol_on_a_folder_data_set_and_resumes() {
     for (a, b) in both["entries"].as_array().unwrap().iter().zip(r["entries"].as_array().unwrap()) {
         assert_eq!((&a["name"], &a["mious"]), (&b["name"], &b["mious"]), "two ranks, the same runs");
     }
+    grows_on_resume(&shared);
     let _ = std::fs::remove_dir_all(shared);
     let _ = std::fs::remove_dir_all(out);
     let _ = std::fs::remove_dir_all(data);
+}
+
+/// A finished comparison (`tiny_compare`'s 2 random draws, 2 seeds) in `dir` grows on
+/// `--resume --seeds 3 --random 3`: a third seed of every architecture and a third draw are
+/// retrained, the finished runs are read back, not redone, and `plan.json` records the larger
+/// plan; a smaller count and a saved architecture the plan no longer makes are refused.
+fn grows_on_resume(dir: &std::path::Path) {
+    let resume = |extra: &[&str]| {
+        search(
+            &[&["--threads", "1", "compare", "--resume", dir.to_str().unwrap(), "--device", "cpu"][..], extra].concat(),
+        )
+    };
+    let mious = |e: &serde_json::Value| -> Vec<f64> {
+        e["mious"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect()
+    };
+    let before = report(dir);
+    let kept = dir.join("runs/random_000/seed0/metrics.jsonl");
+    let kept_before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    ok(&resume(&["--seeds", "3", "--random", "3"]));
+    let after = report(dir);
+    let names: Vec<&str> = after["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["searched", "random_000", "random_001", "random_002", "deeplab_path", "skips_000"]);
+    for e in after["entries"].as_array().unwrap() {
+        assert_eq!(mious(e).len(), 3, "three seeds each: {e}");
+        if let Some(old) = before["entries"].as_array().unwrap().iter().find(|o| o["name"] == e["name"]) {
+            assert_eq!(mious(e)[..2], mious(old)[..], "the finished runs are kept: {e}");
+            assert_eq!((&e["cell"], &e["path"]), (&old["cell"], &old["path"]));
+        }
+    }
+    assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), kept_before, "finished runs are not redone");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!((plan["seeds"].as_u64(), plan["random"].as_u64()), (Some(3), Some(3)), "{plan}");
+    // The same plan again retrains nothing and reports the same.
+    ok(&resume(&[]));
+    assert_eq!(report(dir)["entries"], after["entries"]);
+    // Shrinking would drop finished runs from the report.
+    let e = err(&resume(&["--seeds", "2"]));
+    assert!(e.contains("--seeds 2: this comparison already has 3"), "{e}");
+    // A saved architecture the plan no longer makes under its name is refused before anything
+    // is written: its runs would be reported as another network's.
+    let (first, second) = (dir.join("architectures/random_000.json"), dir.join("architectures/random_001.json"));
+    assert_ne!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    std::fs::copy(&first, &second).unwrap();
+    let report_before = std::fs::metadata(dir.join("compare.json")).unwrap().modified().unwrap();
+    let e = err(&resume(&[]));
+    assert!(e.contains(&format!("{} holds another cell or path", second.display())), "{e}");
+    assert!(e.contains("`random_001`"), "{e}");
+    assert_eq!(std::fs::metadata(dir.join("compare.json")).unwrap().modified().unwrap(), report_before);
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap(), "the file is left as it was");
 }
 
 /// `--searches 2 --select --select-seeds 2`: two searches with consecutive seeds in `search/`

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use search::device::DeviceChoice;
 use search::run_config::{RetrainConfig, SearchRunConfig};
-use search::tasks::compare::{CompareOptions, ComparePlan};
+use search::tasks::compare::{CompareOptions, ComparePlan, Growth};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,39 +32,46 @@ pub struct Args {
     /// Data set layout, for the search and every retraining (overrides `data.format`).
     #[arg(long, value_enum)]
     format: Option<seg::data::DataFormat>,
-    /// Random architectures drawn from the same space.
-    #[arg(long, default_value_t = 8, conflicts_with = "resume")]
-    random: usize,
-    /// Retraining seeds per architecture.
-    #[arg(long, default_value_t = 2, conflicts_with = "resume")]
-    seeds: usize,
+    /// Random architectures drawn from the same space (default 8). With --resume: raise it to
+    /// draw more (the first ones are the same).
+    #[arg(long)]
+    random: Option<usize>,
+    /// Retraining seeds per architecture (default 2). With --resume: raise it to retrain every
+    /// architecture with more seeds, keeping the finished ones.
+    #[arg(long)]
+    seeds: Option<usize>,
     /// Seed of the random draws.
     #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     seed: u64,
     /// Also retrain this many random architectures whose cells have as many `skip_connect`
-    /// edges as the searched cell (the control for the skip-connection bias).
-    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
-    skip_control: usize,
+    /// edges as the searched cell (the control for the skip-connection bias; default 0). With
+    /// --resume: raise it to draw more.
+    #[arg(long)]
+    skip_control: Option<usize>,
     /// Searches to run (seeds `seed` of the search config, + 1, …), each decoded architecture
     /// retrained like the others and the group's mean compared: how the search does, not one
-    /// search's luck. Needs --search-config without --arch.
-    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
-    searches: usize,
+    /// search's luck. Needs --search-config without --arch (default 1). With --resume: raise it
+    /// to run more searches.
+    #[arg(long)]
+    searches: Option<usize>,
     /// With --searches ≥ 2, also pick one of the searches' architectures as DARTS does (Liu et
     /// al. 2019, §3.2): each is retrained with the retraining config on trainA of the training
     /// split and scored on trainB, and the other way round (never the val split); the best mean
-    /// is reported as `selected` and written to `selected.json`.
-    #[arg(long, conflicts_with = "resume")]
+    /// is reported as `selected` and written to `selected.json`. With --resume: add the selection
+    /// to a comparison of several searches.
+    #[arg(long)]
     select: bool,
     /// With --select, retraining seeds per fold (the retraining config's seed, + 1, …): each
     /// search's held-out score is the mean over both folds and these seeds, less noisy, at
-    /// 2 × seeds retrainings on half the data per search.
-    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
-    select_seeds: usize,
+    /// 2 × seeds retrainings on half the data per search (default 1). With --resume: raise it.
+    #[arg(long)]
+    select_seeds: Option<usize>,
     /// The comparison's folder (must be new or empty).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
-    /// Continue the comparison in this folder with its own plan (no other settings).
+    /// Continue the comparison in this folder with its own plan: no other settings, but
+    /// --seeds, --random, --skip-control, --searches, --select and --select-seeds may raise its
+    /// counts (every finished retraining is kept).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Where to run.
@@ -90,6 +97,18 @@ impl Args {
             overrides.push(format!("data.root={}", toml::Value::String(root.display().to_string())));
         }
         overrides
+    }
+
+    /// The counts --resume is asked to raise.
+    fn growth(&self) -> Growth {
+        Growth {
+            random: self.random,
+            seeds: self.seeds,
+            skip_control: self.skip_control,
+            searches: self.searches,
+            select: self.select,
+            select_seeds: self.select_seeds,
+        }
     }
 
     fn plan(&self) -> Result<ComparePlan> {
@@ -132,13 +151,13 @@ impl Args {
             blocks,
             layers,
             retrain,
-            random: self.random,
-            seeds: self.seeds,
+            random: self.random.unwrap_or(8),
+            seeds: self.seeds.unwrap_or(2),
             draw_seed: self.seed,
-            skip_control: self.skip_control,
-            searches: self.searches,
+            skip_control: self.skip_control.unwrap_or(0),
+            searches: self.searches.unwrap_or(1),
             select: self.select,
-            select_seeds: self.select_seeds,
+            select_seeds: self.select_seeds.unwrap_or(1),
         };
         plan.validate()?;
         Ok(plan)
@@ -174,6 +193,7 @@ pub fn exec(args: Args) -> Result<()> {
             let plan: ComparePlan =
                 serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
             plan.validate().with_context(|| format!("checking {}", path.display()))?;
+            let plan = plan.grown(&args.growth()).with_context(|| format!("growing {}", path.display()))?;
             (plan, dir.clone(), true)
         }
         None => (

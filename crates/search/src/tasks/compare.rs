@@ -20,7 +20,10 @@
 //! (`results/<name>-seed<k>.json`, `results/select-<name>-fold<k>.json`, written atomically),
 //! and with `--select` `selected.json`, the picked architecture. `--resume`
 //! reads the plan and continues: finished retrainings are read back, a retraining with a
-//! checkpoint resumes from it, one without restarts. In a distributed launch the search runs on
+//! checkpoint resumes from it, one without restarts. A resumed comparison may grow
+//! ([`Growth`]: more seeds, draws, controls or searches, for a more precise answer) and keeps
+//! every finished retraining: its names and architectures are the same in the larger plan, which
+//! is checked against `architectures/` before anything runs. In a distributed launch the search runs on
 //! every rank together and the retrainings are shared out (retraining i on rank i mod size, each
 //! alone on its rank's device); rank 0 writes the report.
 
@@ -80,6 +83,22 @@ pub struct ComparePlan {
 
 fn one() -> usize {
     1
+}
+
+/// The counts a resumed comparison may raise (`search compare --resume DIR --seeds K …`): each
+/// `None` keeps the plan's. Every finished retraining stays in the larger plan under its own
+/// name (random draws and skip controls come from endless seeded sequences, searches and seeds
+/// are numbered from the first), so growing loses nothing; shrinking would drop finished runs
+/// from the report and is refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Growth {
+    pub random: Option<usize>,
+    pub seeds: Option<usize>,
+    pub skip_control: Option<usize>,
+    pub searches: Option<usize>,
+    /// Turns the selection on (it cannot be turned off).
+    pub select: bool,
+    pub select_seeds: Option<usize>,
 }
 
 /// Which group an architecture belongs to.
@@ -318,10 +337,15 @@ fn open(options: &CompareOptions) -> Result<()> {
             let saved: ComparePlan =
                 serde_json::from_str(&text).with_context(|| format!("parsing {}", plan_file.display()))?;
             if saved != options.plan {
-                bail!(
-                    "{} was planned with other settings than these; a resumed comparison keeps its own",
-                    plan_file.display()
-                );
+                // Only a grown plan may differ from the saved one: the same settings, larger counts.
+                if saved.grown(&options.plan.counts()).ok().as_ref() != Some(&options.plan) {
+                    bail!(
+                        "{} was planned with other settings than these; a resumed comparison keeps its own",
+                        plan_file.display()
+                    );
+                }
+                info!(plan = %plan_file.display(), grown = ?options.plan.counts(), "compare: the plan grows");
+                write_json(&plan_file, &options.plan)?;
             }
             return Ok(Vec::new());
         }
@@ -418,12 +442,8 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
     let out = &options.out;
     let searched = searched(options)?;
     let entries = options.plan.entries(&searched)?;
-    if options.ranks.rank() == 0 {
-        std::fs::create_dir_all(out.join("architectures"))?;
-        for entry in &entries {
-            entry.architecture.save(&out.join(format!("architectures/{}.json", entry.name)))?;
-        }
-    }
+    let saved = if options.ranks.rank() == 0 { save_architectures(out, &entries) } else { Ok(()) };
+    options.ranks.from_rank0(saved.map(|()| Vec::new()))?;
     let units = options.plan.units(&entries);
     let results = out.join("results");
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
@@ -473,6 +493,34 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
     seg::atomic::write_atomic(&out.join("compare.md"), markdown(&report).as_bytes())?;
     strip_plot(&out.join("compare.svg"), &report)?;
     Ok(Some(report))
+}
+
+/// Writes each entry's architecture to `architectures/<name>.json`. One already there (a resumed
+/// comparison) must hold the same cell and path: its finished retrainings belong to it, and a
+/// plan that now draws another network under that name (another version's draws, a hand-edited
+/// file) would mix two networks' runs in one row, so it is refused before anything is written.
+fn save_architectures(out: &Path, entries: &[Entry]) -> Result<()> {
+    let folder = out.join("architectures");
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let file = |entry: &Entry| folder.join(format!("{}.json", entry.name));
+    for entry in entries {
+        let path = file(entry);
+        if !path.exists() {
+            continue;
+        }
+        let text = seg::limits::read_text(&path)?;
+        let saved = Architecture::from_json(&text, &path.display().to_string())?;
+        let a = &entry.architecture;
+        if (&saved.cell, &saved.path) != (&a.cell, &a.path) {
+            bail!(
+                "{} holds another cell or path than this comparison's plan makes for `{}`: its finished \
+                 retrainings would be reported as another network's; start a new comparison",
+                path.display(),
+                entry.name
+            );
+        }
+    }
+    entries.iter().try_for_each(|entry| Ok(entry.architecture.save(&file(entry))?))
 }
 
 /// `compare.svg`: every retrained mIoU, one column per architecture (best mean first), the
@@ -551,6 +599,43 @@ impl Unit {
 }
 
 impl ComparePlan {
+    /// This plan grown as `growth` says, checked as the flags are; a count below the plan's is
+    /// refused, naming its flag.
+    pub fn grown(&self, growth: &Growth) -> Result<ComparePlan> {
+        let mut plan = self.clone();
+        let raise = |flag: &str, count: &mut usize, to: Option<usize>| -> Result<()> {
+            if let Some(to) = to {
+                anyhow::ensure!(
+                    to >= *count,
+                    "{flag} {to}: this comparison already has {count}; a resumed comparison only grows, \
+                     so that no finished retraining is dropped from its report"
+                );
+                *count = to;
+            }
+            Ok(())
+        };
+        raise("--random", &mut plan.random, growth.random)?;
+        raise("--seeds", &mut plan.seeds, growth.seeds)?;
+        raise("--skip-control", &mut plan.skip_control, growth.skip_control)?;
+        raise("--searches", &mut plan.searches, growth.searches)?;
+        raise("--select-seeds", &mut plan.select_seeds, growth.select_seeds)?;
+        plan.select |= growth.select;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Every count of this plan, as a [`Growth`] that would reach it.
+    fn counts(&self) -> Growth {
+        Growth {
+            random: Some(self.random),
+            seeds: Some(self.seeds),
+            skip_control: Some(self.skip_control),
+            searches: Some(self.searches),
+            select: self.select,
+            select_seeds: Some(self.select_seeds),
+        }
+    }
+
     /// Checks the counts, whether they come from the flags or from a resumed `plan.json`; the
     /// errors name the flag that sets each one.
     pub fn validate(&self) -> Result<()> {
