@@ -173,6 +173,14 @@ pub struct CompareReport {
     pub searched_sd_over_searches: Option<f64>,
     /// (searched mean − random mean) / random sd: the target is ≥ 1.
     pub searched_sd_above_random: Option<f64>,
+    /// The retraining noise: the pooled sd of one architecture's runs over its seeds, from every
+    /// architecture with two or more (selection units left out); `None` with one seed each.
+    pub retraining_sd: Option<f64>,
+    /// One standard error of [`CompareReport::searched_sd_above_random`], in random sd: the
+    /// searched mean's (`retraining_sd` / √seeds for one search, the sd over searches / √S for
+    /// several) and the random mean's (random sd / √N), combined. A miss (or a pass) by less
+    /// than this is no evidence either way; more seeds narrow it.
+    pub searched_sd_above_se: Option<f64>,
     /// The searched mean's rank among the other architectures (1: best).
     pub searched_rank: usize,
     pub architectures: usize,
@@ -207,6 +215,9 @@ pub struct Selection {
     pub mean: f64,
     /// (its mean − random mean) / random sd.
     pub sd_above_random: Option<f64>,
+    /// One standard error of `sd_above_random` (as [`CompareReport::searched_sd_above_se`], for
+    /// one network).
+    pub sd_above_se: Option<f64>,
     /// Its rank among itself and the architectures that are not searched (1: best).
     pub rank: usize,
     /// Whether it beats the paper's architecture and its own cell on the DeepLab-like path.
@@ -760,8 +771,18 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
     let beats_baselines = baseline_means.iter().all(|&m| searched_mean > m);
     let baselines: Vec<String> =
         of(EntryKind::Paper).chain(of(EntryKind::DeeplabPath)).map(|r| r.name.clone()).collect();
-    let selection = select(&reports, holdout, &random_means, (random_mean, random_sd));
+    let retraining_sd = pooled_sd(&reports);
+    let random = (random_mean, random_sd);
+    // The searched mean's standard error: its seeds' for one search, the searches' spread for
+    // several (which holds their seeds' noise too).
+    let searched_se = match searched_means.len() {
+        0 | 1 => retraining_sd.map(|s| s / (searched_runs.len().max(1) as f64).sqrt()),
+        n => Some(searched_sd / (n as f64).sqrt()),
+    };
+    let selection = select(&reports, holdout, &random_means, random, retraining_sd);
     CompareReport {
+        retraining_sd,
+        searched_sd_above_se: sd_above_se(searched_se, &random_means, random),
         selection,
         seeds,
         random_mean,
@@ -782,6 +803,24 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
     }
 }
 
+/// The pooled within-architecture sd: √(Σ (nᵢ − 1) sᵢ² / Σ (nᵢ − 1)) over the entries with two
+/// or more runs; `None` when no entry has two.
+fn pooled_sd(reports: &[EntryReport]) -> Option<f64> {
+    let (ss, dof) = reports
+        .iter()
+        .filter(|r| r.mious.len() >= 2)
+        .fold((0.0, 0usize), |(ss, dof), r| (ss + (r.mious.len() - 1) as f64 * r.sd * r.sd, dof + r.mious.len() - 1));
+    (dof > 0).then(|| (ss / dof as f64).sqrt())
+}
+
+/// One standard error of [`sd_above`] for a mean of standard error `se`: √(se² + random sd² / N)
+/// / random sd (the random sd's own error left out).
+fn sd_above_se(se: Option<f64>, random_means: &[f64], (_, random_sd): (f64, f64)) -> Option<f64> {
+    let n = random_means.len() as f64;
+    let se = se?;
+    (random_means.len() >= 2 && random_sd > 0.0).then(|| (se * se + random_sd * random_sd / n).sqrt() / random_sd)
+}
+
 /// (mean − random mean) / random sd, when at least two random draws with some spread exist.
 fn sd_above(mean: f64, random_means: &[f64], (random_mean, random_sd): (f64, f64)) -> Option<f64> {
     (random_means.len() >= 2 && random_sd > 0.0).then(|| (mean - random_mean) / random_sd)
@@ -799,6 +838,7 @@ fn select(
     holdout: &[(usize, f64)],
     random_means: &[f64],
     random: (f64, f64),
+    retraining_sd: Option<f64>,
 ) -> Option<Selection> {
     let mut scores: Vec<(usize, HoldoutScore)> = Vec::new();
     for &(e, miou) in holdout {
@@ -828,6 +868,11 @@ fn select(
         selected: chosen.name.clone(),
         mean: chosen.mean,
         sd_above_random: sd_above(chosen.mean, random_means, random),
+        sd_above_se: sd_above_se(
+            retraining_sd.map(|s| s / (chosen.mious.len().max(1) as f64).sqrt()),
+            random_means,
+            random,
+        ),
         rank: rank_among_others(reports, chosen.mean),
         beats_baselines: baselines.iter().all(|b| chosen.mean > b.mean),
         baselines: baselines.iter().map(|b| b.name.clone()).collect(),
@@ -835,12 +880,36 @@ fn select(
 }
 
 /// The target (at least +1 random sd above the random mean) in words: "met", or how far it is
-/// missed in random sd and in mIoU points; empty when there is no random sd to measure by.
-fn target_verdict(sd_above: Option<f64>, random_sd: f64) -> String {
+/// missed in random sd and in mIoU points, and whether that is within one standard error `se`
+/// (then more seeds, or for a group of `searches` more searches, can tell); empty when there is
+/// no random sd to measure by.
+fn target_verdict(sd_above: Option<f64>, random_sd: f64, se: Option<f64>, searches: usize) -> String {
+    let more = if searches >= 2 {
+        "more searches or seeds (--resume DIR --searches S --seeds K)"
+    } else {
+        "more retraining seeds (--resume DIR --seeds K)"
+    };
+    let close = |by: f64| match se {
+        Some(se) if by < se => format!(", within one standard error ({se:.2} sd) of the line: {more} can tell"),
+        _ => String::new(),
+    };
     match sd_above {
-        Some(sd) if sd >= 1.0 => ": target met".to_owned(),
-        Some(sd) => format!(": target missed by {:.2} sd ({:.2} points)", 1.0 - sd, 100.0 * (1.0 - sd) * random_sd),
+        Some(sd) if sd >= 1.0 => format!(": target met{}", close(sd - 1.0)),
+        Some(sd) => format!(
+            ": target missed by {:.2} sd ({:.2} points){}",
+            1.0 - sd,
+            100.0 * (1.0 - sd) * random_sd,
+            close(1.0 - sd)
+        ),
         None => String::new(),
+    }
+}
+
+/// A figure in random sd with its standard error: `+0.80 ± 0.62`.
+fn with_se(sd: f64, se: Option<f64>) -> String {
+    match se {
+        Some(se) => format!("{sd:+.2} ± {se:.2}"),
+        None => format!("{sd:+.2}"),
     }
 }
 
@@ -861,12 +930,14 @@ pub fn markdown(r: &CompareReport) -> String {
     let random = if drawn == 0 {
         "no random architectures (--random 0)".to_owned()
     } else {
-        let sd = r.searched_sd_above_random.map_or("n/a (fewer than two random draws)".into(), |s| format!("{s:+.2}"));
+        let sd = r
+            .searched_sd_above_random
+            .map_or("n/a (fewer than two random draws)".into(), |s| with_se(s, r.searched_sd_above_se));
         format!(
             "random architectures: {} ± {} % (mean ± sd of {drawn} architectures' means); searched − random mean = {sd} random sd (target ≥ +1){}",
             pct(r.random_mean),
             pct(r.random_sd),
-            target_verdict(r.searched_sd_above_random, r.random_sd)
+            target_verdict(r.searched_sd_above_random, r.random_sd, r.searched_sd_above_se, r.searches)
         )
     };
     let over = match r.searched_sd_over_searches {
@@ -903,7 +974,7 @@ pub fn markdown(r: &CompareReport) -> String {
                 format!("{} {} ({})", h.name, pct(h.mean), folds.join(", "))
             })
             .collect();
-        let sd = s.sd_above_random.map_or("n/a".into(), |v| format!("{v:+.2}"));
+        let sd = s.sd_above_random.map_or("n/a".into(), |v| with_se(v, s.sd_above_se));
         let seeds = match s.seeds {
             1 => String::new(),
             k => format!(", with {k} retraining seeds each"),
@@ -913,11 +984,17 @@ pub fn markdown(r: &CompareReport) -> String {
             scores.join(", "),
             s.selected,
             pct(s.mean),
-            target_verdict(s.sd_above_random, r.random_sd),
+            target_verdict(s.sd_above_random, r.random_sd, s.sd_above_se, 1),
             s.rank,
             r.architectures - r.searches + 1,
             s.baselines.join(", "),
             if s.beats_baselines { "yes" } else { "no" }
+        );
+    }
+    if let (Some(sd), Some(_)) = (r.retraining_sd, r.searched_sd_above_se) {
+        text += &format!(
+            "± after a figure in random sd: one standard error, from the retraining noise ({} points, the pooled sd of each architecture's runs over its seeds; the sd over searches for several) and the random mean's own error (random sd / √N).\n\n",
+            pct(sd)
         );
     }
     if let (Some(m), Some(s)) = (r.skip_control_mean, r.skip_control_sd) {
@@ -1050,6 +1127,18 @@ mod tests {
         assert!((r.searched_sd_above_random.unwrap() - (0.56 - 0.52) / (0.0008f64).sqrt()).abs() < 1e-9);
         assert!(r.welch.is_some(), "four searched runs against four random runs");
         assert!(markdown(&r).contains("mean of 2 searches"));
+        // The retraining noise: three entries with 0.02 between their seeds (variance 0.0002 each)
+        // over seven degrees of freedom. The group's standard error: its sd over searches / √2
+        // (0.05) with the random mean's (variance 0.0008 / 2), in random sd; +1.41 passes the
+        // line by less than that.
+        assert!((r.retraining_sd.unwrap() - (0.0006f64 / 7.0).sqrt()).abs() < 1e-12);
+        let se = r.searched_sd_above_se.unwrap();
+        assert!((se - (0.0029f64 / 0.0008).sqrt()).abs() < 1e-9, "{se}");
+        let md = markdown(&r);
+        assert!(
+            md.contains(&format!("= +1.41 ± {se:.2} random sd (target ≥ +1): target met, within one standard error")),
+            "{md}"
+        );
         // --select: searched_1 did better held out; its val mean 0.51 is below its own cell on
         // the DeepLab-like path (0.56) and the random mean.
         let s = r.selection.as_ref().unwrap();
@@ -1057,6 +1146,14 @@ mod tests {
         assert_eq!(s.holdout[1].folds, [0.45, 0.41]);
         assert!((s.holdout[1].mean - 0.43).abs() < 1e-12);
         assert!((s.mean - 0.51).abs() < 1e-12);
+        // One network of two seeds: the retraining noise / √2 with the random mean's error; a
+        // miss by 1.35 sd is more than that.
+        let se = s.sd_above_se.unwrap();
+        assert!((se - ((0.0006 / 7.0 / 2.0 + 0.0004) / 0.0008f64).sqrt()).abs() < 1e-9, "{se}");
+        assert!(
+            md.contains(&format!("-0.35 ± {se:.2} random sd: target missed by 1.35 sd (3.83 points), rank")),
+            "{md}"
+        );
         assert_eq!(s.baselines, ["paper", "deeplab_path_1"]);
         assert!(!s.beats_baselines);
         assert_eq!(s.rank, 4, "below deeplab_path, deeplab_path_1 and random_001");
