@@ -131,6 +131,13 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     let decisions = final_arch["decisions"].as_array().expect("the decisions are recorded");
     assert_eq!(decisions.len(), 2, "{final_arch}");
     assert_eq!(final_arch["margins"]["alpha_mean"].as_f64().map(|m| m > 0.99), Some(true), "{final_arch}");
+    // A decided cell decodes one-hot; the margins each block was fixed at are recorded beside.
+    let when: Vec<f64> = decisions.iter().map(|d| d["margin"].as_f64().unwrap()).collect();
+    let decided = &final_arch["decided_margins"];
+    let smallest = when.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(decided["smallest"].as_f64(), Some(smallest), "{final_arch}");
+    assert_eq!(decided["largest"].as_f64(), Some(when.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+    assert_eq!(decided["near_tie"].as_bool(), Some(smallest < 0.01), "{final_arch}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     // Arch steps at global steps 2..=5 of 6: τ = 0.5 + 0.5 (1 − t), t = 0, ¼, ½, ¾.
     for tau in ["1.0", "0.875", "0.75", "0.625"] {

@@ -92,6 +92,19 @@ fn report_text(report: &search::tasks::demo::DemoReport, total: f64) -> String {
         ),
         None => writeln!(t, "decision margins: not recorded by this search"),
     };
+    if let Some(d) = &report.decided {
+        let _ = writeln!(
+            t,
+            "progressive decisions fixed the blocks at block margins {:.3} to {:.3}{}",
+            d.smallest,
+            d.largest,
+            if d.near_tie {
+                format!(" (block {} at the end of epoch {}: a near tie when decided)", d.block, d.epoch)
+            } else {
+                String::new()
+            }
+        );
+    }
     if !report.random_mious.is_empty() {
         let list: Vec<String> = report.random_mious.iter().map(|m| format!("{:.2}", 100.0 * m)).collect();
         let _ = writeln!(

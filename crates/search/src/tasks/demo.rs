@@ -68,6 +68,8 @@ pub struct DemoReport {
     pub beta_entropy: f64,
     /// The decision margins the search ended with (its `arch/final.json`'s `margins`).
     pub margins: Option<MarginsRecord>,
+    /// The block margins `[arch.progressive]` fixed the blocks at (`decided_margins`).
+    pub decided: Option<crate::tasks::search_run::DecidedMargins>,
     /// Val mIoU of the per-pixel baseline.
     pub baseline_miou: f64,
     /// Seconds per stage.
@@ -128,6 +130,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     info!(cell = %serde_json::to_string(&architecture.cell)?, path = ?architecture.path.levels(), "decoded");
     let (alpha_entropy, beta_entropy) = final_entropies(&out.join("search"))?;
     let margins = architecture.extra.get("margins").and_then(|m| serde_json::from_value(m.clone()).ok());
+    let decided = architecture.extra.get("decided_margins").and_then(|m| serde_json::from_value(m.clone()).ok());
 
     let mut retrain: RetrainConfig =
         crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), &retrain_overrides)?;
@@ -209,6 +212,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         alpha_entropy,
         beta_entropy,
         margins,
+        decided,
         baseline_miou,
         seconds,
     })
