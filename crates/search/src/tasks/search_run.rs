@@ -500,8 +500,8 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
                 epoch = d.epoch,
                 margin = d.smallest,
                 "block {} was fixed at the end of epoch {} by a margin of {:.4}, below {}: a near tie when it was \
-                 decided (α had barely separated); a longer search (budget_steps) or a later first decision \
-                 (arch.progressive.after_epochs) decides on more evidence",
+                 decided (α had barely separated), so that block's choice is close to a coin toss; a longer search \
+                 (budget_steps) gives the decisions more evidence",
                 d.block,
                 d.epoch,
                 d.smallest,
