@@ -214,6 +214,10 @@ fn the_demo_writes_its_report() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("random architectures, same recipe") && md.contains("report.svg"), "{md}");
+    // The demo's search decides one block progressively (at the end of its one architecture
+    // epoch): the margin it was fixed at is printed beside the one-hot decode's.
+    assert!(md.contains("progressive decisions fixed the blocks at block margins"), "{md}");
+    assert!(report["decided"]["smallest"].is_f64(), "report.json records them: {report}");
     assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().contains("<svg"));
     for kind in ["labelids", "color"] {
         assert!(std::fs::read_dir(out.join("predictions").join(kind)).unwrap().count() > 0, "predictions/{kind}");
