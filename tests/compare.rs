@@ -301,6 +301,62 @@ fn several_searches_are_one_group() {
     }
 }
 
+/// A comparison of one search grows on `--resume --searches 2 --select`: the second search runs
+/// (`search-1/`, the next seed), both are retrained with their DeepLab-path cells and scored held
+/// out, one is picked, and the first search's finished runs are kept.
+#[test]
+fn searches_and_the_selection_grow_on_resume() {
+    let data = folder_data("compare-grow-searches-data", 4);
+    let out = temp("compare-grow-searches");
+    let (search_config, retrain) = (repo("configs/tiny-search.toml"), repo("configs/tiny-retrain.toml"));
+    let first = [
+        "--threads",
+        "1",
+        "compare",
+        "--search-config",
+        &search_config,
+        "--retrain-config",
+        &retrain,
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "folder",
+        "--random",
+        "1",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    ok(&search(&first));
+    let before = report(&out);
+    assert!(before["selection"].is_null());
+    let searched_file = out.join("results/searched-seed0.json");
+    let kept = std::fs::read_to_string(&searched_file).unwrap();
+    let kept_run = std::fs::metadata(out.join("runs/searched/seed0/metrics.jsonl")).unwrap().modified().unwrap();
+    let grow = ["--threads", "1", "compare", "--resume", out.to_str().unwrap(), "--searches", "2", "--select"];
+    ok(&search(&[&grow[..], &["--device", "cpu"]].concat()));
+    let after = report(&out);
+    let names: Vec<&str> = after["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["searched", "searched_1", "random_000", "deeplab_path", "deeplab_path_1"]);
+    assert!(out.join("search-1/arch/final.json").is_file(), "the second search ran");
+    assert_eq!(after["searches"].as_u64(), Some(2));
+    let holdout = after["selection"]["holdout"].as_array().expect("the selection was added");
+    assert_eq!(holdout.len(), 2, "{after}");
+    assert!(holdout.iter().all(|h| h["folds"].as_array().unwrap().len() == 2), "{after}");
+    assert!(out.join("selected.json").is_file());
+    assert_eq!(std::fs::read_to_string(&searched_file).unwrap(), kept, "the first search's run is kept");
+    let run_after = std::fs::metadata(out.join("runs/searched/seed0/metrics.jsonl")).unwrap().modified().unwrap();
+    assert_eq!(run_after, kept_run, "and not redone");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!((plan["searches"].as_u64(), plan["select"].as_bool()), (Some(2), Some(true)), "{plan}");
+    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_dir_all(data);
+}
+
 /// A held-out retraining (`--select`'s) cuts the training split in halves: a split of one image
 /// cannot be cut, and the error names the data; no run folder is made.
 #[test]
