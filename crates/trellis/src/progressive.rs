@@ -33,6 +33,35 @@ pub struct Decision {
     pub epoch: usize,
 }
 
+/// How firmly the progressive decisions chose: the block margins at which the blocks were
+/// fixed, as `arch/final.json`'s `decided_margins` records them. A decided cell decodes one-hot
+/// (closest call 1), so only these say whether a block was a near tie when it was fixed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidedMargins {
+    /// The smallest margin a block was fixed at, that block and the epoch at whose end it was.
+    pub smallest: f64,
+    pub block: usize,
+    pub epoch: usize,
+    /// The largest.
+    pub largest: f64,
+    /// Whether the smallest is below `cell::genotype::NEAR_TIE_MARGIN`: a near tie when decided.
+    pub near_tie: bool,
+}
+
+impl DecidedMargins {
+    /// Of `decisions`; `None` when there are none.
+    pub fn of(decisions: &[Decision]) -> Option<DecidedMargins> {
+        let first = decisions.iter().min_by(|a, b| a.margin.total_cmp(&b.margin))?;
+        Some(DecidedMargins {
+            smallest: first.margin,
+            block: first.block,
+            epoch: first.epoch,
+            largest: decisions.iter().map(|d| d.margin).fold(f64::NEG_INFINITY, f64::max),
+            near_tie: first.margin < cell::genotype::NEAR_TIE_MARGIN,
+        })
+    }
+}
+
 /// The most certain block not in `decided`, decoded from `weights` (at τ = 1:
 /// `ArchParams::decision_weights`), as a decision taken at the end of `epoch`; `None` once
 /// every block is decided.
@@ -111,5 +140,19 @@ mod tests {
             project(&arch, &decided);
         }
         assert_eq!(decided.len(), 3, "every block, once");
+    }
+
+    /// The smallest and largest margins the blocks were fixed at, the block and epoch of the
+    /// smallest, and whether it was a near tie (below `NEAR_TIE_MARGIN`, 0.01).
+    #[test]
+    fn decided_margins_name_the_closest_decision() {
+        let edges =
+            [CellEdge { input: 0, op: Primitive::SkipConnect }, CellEdge { input: 1, op: Primitive::SepConv3x3 }];
+        let at = |block, margin, epoch| Decision { block, edges, margin, epoch };
+        assert_eq!(DecidedMargins::of(&[]), None);
+        let d = DecidedMargins::of(&[at(3, 0.02, 4), at(1, 0.0047, 5), at(0, 0.04, 6)]).unwrap();
+        assert_eq!(d, DecidedMargins { smallest: 0.0047, block: 1, epoch: 5, largest: 0.04, near_tie: true });
+        let firm = DecidedMargins::of(&[at(3, 0.02, 4), at(0, 0.01, 6)]).unwrap();
+        assert!(!firm.near_tie, "a margin of 0.01 is not below the near-tie margin");
     }
 }

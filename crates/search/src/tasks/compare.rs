@@ -776,7 +776,7 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
     // The searched mean's standard error: its seeds' for one search, the searches' spread for
     // several (which holds their seeds' noise too).
     let searched_se = match searched_means.len() {
-        0 | 1 => retraining_sd.map(|s| s / (searched_runs.len().max(1) as f64).sqrt()),
+        0 | 1 => runs_se(retraining_sd, searched_runs.len()),
         n => Some(searched_sd / (n as f64).sqrt()),
     };
     let selection = select(&reports, holdout, &random_means, random, retraining_sd);
@@ -813,17 +813,26 @@ fn pooled_sd(reports: &[EntryReport]) -> Option<f64> {
     (dof > 0).then(|| (ss / dof as f64).sqrt())
 }
 
+/// The standard error of one network's mean over `runs` retrainings.
+fn runs_se(retraining_sd: Option<f64>, runs: usize) -> Option<f64> {
+    retraining_sd.map(|s| s / (runs.max(1) as f64).sqrt())
+}
+
+/// The random sd to measure by: when at least two random draws with some spread exist.
+fn measuring_sd(random_means: &[f64], random_sd: f64) -> Option<f64> {
+    (random_means.len() >= 2 && random_sd > 0.0).then_some(random_sd)
+}
+
 /// One standard error of [`sd_above`] for a mean of standard error `se`: √(se² + random sd² / N)
 /// / random sd (the random sd's own error left out).
 fn sd_above_se(se: Option<f64>, random_means: &[f64], (_, random_sd): (f64, f64)) -> Option<f64> {
-    let n = random_means.len() as f64;
-    let se = se?;
-    (random_means.len() >= 2 && random_sd > 0.0).then(|| (se * se + random_sd * random_sd / n).sqrt() / random_sd)
+    let (se, sd) = (se?, measuring_sd(random_means, random_sd)?);
+    Some((se * se + sd * sd / random_means.len() as f64).sqrt() / sd)
 }
 
 /// (mean − random mean) / random sd, when at least two random draws with some spread exist.
 fn sd_above(mean: f64, random_means: &[f64], (random_mean, random_sd): (f64, f64)) -> Option<f64> {
-    (random_means.len() >= 2 && random_sd > 0.0).then(|| (mean - random_mean) / random_sd)
+    measuring_sd(random_means, random_sd).map(|sd| (mean - random_mean) / sd)
 }
 
 /// The rank of `mean` among the architectures that are not searched (1: best).
@@ -868,11 +877,7 @@ fn select(
         selected: chosen.name.clone(),
         mean: chosen.mean,
         sd_above_random: sd_above(chosen.mean, random_means, random),
-        sd_above_se: sd_above_se(
-            retraining_sd.map(|s| s / (chosen.mious.len().max(1) as f64).sqrt()),
-            random_means,
-            random,
-        ),
+        sd_above_se: sd_above_se(runs_se(retraining_sd, chosen.mious.len()), random_means, random),
         rank: rank_among_others(reports, chosen.mean),
         beats_baselines: baselines.iter().all(|b| chosen.mean > b.mean),
         baselines: baselines.iter().map(|b| b.name.clone()).collect(),

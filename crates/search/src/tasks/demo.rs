@@ -69,7 +69,7 @@ pub struct DemoReport {
     /// The decision margins the search ended with (its `arch/final.json`'s `margins`).
     pub margins: Option<MarginsRecord>,
     /// The block margins `[arch.progressive]` fixed the blocks at (`decided_margins`).
-    pub decided: Option<crate::tasks::search_run::DecidedMargins>,
+    pub decided: Option<trellis::progressive::DecidedMargins>,
     /// Val mIoU of the per-pixel baseline.
     pub baseline_miou: f64,
     /// Seconds per stage.

@@ -485,7 +485,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     // A progressively decided cell decodes one-hot (closest call 1), whatever margin each block
     // was fixed at: the margins when decided say how firmly the search chose, and a block fixed
     // below the near-tie margin was a near tie when it was decided.
-    let decided = DecidedMargins::of(&task.state.decisions);
+    let decided = trellis::progressive::DecidedMargins::of(&task.state.decisions);
     if let Some(d) = &decided {
         decoded.extra.insert("decided_margins".into(), serde_json::to_value(d)?);
         info!(
@@ -530,52 +530,4 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
     Ok(SearchOutcome::Finished(decoded))
-}
-
-/// How firmly `[arch.progressive]` chose: the block margins (`cell::Genotype::block_margin`) at
-/// which its blocks were fixed, as `arch/final.json`'s `decided_margins` records them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DecidedMargins {
-    /// The smallest margin a block was fixed at, that block and the epoch at whose end it was.
-    pub smallest: f64,
-    pub block: usize,
-    pub epoch: usize,
-    /// The largest.
-    pub largest: f64,
-    /// Whether the smallest is below `cell::genotype::NEAR_TIE_MARGIN`: a near tie when decided.
-    pub near_tie: bool,
-}
-
-impl DecidedMargins {
-    /// Of `decisions`; `None` when there are none.
-    pub fn of(decisions: &[trellis::progressive::Decision]) -> Option<DecidedMargins> {
-        let first = decisions.iter().min_by(|a, b| a.margin.total_cmp(&b.margin))?;
-        Some(DecidedMargins {
-            smallest: first.margin,
-            block: first.block,
-            epoch: first.epoch,
-            largest: decisions.iter().map(|d| d.margin).fold(f64::NEG_INFINITY, f64::max),
-            near_tie: first.margin < cell::genotype::NEAR_TIE_MARGIN,
-        })
-    }
-}
-
-#[cfg(test)]
-mod decided_tests {
-    use super::*;
-    use cell::{CellEdge, Primitive};
-
-    /// The smallest and largest margins the blocks were fixed at, the block and epoch of the
-    /// smallest, and whether it was a near tie (below `NEAR_TIE_MARGIN`, 0.01).
-    #[test]
-    fn decided_margins_name_the_closest_decision() {
-        let edges =
-            [CellEdge { input: 0, op: Primitive::SkipConnect }, CellEdge { input: 1, op: Primitive::SepConv3x3 }];
-        let at = |block, margin, epoch| trellis::progressive::Decision { block, edges, margin, epoch };
-        assert_eq!(DecidedMargins::of(&[]), None);
-        let d = DecidedMargins::of(&[at(3, 0.02, 4), at(1, 0.0047, 5), at(0, 0.04, 6)]).unwrap();
-        assert_eq!(d, DecidedMargins { smallest: 0.0047, block: 1, epoch: 5, largest: 0.04, near_tie: true });
-        let firm = DecidedMargins::of(&[at(3, 0.02, 4), at(0, 0.01, 6)]).unwrap();
-        assert!(!firm.near_tie, "a margin of 0.01 is not below the near-tie margin");
-    }
 }
