@@ -122,9 +122,17 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     for order in ["1", "2"] {
         resumes_exactly(&root, order, &[]);
     }
-    // Progressive decisions (one at the end of epochs 1 and 2) and an annealed temperature: the
-    // decisions taken before the interruption are kept, the later ones taken as without it.
-    let levers = ["--set", "arch.progressive.every_epochs=1", "--set", "arch.temperature.end=0.5"];
+    // Progressive decisions (one at the end of epochs 1 and 2, whatever their margins) and an
+    // annealed temperature: the decisions taken before the interruption are kept, the later ones
+    // taken as without it.
+    let levers = [
+        "--set",
+        "arch.progressive.every_epochs=1",
+        "--set",
+        "arch.progressive.min_margin=0",
+        "--set",
+        "arch.temperature.end=0.5",
+    ];
     let run = resumes_exactly(&root, "1", &levers);
     let final_arch: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("arch/final.json")).unwrap()).unwrap();
@@ -144,6 +152,22 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
         assert!(metrics.contains(&format!("\"temperature\":{tau}")), "τ = {tau} is logged");
     }
     let _ = std::fs::remove_dir_all(run);
+    // With the default min_margin (0.01) the same search's first decision is a near tie: it is
+    // deferred, not taken, and a block never certain enough is decoded by its argmax and named.
+    assert!(smallest < 0.01, "this tiny search decides by near ties: {final_arch}");
+    let firm = temp("resume-firm");
+    let out = tiny_search(&root, &firm, &["--set", "epochs=3", "--set", "arch.progressive.every_epochs=1"]);
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("progressive decision deferred"), "{log}");
+    let firm_arch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(firm.join("arch/final.json")).unwrap()).unwrap();
+    let taken = firm_arch["decisions"].as_array().map_or(0, |d| d.len());
+    let undecided = firm_arch["undecided_blocks"].as_array().expect("undecided blocks are named").len();
+    assert!(undecided >= 1 && taken + undecided == 2, "{firm_arch}");
+    assert!(firm_arch["decisions"].as_array().into_iter().flatten().all(|d| d["margin"].as_f64().unwrap() >= 0.01));
+    assert!(log.contains("never certain enough"), "{log}");
+    let _ = std::fs::remove_dir_all(firm);
 }
 
 /// Runs the check; returns the uninterrupted run's folder, kept when `extra` is given.

@@ -532,7 +532,11 @@ impl TemperatureConfig {
 
 /// `[arch.progressive]`: SGAS-style progressive decisions (`trellis::progressive`): at the end of
 /// the `after_epochs`-th epoch that updates α and β, and every `every_epochs` epochs after it,
-/// the most certain undecided block of the cell is fixed to its decoding.
+/// the most certain undecided block of the cell is fixed to its decoding — but only when its
+/// block margin is at least `min_margin`. A decision too close to call is deferred: the search
+/// tries again at the end of every later epoch, and catches up with the schedule (several blocks
+/// at one epoch's end) as soon as blocks clear the margin. A block still undecided when the
+/// search ends is decoded like any other, by its argmax.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressiveConfig {
@@ -540,6 +544,11 @@ pub struct ProgressiveConfig {
     pub every_epochs: usize,
     #[serde(default = "ProgressiveConfig::one")]
     pub after_epochs: usize,
+    /// The smallest block margin (`cell::Genotype::block_margin`) a block is fixed at; the
+    /// default is the tool's near-tie margin, `cell::genotype::NEAR_TIE_MARGIN` (0.01), so a
+    /// search never fixes a block by a near tie. 0 decides on schedule whatever the margin.
+    #[serde(default = "ProgressiveConfig::near_tie")]
+    pub min_margin: f64,
 }
 
 impl ProgressiveConfig {
@@ -547,11 +556,20 @@ impl ProgressiveConfig {
         1
     }
 
-    /// Whether a block is decided at the end of `epoch`, for a search whose architecture steps
-    /// begin at epoch `arch_start`.
-    pub fn decides_after(&self, epoch: usize, arch_start: usize) -> bool {
+    fn near_tie() -> f64 {
+        cell::genotype::NEAR_TIE_MARGIN
+    }
+
+    /// How many blocks the schedule has decided by the end of `epoch` (at most `blocks`), for a
+    /// search whose architecture steps begin at epoch `arch_start`: 0 before the
+    /// `after_epochs`-th epoch with architecture steps, one more every `every_epochs` epochs
+    /// from it.
+    pub fn due_after(&self, epoch: usize, arch_start: usize, blocks: usize) -> usize {
         let done = (epoch + 1).saturating_sub(arch_start);
-        done >= self.after_epochs && (done - self.after_epochs) % self.every_epochs == 0
+        if done < self.after_epochs {
+            return 0;
+        }
+        (1 + (done - self.after_epochs) / self.every_epochs).min(blocks)
     }
 }
 
@@ -680,6 +698,16 @@ impl Validate for SearchRunConfig {
         if let Some(p) = &a.progressive {
             check(p.every_epochs >= 1, "arch.progressive.every_epochs", || "must be at least 1".into())?;
             check(p.after_epochs >= 1, "arch.progressive.after_epochs", || "must be at least 1".into())?;
+            check(
+                p.min_margin.is_finite() && (0.0..1.0).contains(&p.min_margin),
+                "arch.progressive.min_margin",
+                || {
+                    format!(
+                        "{} must be at least 0 and below 1 (a block margin is a difference of softmax weights)",
+                        p.min_margin
+                    )
+                },
+            )?;
         }
         check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", || "must be at least 1".into())?;
         check(self.checkpoint.final_weights == FinalWeights::Last, "checkpoint.final", || {
@@ -818,5 +846,37 @@ impl Validate for RetrainModelConfig {
             format!("every entry must be at least 1, got {:?}", m.stem_channels)
         })?;
         crate::limits::check_model(m.layers.unwrap_or(1), m.blocks.unwrap_or(1), m.filter_multiplier, m.classes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schedule: nothing before the `after_epochs`-th epoch with architecture steps, one
+    /// block more every `every_epochs` epochs from it, never more than the cell has.
+    #[test]
+    fn progressive_decisions_fall_due_on_schedule() {
+        let p = ProgressiveConfig { every_epochs: 2, after_epochs: 3, min_margin: 0.01 };
+        // Architecture steps from epoch 4: the third such epoch is epoch 6.
+        let due: Vec<usize> = (0..16).map(|e| p.due_after(e, 4, 5)).collect();
+        assert_eq!(due, [0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(p.due_after(40, 4, 5), 5, "at most the cell's blocks");
+        let every = ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: 0.0 };
+        assert_eq!((3..6).map(|e| every.due_after(e, 4, 5)).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    /// A margin outside [0, 1) is refused, naming the key and the value.
+    #[test]
+    fn a_min_margin_outside_the_unit_interval_is_refused() {
+        let mut config = SearchRunConfig::default();
+        for bad in [1.5, -0.1, f64::NAN] {
+            config.arch.progressive = Some(ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: bad });
+            let e = config.validate().unwrap_err();
+            assert_eq!(e.key, "arch.progressive.min_margin");
+            assert!(e.message.contains(&bad.to_string()), "{}", e.message);
+        }
+        config.arch.progressive = Some(ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: 0.0 });
+        config.validate().unwrap();
     }
 }

@@ -9,6 +9,11 @@
 //! of the block, to within e^-[`DECIDED_LOGIT`]; the search re-applies it after every Adam step
 //! ([`project`]), so later steps cannot move it. Because the decision lives in the logits,
 //! checkpoints, `search decode` and resumption see it without any other state.
+//!
+//! A decision is taken only when the block is certain enough ([`decide_due`]'s `min_margin`):
+//! fixing a block by a near tie would make a coin toss permanent, so a decision that falls short
+//! is deferred and the schedule catches up once blocks clear the margin. Which decisions are
+//! due follows from the schedule and the count already taken, so deferral needs no state either.
 
 use cell::edges::{block_inputs, edge_offset};
 use cell::{CellEdge, Genotype, Primitive};
@@ -82,6 +87,45 @@ pub fn most_certain(weights: &ArchWeights, blocks: usize, decided: &[Decision], 
         .map(|(block, margin)| Decision { block, edges: genotype.blocks()[block], margin, epoch })
 }
 
+/// What [`decide_due`] did at one epoch's end.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Taken {
+    /// The blocks fixed now, in order.
+    pub decided: Vec<Decision>,
+    /// The most certain undecided block when it fell short of the margin, so that a decision
+    /// the schedule had due was deferred; `None` when nothing due was left undecided.
+    pub deferred: Option<Decision>,
+}
+
+/// Takes the decisions the schedule has due by the end of `epoch` (`due` in all, `decided`
+/// already taken): while fewer than `due` blocks are decided, the most certain undecided block
+/// is fixed — appended to `decided` and written into `arch` — if its margin is at least
+/// `min_margin`; otherwise the decision is deferred (returned, nothing changed), to be tried
+/// again at a later epoch's end, where the decisions still due catch up as soon as blocks clear
+/// the margin. Margins are read at τ = 1 (`ArchParams::decision_weights`).
+pub fn decide_due(
+    arch: &ArchParams,
+    blocks: usize,
+    decided: &mut Vec<Decision>,
+    due: usize,
+    min_margin: f64,
+    epoch: usize,
+) -> Taken {
+    let mut taken = Taken::default();
+    while decided.len() < due.min(blocks) {
+        let weights = tch::no_grad(|| arch.decision_weights());
+        let Some(next) = most_certain(&weights, blocks, decided, epoch) else { break };
+        if next.margin < min_margin {
+            taken.deferred = Some(next);
+            break;
+        }
+        decided.push(next.clone());
+        project(arch, decided);
+        taken.decided.push(next);
+    }
+    taken
+}
+
 /// Writes `decided` into `arch`'s logits (see the module documentation).
 pub fn project(arch: &ArchParams, decided: &[Decision]) {
     tch::no_grad(|| {
@@ -140,6 +184,48 @@ mod tests {
             project(&arch, &decided);
         }
         assert_eq!(decided.len(), 3, "every block, once");
+    }
+
+    /// A decision below the margin is deferred, nothing written; once the block clears it, the
+    /// decisions still due are taken together; none beyond what is due.
+    #[test]
+    fn decisions_below_the_margin_are_deferred_then_catch_up() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = ArchParams::new(&vs.root(), 3, 2);
+        let set = |edge: i64, op: Primitive, logit: f64| {
+            tch::no_grad(|| {
+                let _ = arch.alpha.logits().get(edge).get(op.index() as i64).fill_(logit);
+            })
+        };
+        tch::no_grad(|| {
+            let _ = arch.alpha.logits().shallow_clone().fill_(0.0);
+        });
+        // Every block barely off uniform: the most certain is still a near tie.
+        set(2, Primitive::SepConv3x3, 0.02);
+        let before = arch.alpha.logits().copy();
+        let mut decided = Vec::new();
+        let taken = decide_due(&arch, 3, &mut decided, 1, 0.01, 4);
+        let deferred = taken.deferred.expect("deferred");
+        assert!(deferred.margin < 0.01, "{deferred:?}");
+        assert_eq!((taken.decided.len(), decided.len()), (0, 0));
+        assert!(arch.alpha.logits().equal(&before), "a deferred decision writes nothing");
+        // Two epochs later two decisions are due, and blocks 0 (edges 0, 1; margin 0.44) and 1
+        // (edges 2, 3 kept over 4; margin 0.39) are certain; block 2 is still uniform.
+        set(2, Primitive::SepConv3x3, 3.0);
+        set(3, Primitive::SkipConnect, 2.0);
+        set(0, Primitive::DilConv3x3, 2.0);
+        set(1, Primitive::SkipConnect, 2.0);
+        let taken = decide_due(&arch, 3, &mut decided, 2, 0.01, 6);
+        assert_eq!(taken.decided.iter().map(|d| d.block).collect::<Vec<_>>(), [0, 1]);
+        assert!(taken.decided[0].margin > taken.decided[1].margin, "the most certain first");
+        assert!(taken.deferred.is_none() && taken.decided.iter().all(|d| d.margin >= 0.01 && d.epoch == 6));
+        assert_eq!(decided, taken.decided);
+        let decoded = Genotype::decode_logits(arch.alpha.logits(), 3).unwrap();
+        assert_eq!(decoded.blocks()[1], decided[1].edges, "written into α");
+        // Nothing more than is due, and margin 0 decides whatever the margin.
+        assert_eq!(decide_due(&arch, 3, &mut decided, 2, 0.0, 7), Taken::default());
+        let last = decide_due(&arch, 3, &mut decided, 5, 0.0, 8);
+        assert_eq!((last.decided.len(), decided.len()), (1, 3));
     }
 
     /// The smallest and largest margins the blocks were fixed at, the block and epoch of the

@@ -179,7 +179,7 @@ pub fn scalars_of(row: &serde_json::Value) -> Vec<(String, f32)> {
         for (key, value) in fields {
             // Fields whose numbers are indices (the decoded cell's inputs, the path's levels, the
             // block a progressive decision fixed), not measurements, are not plotted.
-            if !["time", "kind", "step", "epoch", "batch", "path", "cell", "decided_block"].contains(&key.as_str()) {
+            if !["time", "kind", "step", "epoch", "batch", "path", "cell", "decided_blocks"].contains(&key.as_str()) {
                 walk(format!("{kind}/{key}"), value, &mut out);
             }
         }

@@ -259,16 +259,32 @@ impl Task for Search<'_> {
 
     fn end_epoch(&mut self, epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = self.config;
-        let mut decided = None;
-        if let Some(p) = c.arch.progressive.as_ref().filter(|p| p.decides_after(epoch, c.arch_start_epoch)) {
-            let weights = tch::no_grad(|| self.arch.decision_weights());
-            if let Some(d) = trellis::progressive::most_certain(&weights, c.model.blocks, &self.state.decisions, epoch)
-            {
+        let mut decided = Vec::new();
+        if let Some(p) = &c.arch.progressive {
+            let due = p.due_after(epoch, c.arch_start_epoch, c.model.blocks);
+            let taken = trellis::progressive::decide_due(
+                &self.arch,
+                c.model.blocks,
+                &mut self.state.decisions,
+                due,
+                p.min_margin,
+                epoch,
+            );
+            for d in &taken.decided {
                 info!(epoch, block = d.block, edges = ?d.edges, margin = %format!("{:.3}", d.margin), every_epochs = p.every_epochs, "progressive decision");
-                self.state.decisions.push(d.clone());
-                trellis::progressive::project(&self.arch, &self.state.decisions);
-                decided = Some(d);
             }
+            if let Some(d) = &taken.deferred {
+                info!(
+                    epoch,
+                    block = d.block,
+                    margin = %format!("{:.4}", d.margin),
+                    min_margin = p.min_margin,
+                    due = due - self.state.decisions.len(),
+                    "progressive decision deferred: the most certain undecided block is below \
+                     arch.progressive.min_margin; tried again at the end of the next epoch"
+                );
+            }
+            decided = taken.decided;
         }
         let decoded = self.decode()?;
         let mut record = decoded.clone();
@@ -298,7 +314,7 @@ impl Task for Search<'_> {
             "alpha_entropy_per_edge": entropies.alpha, "beta_entropy_per_node": entropies.beta,
             "alpha_margin": alpha_margin, "beta_margin": beta_margin,
             "beta_path_margin": margins.beta_path_mean, "decision_margin": margins.closest,
-            "decided_block": decided,
+            "decided_blocks": decided,
         });
         let mut fields = fields.as_object().expect("an object").clone();
         if let (Some(cost), Some(weight)) = (self.arch_loss.cost_config(), self.state.cost_weight) {
@@ -481,6 +497,24 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     decoded.extra.insert("margins".into(), serde_json::to_value(&margins)?);
     if !task.state.decisions.is_empty() {
         decoded.extra.insert("decisions".into(), serde_json::to_value(&task.state.decisions)?);
+    }
+    if let Some(p) = &config.arch.progressive {
+        // Blocks never certain enough to be fixed are decoded by their argmax, as without
+        // progressive decisions; the margins below (and the near-tie warning) speak for them.
+        let undecided: Vec<usize> =
+            (0..config.model.blocks).filter(|b| task.state.decisions.iter().all(|d| d.block != *b)).collect();
+        if !undecided.is_empty() {
+            warn!(
+                ?undecided,
+                min_margin = p.min_margin,
+                "{} of {} blocks were never certain enough to be fixed (arch.progressive.min_margin = {}) and are \
+                 decoded by their argmax; their margins follow",
+                undecided.len(),
+                config.model.blocks,
+                p.min_margin
+            );
+            decoded.extra.insert("undecided_blocks".into(), serde_json::json!(undecided));
+        }
     }
     // A progressively decided cell decodes one-hot (closest call 1), whatever margin each block
     // was fixed at: the margins when decided say how firmly the search chose, and a block fixed
