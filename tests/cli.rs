@@ -214,10 +214,12 @@ fn the_demo_writes_its_report() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("random architectures, same recipe") && md.contains("report.svg"), "{md}");
-    // The demo's search decides one block progressively (at the end of its one architecture
-    // epoch): the margin it was fixed at is printed beside the one-hot decode's.
-    assert!(md.contains("progressive decisions fixed the blocks at block margins"), "{md}");
-    assert!(report["decided"]["smallest"].is_f64(), "report.json records them: {report}");
+    // The demo's search has one block decision due (at the end of its one architecture epoch),
+    // but after one step α is still a near tie: the decision is deferred, and the report names
+    // the blocks decoded by argmax instead (report_text's unit test covers the decided line).
+    assert!(md.contains("were never certain enough to fix"), "{md}");
+    assert_eq!(report["undecided"].as_array().map(|b| b.len()), Some(5), "report.json records them: {report}");
+    assert!(report["decided"].is_null(), "{report}");
     assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().contains("<svg"));
     for kind in ["labelids", "color"] {
         assert!(std::fs::read_dir(out.join("predictions").join(kind)).unwrap().count() > 0, "predictions/{kind}");

@@ -105,6 +105,13 @@ fn report_text(report: &search::tasks::demo::DemoReport, total: f64) -> String {
             }
         );
     }
+    if !report.undecided.is_empty() {
+        let _ = writeln!(
+            t,
+            "blocks {:?} were never certain enough to fix (margin below arch.progressive.min_margin) and were decoded by their argmax",
+            report.undecided
+        );
+    }
     if !report.random_mious.is_empty() {
         let list: Vec<String> = report.random_mious.iter().map(|m| format!("{:.2}", 100.0 * m)).collect();
         let _ = writeln!(
@@ -180,4 +187,49 @@ fn write_report(report: &search::tasks::demo::DemoReport, total: f64, text: &str
         100.0 * report.random_mean,
         "val mIoU %",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use search::tasks::demo::{DemoReport, MarginsRecord};
+    use trellis::progressive::DecidedMargins;
+
+    fn report() -> DemoReport {
+        DemoReport {
+            out: "demo".into(),
+            architecture: trellis::Architecture::paper(),
+            searched_miou: 0.6,
+            predicted_files_miou: 0.6,
+            random_mious: vec![0.5, 0.52, 0.54],
+            random_mean: 0.52,
+            random_std: 0.02,
+            rank: 1,
+            alpha_entropy: 0.0,
+            beta_entropy: 0.9,
+            margins: Some(MarginsRecord { alpha_mean: 1.0, beta_mean: 0.13, beta_path_mean: 0.16, closest: 1.0 }),
+            decided: None,
+            undecided: Vec::new(),
+            baseline_miou: 0.3,
+            seconds: vec![("search".into(), 1.0)],
+        }
+    }
+
+    /// The report says the margins each block was fixed at, names a near tie when one was
+    /// fixed, and names the blocks that were never certain enough to fix.
+    #[test]
+    fn the_report_gives_the_decided_margins_and_the_undecided_blocks() {
+        let mut r = report();
+        let text = report_text(&r, 10.0);
+        assert!(!text.contains("progressive decisions") && !text.contains("never certain"), "{text}");
+        r.decided = Some(DecidedMargins { smallest: 0.011, block: 0, epoch: 8, largest: 0.022, near_tie: false });
+        let text = report_text(&r, 10.0);
+        assert!(text.contains("progressive decisions fixed the blocks at block margins 0.011 to 0.022\n"), "{text}");
+        r.decided = Some(DecidedMargins { smallest: 0.004, block: 2, epoch: 4, largest: 0.022, near_tie: true });
+        r.undecided = vec![1, 3];
+        let text = report_text(&r, 10.0);
+        assert!(text.contains("(block 2 at the end of epoch 4: a near tie when decided)"), "{text}");
+        assert!(text.contains("blocks [1, 3] were never certain enough to fix"), "{text}");
+        assert!(text.contains("+4.00 standard deviations"), "{text}");
+    }
 }

@@ -70,6 +70,9 @@ pub struct DemoReport {
     pub margins: Option<MarginsRecord>,
     /// The block margins `[arch.progressive]` fixed the blocks at (`decided_margins`).
     pub decided: Option<trellis::progressive::DecidedMargins>,
+    /// The blocks `[arch.progressive]` never found certain enough to fix (`undecided_blocks`),
+    /// decoded by their argmax.
+    pub undecided: Vec<usize>,
     /// Val mIoU of the per-pixel baseline.
     pub baseline_miou: f64,
     /// Seconds per stage.
@@ -131,6 +134,11 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
     let (alpha_entropy, beta_entropy) = final_entropies(&out.join("search"))?;
     let margins = architecture.extra.get("margins").and_then(|m| serde_json::from_value(m.clone()).ok());
     let decided = architecture.extra.get("decided_margins").and_then(|m| serde_json::from_value(m.clone()).ok());
+    let undecided = architecture
+        .extra
+        .get("undecided_blocks")
+        .and_then(|b| serde_json::from_value(b.clone()).ok())
+        .unwrap_or_default();
 
     let mut retrain: RetrainConfig =
         crate::config::load_text(RETRAIN_CONFIG, Path::new("configs/demo-retrain.toml"), &retrain_overrides)?;
@@ -213,6 +221,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport> {
         beta_entropy,
         margins,
         decided,
+        undecided,
         baseline_miou,
         seconds,
     })
