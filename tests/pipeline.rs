@@ -100,6 +100,12 @@ fn a_search_writes_its_run_folder() {
     // The decoded choice and how close it was to another (the tiny search's α is near uniform).
     assert!(final_arch.extra["decision_margin"].as_f64().unwrap() >= 0.0);
     assert_eq!(final_arch.extra["near_tie"], true);
+    // The path's closest call: the smallest of the decoded path's node margins, and its layer.
+    let path_margins: Vec<f64> = serde_json::from_value(final_arch.extra["margins"]["beta_path"].clone()).unwrap();
+    let closest = &final_arch.extra["path_closest"];
+    let smallest = path_margins.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(closest["margin"].as_f64(), Some(smallest), "{closest}");
+    assert_eq!(path_margins[closest["layer"].as_u64().unwrap() as usize], smallest);
     let same = |a: &trellis::Architecture| (&a.cell, &a.path) == (&final_arch.cell, &final_arch.path);
     let decoded = ok(&search(&["decode", "--params", latest.to_str().unwrap()]));
     assert!(same(&trellis::Architecture::from_json(&decoded, "decode").unwrap()));

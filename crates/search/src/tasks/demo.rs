@@ -86,6 +86,18 @@ pub struct MarginsRecord {
     pub beta_mean: f64,
     pub beta_path_mean: f64,
     pub closest: f64,
+    /// Per layer, the β margin of the node the decoded path leaves from (empty in files
+    /// written before it was recorded).
+    #[serde(default)]
+    pub beta_path: Vec<f64>,
+}
+
+impl MarginsRecord {
+    /// The decoded path's closest call: the layer whose node has the smallest β margin, and
+    /// that margin; `None` when the file does not record them.
+    pub fn path_closest(&self) -> Option<(usize, f64)> {
+        self.beta_path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1))
+    }
 }
 
 /// Runs the demo as `options` say.

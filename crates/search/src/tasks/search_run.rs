@@ -550,6 +550,21 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         closest = %format!("{:.3}", margins.closest),
         "decision margins (chosen weight minus runner-up, means per kept edge and per node)"
     );
+    // The path's closest call: progressive decisions act on the cell only, and β often ends near
+    // uniform at single nodes, so a path can be decided by a near tie that the means hide.
+    if let Some((layer, margin)) = margins.beta_path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1)) {
+        decoded.extra.insert("path_closest".into(), serde_json::json!({ "layer": layer, "margin": margin }));
+        info!(
+            layer,
+            margin = %format!("{margin:.4}"),
+            "closest call on the decoded path: the move into layer {layer}, β margin {margin:.4}{}",
+            if margin < cell::genotype::NEAR_TIE_MARGIN {
+                " — a near tie: β barely moved at that node, so that part of the path is close to a coin toss"
+            } else {
+                ""
+            }
+        );
+    }
     if near_tie {
         warn!(
             margin = margins.closest,
