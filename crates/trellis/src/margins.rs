@@ -53,7 +53,18 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     sum / n.max(1) as f64
 }
 
+/// The closest call of a decoded path from its per-layer node margins ([`Margins::beta_path`]):
+/// the layer whose move had the smallest β margin, and that margin; `None` for no layers.
+pub fn path_closest(beta_path: &[f64]) -> Option<(usize, f64)> {
+    beta_path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 impl Margins {
+    /// [`path_closest`] of this path.
+    pub fn path_closest(&self) -> Option<(usize, f64)> {
+        path_closest(&self.beta_path)
+    }
+
     /// The margins of `weights` (read at τ = 1: `ArchParams::decision_weights`) for the
     /// architecture decoded from them.
     pub fn of(weights: &ArchWeights, decoded: &Architecture) -> Margins {
@@ -134,5 +145,12 @@ mod tests {
         assert!(m.alpha_mean > 0.99 && m.alpha_all_mean > 0.99, "{m:?}");
         assert!(m.beta_path_mean > 0.99 && m.beta_mean > 0.99, "{m:?}");
         assert_eq!(m.alpha_kept.len(), blocks);
+    }
+
+    /// The path's closest call is its smallest node margin, with the first layer on ties.
+    #[test]
+    fn the_path_closest_call_is_its_smallest_node_margin() {
+        assert_eq!(path_closest(&[0.3, 0.005, 0.2, 0.005]), Some((1, 0.005)));
+        assert_eq!(path_closest(&[]), None);
     }
 }

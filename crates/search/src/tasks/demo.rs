@@ -96,7 +96,7 @@ impl MarginsRecord {
     /// The decoded path's closest call: the layer whose node has the smallest β margin, and
     /// that margin; `None` when the file does not record them.
     pub fn path_closest(&self) -> Option<(usize, f64)> {
-        self.beta_path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1))
+        trellis::margins::path_closest(&self.beta_path)
     }
 }
 

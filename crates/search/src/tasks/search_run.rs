@@ -552,7 +552,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     );
     // The path's closest call: progressive decisions act on the cell only, and β often ends near
     // uniform at single nodes, so a path can be decided by a near tie that the means hide.
-    if let Some((layer, margin)) = margins.beta_path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1)) {
+    if let Some((layer, margin)) = margins.path_closest() {
         decoded.extra.insert("path_closest".into(), serde_json::json!({ "layer": layer, "margin": margin }));
         info!(
             layer,
