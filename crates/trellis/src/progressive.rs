@@ -112,8 +112,10 @@ pub fn decide_due(
     epoch: usize,
 ) -> Taken {
     let mut taken = Taken::default();
+    // Read once: a projection rewrites only its block's rows (PC-DARTS edges are normalised per
+    // block), so the undecided blocks' weights stay as read.
+    let weights = tch::no_grad(|| arch.decision_weights());
     while decided.len() < due.min(blocks) {
-        let weights = tch::no_grad(|| arch.decision_weights());
         let Some(next) = most_certain(&weights, blocks, decided, epoch) else { break };
         if next.margin < min_margin {
             taken.deferred = Some(next);
