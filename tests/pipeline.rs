@@ -100,8 +100,10 @@ fn a_search_writes_its_run_folder() {
     // The decoded choice and how close it was to another (the tiny search's α is near uniform).
     assert!(final_arch.extra["decision_margin"].as_f64().unwrap() >= 0.0);
     assert_eq!(final_arch.extra["near_tie"], true);
-    // The path's closest call: the smallest of the decoded path's node margins, and its layer.
-    let path_margins: Vec<f64> = serde_json::from_value(final_arch.extra["margins"]["beta_path"].clone()).unwrap();
+    // The path's closest call: the smallest of the decoded path's Viterbi margins, and its layer.
+    let path_margins: Vec<f64> = serde_json::from_value(final_arch.extra["margins"]["path"].clone()).unwrap();
+    assert_eq!(path_margins.len(), final_arch.path.levels().len());
+    assert!(path_margins.iter().all(|m| (0.0..=1.0).contains(m)), "{path_margins:?}");
     let closest = &final_arch.extra["path_closest"];
     let smallest = path_margins.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(closest["margin"].as_f64(), Some(smallest), "{closest}");
@@ -152,6 +154,19 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
     assert_eq!(decided["smallest"].as_f64(), Some(smallest), "{final_arch}");
     assert_eq!(decided["largest"].as_f64(), Some(when.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
     assert_eq!(decided["near_tie"].as_bool(), Some(smallest < 0.01), "{final_arch}");
+    // `arch/history.jsonl` (and the pictures drawn from it) shows β at τ = 1, as decoding and
+    // the margins read it, not the annealed mixture (τ = 0.625 at the last step): its last line's
+    // node margins on the decoded path are final.json's.
+    let history = std::fs::read_to_string(run.join("arch/history.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    let levels: Vec<usize> = serde_json::from_value(final_arch["path"].clone()).unwrap();
+    let recorded: Vec<f64> = serde_json::from_value(final_arch["margins"]["beta_path"].clone()).unwrap();
+    for (l, want) in recorded.iter().enumerate() {
+        let from = if l == 0 { 0 } else { levels[l - 1] };
+        let mut node: Vec<f64> = serde_json::from_value(last["beta"][l][from].clone()).unwrap();
+        node.sort_by(|a, b| b.total_cmp(a));
+        assert!((node[0] - node[1] - want).abs() < 1e-6, "layer {l}: {node:?} against the margin {want}");
+    }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     // Arch steps at global steps 2..=5 of 6: τ = 0.5 + 0.5 (1 − t), t = 0, ¼, ½, ¾.
     for tau in ["1.0", "0.875", "0.75", "0.625"] {

@@ -170,13 +170,17 @@ fn gradients_everywhere(config: SearchNetworkConfig) {
         }
     }
     assert!(has_useful_gradient(arch.alpha.logits()));
+    // Every valid move from layer 1 on gets a gradient. The stem's two moves into layer 0 get
+    // only batch norm's ε's trace (`the_first_move_is_invisible_to_the_loss`).
     let grad = arch.beta.grad();
     for l in 0..4 {
         for i in 0..4 {
             for t in Transition::ALL {
                 let g = f64::try_from(grad.get(l).get(i).get(t.index() as i64)).unwrap();
                 assert!(g.is_finite());
-                assert_eq!(g != 0.0, transition_valid(l as usize, i as usize, t), "β[{l}][{i}][{t:?}] gradient {g}");
+                let valid = transition_valid(l as usize, i as usize, t);
+                assert!(valid || g == 0.0, "invalid β[{l}][{i}][{t:?}] gradient {g}");
+                assert!(l == 0 || valid == (g != 0.0), "β[{l}][{i}][{t:?}] gradient {g}");
             }
         }
     }
@@ -377,4 +381,45 @@ fn a_loss_scaled_weight_step_equals_the_plain_one_and_skips_on_overflow() {
     let expected = 0.05 * (2.0 / 512.0) + 0.05 * 3e-4 * f64::try_from(before[0].flatten(0, -1).get(0)).unwrap();
     let got = f64::try_from(moved.flatten(0, -1).get(0)).unwrap();
     assert!((got - expected).abs() < 1e-7, "moved by {got}, expected {expected}");
+}
+
+/// The stem's move into layer 0 (level 0 or level 1) is not a decision β can learn: each of the
+/// two nodes of layer 0 has that one incoming transition, so β scales the node as a whole, and
+/// every use of a node begins with a convolution and a batch norm (a cell's preprocessing, a
+/// resampling, a head), which in training mode cancel any positive scale. The loss is the same
+/// whatever β[0] is, to float rounding and batch norm's ε, and its gradient is a thousandth of
+/// any later layer's. Viterbi chooses that move through the moves after it
+/// (`trellis::margins::FIRST_DECIDED_LAYER`).
+#[test]
+fn the_first_move_is_invisible_to_the_loss() {
+    let config = tiny(4, 5);
+    for seed in 0..3 {
+        tch::manual_seed(seed);
+        let weights = nn::VarStore::new(Device::Cpu);
+        let arch_store = nn::VarStore::new(Device::Cpu);
+        let net = config.build(&weights.root());
+        let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+        let images = Tensor::randn([4, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let labels = Tensor::randint(5, [4, 64, 64], (Kind::Int64, Device::Cpu));
+        let loss = |arch: &ArchParams| segmentation_loss(&net.forward_t(&images, &arch.weights(), true), &labels);
+        let plain = loss(&arch);
+        plain.backward();
+        let grad = arch.beta.grad().abs();
+        let first = f64::try_from(grad.get(0).max()).unwrap();
+        let later = (1..4).map(|l| f64::try_from(grad.get(l).max()).unwrap()).fold(f64::INFINITY, f64::min);
+        assert!(first < 0.01 * later, "seed {seed}: layer 0's β gradient {first}, the smallest later layer's {later}");
+        // Pushing the stem's move far towards level 1 (weights 0.047 and 0.953) moves nothing.
+        tch::no_grad(|| {
+            let _ = arch.beta.get(0).get(0).get(Transition::Coarser.index() as i64).fill_(3.0);
+        });
+        let pushed = loss(&arch);
+        let (a, b) = (f64::try_from(&plain).unwrap(), f64::try_from(&pushed).unwrap());
+        assert!((a - b).abs() < 1e-3 * a, "seed {seed}: loss {a} against {b} with the first move pushed");
+        // A later move pushed as far changes it.
+        tch::no_grad(|| {
+            let _ = arch.beta.get(2).get(1).get(Transition::Coarser.index() as i64).fill_(3.0);
+        });
+        let later_pushed = f64::try_from(loss(&arch)).unwrap();
+        assert!((later_pushed - b).abs() > 10.0 * (a - b).abs(), "seed {seed}: {b} against {later_pushed}");
+    }
 }

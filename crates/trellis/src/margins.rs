@@ -8,6 +8,18 @@
 //!
 //! Uniform weights give margins of 0; `cell::Genotype::decision_margin` (the smallest of every
 //! choice, input selection included) says whether the decoded cell is a near tie.
+//! - A path's margin at layer l is Viterbi's: 1 − P(best path through another node of layer
+//!   l) / P(best path) (`crate::viterbi::path_margins`).
+//!
+//! The path's closest call is read from the path margins, not from the node margins: the stem's
+//! move into layer 0 is not a decision β learns (Eq. 7 with batch norm). Each node of layer 0
+//! has that one incoming transition, so its β weight scales the node as a whole, and every use
+//! of a node begins with a convolution and a batch norm, which cancels a positive scale in
+//! training. Its gradient is batch norm's ε's trace, a thousandth of any later layer's, and
+//! pushing it changes the loss by a few parts in 10^5 (tests/trellis_search.rs,
+//! `the_first_move_is_invisible_to_the_loss`). Its node margin stays near 0 whatever the search
+//! learns, while Viterbi chooses that move through the moves after it, which the path margin
+//! measures.
 
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
@@ -28,10 +40,14 @@ pub struct Margins {
     pub alpha_all_mean: f64,
     /// Mean β margin over every node with at least two moves.
     pub beta_mean: f64,
-    /// Per layer, the β margin of the node the decoded path leaves from (the stem for layer 0).
+    /// Per layer, the β margin of the node the decoded path leaves from (the stem for layer 0,
+    /// whose move β does not learn: see the module documentation).
     pub beta_path: Vec<f64>,
     /// Mean of [`Margins::beta_path`].
     pub beta_path_mean: f64,
+    /// Per layer, Viterbi's margin for the decoded path's node there
+    /// (`crate::viterbi::path_margins`).
+    pub path: Vec<f64>,
     /// `cell::Genotype::decision_margin`: the closest call of the cell's decoding.
     pub closest: f64,
 }
@@ -53,16 +69,16 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     sum / n.max(1) as f64
 }
 
-/// The closest call of a decoded path from its per-layer node margins ([`Margins::beta_path`]):
-/// the layer whose move had the smallest β margin, and that margin; `None` for no layers.
-pub fn path_closest(beta_path: &[f64]) -> Option<(usize, f64)> {
-    beta_path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1))
+/// The closest call of a decoded path from its per-layer path margins ([`Margins::path`]): the
+/// layer with the smallest, and that margin (the first such layer on ties); `None` for no layers.
+pub fn path_closest(path: &[f64]) -> Option<(usize, f64)> {
+    path.iter().copied().enumerate().min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 impl Margins {
     /// [`path_closest`] of this path.
     pub fn path_closest(&self) -> Option<(usize, f64)> {
-        path_closest(&self.beta_path)
+        path_closest(&self.path)
     }
 
     /// The margins of `weights` (read at τ = 1: `ArchParams::decision_weights`) for the
@@ -94,6 +110,13 @@ impl Margins {
         let beta_path: Vec<f64> = (0..levels.len().min(beta.len()))
             .map(|l| top_gap(node(l, if l == 0 { 0 } else { levels[l - 1] as usize })))
             .collect();
+        let layers: Vec<[[f64; 3]; NUM_LEVELS]> =
+            beta.iter().map(|l| std::array::from_fn(|i| std::array::from_fn(|d| l[3 * i + d]))).collect();
+        let path = if layers.len() == levels.len() {
+            crate::viterbi::path_margins(&layers, &decoded.path)
+        } else {
+            Vec::new()
+        };
         Margins {
             alpha_mean: mean(alpha_kept.iter().flatten().copied()),
             alpha_all_mean: mean(alpha.iter().map(|r| op_gap(r))),
@@ -101,6 +124,7 @@ impl Margins {
             beta_mean,
             beta_path_mean: mean(beta_path.iter().copied()),
             beta_path,
+            path,
             closest,
         }
     }
@@ -144,12 +168,13 @@ mod tests {
         let m = uniform(alpha, beta);
         assert!(m.alpha_mean > 0.99 && m.alpha_all_mean > 0.99, "{m:?}");
         assert!(m.beta_path_mean > 0.99 && m.beta_mean > 0.99, "{m:?}");
+        assert!(m.path.len() == layers as usize && m.path.iter().all(|&p| p > 0.99), "{m:?}");
         assert_eq!(m.alpha_kept.len(), blocks);
     }
 
-    /// The path's closest call is its smallest node margin, with the first layer on ties.
+    /// The path's closest call is its smallest path margin, with the first layer on ties.
     #[test]
-    fn the_path_closest_call_is_its_smallest_node_margin() {
+    fn the_path_closest_call_is_its_smallest_path_margin() {
         assert_eq!(path_closest(&[0.3, 0.005, 0.2, 0.005]), Some((1, 0.005)));
         assert_eq!(path_closest(&[]), None);
     }

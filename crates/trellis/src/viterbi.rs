@@ -53,9 +53,102 @@ pub fn viterbi(beta: &[[[f64; 3]; NUM_LEVELS]]) -> NetworkPath {
     NetworkPath::new(levels).expect("Viterbi only follows valid transitions")
 }
 
+/// How firmly Viterbi chose each layer of `path` (the decoded path of `beta`, as [`viterbi`]
+/// gives it): per layer l, 1 − P(best path through another level at layer l) / P(best path).
+/// 0 is a tie with a path through another node of that layer, close to 1 a path no other comes
+/// near. Unlike a node's own β margin this is defined for the stem's move into layer 0 too,
+/// whose β the search does not learn (`crate::margins`): it says how much the moves after it
+/// prefer one start over the other. Computed by max-product forward and backward passes.
+pub fn path_margins(beta: &[[[f64; 3]; NUM_LEVELS]], path: &NetworkPath) -> Vec<f64> {
+    let layers = beta.len();
+    assert_eq!(path.levels().len(), layers, "one level per layer of β");
+    let step = |layer: usize, source: usize, transition: Transition| -> Option<(usize, f64)> {
+        transition_valid(layer, source, transition)
+            .then(|| (transition.target(source).expect("valid"), beta[layer][source][transition.index()].ln()))
+    };
+    // forward[l][j]: the best log-probability of the stem to level j at layer l.
+    let mut forward = vec![[f64::NEG_INFINITY; NUM_LEVELS]; layers];
+    for layer in 0..layers {
+        for source in 0..NUM_LEVELS {
+            let from = if layer == 0 {
+                if source == 0 {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            } else {
+                forward[layer - 1][source]
+            };
+            if from == f64::NEG_INFINITY {
+                continue;
+            }
+            for transition in Transition::ALL {
+                if let Some((target, ln)) = step(layer, source, transition) {
+                    forward[layer][target] = forward[layer][target].max(from + ln);
+                }
+            }
+        }
+    }
+    // backward[l][j]: the best log-probability from level j at layer l to any end.
+    let mut backward = vec![[f64::NEG_INFINITY; NUM_LEVELS]; layers];
+    backward[layers - 1] = [0.0; NUM_LEVELS];
+    for layer in (0..layers - 1).rev() {
+        for source in 0..NUM_LEVELS {
+            for transition in Transition::ALL {
+                if let Some((target, ln)) = step(layer + 1, source, transition) {
+                    backward[layer][source] = backward[layer][source].max(ln + backward[layer + 1][target]);
+                }
+            }
+        }
+    }
+    let best = forward[layers - 1].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    path.levels()
+        .iter()
+        .enumerate()
+        .map(|(layer, &on)| {
+            let other = (0..NUM_LEVELS)
+                .filter(|&j| j != on as usize)
+                .map(|j| forward[layer][j] + backward[layer][j])
+                .fold(f64::NEG_INFINITY, f64::max);
+            (1.0 - (other - best).exp()).clamp(0.0, 1.0)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each layer's margin compares the best path with the best one through another node of
+    /// that layer, by hand on two layers.
+    #[test]
+    fn path_margins_compare_the_best_path_with_the_best_through_another_node() {
+        // The stem's move is a tie (0.5 / 0.5) but the moves after it are not: from level 0 the
+        // best continuation is 0.6, from level 1 0.9 (Finer), so [1, 0] wins (0.45) and the
+        // best path starting at level 0 scores 0.5 · 0.6 = 0.30: layer 0's margin 1 − 0.30/0.45.
+        let mut beta = uniform(2);
+        beta[0][0] = [0.0, 0.5, 0.5];
+        beta[1][0] = [0.0, 0.6, 0.4];
+        beta[1][1] = [0.9, 0.05, 0.05];
+        let path = viterbi(&beta);
+        assert_eq!(path.levels(), [1, 0]);
+        let m = path_margins(&beta, &path);
+        assert!((m[0] - (1.0 - 0.30 / 0.45)).abs() < 1e-12, "{m:?}");
+        // At layer 1 the other nodes are levels 1 ([0, 1]: 0.20) and 2 ([1, 2]: 0.025).
+        assert!((m[1] - (1.0 - 0.20 / 0.45)).abs() < 1e-12, "{m:?}");
+        // Uniform β still prefers rate 4, by Viterbi's prior: a node at level 0 splits its
+        // weight two ways, one at level 1 three ways, so [0, 0, 0] scores 0.5³ and the best
+        // path through level 1 at layer 0 ([1, 0, 0]) 0.5 · ⅓ · 0.5: layer 0's margin is ⅓.
+        let beta = uniform(3);
+        let m = path_margins(&beta, &viterbi(&beta));
+        assert!((m[0] - 1.0 / 3.0).abs() < 1e-12, "{m:?}");
+        // Near-certain moves: every layer near 1.
+        let mut beta = uniform(2);
+        beta[0][0] = [0.0, 0.999, 0.001];
+        beta[1][0] = [0.0, 0.999, 0.001];
+        let m = path_margins(&beta, &viterbi(&beta));
+        assert!(m.iter().all(|&x| x > 0.99), "{m:?}");
+    }
 
     /// β where every valid move of every node has the same probability.
     fn uniform(layers: usize) -> Vec<[[f64; 3]; 4]> {

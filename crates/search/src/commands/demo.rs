@@ -95,9 +95,9 @@ fn report_text(report: &search::tasks::demo::DemoReport, total: f64) -> String {
     if let Some((layer, margin)) = report.margins.as_ref().and_then(|m| m.path_closest()) {
         let _ = writeln!(
             t,
-            "closest call on the path: layer {layer}'s move, β margin {margin:.3}{}",
+            "closest call on the path: layer {layer}, path margin {margin:.3}{}",
             if margin < cell::genotype::NEAR_TIE_MARGIN {
-                " (a near tie: the path was decided by β barely moving there)"
+                " (a near tie: a path through another node there scores almost as well)"
             } else {
                 ""
             }
@@ -223,7 +223,8 @@ mod tests {
                 beta_mean: 0.13,
                 beta_path_mean: 0.16,
                 closest: 1.0,
-                beta_path: vec![0.3, 0.005, 0.2, 0.1],
+                beta_path: vec![0.0001, 0.2, 0.2, 0.1],
+                path: vec![0.3, 0.005, 0.2, 0.1],
             }),
             decided: None,
             undecided: Vec::new(),
@@ -248,8 +249,8 @@ mod tests {
         assert!(text.contains("(block 2 at the end of epoch 4: a near tie when decided)"), "{text}");
         assert!(text.contains("blocks [1, 3] were never certain enough to fix"), "{text}");
         assert!(text.contains("+4.00 standard deviations"), "{text}");
-        assert!(text.contains("closest call on the path: layer 1's move, β margin 0.005 (a near tie"), "{text}");
-        r.margins.as_mut().unwrap().beta_path = vec![0.3, 0.05];
-        assert!(report_text(&r, 1.0).contains("layer 1's move, β margin 0.050\n"));
+        assert!(text.contains("closest call on the path: layer 1, path margin 0.005 (a near tie"), "{text}");
+        r.margins.as_mut().unwrap().path = vec![0.3, 0.05];
+        assert!(report_text(&r, 1.0).contains("closest call on the path: layer 1, path margin 0.050\n"));
     }
 }

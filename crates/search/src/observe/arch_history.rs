@@ -6,13 +6,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
-use trellis::ArchParams;
+use trellis::ArchWeights;
 
 use crate::store::rundir::RunDir;
 
 /// One line per epoch in `arch/history.jsonl`: softmax(α) and normalised β, for the pictures.
-pub fn append(dir: &RunDir, epoch: usize, arch: &ArchParams) -> Result<()> {
-    let weights = tch::no_grad(|| arch.weights());
+/// `weights` are the ones decisions are read from (`ArchParams::decision_weights`, at τ = 1),
+/// so that the pictures show what decoding, the margins and the metrics' entropies read, not the
+/// annealed mixture the supernet trains on (`[arch.temperature]`).
+pub fn append(dir: &RunDir, epoch: usize, weights: &ArchWeights) -> Result<()> {
     let to_vec = |t: &Tensor| {
         Vec::<f64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1)).expect("doubles")
     };

@@ -90,13 +90,17 @@ pub struct MarginsRecord {
     /// written before it was recorded).
     #[serde(default)]
     pub beta_path: Vec<f64>,
+    /// Per layer, Viterbi's margin for the decoded path's node (`trellis::viterbi::path_margins`;
+    /// empty in files written before it was recorded).
+    #[serde(default)]
+    pub path: Vec<f64>,
 }
 
 impl MarginsRecord {
-    /// The decoded path's closest call: the layer whose node has the smallest β margin, and
-    /// that margin; `None` when the file does not record them.
+    /// The decoded path's closest call: the layer with the smallest path margin, and that
+    /// margin; `None` when the file does not record them.
     pub fn path_closest(&self) -> Option<(usize, f64)> {
-        trellis::margins::path_closest(&self.beta_path)
+        trellis::margins::path_closest(&self.path)
     }
 }
 

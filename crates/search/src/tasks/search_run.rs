@@ -289,11 +289,11 @@ impl Task for Search<'_> {
         let decoded = self.decode()?;
         let mut record = decoded.clone();
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
+        let weights = tch::no_grad(|| self.arch.decision_weights());
         if self.dir.is_writer() {
             record.save(&self.dir.path(&format!("arch/epoch_{epoch:03}.json")))?;
-            crate::observe::arch_history::append(self.dir, epoch, &self.arch)?;
+            crate::observe::arch_history::append(self.dir, epoch, &weights)?;
         }
-        let weights = tch::no_grad(|| self.arch.decision_weights());
         let entropies = weights.entropies();
         let margins = trellis::Margins::of(&weights, &decoded);
         let (alpha_entropy, beta_entropy) = (entropies.alpha_mean(), entropies.beta_mean());
@@ -550,16 +550,16 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
         closest = %format!("{:.3}", margins.closest),
         "decision margins (chosen weight minus runner-up, means per kept edge and per node)"
     );
-    // The path's closest call: progressive decisions act on the cell only, and β often ends near
-    // uniform at single nodes, so a path can be decided by a near tie that the means hide.
+    // The path's closest call, by Viterbi's margins (`trellis::viterbi::path_margins`): the
+    // means per node hide a path that another path through a different node nearly matches.
     if let Some((layer, margin)) = margins.path_closest() {
         decoded.extra.insert("path_closest".into(), serde_json::json!({ "layer": layer, "margin": margin }));
         info!(
             layer,
             margin = %format!("{margin:.4}"),
-            "closest call on the decoded path: the move into layer {layer}, β margin {margin:.4}{}",
+            "closest call on the decoded path: layer {layer}, path margin {margin:.4} (1 − the best path through another node there / the best path){}",
             if margin < cell::genotype::NEAR_TIE_MARGIN {
-                " — a near tie: β barely moved at that node, so that part of the path is close to a coin toss"
+                " — a near tie: that part of the path is close to a coin toss"
             } else {
                 ""
             }
