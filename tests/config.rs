@@ -200,6 +200,7 @@ fn docs_config_lists_every_key() {
         "arch.progressive.every_epochs",
         "arch.progressive.after_epochs",
         "arch.progressive.min_margin",
+        "arch.progressive.path",
     ]);
     let retrain_keys = keys::<RetrainConfig>(&["data.eval_window", "data.classes", "model.layers", "model.blocks"]);
     let check_keys = keys::<SmokeConfig>(&[]);

@@ -139,6 +139,8 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
         "--set",
         "arch.progressive.min_margin=0",
         "--set",
+        "arch.progressive.path=true",
+        "--set",
         "arch.temperature.end=0.5",
     ];
     let run = resumes_exactly(&root, "1", &levers);
@@ -146,6 +148,14 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
         serde_json::from_str(&std::fs::read_to_string(run.join("arch/final.json")).unwrap()).unwrap();
     let decisions = final_arch["decisions"].as_array().expect("the decisions are recorded");
     assert_eq!(decisions.len(), 2, "{final_arch}");
+    // The path's first two layers were decided (end of epochs 1 and 2), from the stem on, and
+    // the decoded path keeps them.
+    let path_decisions = final_arch["path_decisions"].as_array().expect("the path decisions are recorded");
+    let path: Vec<u64> = serde_json::from_value(final_arch["path"].clone()).unwrap();
+    assert_eq!(path_decisions.len(), 2, "{final_arch}");
+    for (k, d) in path_decisions.iter().enumerate() {
+        assert_eq!((d["layer"].as_u64(), d["level"].as_u64()), (Some(k as u64), Some(path[k])), "{final_arch}");
+    }
     assert_eq!(final_arch["margins"]["alpha_mean"].as_f64().map(|m| m > 0.99), Some(true), "{final_arch}");
     // A decided cell decodes one-hot; the margins each block was fixed at are recorded beside.
     let when: Vec<f64> = decisions.iter().map(|d| d["margin"].as_f64().unwrap()).collect();

@@ -536,7 +536,8 @@ impl TemperatureConfig {
 /// block margin is at least `min_margin`. A decision too close to call is deferred: the search
 /// tries again at the end of every later epoch, and catches up with the schedule (several blocks
 /// at one epoch's end) as soon as blocks clear the margin. A block still undecided when the
-/// search ends is decoded like any other, by its argmax.
+/// search ends is decoded like any other, by its argmax. With `path`, the same schedule fixes the
+/// network path one layer at a time from the stem, by the path's margin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressiveConfig {
@@ -549,6 +550,11 @@ pub struct ProgressiveConfig {
     /// search never fixes a block by a near tie. 0 decides on schedule whatever the margin.
     #[serde(default = "ProgressiveConfig::near_tie")]
     pub min_margin: f64,
+    /// Decide the network path too (`trellis::progressive::decide_path_due`): on the same
+    /// schedule, one layer per decision from the stem on, each when the path's margin there
+    /// (`trellis::viterbi::path_margins`) is at least `min_margin`. Off by default.
+    #[serde(default)]
+    pub path: bool,
 }
 
 impl ProgressiveConfig {
@@ -857,12 +863,12 @@ mod tests {
     /// block more every `every_epochs` epochs from it, never more than the cell has.
     #[test]
     fn progressive_decisions_fall_due_on_schedule() {
-        let p = ProgressiveConfig { every_epochs: 2, after_epochs: 3, min_margin: 0.01 };
+        let p = ProgressiveConfig { every_epochs: 2, after_epochs: 3, min_margin: 0.01, path: false };
         // Architecture steps from epoch 4: the third such epoch is epoch 6.
         let due: Vec<usize> = (0..16).map(|e| p.due_after(e, 4, 5)).collect();
         assert_eq!(due, [0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
         assert_eq!(p.due_after(40, 4, 5), 5, "at most the cell's blocks");
-        let every = ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: 0.0 };
+        let every = ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: 0.0, path: false };
         assert_eq!((3..6).map(|e| every.due_after(e, 4, 5)).collect::<Vec<_>>(), [0, 1, 2]);
     }
 
@@ -871,12 +877,14 @@ mod tests {
     fn a_min_margin_outside_the_unit_interval_is_refused() {
         let mut config = SearchRunConfig::default();
         for bad in [1.5, -0.1, f64::NAN] {
-            config.arch.progressive = Some(ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: bad });
+            config.arch.progressive =
+                Some(ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: bad, path: false });
             let e = config.validate().unwrap_err();
             assert_eq!(e.key, "arch.progressive.min_margin");
             assert!(e.message.contains(&bad.to_string()), "{}", e.message);
         }
-        config.arch.progressive = Some(ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: 0.0 });
+        config.arch.progressive =
+            Some(ProgressiveConfig { every_epochs: 1, after_epochs: 1, min_margin: 0.0, path: false });
         config.validate().unwrap();
     }
 }

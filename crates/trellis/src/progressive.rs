@@ -14,6 +14,16 @@
 //! fixing a block by a near tie would make a coin toss permanent, so a decision that falls short
 //! is deferred and the schedule catches up once blocks clear the margin. Which decisions are
 //! due follows from the schedule and the count already taken, so deferral needs no state either.
+//!
+//! The same can decide the network path (paper §3.2), layer by layer from the stem
+//! ([`decide_path_due`]): the next undecided layer's node on the Viterbi path is fixed when the
+//! path's margin there (`crate::viterbi::path_margins`: how far the best path through another
+//! node of that layer falls behind) clears the margin, by writing the move into it into β's
+//! logits of the node it leaves — one-hot to within e^-[`DECIDED_LOGIT`] ([`project_path`]).
+//! The path cannot be fixed in any other order: a decision is a move out of a node, and only a
+//! decided prefix says which node the path leaves from. Where the first move (out of the stem,
+//! whose β the search does not learn: `crate::margins`) is fixed, the other node of layer 0 is
+//! scaled to nothing and the supernet trains on the decided start.
 
 use cell::edges::{block_inputs, edge_offset};
 use cell::{CellEdge, Genotype, Primitive};
@@ -21,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::arch::{ArchParams, ArchWeights};
+use crate::path::NUM_LEVELS;
+use crate::space::{transition_valid, Transition};
 
 /// The logit a decision gives its chosen op (every other op gets 0): softmax weight
 /// 1 / (1 + 7·e^-20) ≈ 1 − 1.4e-8.
@@ -149,6 +161,90 @@ pub fn project(arch: &ArchParams, decided: &[Decision]) {
     });
 }
 
+/// One layer of the network path fixed by a progressive decision: the move into `layer`
+/// lands at `level`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathDecision {
+    pub layer: usize,
+    pub level: u8,
+    /// The path's margin at that layer (`crate::viterbi::path_margins`) when it was decided.
+    pub margin: f64,
+    /// The epoch (0-based) at whose end it was decided.
+    pub epoch: usize,
+}
+
+/// What [`decide_path_due`] did at one epoch's end.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PathTaken {
+    /// The layers fixed now, in order.
+    pub decided: Vec<PathDecision>,
+    /// The next layer when its margin fell short, so that a decision the schedule had due was
+    /// deferred; `None` when nothing due was left undecided.
+    pub deferred: Option<PathDecision>,
+}
+
+/// Normalised β at τ = 1 as Viterbi reads it, `[L][4][3]`.
+fn beta_rows(arch: &ArchParams) -> Vec<[[f64; 3]; NUM_LEVELS]> {
+    let beta = tch::no_grad(|| arch.decision_weights().beta);
+    let flat =
+        Vec::<f64>::try_from(beta.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1)).expect("float weights");
+    flat.chunks_exact(3 * NUM_LEVELS).map(|l| std::array::from_fn(|i| std::array::from_fn(|d| l[3 * i + d]))).collect()
+}
+
+/// Takes the path decisions the schedule has due by the end of `epoch` (`due` in all,
+/// `decided` the layers already fixed, from layer 0 on): while fewer than `due` layers are
+/// decided, the next layer's node on the Viterbi path is fixed — appended to `decided` and
+/// written into β — if the path's margin there is at least `min_margin`; otherwise the decision
+/// is deferred (returned, nothing changed) and tried again at a later epoch's end.
+pub fn decide_path_due(
+    arch: &ArchParams,
+    decided: &mut Vec<PathDecision>,
+    due: usize,
+    min_margin: f64,
+    epoch: usize,
+) -> PathTaken {
+    let mut taken = PathTaken::default();
+    let layers = arch.beta.size()[0] as usize;
+    while decided.len() < due.min(layers) {
+        // Read again after each decision: fixing a move changes every path's score.
+        let beta = beta_rows(arch);
+        let path = crate::viterbi(&beta);
+        let layer = decided.len();
+        let margin = crate::viterbi::path_margins(&beta, &path)[layer];
+        let next = PathDecision { layer, level: path.levels()[layer], margin, epoch };
+        if margin < min_margin {
+            taken.deferred = Some(next);
+            break;
+        }
+        decided.push(next.clone());
+        project_path(arch, decided);
+        taken.decided.push(next);
+    }
+    taken
+}
+
+/// Writes `decided` (layers 0, 1, … in order) into β's logits: the row of the node each
+/// decided move leaves (the stem for layer 0) becomes [`DECIDED_LOGIT`] on that move and 0 on
+/// the others.
+pub fn project_path(arch: &ArchParams, decided: &[PathDecision]) {
+    tch::no_grad(|| {
+        let mut from = 0usize;
+        for (k, d) in decided.iter().enumerate() {
+            assert_eq!(d.layer, k, "path decisions are taken from layer 0 on, in order");
+            let to = d.level as usize;
+            let transition = Transition::ALL
+                .into_iter()
+                .find(|&t| t.target(from) == Some(to) && transition_valid(k, from, t))
+                .unwrap_or_else(|| panic!("no valid move from level {from} into level {to} at layer {k}"));
+            let mut row = [0.0f64; 3];
+            row[transition.index()] = DECIDED_LOGIT;
+            let row = Tensor::from_slice(&row).to_kind(arch.beta.kind()).to_device(arch.beta.device());
+            let _ = arch.beta.get(k as i64).get(from as i64).copy_(&row);
+            from = to;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +323,49 @@ mod tests {
         // Nothing more than is due, and margin 0 decides whatever the margin.
         assert_eq!(decide_due(&arch, 3, &mut decided, 2, 0.0, 7), Taken::default());
         let last = decide_due(&arch, 3, &mut decided, 5, 0.0, 8);
+        assert_eq!((last.decided.len(), decided.len()), (1, 3));
+    }
+
+    /// The path is decided from the stem on, each layer only when the path's margin there
+    /// clears the bar; a decision is written into β so that Viterbi follows it afterwards,
+    /// whatever β's other moves do.
+    #[test]
+    fn the_path_is_decided_from_the_stem_only_when_certain() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = ArchParams::new(&vs.root(), 2, 3);
+        let set = |l: i64, i: i64, logits: [f64; 3]| {
+            tch::no_grad(|| {
+                let _ = arch.beta.get(l).get(i).copy_(&Tensor::from_slice(&logits).to_kind(Kind::Float));
+            })
+        };
+        tch::no_grad(|| {
+            let _ = arch.beta.shallow_clone().fill_(0.0);
+        });
+        // Uniform β: the first layer's margin is Viterbi's prior alone (⅓ for three layers),
+        // above 0.01 — so require more than that to see a deferral.
+        let mut decided = Vec::new();
+        let taken = decide_path_due(&arch, &mut decided, 1, 0.5, 4);
+        let deferred = taken.deferred.expect("deferred");
+        assert!((deferred.margin - 1.0 / 3.0).abs() < 1e-6 && deferred.layer == 0, "{deferred:?}");
+        assert!(decided.is_empty() && taken.decided.is_empty());
+        // From level 1 the moves after the stem are strongly Finer (back to level 0), from level
+        // 0 they are even: the best path starts at level 1, by a clear margin.
+        set(1, 1, [3.0, 0.0, 0.0]);
+        let taken = decide_path_due(&arch, &mut decided, 2, 0.01, 5);
+        assert_eq!(taken.decided.iter().map(|d| (d.layer, d.level)).collect::<Vec<_>>(), [(0, 1), (1, 0)]);
+        assert!(taken.decided.iter().all(|d| d.margin >= 0.01 && d.epoch == 5));
+        assert_eq!(decided, taken.decided);
+        // Written into β: the stem's move and level 1's move are one-hot, and Viterbi keeps the
+        // decided prefix even when the moves out of level 1 turn the other way.
+        let beta = beta_rows(&arch);
+        assert!(beta[0][0][Transition::Coarser.index()] > 1.0 - 1e-6, "{:?}", beta[0][0]);
+        assert!(beta[1][1][Transition::Finer.index()] > 1.0 - 1e-6, "{:?}", beta[1][1]);
+        set(1, 1, [-5.0, 5.0, 0.0]);
+        project_path(&arch, &decided);
+        assert_eq!(&crate::viterbi(&beta_rows(&arch)).levels()[..2], [1, 0]);
+        // Nothing beyond what is due; margin 0 decides the rest whatever the margin.
+        assert_eq!(decide_path_due(&arch, &mut decided, 2, 0.01, 6), PathTaken::default());
+        let last = decide_path_due(&arch, &mut decided, 9, 0.0, 7);
         assert_eq!((last.decided.len(), decided.len()), (1, 3));
     }
 

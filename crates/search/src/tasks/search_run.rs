@@ -63,6 +63,9 @@ struct SearchState {
     /// The blocks fixed so far by `[arch.progressive]`, in the order they were decided.
     #[serde(default)]
     decisions: Vec<trellis::progressive::Decision>,
+    /// The path's layers fixed so far by `[arch.progressive] path`, from layer 0 on.
+    #[serde(default)]
+    path_decisions: Vec<trellis::progressive::PathDecision>,
 }
 
 /// Checks the data against the transform before any training: the train split must exist and
@@ -232,6 +235,9 @@ impl Task for Search<'_> {
             if !self.state.decisions.is_empty() {
                 trellis::progressive::project(&self.arch, &self.state.decisions);
             }
+            if !self.state.path_decisions.is_empty() {
+                trellis::progressive::project_path(&self.arch, &self.state.path_decisions);
+            }
         }
         self.ranks.check_same_every(&[&self.weights, &self.arch_store], at.global_step)?;
         self.state.arch_steps = self.architect.adam().steps();
@@ -260,6 +266,7 @@ impl Task for Search<'_> {
     fn end_epoch(&mut self, epoch: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
         let c = self.config;
         let mut decided = Vec::new();
+        let mut decided_layers: Vec<usize> = Vec::new();
         if let Some(p) = &c.arch.progressive {
             let due = p.due_after(epoch, c.arch_start_epoch, c.model.blocks);
             let taken = trellis::progressive::decide_due(
@@ -285,6 +292,30 @@ impl Task for Search<'_> {
                 );
             }
             decided = taken.decided;
+            if p.path {
+                let due = p.due_after(epoch, c.arch_start_epoch, c.model.layers);
+                let taken = trellis::progressive::decide_path_due(
+                    &self.arch,
+                    &mut self.state.path_decisions,
+                    due,
+                    p.min_margin,
+                    epoch,
+                );
+                for d in &taken.decided {
+                    info!(epoch, layer = d.layer, level = d.level, margin = %format!("{:.3}", d.margin), "progressive path decision");
+                }
+                if let Some(d) = &taken.deferred {
+                    info!(
+                        epoch,
+                        layer = d.layer,
+                        margin = %format!("{:.4}", d.margin),
+                        min_margin = p.min_margin,
+                        "progressive path decision deferred: the path's margin at the next layer is below \
+                         arch.progressive.min_margin; tried again at the end of the next epoch"
+                    );
+                }
+                decided_layers = taken.decided.iter().map(|d| d.layer).collect();
+            }
         }
         let decoded = self.decode()?;
         let mut record = decoded.clone();
@@ -317,6 +348,9 @@ impl Task for Search<'_> {
             "decided_blocks": decided,
         });
         let mut fields = fields.as_object().expect("an object").clone();
+        if c.arch.progressive.as_ref().is_some_and(|p| p.path) {
+            fields.insert("decided_layers".into(), serde_json::json!(decided_layers));
+        }
         if let (Some(cost), Some(weight)) = (self.arch_loss.cost_config(), self.state.cost_weight) {
             let expected = f64::try_from(
                 tch::no_grad(|| self.arch_loss.expected_cost(&self.arch)).expect("a cost is configured"),
@@ -457,6 +491,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             cost_weight: config.arch.cost.as_ref().map(|c| c.weight),
             loss_scale: None,
             decisions: Vec::new(),
+            path_decisions: Vec::new(),
         },
         loader_a,
         loader_b,
@@ -497,6 +532,21 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     decoded.extra.insert("margins".into(), serde_json::to_value(&margins)?);
     if !task.state.decisions.is_empty() {
         decoded.extra.insert("decisions".into(), serde_json::to_value(&task.state.decisions)?);
+    }
+    if let Some(p) = config.arch.progressive.as_ref().filter(|p| p.path) {
+        decoded.extra.insert("path_decisions".into(), serde_json::to_value(&task.state.path_decisions)?);
+        let fixed = task.state.path_decisions.len();
+        if fixed < config.model.layers {
+            warn!(
+                fixed,
+                layers = config.model.layers,
+                min_margin = p.min_margin,
+                "the path was fixed up to layer {fixed} of {}: layer {fixed}'s margin never reached \
+                 arch.progressive.min_margin = {}, so the layers from it on are decoded by Viterbi",
+                config.model.layers,
+                p.min_margin
+            );
+        }
     }
     if let Some(p) = &config.arch.progressive {
         // Blocks never certain enough to be fixed are decoded by their argmax, as without
