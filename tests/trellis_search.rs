@@ -423,3 +423,34 @@ fn the_first_move_is_invisible_to_the_loss() {
         assert!((later_pushed - b).abs() > 10.0 * (a - b).abs(), "seed {seed}: {b} against {later_pushed}");
     }
 }
+
+/// A search network whose whole path is decided (`trellis::progressive::project_path`), at the
+/// end of an annealing to τ = 0.2, still gets finite gradients everywhere: the nodes decided
+/// against are scaled by `trellis::arch::BETA_FLOOR`, not into denormals.
+#[test]
+fn a_decided_path_under_annealing_gives_finite_gradients() {
+    use trellis::progressive::{project_path, PathDecision};
+    let config = tiny(4, 5);
+    tch::manual_seed(3);
+    let weights = nn::VarStore::new(Device::Cpu);
+    let arch_store = nn::VarStore::new(Device::Cpu);
+    let net = config.build(&weights.root());
+    let arch = ArchParams::new(&arch_store.root(), config.blocks, config.layers);
+    let decided: Vec<PathDecision> = [0u8, 0, 0, 1]
+        .iter()
+        .enumerate()
+        .map(|(layer, &level)| PathDecision { layer, level, margin: 0.5, epoch: 0 })
+        .collect();
+    project_path(&arch, &decided);
+    arch.temperature.set(0.2);
+    let images = Tensor::randn([4, 3, 64, 64], (Kind::Float, Device::Cpu)) * 1e3;
+    let labels = Tensor::randint(5, [4, 64, 64], (Kind::Int64, Device::Cpu));
+    segmentation_loss(&net.forward_t(&images, &arch.weights(), true), &labels).backward();
+    for (name, t) in weights.variables() {
+        if t.requires_grad() {
+            let g = t.grad();
+            assert!(!g.defined() || bool::try_from(g.isfinite().all()).unwrap(), "{name}: non-finite gradient");
+        }
+    }
+    assert!(bool::try_from(arch.beta.grad().isfinite().all()).unwrap());
+}

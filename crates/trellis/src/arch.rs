@@ -26,6 +26,15 @@ use crate::space::{transition_valid, Transition};
 /// Standard deviation of β's initialisation: 1e-3 * N(0, 1) (paper §4.2).
 pub const BETA_INIT_STD: f64 = 1e-3;
 
+/// The smallest weight a valid move gets in the search network's mixture
+/// ([`ArchParams::weights_with`]). A move decided against (`crate::progressive::project_path`:
+/// logits 20 against 0) weighs e^-20 at τ = 1 but e^-100 at τ = 0.2, below float32's normal
+/// range, and a node scaled into denormals made batch norm's backward pass produce NaN
+/// gradients (a shape search with path decisions, at its last epoch). The floor keeps such a
+/// node at 1e-12 of its cell's output: nothing to the mixture, normal numbers to the arithmetic.
+/// Decisions are unaffected: at τ = 1 a decided-against move weighs e^-20, far above the floor.
+pub const BETA_FLOOR: f64 = 1e-12;
+
 /// `[L, 4, 3]` mask of the valid transitions (1.0) as floats on `device`.
 pub fn beta_mask(layers: usize, device: Device) -> Tensor {
     let mask: Vec<f32> = (0..layers)
@@ -116,6 +125,7 @@ impl ArchParams {
             let kind = cell::alpha::float_or_double(self.alpha.logits().kind());
             ((self.alpha.logits() / temperature).softmax(-1, kind), normalize_beta(&(&self.beta / temperature)))
         };
+        let beta = beta.clamp_min(BETA_FLOOR) * beta_mask(beta.size()[0] as usize, beta.device()).to_kind(beta.kind());
         let edges = self.edges.as_ref().map(|logits| normalize_edges(logits, self.alpha.blocks()));
         let mut cell = match &edges {
             Some(e) => &alpha * e.unsqueeze(1),
@@ -263,5 +273,26 @@ mod tests {
         assert!(arch.decision_weights().beta.equal(&plain.beta));
         let max = |t: &Tensor| f64::try_from(t.max()).unwrap();
         assert!(max(&sharp.alpha) > max(&plain.alpha), "a lower τ puts more weight on the strongest op");
+    }
+
+    /// A move decided against keeps a normal floating-point weight at any temperature: at
+    /// τ = 0.2 its e^-100 is raised to the floor, the valid moves still sum to 1 within 1e-11,
+    /// and impossible moves stay 0. At τ = 1 nothing is floored.
+    #[test]
+    fn a_decided_against_move_keeps_a_normal_weight_under_annealing() {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let arch = ArchParams::new(&vs.root(), 2, 2);
+        tch::no_grad(|| {
+            let _ = arch.beta.get(0).get(0).copy_(&Tensor::from_slice(&[0.0f32, 20.0, 0.0]));
+        });
+        arch.temperature.set(0.2);
+        let beta = arch.weights().beta;
+        let row = Vec::<f64>::try_from(beta.get(0).get(0).to_kind(Kind::Double)).unwrap();
+        assert_eq!(row[0], 0.0, "an impossible move (finer than level 0) stays 0");
+        assert!(row[2] >= BETA_FLOOR * (1.0 - 1e-6) && row[2] < 2.0 * BETA_FLOOR, "{row:?}");
+        assert!((row[1] + row[2] - 1.0).abs() < 1e-11, "{row:?}");
+        let valid = beta.masked_select(&beta_mask(2, Device::Cpu).ne(0.0));
+        assert!(f64::try_from(valid.min()).unwrap() >= BETA_FLOOR * (1.0 - 1e-6));
+        assert!(arch.decision_weights().beta.allclose(&normalize_beta(&arch.beta), 1e-12, 0.0, false));
     }
 }

@@ -99,14 +99,47 @@ pub fn most_certain(weights: &ArchWeights, blocks: usize, decided: &[Decision], 
         .map(|(block, margin)| Decision { block, edges: genotype.blocks()[block], margin, epoch })
 }
 
-/// What [`decide_due`] did at one epoch's end.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Taken {
-    /// The blocks fixed now, in order.
-    pub decided: Vec<Decision>,
-    /// The most certain undecided block when it fell short of the margin, so that a decision
-    /// the schedule had due was deferred; `None` when nothing due was left undecided.
-    pub deferred: Option<Decision>,
+/// What [`decide_due`] (blocks, `D` = [`Decision`]) or [`decide_path_due`] (the path's layers,
+/// `D` = [`PathDecision`]) did at one epoch's end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken<D> {
+    /// The decisions taken now, in order.
+    pub decided: Vec<D>,
+    /// The next decision when it fell short of the margin, so that a decision the schedule had
+    /// due was deferred; `None` when nothing due was left undecided.
+    pub deferred: Option<D>,
+}
+
+impl<D> Default for Taken<D> {
+    fn default() -> Self {
+        Taken { decided: Vec::new(), deferred: None }
+    }
+}
+
+/// The schedule's rule for both kinds of decision: while fewer than `due` are taken, the next
+/// candidate (`next`, from those already taken; `None` when there is nothing left to decide) is
+/// taken — appended to `decided` and written by `project` — if its margin is at least
+/// `min_margin`, and deferred otherwise.
+fn take_due<D: Clone>(
+    decided: &mut Vec<D>,
+    due: usize,
+    min_margin: f64,
+    margin: impl Fn(&D) -> f64,
+    mut next: impl FnMut(&[D]) -> Option<D>,
+    project: impl Fn(&[D]),
+) -> Taken<D> {
+    let mut taken = Taken::default();
+    while decided.len() < due {
+        let Some(candidate) = next(decided) else { break };
+        if margin(&candidate) < min_margin {
+            taken.deferred = Some(candidate);
+            break;
+        }
+        decided.push(candidate.clone());
+        project(decided);
+        taken.decided.push(candidate);
+    }
+    taken
 }
 
 /// Takes the decisions the schedule has due by the end of `epoch` (`due` in all, `decided`
@@ -122,22 +155,18 @@ pub fn decide_due(
     due: usize,
     min_margin: f64,
     epoch: usize,
-) -> Taken {
-    let mut taken = Taken::default();
+) -> Taken<Decision> {
     // Read once: a projection rewrites only its block's rows (PC-DARTS edges are normalised per
     // block), so the undecided blocks' weights stay as read.
     let weights = tch::no_grad(|| arch.decision_weights());
-    while decided.len() < due.min(blocks) {
-        let Some(next) = most_certain(&weights, blocks, decided, epoch) else { break };
-        if next.margin < min_margin {
-            taken.deferred = Some(next);
-            break;
-        }
-        decided.push(next.clone());
-        project(arch, decided);
-        taken.decided.push(next);
-    }
-    taken
+    take_due(
+        decided,
+        due.min(blocks),
+        min_margin,
+        |d| d.margin,
+        |taken| most_certain(&weights, blocks, taken, epoch),
+        |taken| project(arch, taken),
+    )
 }
 
 /// Writes `decided` into `arch`'s logits (see the module documentation).
@@ -173,16 +202,6 @@ pub struct PathDecision {
     pub epoch: usize,
 }
 
-/// What [`decide_path_due`] did at one epoch's end.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PathTaken {
-    /// The layers fixed now, in order.
-    pub decided: Vec<PathDecision>,
-    /// The next layer when its margin fell short, so that a decision the schedule had due was
-    /// deferred; `None` when nothing due was left undecided.
-    pub deferred: Option<PathDecision>,
-}
-
 /// Normalised β at τ = 1 as Viterbi reads it, `[L][4][3]`.
 fn beta_rows(arch: &ArchParams) -> Vec<[[f64; 3]; NUM_LEVELS]> {
     let beta = tch::no_grad(|| arch.decision_weights().beta);
@@ -202,25 +221,23 @@ pub fn decide_path_due(
     due: usize,
     min_margin: f64,
     epoch: usize,
-) -> PathTaken {
-    let mut taken = PathTaken::default();
+) -> Taken<PathDecision> {
     let layers = arch.beta.size()[0] as usize;
-    while decided.len() < due.min(layers) {
-        // Read again after each decision: fixing a move changes every path's score.
-        let beta = beta_rows(arch);
-        let path = crate::viterbi(&beta);
-        let layer = decided.len();
-        let margin = crate::viterbi::path_margins(&beta, &path)[layer];
-        let next = PathDecision { layer, level: path.levels()[layer], margin, epoch };
-        if margin < min_margin {
-            taken.deferred = Some(next);
-            break;
-        }
-        decided.push(next.clone());
-        project_path(arch, decided);
-        taken.decided.push(next);
-    }
-    taken
+    take_due(
+        decided,
+        due.min(layers),
+        min_margin,
+        |d| d.margin,
+        |taken| {
+            // Read again for each decision: fixing a move changes every path's score.
+            let beta = beta_rows(arch);
+            let path = crate::viterbi(&beta);
+            let layer = taken.len();
+            let margin = crate::viterbi::path_margins(&beta, &path)[layer];
+            Some(PathDecision { layer, level: path.levels()[layer], margin, epoch })
+        },
+        |taken| project_path(arch, taken),
+    )
 }
 
 /// Writes `decided` (layers 0, 1, … in order) into β's logits: the row of the node each
@@ -321,7 +338,7 @@ mod tests {
         let decoded = Genotype::decode_logits(arch.alpha.logits(), 3).unwrap();
         assert_eq!(decoded.blocks()[1], decided[1].edges, "written into α");
         // Nothing more than is due, and margin 0 decides whatever the margin.
-        assert_eq!(decide_due(&arch, 3, &mut decided, 2, 0.0, 7), Taken::default());
+        assert_eq!(decide_due(&arch, 3, &mut decided, 2, 0.0, 7), Taken::<Decision>::default());
         let last = decide_due(&arch, 3, &mut decided, 5, 0.0, 8);
         assert_eq!((last.decided.len(), decided.len()), (1, 3));
     }
@@ -364,7 +381,7 @@ mod tests {
         project_path(&arch, &decided);
         assert_eq!(&crate::viterbi(&beta_rows(&arch)).levels()[..2], [1, 0]);
         // Nothing beyond what is due; margin 0 decides the rest whatever the margin.
-        assert_eq!(decide_path_due(&arch, &mut decided, 2, 0.01, 6), PathTaken::default());
+        assert_eq!(decide_path_due(&arch, &mut decided, 2, 0.01, 6), Taken::default());
         let last = decide_path_due(&arch, &mut decided, 9, 0.0, 7);
         assert_eq!((last.decided.len(), decided.len()), (1, 3));
     }
