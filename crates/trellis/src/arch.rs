@@ -283,7 +283,7 @@ mod tests {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let arch = ArchParams::new(&vs.root(), 2, 2);
         tch::no_grad(|| {
-            let _ = arch.beta.get(0).get(0).copy_(&Tensor::from_slice(&[0.0f32, 20.0, 0.0]));
+            arch.beta.get(0).get(0).copy_(&Tensor::from_slice(&[0.0f32, 20.0, 0.0]));
         });
         arch.temperature.set(0.2);
         let beta = arch.weights().beta;

@@ -256,7 +256,7 @@ pub fn project_path(arch: &ArchParams, decided: &[PathDecision]) {
             let mut row = [0.0f64; 3];
             row[transition.index()] = DECIDED_LOGIT;
             let row = Tensor::from_slice(&row).to_kind(arch.beta.kind()).to_device(arch.beta.device());
-            let _ = arch.beta.get(k as i64).get(from as i64).copy_(&row);
+            arch.beta.get(k as i64).get(from as i64).copy_(&row);
             from = to;
         }
     });
@@ -352,7 +352,7 @@ mod tests {
         let arch = ArchParams::new(&vs.root(), 2, 3);
         let set = |l: i64, i: i64, logits: [f64; 3]| {
             tch::no_grad(|| {
-                let _ = arch.beta.get(l).get(i).copy_(&Tensor::from_slice(&logits).to_kind(Kind::Float));
+                arch.beta.get(l).get(i).copy_(&Tensor::from_slice(&logits).to_kind(Kind::Float));
             })
         };
         tch::no_grad(|| {
