@@ -541,7 +541,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
                 fixed,
                 layers = config.model.layers,
                 min_margin = p.min_margin,
-                "the path was fixed up to layer {fixed} of {}: layer {fixed}'s margin never reached \
+                "the first {fixed} of the path's {} layers were fixed: layer {fixed}'s path margin never reached \
                  arch.progressive.min_margin = {}, so the layers from it on are decoded by Viterbi",
                 config.model.layers,
                 p.min_margin
