@@ -420,6 +420,11 @@ fn the_first_move_is_invisible_to_the_loss() {
             let _ = arch.beta.get(2).get(1).get(Transition::Coarser.index() as i64).fill_(3.0);
         });
         let later_pushed = f64::try_from(loss(&arch)).unwrap();
+        // The figures docs/pipeline.md quotes (`-- --nocapture` prints them).
+        eprintln!(
+            "seed {seed}: layer 0's β gradient {first:.2e}, the smallest later layer's {later:.2e}; loss {a:.4}, \
+             first move pushed {b:.4}, a later move pushed {later_pushed:.4}"
+        );
         assert!((later_pushed - b).abs() > 10.0 * (a - b).abs(), "seed {seed}: {b} against {later_pushed}");
     }
 }

@@ -114,11 +114,7 @@ pub fn decode_with_edges(
     let weights = decoding_weights(&alpha.softmax(-1, Kind::Double), edges.as_ref());
     let cell = Genotype::decode_weights(&weights, blocks)
         .map_err(|source| DecodeError::Genotype { path: origin.to_owned(), source })?;
-    let normalized = Vec::<f64>::try_from(normalize_beta(&beta).to_kind(Kind::Double).flatten(0, -1)).expect("doubles");
-    let layers: Vec<[[f64; 3]; NUM_LEVELS]> = normalized
-        .chunks_exact(3 * NUM_LEVELS)
-        .map(|layer| std::array::from_fn(|i| std::array::from_fn(|d| layer[3 * i + d])))
-        .collect();
+    let layers = crate::viterbi::beta_layers(&normalize_beta(&beta));
     Ok(Architecture { cell, path: viterbi(&layers), extra: Default::default() })
 }
 

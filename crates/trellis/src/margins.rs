@@ -110,8 +110,7 @@ impl Margins {
         let beta_path: Vec<f64> = (0..levels.len().min(beta.len()))
             .map(|l| top_gap(node(l, if l == 0 { 0 } else { levels[l - 1] as usize })))
             .collect();
-        let layers: Vec<[[f64; 3]; NUM_LEVELS]> =
-            beta.iter().map(|l| std::array::from_fn(|i| std::array::from_fn(|d| l[3 * i + d]))).collect();
+        let layers = crate::viterbi::beta_layers(&weights.beta);
         let path = if layers.len() == levels.len() {
             crate::viterbi::path_margins(&layers, &decoded.path)
         } else {
@@ -144,12 +143,7 @@ mod tests {
             let weights = ArchWeights { cell: alpha.shallow_clone(), alpha, beta, edges: None };
             let decoded = Architecture {
                 cell: cell::Genotype::decode_weights(&weights.alpha, blocks).unwrap(),
-                path: crate::viterbi(
-                    &rows(&weights.beta, 12)
-                        .iter()
-                        .map(|l| std::array::from_fn(|i| std::array::from_fn(|d| l[3 * i + d])))
-                        .collect::<Vec<_>>(),
-                ),
+                path: crate::viterbi(&crate::viterbi::beta_layers(&weights.beta)),
                 extra: Default::default(),
             };
             Margins::of(&weights, &decoded)

@@ -204,10 +204,7 @@ pub struct PathDecision {
 
 /// Normalised β at τ = 1 as Viterbi reads it, `[L][4][3]`.
 fn beta_rows(arch: &ArchParams) -> Vec<[[f64; 3]; NUM_LEVELS]> {
-    let beta = tch::no_grad(|| arch.decision_weights().beta);
-    let flat =
-        Vec::<f64>::try_from(beta.to_device(Device::Cpu).to_kind(Kind::Double).flatten(0, -1)).expect("float weights");
-    flat.chunks_exact(3 * NUM_LEVELS).map(|l| std::array::from_fn(|i| std::array::from_fn(|d| l[3 * i + d]))).collect()
+    crate::viterbi::beta_layers(&tch::no_grad(|| arch.decision_weights().beta))
 }
 
 /// Takes the path decisions the schedule has due by the end of `epoch` (`due` in all,

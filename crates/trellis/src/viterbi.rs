@@ -8,6 +8,15 @@
 use crate::path::{NetworkPath, NUM_LEVELS};
 use crate::space::{transition_valid, Transition};
 
+/// Normalised β `[L, 4, 3]` (any float kind or device) as the per-layer rows [`viterbi`] and
+/// [`path_margins`] read.
+pub fn beta_layers(beta: &tch::Tensor) -> Vec<[[f64; 3]; NUM_LEVELS]> {
+    let flat =
+        Vec::<f64>::try_from(beta.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Double).flatten(0, -1))
+            .expect("float weights");
+    flat.chunks_exact(3 * NUM_LEVELS).map(|l| std::array::from_fn(|i| std::array::from_fn(|d| l[3 * i + d]))).collect()
+}
+
 /// The most probable path through normalised β, given as `[L][4][3]` probabilities (invalid
 /// transitions are ignored whatever their value). Returns one level per layer.
 pub fn viterbi(beta: &[[[f64; 3]; NUM_LEVELS]]) -> NetworkPath {
