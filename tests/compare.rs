@@ -384,3 +384,85 @@ fn a_held_out_retraining_needs_two_training_images() {
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// `--random-from REF --seeds 3`: the random draws' finished retrainings (2 draws × 2 seeds) are
+/// taken over from REF, not run again, and reported as REF reported them, while the searched
+/// network and its baselines get three seeds (the first two the same runs as REF's); the taken
+/// results are copied, so the comparison resumes without REF; a reference with another
+/// retraining config or draw seed is refused before anything is written, naming what differs.
+#[test]
+fn the_random_reference_is_taken_over() {
+    let data = folder_data("compare-reference-data", 2);
+    let drawn = temp("compare-reference-arch");
+    let tiny_search = repo("configs/tiny-search.toml");
+    ok(&search(&["random", "--config", &tiny_search, "--n", "1", "--seed", "5", "--out", drawn.to_str().unwrap()]));
+    let arch = drawn.join("random_000.json");
+    let given = ["--arch", arch.to_str().unwrap()];
+    let reference = temp("compare-reference");
+    ok(&tiny_compare(&data, &reference, &given, &[]));
+    let retrain = repo("configs/tiny-retrain.toml");
+    let later = |out: &std::path::Path, extra: &[&str]| {
+        let args = [
+            "--threads",
+            "1",
+            "compare",
+            "--retrain-config",
+            retrain.as_str(),
+            "--data",
+            data.to_str().unwrap(),
+            "--format",
+            "folder",
+            "--random-from",
+            reference.to_str().unwrap(),
+            "--seeds",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        search(&[&args[..], &given[..], extra].concat())
+    };
+    let out = temp("compare-reference-later");
+    let printed = ok(&later(&out, &[]));
+    assert!(printed.contains("2 seed(s) each, their retrainings taken over from"), "{printed}");
+    let (theirs, mine) = (report(&reference), report(&out));
+    let entry = |r: &serde_json::Value, name: &str| -> serde_json::Value {
+        r["entries"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap().clone()
+    };
+    for name in ["random_000", "random_001"] {
+        assert_eq!(entry(&mine, name)["mious"], entry(&theirs, name)["mious"], "{name} taken over");
+        assert!(!out.join("runs").join(name).exists(), "{name} not retrained");
+    }
+    assert_eq!(mine["random_mean"], theirs["random_mean"]);
+    assert_eq!(mine["random_seeds"], 2);
+    let seeds = |r: &serde_json::Value, name: &str| -> Vec<f64> {
+        entry(r, name)["mious"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect()
+    };
+    for name in ["searched", "deeplab_path"] {
+        let (a, b) = (seeds(&mine, name), seeds(&theirs, name));
+        assert_eq!(a.len(), 3, "{name}: three seeds here");
+        assert_eq!(a[..2], b[..], "{name}: its first two seeds are REF's runs again");
+    }
+    assert!(mine["entries"].as_array().unwrap().iter().all(|e| e["name"] != "skips_000"), "no skip control asked");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!((plan["random"].as_u64(), plan["random_seeds"].as_u64()), (Some(2), Some(2)), "{plan}");
+    let canonical = std::fs::canonicalize(&reference).unwrap();
+    assert_eq!(plan["random_from"].as_str(), canonical.to_str(), "{plan}");
+    // Another recipe or other draws: refused, naming the difference; no folder made.
+    let refused = temp("compare-reference-refused");
+    let e = err(&later(&refused, &["--set-retrain", "iterations=7"]));
+    assert!(e.contains("its retraining config differs in iterations"), "{e}");
+    let e = err(&later(&refused, &["--seed", "3"]));
+    assert!(e.contains("drawn with --seed 0, this comparison's with --seed 3"), "{e}");
+    assert!(!refused.exists(), "nothing written");
+    // The taken results live in the comparison: it resumes without REF and reports the same.
+    std::fs::remove_dir_all(&reference).unwrap();
+    std::fs::remove_file(out.join("compare.json")).unwrap();
+    ok(&search(&["--threads", "1", "compare", "--resume", out.to_str().unwrap(), "--device", "cpu"]));
+    assert_eq!(report(&out)["entries"], mine["entries"]);
+    for dir in [out, drawn, data] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -40,6 +40,16 @@ pub struct Args {
     /// architecture with more seeds, keeping the finished ones.
     #[arg(long)]
     seeds: Option<usize>,
+    /// Retraining seeds per random draw, when not --seeds (default: --seeds; with --random-from,
+    /// the reference's). With --resume: raise it.
+    #[arg(long)]
+    random_seeds: Option<usize>,
+    /// Take over the finished retrainings of the random draws from this earlier comparison (the
+    /// same space, --seed, retraining config and data; refused otherwise, naming what differs)
+    /// instead of running them again; --random and --random-seeds default to its counts, and a
+    /// draw or seed it lacks is retrained here.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    random_from: Option<PathBuf>,
     /// Seed of the random draws.
     #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     seed: u64,
@@ -70,7 +80,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
     /// Continue the comparison in this folder with its own plan: no other settings, but
-    /// --seeds, --random, --skip-control, --searches, --select and --select-seeds may raise its
+    /// --seeds, --random, --random-seeds, --skip-control, --searches, --select and --select-seeds may raise its
     /// counts (every finished retraining is kept).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -108,6 +118,7 @@ impl Args {
             searches: self.searches,
             select: self.select,
             select_seeds: self.select_seeds,
+            random_seeds: self.random_seeds,
         }
     }
 
@@ -145,21 +156,35 @@ impl Args {
                 a.path.levels().len()
             );
         }
+        let reference = match &self.random_from {
+            Some(dir) => Some(search::tasks::compare_reference::read_plan(dir)?),
+            None => None,
+        };
         let plan = ComparePlan {
             search: if searched.is_some() { None } else { search },
             searched,
             blocks,
             layers,
             retrain,
-            random: self.random.unwrap_or(8),
+            random: self.random.or(reference.as_ref().map(|r| r.random)).unwrap_or(8),
             seeds: self.seeds.unwrap_or(2),
             draw_seed: self.seed,
             skip_control: self.skip_control.unwrap_or(0),
             searches: self.searches.unwrap_or(1),
             select: self.select,
             select_seeds: self.select_seeds.unwrap_or(1),
+            random_seeds: self.random_seeds.or(reference.as_ref().map(ComparePlan::random_seeds)),
+            random_from: match &self.random_from {
+                Some(dir) => {
+                    Some(std::fs::canonicalize(dir).with_context(|| format!("--random-from {}", dir.display()))?)
+                }
+                None => None,
+            },
         };
         plan.validate()?;
+        if let (Some(reference), Some(dir)) = (&reference, &plan.random_from) {
+            search::tasks::compare_reference::check(&plan, reference, dir)?;
+        }
         Ok(plan)
     }
 }

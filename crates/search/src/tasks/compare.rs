@@ -79,6 +79,15 @@ pub struct ComparePlan {
     /// held-out score the mean over folds and seeds.
     #[serde(default = "one")]
     pub select_seeds: usize,
+    /// Retraining seeds per random draw, when not [`ComparePlan::seeds`] (`--random-seeds`): a
+    /// reference of 8 draws × 2 seeds serves a searched network measured with 6.
+    #[serde(default)]
+    pub random_seeds: Option<usize>,
+    /// The comparison whose finished retrainings of the same random draws, with the same
+    /// retraining config, were taken over instead of being run again (`--random-from`;
+    /// `tasks::compare_reference`).
+    #[serde(default)]
+    pub random_from: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -99,6 +108,7 @@ pub struct Growth {
     /// Turns the selection on (it cannot be turned off).
     pub select: bool,
     pub select_seeds: Option<usize>,
+    pub random_seeds: Option<usize>,
 }
 
 /// Which group an architecture belongs to.
@@ -163,6 +173,10 @@ pub struct EntryReport {
 pub struct CompareReport {
     pub entries: Vec<EntryReport>,
     pub seeds: usize,
+    /// Retraining seeds of each random draw (the most any has).
+    pub random_seeds: usize,
+    /// The comparison the random draws' retrainings were taken over from (`--random-from`).
+    pub random_from: Option<PathBuf>,
     /// The random architectures' means: their mean and sample sd (over architectures).
     pub random_mean: f64,
     pub random_sd: f64,
@@ -453,10 +467,22 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
     let out = &options.out;
     let searched = searched(options)?;
     let entries = options.plan.entries(&searched)?;
-    let saved = if options.ranks.rank() == 0 { save_architectures(out, &entries) } else { Ok(()) };
+    let results = out.join("results");
+    let saved = if options.ranks.rank() == 0 {
+        save_architectures(out, &entries).and_then(|()| {
+            std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
+            match &options.plan.random_from {
+                Some(reference) => {
+                    crate::tasks::compare_reference::import_random(reference, &results, &entries, &options.plan)
+                }
+                None => Ok(()),
+            }
+        })
+    } else {
+        Ok(())
+    };
     options.ranks.from_rank0(saved.map(|()| Vec::new()))?;
     let units = options.plan.units(&entries);
-    let results = out.join("results");
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let (rank, size) = (options.ranks.rank(), options.ranks.size());
     // Each unit's mIoU as f64 bits, on the rank that ran it (0 elsewhere): summed across the
@@ -494,7 +520,8 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
             None => mious[unit.entry].push(f64::from_bits(b)),
         }
     }
-    let report = summarise(&entries, mious, options.plan.seeds, &holdout);
+    let mut report = summarise(&entries, mious, options.plan.seeds, &holdout);
+    report.random_from = options.plan.random_from.clone();
     if let Some(selection) = &report.selection {
         // The picked network, ready for `search train --arch`.
         let entry = entries.iter().find(|e| e.name == selection.selected).expect("selected from the entries");
@@ -630,6 +657,11 @@ impl ComparePlan {
         raise("--skip-control", &mut plan.skip_control, growth.skip_control)?;
         raise("--searches", &mut plan.searches, growth.searches)?;
         raise("--select-seeds", &mut plan.select_seeds, growth.select_seeds)?;
+        if let Some(to) = growth.random_seeds {
+            let mut count = self.random_seeds();
+            raise("--random-seeds", &mut count, Some(to))?;
+            plan.random_seeds = Some(count);
+        }
         plan.select |= growth.select;
         plan.validate()?;
         Ok(plan)
@@ -644,6 +676,20 @@ impl ComparePlan {
             searches: Some(self.searches),
             select: self.select,
             select_seeds: Some(self.select_seeds),
+            random_seeds: self.random_seeds,
+        }
+    }
+
+    /// Retraining seeds per random draw: `random_seeds`, else `seeds`.
+    pub fn random_seeds(&self) -> usize {
+        self.random_seeds.unwrap_or(self.seeds)
+    }
+
+    /// Retraining seeds of an entry of `kind` (selection units aside).
+    fn seeds_of(&self, kind: EntryKind) -> usize {
+        match kind {
+            EntryKind::Random => self.random_seeds(),
+            _ => self.seeds,
         }
     }
 
@@ -654,6 +700,11 @@ impl ComparePlan {
         anyhow::ensure!(seeds >= 1, "--seeds {seeds}: at least one retraining per architecture");
         crate::limits::check_draws("--random", self.random)?;
         anyhow::ensure!(seeds <= 1000, "--seeds {seeds}: over the limit of 1000 retrainings per architecture");
+        let random_seeds = self.random_seeds();
+        anyhow::ensure!(
+            (1..=1000).contains(&random_seeds),
+            "--random-seeds {random_seeds}: from 1 to 1000 retrainings per random draw"
+        );
         let searches = self.searches;
         anyhow::ensure!((1..=100).contains(&searches), "--searches {searches}: from 1 to 100 searches");
         anyhow::ensure!(
@@ -678,8 +729,9 @@ impl ComparePlan {
 
     /// The retrainings: with `select`, two selection units per searched entry and selection seed
     /// first (they decide which search is picked: trained on trainA scored on trainB, and the
-    /// other way round; seed-major), then every entry for every seed, seed-major, so that a
-    /// comparison stopped early has every architecture's first seeds.
+    /// other way round; seed-major), then every entry for every seed it has (random draws
+    /// [`ComparePlan::random_seeds`], the others `seeds`), seed-major, so that a comparison
+    /// stopped early has every architecture's first seeds.
     pub fn units(&self, entries: &[Entry]) -> Vec<Unit> {
         // The split of the first search: the halves it searched on.
         let split = self.search.as_ref().map_or(0, |s| s.seed);
@@ -693,8 +745,14 @@ impl ComparePlan {
                 })
             })
         });
-        let seeds = (0..self.seeds as u64)
-            .flat_map(|seed| (0..entries.len()).map(move |entry| Unit { entry, seed, holdout: None }));
+        let most = self.seeds.max(self.random_seeds()) as u64;
+        let seeds = (0..most).flat_map(|seed| {
+            entries
+                .iter()
+                .enumerate()
+                .filter(move |(_, e)| seed < self.seeds_of(e.kind) as u64)
+                .map(move |(entry, _)| Unit { entry, seed, holdout: None })
+        });
         select.chain(seeds).collect()
     }
 }
@@ -781,6 +839,8 @@ pub fn summarise(entries: &[Entry], mious: Vec<Vec<f64>>, seeds: usize, holdout:
     };
     let selection = select(&reports, holdout, &random_means, random, retraining_sd);
     CompareReport {
+        random_seeds: of(EntryKind::Random).map(|r| r.mious.len()).max().unwrap_or(0),
+        random_from: None,
         retraining_sd,
         searched_sd_above_se: sd_above_se(searched_se, &random_means, random),
         selection,
@@ -938,8 +998,14 @@ pub fn markdown(r: &CompareReport) -> String {
         let sd = r
             .searched_sd_above_random
             .map_or("n/a (fewer than two random draws)".into(), |s| with_se(s, r.searched_sd_above_se));
+        let seeds =
+            if r.random_seeds == r.seeds { String::new() } else { format!(", {} seed(s) each", r.random_seeds) };
+        let from = r
+            .random_from
+            .as_ref()
+            .map_or(String::new(), |d| format!(", their retrainings taken over from {}", d.display()));
         format!(
-            "random architectures: {} ± {} % (mean ± sd of {drawn} architectures' means); searched − random mean = {sd} random sd (target ≥ +1){}",
+            "random architectures: {} ± {} % (mean ± sd of {drawn} architectures' means{seeds}{from}); searched − random mean = {sd} random sd (target ≥ +1){}",
             pct(r.random_mean),
             pct(r.random_sd),
             target_verdict(r.searched_sd_above_random, r.random_sd, r.searched_sd_above_se, r.searches)
@@ -1056,6 +1122,8 @@ mod tests {
             searches: 1,
             select: false,
             select_seeds: 1,
+            random_seeds: None,
+            random_from: None,
         };
         let entries = plan.entries(std::slice::from_ref(&searched)).unwrap();
         let kinds: Vec<EntryKind> = entries.iter().map(|e| e.kind).collect();
@@ -1104,6 +1172,8 @@ mod tests {
             searches: 2,
             select: true,
             select_seeds: 1,
+            random_seeds: None,
+            random_from: None,
         };
         let entries = plan.entries(&searched).unwrap();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();

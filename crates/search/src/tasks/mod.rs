@@ -8,12 +8,14 @@
 //! - [`demo`]: the whole chain on built-in synthetic data against random architectures;
 //! - [`random`]: architectures drawn at random from the search space;
 //! - [`compare`]: `search compare`, the searched architecture against random draws and
-//!   hand-designed baselines, each retrained for several seeds ([`compare_stats`]: the tests);
+//!   hand-designed baselines, each retrained for several seeds ([`compare_stats`]: the tests;
+//!   [`compare_reference`]: another comparison's random retrainings taken over);
 //! - [`bench`], [`bench_data`]: the time and memory of search steps and of the data path.
 
 pub mod bench;
 pub mod bench_data;
 pub mod compare;
+pub mod compare_reference;
 pub mod compare_stats;
 pub mod demo;
 pub mod random;
