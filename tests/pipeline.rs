@@ -178,6 +178,20 @@ fn a_resumed_search_ends_exactly_where_an_uninterrupted_one_does() {
         assert!((node[0] - node[1] - want).abs() < 1e-6, "layer {l}: {node:?} against the margin {want}");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    // `path_stable`: the decoded path has stood since the first architecture epoch of its last
+    // unbroken run, as the epoch rows show it (and across the resume, checked above).
+    let rows: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let arch_epochs: Vec<(u64, &serde_json::Value)> = rows
+        .iter()
+        .filter(|r| r["kind"] == "epoch" && r["arch_active"] == true)
+        .map(|r| (r["epoch"].as_u64().unwrap(), &r["path"]))
+        .collect();
+    let (last_epoch, last_path) = *arch_epochs.last().expect("architecture epochs");
+    let since = arch_epochs.iter().rev().take_while(|(_, p)| *p == last_path).last().unwrap().0;
+    let stable = &final_arch["path_stable"];
+    assert_eq!(stable["since_epoch"].as_u64(), Some(since), "{final_arch}");
+    assert_eq!(stable["epochs"].as_u64(), Some(last_epoch + 1 - since), "{final_arch}");
+    assert_eq!(stable["of_arch_epochs"].as_u64(), Some(arch_epochs.len() as u64), "{final_arch}");
     // Arch steps at global steps 2..=5 of 6: τ = 0.5 + 0.5 (1 − t), t = 0, ¼, ½, ¾.
     for tau in ["1.0", "0.875", "0.75", "0.625"] {
         assert!(metrics.contains(&format!("\"temperature\":{tau}")), "τ = {tau} is logged");

@@ -66,6 +66,29 @@ struct SearchState {
     /// The path's layers fixed so far by `[arch.progressive] path`, from layer 0 on.
     #[serde(default)]
     path_decisions: Vec<trellis::progressive::PathDecision>,
+    /// The decoded path at the last epoch's end and the first architecture epoch of its
+    /// unbroken run (absent before the first architecture epoch, and in older checkpoints).
+    #[serde(default)]
+    path_since: Option<PathSince>,
+}
+
+/// How long the decoded path has stood: `path` decoded at the end of every epoch from `epoch`
+/// on (architecture epochs only: before them β is uniform).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PathSince {
+    path: Vec<u8>,
+    epoch: usize,
+}
+
+impl PathSince {
+    /// Follows the decoded `path` at the end of `epoch`: the same path keeps its start, another
+    /// starts anew.
+    fn follow(previous: Option<PathSince>, path: &[u8], epoch: usize) -> PathSince {
+        match previous {
+            Some(p) if p.path == path => p,
+            _ => PathSince { path: path.to_vec(), epoch },
+        }
+    }
 }
 
 /// Checks the data against the transform before any training: the train split must exist and
@@ -318,6 +341,9 @@ impl Task for Search<'_> {
             }
         }
         let decoded = self.decode()?;
+        if epoch >= self.config.arch_start_epoch {
+            self.state.path_since = Some(PathSince::follow(self.state.path_since.take(), decoded.path.levels(), epoch));
+        }
         let mut record = decoded.clone();
         record.extra.insert("epoch".into(), serde_json::json!(epoch));
         let weights = tch::no_grad(|| self.arch.decision_weights());
@@ -492,6 +518,7 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             loss_scale: None,
             decisions: Vec::new(),
             path_decisions: Vec::new(),
+            path_since: None,
         },
         loader_a,
         loader_b,
@@ -615,6 +642,33 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
             }
         );
     }
+    // Whether the path had settled: β can still be moving when the search stops, and then the
+    // decoded path is one epoch's snapshot (docs/pipeline.md, "Had the path settled?").
+    if let Some(since) = &task.state.path_since {
+        let epochs = config.epochs - since.epoch;
+        let arch_epochs = config.epochs - config.arch_start_epoch;
+        decoded.extra.insert(
+            "path_stable".into(),
+            serde_json::json!({ "since_epoch": since.epoch, "epochs": epochs, "of_arch_epochs": arch_epochs }),
+        );
+        if epochs <= 1 && arch_epochs > 1 {
+            warn!(
+                epoch = since.epoch,
+                "the decoded path changed at the end of the last epoch (epoch {}): β was still moving when the \
+                 search stopped, so the path is one epoch's snapshot; a longer search (budget_steps), or several \
+                 searches with one picked on held-out data (search compare --searches N --select), gives a path \
+                 that does not hang on when the search stopped",
+                since.epoch
+            );
+        } else {
+            info!(
+                epochs,
+                of = arch_epochs,
+                since = since.epoch,
+                "the decoded path has stood for the last {epochs} of {arch_epochs} architecture epochs"
+            );
+        }
+    }
     if near_tie {
         warn!(
             margin = margins.closest,
@@ -629,4 +683,19 @@ pub fn run(options: SearchOptions) -> Result<SearchOutcome> {
     }
     info!(run = %dir.root().display(), cell = %serde_json::to_string(&decoded.cell)?, path = ?decoded.path.levels(), "search finished");
     Ok(SearchOutcome::Finished(decoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathSince;
+
+    #[test]
+    fn a_path_stands_from_the_epoch_it_was_first_decoded() {
+        let a = PathSince::follow(None, &[0, 0, 1], 4);
+        assert_eq!(a, PathSince { path: vec![0, 0, 1], epoch: 4 });
+        let kept = PathSince::follow(Some(a), &[0, 0, 1], 5);
+        assert_eq!(kept.epoch, 4, "the same path keeps its start");
+        let moved = PathSince::follow(Some(kept), &[0, 1, 1], 6);
+        assert_eq!(moved, PathSince { path: vec![0, 1, 1], epoch: 6 });
+    }
 }
