@@ -157,7 +157,7 @@ impl Args {
             );
         }
         let reference = match &self.random_from {
-            Some(dir) => Some(search::tasks::compare_reference::read_plan(dir)?),
+            Some(dir) => Some(ComparePlan::read_reference(dir)?),
             None => None,
         };
         let plan = ComparePlan {
@@ -183,7 +183,7 @@ impl Args {
         };
         plan.validate()?;
         if let (Some(reference), Some(dir)) = (&reference, &plan.random_from) {
-            search::tasks::compare_reference::check(&plan, reference, dir)?;
+            plan.check_reference(reference, dir)?;
         }
         Ok(plan)
     }

@@ -472,9 +472,7 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
         save_architectures(out, &entries).and_then(|()| {
             std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
             match &options.plan.random_from {
-                Some(reference) => {
-                    crate::tasks::compare_reference::import_random(reference, &results, &entries, &options.plan)
-                }
+                Some(reference) => options.plan.take_over_random(reference, &results, &entries),
                 None => Ok(()),
             }
         })
@@ -678,6 +676,70 @@ impl ComparePlan {
             select_seeds: Some(self.select_seeds),
             random_seeds: self.random_seeds,
         }
+    }
+
+    /// The plan of the comparison in `dir` (`--random-from DIR`), checked.
+    pub fn read_reference(dir: &Path) -> Result<ComparePlan> {
+        let path = dir.join("plan.json");
+        let text = seg::limits::read_text(&path).with_context(|| {
+            format!("--random-from {}: reading {} (is it a comparison folder?)", dir.display(), path.display())
+        })?;
+        let plan: ComparePlan = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        plan.validate().with_context(|| format!("checking {}", path.display()))?;
+        Ok(plan)
+    }
+
+    /// Refuses a reference comparison (in `dir`) whose random draws' retrainings would not be
+    /// this plan's: another space, draw seed or retraining config (the differing keys named).
+    pub fn check_reference(&self, reference: &ComparePlan, dir: &Path) -> Result<()> {
+        let name = dir.display();
+        if (self.blocks, self.layers) != (reference.blocks, reference.layers) {
+            bail!(
+                "--random-from {name}: its space has B = {} and L = {}, this comparison's B = {} and L = {}",
+                reference.blocks,
+                reference.layers,
+                self.blocks,
+                self.layers
+            );
+        }
+        if self.draw_seed != reference.draw_seed {
+            bail!(
+                "--random-from {name}: its random architectures were drawn with --seed {}, this comparison's with \
+                 --seed {}",
+                reference.draw_seed,
+                self.draw_seed
+            );
+        }
+        let keys = crate::tasks::compare_reference::differing_keys(
+            &serde_json::to_value(&self.retrain)?,
+            &serde_json::to_value(&reference.retrain)?,
+        );
+        if !keys.is_empty() {
+            bail!(
+                "--random-from {name}: its retraining config differs in {}; its runs would not be this comparison's \
+                 (give the same --retrain-config, --set-retrain and --data, or retrain the random draws here)",
+                keys.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes over the reference comparison's finished retrainings of the random `entries` into
+    /// `results` (`tasks::compare_reference::take_over`), once: with every one already there
+    /// (a resumed comparison) the reference is not read again.
+    fn take_over_random(&self, reference: &Path, results: &Path, entries: &[Entry]) -> Result<()> {
+        let draws: Vec<(&str, &Architecture)> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Random)
+            .map(|e| (e.name.as_str(), &e.architecture))
+            .collect();
+        let seeds = self.random_seeds();
+        let have = |name: &str, k: usize| results.join(format!("{name}-seed{k}.json")).is_file();
+        if draws.iter().all(|(name, _)| (0..seeds).all(|k| have(name, k))) {
+            return Ok(());
+        }
+        self.check_reference(&Self::read_reference(reference)?, reference)?;
+        crate::tasks::compare_reference::take_over(reference, results, &draws, seeds)
     }
 
     /// Retraining seeds per random draw: `random_seeds`, else `seeds`.
