@@ -139,3 +139,24 @@ fn a_full_disk_is_an_error_and_never_leaves_broken_files() {
     std::fs::remove_dir_all(&run).unwrap();
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// The tests' temp folders and files of processes that are gone are swept away (a dead pid above any
+/// pid_max), those of live processes and other folders are kept.
+#[test]
+fn stale_test_folders_are_swept() {
+    let root = temp("sweep");
+    let dead = root.join("adl-test-999999999-run");
+    let dead_bare = root.join("adl-config-999999999");
+    let live = root.join(format!("adl-eval-{}-data", std::process::id()));
+    let other = root.join("adl-test-notapid-x");
+    for dir in [&dead, &dead_bare, &live, &other] {
+        std::fs::create_dir_all(dir.join("inside")).unwrap();
+    }
+    let dead_file = root.join("adl-test-999999999-table.json");
+    std::fs::write(&dead_file, "{}").unwrap();
+    common::sweep_stale(&root);
+    assert!(!dead.exists() && !dead_bare.exists(), "the dead process's folders are removed");
+    assert!(!dead_file.exists(), "and its files");
+    assert!(live.exists() && other.exists(), "a live process's folder and a foreign one are kept");
+    let _ = std::fs::remove_dir_all(root);
+}
