@@ -468,20 +468,17 @@ pub fn run(options: &CompareOptions) -> Result<Option<CompareReport>> {
     let searched = searched(options)?;
     let entries = options.plan.entries(&searched)?;
     let results = out.join("results");
+    std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let saved = if options.ranks.rank() == 0 {
-        save_architectures(out, &entries).and_then(|()| {
-            std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
-            match &options.plan.random_from {
-                Some(reference) => options.plan.take_over_random(reference, &results, &entries),
-                None => Ok(()),
-            }
+        save_architectures(out, &entries).and_then(|()| match &options.plan.random_from {
+            Some(reference) => options.plan.take_over_random(reference, &results, &entries),
+            None => Ok(()),
         })
     } else {
         Ok(())
     };
     options.ranks.from_rank0(saved.map(|()| Vec::new()))?;
     let units = options.plan.units(&entries);
-    std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let (rank, size) = (options.ranks.rank(), options.ranks.size());
     // Each unit's mIoU as f64 bits, on the rank that ran it (0 elsewhere): summed across the
     // ranks, every rank has all of them, without a shared file system.
